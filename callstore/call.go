@@ -1,0 +1,185 @@
+package callstore
+
+// This file is the store's data model: what one leg of a call is, and what
+// a committed change looks like. The values are plain data; the telephony
+// rules that produce them live in package pbx, and the wire form in
+// package server.
+
+// State is the call state of the reference (call.state).
+type State uint8
+
+// The call states. StateUnspecified is never stored.
+const (
+	StateUnspecified State = iota
+	StateDown
+	StateDial
+	StateRing
+	StateUp
+	StateHold
+	StatePark
+	StateDead
+)
+
+var stateNames = [...]string{"unspecified", "down", "dial", "ring", "up", "hold", "park", "dead"}
+
+// String returns the reference's name of the state ("ring", "up", ...).
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "invalid"
+}
+
+// NRState is the near-end (Asterisk channel) state (call.nrState).
+type NRState uint8
+
+// The near-end states. NRUnspecified is never stored.
+const (
+	NRUnspecified NRState = iota
+	NRDown
+	NRDial
+	NRRing // the line rings toward the PBX: the caller's side
+	NRRinging
+	NRUp
+	NRHold
+	NRPark
+	NRDead
+)
+
+var nrStateNames = [...]string{"unspecified", "down", "dial", "ring", "ringing", "up", "hold", "park", "dead"}
+
+// String returns the reference's name of the near-end state.
+func (s NRState) String() string {
+	if int(s) < len(nrStateNames) {
+		return nrStateNames[s]
+	}
+	return "invalid"
+}
+
+// Party is the side of the call a leg is on (call.party).
+type Party uint8
+
+// The parties.
+const (
+	PartyUnspecified Party = iota
+	PartyUnknown
+	PartyCaller
+	PartyCallee
+)
+
+// Features is a bit set of what the device can be told to do with the call
+// right now (call.features).
+type Features uint8
+
+// The features.
+const (
+	FeatureHold Features = 1 << iota
+	FeatureTalk
+	FeatureAnswer
+)
+
+// JSState is the WebRTC session state (call.jsState). JSNone marks a leg
+// on a device that is not WebRTC.
+type JSState uint8
+
+// The WebRTC session states.
+const (
+	JSNone JSState = iota
+	JSUnknown
+	JSTrying
+	JSProgress
+	JSConfirmed
+	JSCancelled
+	JSBusy
+	JSRejected
+	JSUnavailable
+	JSTerminated
+)
+
+// JSInfo is the WebRTC session information (call.jsInfo); its state is
+// Call.JSState.
+type JSInfo struct {
+	Established bool
+	Ended       bool
+	HoldLocal   bool
+	HoldRemote  bool
+	MutedAudio  bool
+	MutedVideo  bool
+}
+
+// ExtensionType is what dialling an extension reaches.
+type ExtensionType uint8
+
+// The extension types.
+const (
+	ExtUnspecified ExtensionType = iota
+	ExtDevice
+	ExtRingAll
+	ExtHunt
+	ExtQueue
+	ExtPark
+)
+
+// ExtensionRef is the extension a call was most recently received via.
+type ExtensionRef struct {
+	Number  string
+	Company string
+	Type    ExtensionType
+	Name    string
+}
+
+// Call is one leg: one call on one device or in a queue. A *Call handed
+// out by the store is immutable: a change commits a new value, so readers
+// never see a half-applied change. Copy it (c2 := *c) to derive the next
+// version.
+type Call struct {
+	UID           int64  // API identifier, never reused in a process
+	ID            string // PBX identifier (may be reused by the PBX)
+	CID           string // channel identifier on the device
+	Device        string // device name, e.g. "SIP/201"
+	DeviceCompany string // company of the device: visibility and filters
+	OwnerID       int64  // contact id of the device's owner, 0 if none
+	OwnerLogin    string // login of the device's owner, "" if none
+
+	Label, Name, Number string // the other party
+	QName, QNumber      string // the calling party while in a queue
+
+	StampMillis int64 // started, epoch ms
+	StartMillis int64 // first answered, epoch ms; 0 until then
+	InQ, OutQ   int64 // queue entry / exit, epoch seconds; 0 if none
+	QCallUID    int64 // bridged call if answered by a queue agent, 0 if none
+
+	Company    string        // target company of an inbound call
+	DTMF       string        // collected DTMF digits
+	HasDTMF    bool          // DTMF was collected at least once (dtmfString non-null)
+	Extension  *ExtensionRef // received via, nil if undetermined (shared, immutable)
+	Cause      int32         // Q.850 cause, only when dead
+	CauseTxt   string        // cause text, only when dead
+	Party      Party
+	Features   Features
+	State      State
+	NRState    NRState
+	JSState    JSState
+	JSInfo     JSInfo
+	PeerUID    int64 // leg this one is bridged to, 0 if none (internal to the switch)
+}
+
+// Dead reports whether the leg has ended.
+func (c *Call) Dead() bool { return c.State == StateDead }
+
+// EventType is the reference's event name.
+type EventType uint8
+
+// The event types. A leg that ends is an EventUpdate with StateDead.
+const (
+	EventUnspecified EventType = iota
+	EventNew
+	EventUpdate
+	EventTransfer
+)
+
+// XferLeg names one call of the bridge a transfer created (xfer_data).
+type XferLeg struct {
+	UID int64
+	ID  string
+}
