@@ -1,0 +1,53 @@
+# callcontrold — run `make help` for the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+TOOL := go tool -modfile=tools/go.mod
+BIN  := bin
+
+.PHONY: help
+help: ## Describe the targets
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## Run the service on its embedded defaults (localhost:50051)
+	go run ./cmd/callcontrold
+
+.PHONY: build
+build: ## Build callcontrold and callctl into bin/
+	go build -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: ## Run all tests with the race detector
+	go test -race -count=1 ./...
+
+.PHONY: generate
+generate: ## Regenerate gen/ from proto/
+	$(TOOL) buf generate
+
+.PHONY: check-generate
+check-generate: generate ## Regenerate and fail if gen/ was stale
+	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run 'make generate' and commit"; exit 1; }
+
+.PHONY: lint
+lint: ## buf lint, buf format check, gofmt, go vet
+	$(TOOL) buf lint
+	$(TOOL) buf format -d --exit-code
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	go vet ./...
+
+.PHONY: breaking
+breaking: ## buf breaking against the previous commit (when it had the proto)
+	@if git cat-file -e HEAD~1:proto 2>/dev/null; then \
+		$(TOOL) buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "no proto in HEAD~1: nothing to compare"; fi
+
+.PHONY: bench
+bench: ## Benchmarks: callstore in-process and the gRPC load client (see docs/BENCHMARKS.md)
+	go test -run '^$$' -bench . -benchmem ./callstore/
+	go run ./cmd/callbench
+
+.PHONY: tools
+tools: ## Build the pinned tools (buf, generators, grpcurl, grpc-health-probe)
+	go build -modfile=tools/go.mod -o /dev/null tool
