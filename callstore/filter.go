@@ -1,0 +1,144 @@
+package callstore
+
+import "slices"
+
+// Filter selects legs: AND across the non-empty fields, OR within a field.
+// An empty field does not restrict. The zero Filter matches every leg.
+type Filter struct {
+	UIDs      []int64     // leg uid is one of these
+	Devices   []string    // Call.Device is one of these
+	Companies []string    // Call.DeviceCompany is one of these
+	States    []State     // Call.State is one of these
+	Types     []EventType // watch only: the event type is one of these; ignored by Matches and List
+}
+
+// Matches reports whether c matches every non-empty field of f except
+// Types (an event property, not a leg property). A nil filter matches all.
+func (f *Filter) Matches(c *Call) bool {
+	if f == nil {
+		return true
+	}
+	return (len(f.UIDs) == 0 || slices.Contains(f.UIDs, c.UID)) &&
+		(len(f.Devices) == 0 || slices.Contains(f.Devices, c.Device)) &&
+		(len(f.Companies) == 0 || slices.Contains(f.Companies, c.DeviceCompany)) &&
+		(len(f.States) == 0 || slices.Contains(f.States, c.State))
+}
+
+// smallSet is the size up to which a linear scan beats a map lookup.
+const smallSet = 8
+
+// set is a membership test compiled from a filter field: a slice while
+// small, a map beyond. Empty means "no restriction".
+type set[K comparable] struct {
+	list []K
+	m    map[K]struct{}
+}
+
+func newSet[K comparable](ks []K) set[K] {
+	if len(ks) <= smallSet {
+		return set[K]{list: slices.Clone(ks)}
+	}
+	m := make(map[K]struct{}, len(ks))
+	for _, k := range ks {
+		m[k] = struct{}{}
+	}
+	return set[K]{m: m}
+}
+
+func (s *set[K]) empty() bool { return len(s.list) == 0 && len(s.m) == 0 }
+
+func (s *set[K]) has(k K) bool {
+	if s.m != nil {
+		_, ok := s.m[k]
+		return ok
+	}
+	return slices.Contains(s.list, k)
+}
+
+// keys returns the distinct members.
+func (s *set[K]) keys() []K {
+	if s.m == nil {
+		out := make([]K, 0, len(s.list))
+		for _, k := range s.list {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	out := make([]K, 0, len(s.m))
+	for k := range s.m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// matcher is a Filter plus a visibility predicate, compiled for the
+// fan-out: it is immutable once built, so the committer and replaying
+// consumers may use it concurrently.
+type matcher struct {
+	uids      set[int64]
+	devices   set[string]
+	companies set[string]
+	states    uint32 // bit per State; 0 = any
+	types     uint32 // bit per EventType; 0 = any
+	visible   func(*Call) bool
+}
+
+func compile(f *Filter, visible func(*Call) bool) *matcher {
+	m := &matcher{visible: visible}
+	if f == nil {
+		return m
+	}
+	m.uids = newSet(f.UIDs)
+	m.devices = newSet(f.Devices)
+	m.companies = newSet(f.Companies)
+	for _, st := range f.States {
+		m.states |= 1 << (st & 31)
+	}
+	for _, t := range f.Types {
+		m.types |= 1 << (t & 31)
+	}
+	return m
+}
+
+// match reports whether c is in the view: filter (without Types) and
+// visibility.
+func (m *matcher) match(c *Call) bool {
+	if m.states != 0 && m.states&(1<<(c.State&31)) == 0 {
+		return false
+	}
+	if !m.uids.empty() && !m.uids.has(c.UID) {
+		return false
+	}
+	if !m.devices.empty() && !m.devices.has(c.Device) {
+		return false
+	}
+	if !m.companies.empty() && !m.companies.has(c.DeviceCompany) {
+		return false
+	}
+	return m.visible == nil || m.visible(c)
+}
+
+// event computes what the change at position idx of its commit means to
+// this view; ok is false when the watcher does not hear of it. The fan-out
+// and the history replay both use it, so they cannot disagree.
+func (m *matcher) event(ch *histChange, idx int) (ev WatchEvent, ok bool) {
+	if m.types != 0 && m.types&(1<<(ch.typ&31)) == 0 {
+		return WatchEvent{}, false
+	}
+	wasIn := ch.prev != nil && m.match(ch.prev)
+	isIn := m.match(ch.call)
+	var v ViewChange
+	switch {
+	case wasIn && isIn:
+		v = ViewStayed
+	case isIn:
+		v = ViewEntered
+	case wasIn:
+		v = ViewLeft
+	default:
+		return WatchEvent{}, false
+	}
+	return WatchEvent{Type: ch.typ, View: v, Call: ch.call, Xfer: ch.xfer, Index: idx}, true
+}

@@ -1,0 +1,47 @@
+package callstore
+
+// histChange is one change as committed: the new value and the live value
+// it replaced (nil for EventNew), which is what a view transition needs.
+type histChange struct {
+	typ  EventType
+	call *Call
+	prev *Call
+	xfer []XferLeg // shared, immutable
+}
+
+// histEntry is one committed revision.
+type histEntry struct {
+	rev     int64
+	changes []histChange
+}
+
+// history is a ring buffer of the last size revisions. Revision r lives in
+// slot (r-1) % size; the buffer grows to size lazily, so a small store
+// costs little. Every revision is pushed, in order, so the slots hold
+// exactly revisions cur-len+1 .. cur.
+type history struct {
+	buf  []histEntry
+	size int
+}
+
+func (h *history) push(rev int64, changes []histChange) {
+	if len(h.buf) < h.size {
+		h.buf = append(h.buf, histEntry{rev: rev, changes: changes})
+		return
+	}
+	h.buf[(rev-1)%int64(h.size)] = histEntry{rev: rev, changes: changes}
+}
+
+// oldest returns the oldest revision a watch can resume after, given the
+// current revision: revisions oldest+1 .. cur are retained. A fresh store
+// returns 0.
+func (h *history) oldest(cur int64) int64 { return cur - int64(len(h.buf)) }
+
+// get returns revision rev, which the caller has checked is retained.
+func (h *history) get(rev int64) *histEntry {
+	e := &h.buf[(rev-1)%int64(h.size)]
+	if e.rev != rev {
+		panic("callstore: history slot holds another revision")
+	}
+	return e
+}

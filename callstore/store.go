@@ -1,0 +1,314 @@
+package callstore
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Options configures a Store. Zero values take the defaults.
+type Options struct {
+	HistorySize  int // revisions retained for resume; default 10000
+	WatcherQueue int // batches a watcher may have queued before it is treated as lagging; default 1024
+}
+
+// The defaults of Options.
+const (
+	DefaultHistorySize  = 10000
+	DefaultWatcherQueue = 1024
+)
+
+// Store is the revisioned set of live legs. All methods are safe for
+// concurrent use.
+type Store struct {
+	epoch uint64
+	qsize int
+
+	uid    atomic.Int64 // last allocated uid
+	rev    atomic.Int64 // last committed revision; stored under mu after the fan-out
+	nwatch atomic.Int64 // registered watchers
+	nlag   atomic.Int64 // lagging watchers
+
+	mu     sync.RWMutex
+	live   map[int64]*Call
+	byDev  map[string][]*Call // live legs per device, ascending uid
+	order  uidOrder
+	hist   history
+	closed bool
+
+	// Watcher indexes, guarded by mu. A watcher sits in exactly one of
+	// them: under each uid of its filter if it has uids, else under each
+	// device, else under each company, else in broad.
+	wUID      map[int64][]*Watcher
+	wDev      map[string][]*Watcher
+	wComp     map[string][]*Watcher
+	wBroad    []*Watcher
+	watchers  map[*Watcher]struct{}
+	changeSeq uint64     // numbers the changes of all commits, for de-duplicating index hits
+	touched   []*Watcher // scratch: watchers with events in the commit being fanned out
+}
+
+// New returns an empty store with a fresh random epoch.
+func New(opts Options) *Store {
+	if opts.HistorySize <= 0 {
+		opts.HistorySize = DefaultHistorySize
+	}
+	if opts.WatcherQueue <= 0 {
+		opts.WatcherQueue = DefaultWatcherQueue
+	}
+	s := &Store{
+		qsize:    opts.WatcherQueue,
+		live:     make(map[int64]*Call),
+		byDev:    make(map[string][]*Call),
+		hist:     history{size: opts.HistorySize},
+		wUID:     make(map[int64][]*Watcher),
+		wDev:     make(map[string][]*Watcher),
+		wComp:    make(map[string][]*Watcher),
+		watchers: make(map[*Watcher]struct{}),
+	}
+	for s.epoch == 0 {
+		s.epoch = rand.Uint64()
+	}
+	return s
+}
+
+// Epoch returns the store's epoch: random per New, never 0. A resume token
+// is (Epoch, revision); a token of another epoch is refused.
+func (s *Store) Epoch() uint64 { return s.epoch }
+
+// Revision returns the last committed revision (0 initially).
+func (s *Store) Revision() int64 { return s.rev.Load() }
+
+// OldestRevision returns the oldest revision a watch can resume after:
+// tokens with a revision >= OldestRevision() (and <= Revision()) are
+// resumable. A fresh store returns 0.
+func (s *Store) OldestRevision() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.hist.oldest(s.rev.Load())
+}
+
+// HistorySize returns how many revisions the store retains for resume.
+func (s *Store) HistorySize() int { return s.hist.size }
+
+// NewUID allocates a fresh leg uid: 1, 2, 3, ... never reused by this store.
+func (s *Store) NewUID() int64 { return s.uid.Add(1) }
+
+// Get returns the live leg uid.
+func (s *Store) Get(uid int64) (*Call, bool) {
+	s.mu.RLock()
+	c, ok := s.live[uid]
+	s.mu.RUnlock()
+	return c, ok
+}
+
+// ByDevice returns the live legs on device, in uid order.
+func (s *Store) ByDevice(device string) []*Call {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.byDev[device])
+}
+
+// Len returns the number of live legs.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.live)
+}
+
+// List returns the live legs that match f (ignoring f.Types) and visible
+// (nil: all), with uid > afterUID, in ascending uid order, at most limit
+// of them (limit <= 0: no limit), all read at revision rev.
+func (s *Store) List(f *Filter, visible func(*Call) bool, afterUID int64, limit int) (calls []*Call, rev int64) {
+	m := compile(f, visible)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.listLocked(m, afterUID, limit), s.rev.Load()
+}
+
+func (s *Store) listLocked(m *matcher, afterUID int64, limit int) []*Call {
+	full := func(out []*Call) bool { return limit > 0 && len(out) >= limit }
+	var out []*Call
+	switch {
+	case !m.uids.empty():
+		uids := m.uids.keys()
+		slices.Sort(uids)
+		for _, uid := range uids {
+			if c := s.live[uid]; uid > afterUID && c != nil && m.match(c) {
+				if out = append(out, c); full(out) {
+					break
+				}
+			}
+		}
+	case !m.devices.empty():
+		for _, d := range m.devices.keys() {
+			for _, c := range s.byDev[d] {
+				if c.UID > afterUID && m.match(c) {
+					out = append(out, c)
+				}
+			}
+		}
+		slices.SortFunc(out, func(a, b *Call) int { return cmp.Compare(a.UID, b.UID) })
+		if limit > 0 && len(out) > limit {
+			clear(out[limit:])
+			out = out[:limit]
+		}
+	default:
+		ids := s.order.ids
+		i, found := s.order.search(afterUID)
+		if found {
+			i++
+		}
+		for ; i < len(ids); i++ {
+			if ids[i] < 0 {
+				continue
+			}
+			if c := s.live[ids[i]]; m.match(c) {
+				if out = append(out, c); full(out) {
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Change is one leg's change within a commit.
+type Change struct {
+	Type EventType // EventNew, EventUpdate or EventTransfer
+	Call *Call     // the new immutable value (the caller must not modify it afterwards)
+	Xfer []XferLeg // EventTransfer only: the bridge the transfer created (copied)
+}
+
+// Commit applies all changes atomically as one revision and returns it.
+// Changes apply in order; a later change may update a leg an earlier one
+// created. It fails with ErrInvalidChange, wrapped with detail, and
+// applies nothing, for: no changes, a nil Call, a UID <= 0, EventNew for a
+// live uid, EventUpdate or EventTransfer of a uid that is not live, an
+// unknown event type, or StateUnspecified. A leg committed with StateDead
+// is delivered once to watchers and then removed from the live set.
+// Commit never blocks on watchers.
+func (s *Store) Commit(changes ...Change) (int64, error) {
+	if len(changes) == 0 {
+		return 0, fmt.Errorf("%w: no changes", ErrInvalidChange)
+	}
+	for i := range changes {
+		ch := &changes[i]
+		switch {
+		case ch.Call == nil:
+			return 0, fmt.Errorf("%w: change %d: nil call", ErrInvalidChange, i)
+		case ch.Call.UID <= 0:
+			return 0, fmt.Errorf("%w: change %d: uid %d", ErrInvalidChange, i, ch.Call.UID)
+		case ch.Type != EventNew && ch.Type != EventUpdate && ch.Type != EventTransfer:
+			return 0, fmt.Errorf("%w: change %d: unknown event type %d", ErrInvalidChange, i, ch.Type)
+		case ch.Call.State == StateUnspecified:
+			return 0, fmt.Errorf("%w: change %d: uid %d: unspecified state", ErrInvalidChange, i, ch.Call.UID)
+		}
+	}
+	hc := make([]histChange, len(changes))
+	s.mu.Lock()
+	if err := s.checkLiveLocked(changes); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	rev := s.rev.Load() + 1
+	for i := range changes {
+		ch := &changes[i]
+		c := ch.Call
+		prev := s.live[c.UID]
+		hc[i] = histChange{typ: ch.Type, call: c, prev: prev}
+		if ch.Type == EventTransfer && len(ch.Xfer) > 0 {
+			hc[i].xfer = slices.Clone(ch.Xfer)
+		}
+		s.applyLocked(prev, c)
+	}
+	s.hist.push(rev, hc)
+	if len(s.watchers) > 0 {
+		s.fanoutLocked(rev, hc)
+	}
+	s.rev.Store(rev)
+	s.mu.Unlock()
+	return rev, nil
+}
+
+// checkLiveLocked checks each change against the live set as the earlier
+// changes of the same commit leave it.
+func (s *Store) checkLiveLocked(changes []Change) error {
+	for i := range changes {
+		c := changes[i].Call
+		_, live := s.live[c.UID]
+		for j := i - 1; j >= 0; j-- { // commits are small: quadratic is cheapest
+			if changes[j].Call.UID == c.UID {
+				live = changes[j].Call.State != StateDead
+				break
+			}
+		}
+		if changes[i].Type == EventNew {
+			if live {
+				return fmt.Errorf("%w: change %d: new leg %d is already live", ErrInvalidChange, i, c.UID)
+			}
+		} else if !live {
+			return fmt.Errorf("%w: change %d: leg %d is not live", ErrInvalidChange, i, c.UID)
+		}
+	}
+	return nil
+}
+
+// applyLocked replaces prev (nil if none) by c in the live set and indexes.
+func (s *Store) applyLocked(prev, c *Call) {
+	dead := c.State == StateDead
+	if prev != nil && (dead || prev.Device != c.Device) {
+		s.devRemove(prev)
+	}
+	switch {
+	case dead:
+		if prev != nil {
+			delete(s.live, c.UID)
+			s.order.remove(c.UID)
+		}
+	case prev == nil:
+		s.live[c.UID] = c
+		s.order.insert(c.UID)
+		s.devAdd(c)
+	default:
+		s.live[c.UID] = c
+		if prev.Device != c.Device {
+			s.devAdd(c)
+		} else {
+			s.devReplace(c)
+		}
+	}
+}
+
+func devSearch(list []*Call, uid int64) (int, bool) {
+	return slices.BinarySearchFunc(list, uid, func(c *Call, uid int64) int { return cmp.Compare(c.UID, uid) })
+}
+
+func (s *Store) devAdd(c *Call) {
+	list := s.byDev[c.Device]
+	i, _ := devSearch(list, c.UID)
+	s.byDev[c.Device] = slices.Insert(list, i, c)
+}
+
+func (s *Store) devReplace(c *Call) {
+	list := s.byDev[c.Device]
+	if i, ok := devSearch(list, c.UID); ok {
+		list[i] = c // ByDevice returns copies, so in-place is safe
+	}
+}
+
+func (s *Store) devRemove(c *Call) {
+	list := s.byDev[c.Device]
+	i, ok := devSearch(list, c.UID)
+	if !ok {
+		return
+	}
+	if len(list) == 1 {
+		delete(s.byDev, c.Device)
+		return
+	}
+	s.byDev[c.Device] = slices.Delete(list, i, i+1)
+}

@@ -1,0 +1,414 @@
+package callstore
+
+import (
+	"slices"
+	"sync"
+)
+
+// ViewChange says how an event moves a leg relative to a watcher's view
+// (its Filter, without Types, and its visibility predicate).
+type ViewChange uint8
+
+// The view changes.
+const (
+	ViewUnspecified ViewChange = iota
+	ViewEntered                // the leg was not in the view (or is new) and now is
+	ViewStayed                 // the leg was and still is in the view (a dead leg's last event)
+	ViewLeft                   // the leg was in the view and no longer is; the event carries the new value
+)
+
+var viewNames = [...]string{"unspecified", "entered", "stayed", "left"}
+
+// String returns "entered", "stayed", "left" or "unspecified".
+func (v ViewChange) String() string {
+	if int(v) < len(viewNames) {
+		return viewNames[v]
+	}
+	return "invalid"
+}
+
+// WatchEvent is one change as one watcher sees it.
+type WatchEvent struct {
+	Type  EventType  // EventNew, EventUpdate or EventTransfer
+	View  ViewChange // how the change moves the leg in this watcher's view
+	Call  *Call      // the value after the change (shared, immutable)
+	Xfer  []XferLeg  // EventTransfer only (shared, immutable)
+	Index int        // position of the change within its commit: (revision, Index, View) identifies an encoding
+}
+
+// Batch is all the events of one revision for one watcher; a revision is
+// never split across batches.
+type Batch struct {
+	Revision int64
+	Events   []WatchEvent
+}
+
+// WatchRequest says what to watch and where to start.
+type WatchRequest struct {
+	Filter   Filter           // what to watch; Types restricts event types
+	Visible  func(*Call) bool // visibility predicate (auth), nil = all; applied on top of Filter in the fan-out: must be cheap and safe for concurrent use
+	Snapshot bool             // return the matching, visible live legs as of the start revision (ignored with Resume)
+	Resume   bool             // resume after (Epoch, Revision): exactly the later events, no snapshot
+	Epoch    uint64           // Resume: the token's epoch
+	Revision int64            // Resume: the token's revision
+}
+
+// Watcher receives the events of one watch. One goroutine consumes it:
+// wait on Ready, then Drain.
+type Watcher struct {
+	s     *Store
+	m     *matcher
+	ready chan struct{}
+
+	// Guarded by s.mu (held for writing by the committer).
+	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
+	touchRev   int64        // last revision this watcher got events in
+	pend       []WatchEvent // events of the commit being fanned out
+	registered bool
+
+	drainMu sync.Mutex // one Drain at a time: replay must not run twice
+
+	// Guarded by mu; lock order s.mu then mu. While lagging, the committer
+	// leaves the watcher alone and Drain replays history from next.
+	mu      sync.Mutex
+	queue   []Batch
+	lagging bool
+	next    int64 // lagging: the next revision to hand out
+	err     error // non-nil once ended
+	endRev  int64 // ended: the progress at the end
+}
+
+// replayBudget bounds the revisions one Drain of a lagging watcher scans
+// while holding the store's read lock, so catching up never stalls commits
+// for long; the watcher re-signals Ready to continue.
+const replayBudget = 4096
+
+// Watch registers a watcher, atomically with its snapshot: the watcher
+// gets exactly the events after startRev, no gap, no duplicate.
+//
+// Without Resume, startRev is the current revision and snapshot holds the
+// matching, visible live legs at it (if req.Snapshot; in uid order). With
+// Resume, startRev is req.Revision and the watcher first replays the
+// retained events after it; errors: ErrEpoch for a token of another
+// epoch, ErrFutureRevision beyond Revision(), *CompactedError (ErrCompacted)
+// before OldestRevision(). ErrClosed once the store is closed.
+func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev int64, err error) {
+	w = &Watcher{
+		s:     s,
+		m:     compile(&req.Filter, req.Visible),
+		ready: make(chan struct{}, 1),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, 0, ErrClosed
+	}
+	cur := s.rev.Load()
+	if req.Resume {
+		switch oldest := s.hist.oldest(cur); {
+		case req.Epoch != s.epoch:
+			return nil, nil, 0, ErrEpoch
+		case req.Revision > cur:
+			return nil, nil, 0, ErrFutureRevision
+		case req.Revision < oldest:
+			return nil, nil, 0, &CompactedError{Oldest: oldest}
+		}
+		s.registerLocked(w)
+		if req.Revision < cur {
+			w.lagging, w.next = true, req.Revision+1
+			s.nlag.Add(1)
+			w.signal()
+		}
+		return w, nil, req.Revision, nil
+	}
+	if req.Snapshot {
+		snapshot = s.listLocked(w.m, 0, 0)
+	}
+	s.registerLocked(w)
+	return w, snapshot, cur, nil
+}
+
+// Ready returns a channel that receives (coalesced) when batches are
+// queued or the watcher has ended. Call Drain after each receive.
+func (w *Watcher) Ready() <-chan struct{} { return w.ready }
+
+func (w *Watcher) signal() {
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Drain appends every queued batch to dst, in revision order. progress is
+// the revision up to which every matching event has now been handed out:
+// a valid resume token even when nothing matched for a while. err is
+// non-nil once the watcher has ended, after which no more batches come:
+// ErrClosed, or a *CompactedError if it fell behind the retained history.
+// Batches handed out with an error are still valid and precede the end.
+func (w *Watcher) Drain(dst []Batch) (batches []Batch, progress int64, err error) {
+	w.drainMu.Lock()
+	defer w.drainMu.Unlock()
+	// Every commit up to pub has finished its fan-out, so while the watcher
+	// is active, everything up to pub is in the queue or handed out.
+	pub := w.s.rev.Load()
+	w.mu.Lock()
+	dst, last := w.takeLocked(dst)
+	if w.err != nil {
+		defer w.mu.Unlock()
+		return dst, w.endRev, w.err
+	}
+	if !w.lagging {
+		w.mu.Unlock()
+		return dst, max(pub, last), nil
+	}
+	w.mu.Unlock()
+	return w.catchUp(dst)
+}
+
+// takeLocked moves the queue to dst; last is the revision of the last batch
+// moved, or 0.
+func (w *Watcher) takeLocked(dst []Batch) ([]Batch, int64) {
+	n := len(w.queue)
+	if n == 0 {
+		return dst, 0
+	}
+	last := w.queue[n-1].Revision
+	dst = append(dst, w.queue...)
+	if cap(w.queue) > 64 {
+		w.queue = nil // do not pin a burst's worth of memory per watcher
+	} else {
+		clear(w.queue)
+		w.queue = w.queue[:0]
+	}
+	return dst, last
+}
+
+// catchUp replays the retained history for a lagging watcher, at most
+// replayBudget revisions. Holding the store's read lock keeps commits out,
+// so reaching the current revision and becoming active again is atomic:
+// the next commit queues for the watcher, no gap, no duplicate.
+func (w *Watcher) catchUp(dst []Batch) ([]Batch, int64, error) {
+	s := w.s
+	s.mu.RLock()
+	w.mu.Lock()
+	if w.err != nil || !w.lagging { // ended (or, defensively, active) meanwhile
+		dst, last := w.takeLocked(dst)
+		prog, err := max(s.rev.Load(), last), w.err
+		if err != nil {
+			prog = w.endRev
+		}
+		w.mu.Unlock()
+		s.mu.RUnlock()
+		return dst, prog, err
+	}
+	cur := s.rev.Load()
+	if oldest := s.hist.oldest(cur); w.next-1 < oldest {
+		w.err = &CompactedError{Oldest: oldest}
+		w.endRev = w.next - 1
+		w.lagging = false
+		s.nlag.Add(-1)
+		prog, err := w.endRev, w.err
+		w.mu.Unlock()
+		s.mu.RUnlock()
+		s.mu.Lock()
+		s.unregisterLocked(w)
+		s.mu.Unlock()
+		return dst, prog, err
+	}
+	r := w.next
+	for end := min(cur, r+replayBudget-1); r <= end; r++ {
+		e := s.hist.get(r)
+		var evs []WatchEvent
+		for i := range e.changes {
+			if ev, ok := w.m.event(&e.changes[i], i); ok {
+				evs = append(evs, ev)
+			}
+		}
+		if len(evs) > 0 {
+			dst = append(dst, Batch{Revision: r, Events: evs})
+		}
+	}
+	w.next = r
+	if r > cur {
+		w.lagging = false
+		s.nlag.Add(-1)
+	} else {
+		w.signal() // more to replay: come back
+	}
+	w.mu.Unlock()
+	s.mu.RUnlock()
+	return dst, r - 1, nil
+}
+
+// Close ends the watcher with ErrClosed and unregisters it. Idempotent.
+func (w *Watcher) Close() {
+	w.s.mu.Lock()
+	w.s.endLocked(w, ErrClosed)
+	w.s.mu.Unlock()
+}
+
+// Close ends every watcher with ErrClosed and refuses new ones (server
+// drain). Commits and reads keep working.
+func (s *Store) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for w := range s.watchers {
+		s.endLocked(w, ErrClosed)
+	}
+}
+
+// Watchers returns the number of registered watchers.
+func (s *Store) Watchers() int { return int(s.nwatch.Load()) }
+
+// Lagging returns the number of watchers currently catching up from
+// history (including resumed watchers not yet caught up).
+func (s *Store) Lagging() int { return int(s.nlag.Load()) }
+
+// endLocked ends w with err (unless already ended) and unregisters it.
+func (s *Store) endLocked(w *Watcher, err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+		if w.lagging {
+			w.endRev = w.next - 1
+			w.lagging = false
+			s.nlag.Add(-1)
+		} else {
+			w.endRev = s.rev.Load() // s.mu is held: every commit so far is fanned out
+		}
+	}
+	w.mu.Unlock()
+	s.unregisterLocked(w)
+	w.signal()
+}
+
+func (s *Store) registerLocked(w *Watcher) {
+	w.registered = true
+	s.watchers[w] = struct{}{}
+	s.nwatch.Add(1)
+	m := w.m
+	switch {
+	case !m.uids.empty():
+		for _, k := range m.uids.keys() {
+			s.wUID[k] = append(s.wUID[k], w)
+		}
+	case !m.devices.empty():
+		for _, k := range m.devices.keys() {
+			s.wDev[k] = append(s.wDev[k], w)
+		}
+	case !m.companies.empty():
+		for _, k := range m.companies.keys() {
+			s.wComp[k] = append(s.wComp[k], w)
+		}
+	default:
+		s.wBroad = append(s.wBroad, w)
+	}
+}
+
+func removeWatcher(list []*Watcher, w *Watcher) []*Watcher {
+	if i := slices.Index(list, w); i >= 0 {
+		list[i] = list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+	}
+	return list
+}
+
+func unindex[K comparable](idx map[K][]*Watcher, keys []K, w *Watcher) {
+	for _, k := range keys {
+		if l := removeWatcher(idx[k], w); len(l) == 0 {
+			delete(idx, k)
+		} else {
+			idx[k] = l
+		}
+	}
+}
+
+func (s *Store) unregisterLocked(w *Watcher) {
+	if !w.registered {
+		return
+	}
+	w.registered = false
+	delete(s.watchers, w)
+	s.nwatch.Add(-1)
+	m := w.m
+	switch {
+	case !m.uids.empty():
+		unindex(s.wUID, m.uids.keys(), w)
+	case !m.devices.empty():
+		unindex(s.wDev, m.devices.keys(), w)
+	case !m.companies.empty():
+		unindex(s.wComp, m.companies.keys(), w)
+	default:
+		s.wBroad = removeWatcher(s.wBroad, w)
+	}
+}
+
+// fanoutLocked queues the events of revision rev for every watcher they
+// concern. Only the watchers indexed under the old or new value's uid,
+// device or company, and the broad ones, are visited.
+func (s *Store) fanoutLocked(rev int64, hc []histChange) {
+	for i := range hc {
+		ch := &hc[i]
+		s.changeSeq++
+		c, p := ch.call, ch.prev
+		if len(s.wUID) > 0 {
+			s.visit(s.wUID[c.UID], ch, i, rev)
+		}
+		if len(s.wDev) > 0 {
+			s.visit(s.wDev[c.Device], ch, i, rev)
+			if p != nil && p.Device != c.Device {
+				s.visit(s.wDev[p.Device], ch, i, rev)
+			}
+		}
+		if len(s.wComp) > 0 {
+			s.visit(s.wComp[c.DeviceCompany], ch, i, rev)
+			if p != nil && p.DeviceCompany != c.DeviceCompany {
+				s.visit(s.wComp[p.DeviceCompany], ch, i, rev)
+			}
+		}
+		s.visit(s.wBroad, ch, i, rev)
+	}
+	for i, w := range s.touched {
+		w.push(rev, w.pend)
+		w.pend = nil
+		s.touched[i] = nil
+	}
+	s.touched = s.touched[:0]
+}
+
+func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64) {
+	for _, w := range ws {
+		if w.seenChange == s.changeSeq {
+			continue // reached through two index keys
+		}
+		w.seenChange = s.changeSeq
+		ev, ok := w.m.event(ch, idx)
+		if !ok {
+			continue
+		}
+		if w.touchRev != rev {
+			w.touchRev = rev
+			s.touched = append(s.touched, w)
+		}
+		w.pend = append(w.pend, ev)
+	}
+}
+
+// push queues one batch; called by the committer with s.mu held. A full
+// queue turns the watcher lagging: the queued batches stay (they precede
+// the gap) and Drain replays from rev onwards.
+func (w *Watcher) push(rev int64, evs []WatchEvent) {
+	w.mu.Lock()
+	switch {
+	case w.err != nil || w.lagging:
+	case len(w.queue) >= w.s.qsize:
+		w.lagging, w.next = true, rev
+		w.s.nlag.Add(1)
+	default:
+		w.queue = append(w.queue, Batch{Revision: rev, Events: evs})
+	}
+	w.mu.Unlock()
+	w.signal()
+}
