@@ -1,0 +1,388 @@
+package callstore
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// ev is a WatchEvent reduced to what the tests compare.
+type ev struct {
+	Rev   int64
+	Type  EventType
+	View  ViewChange
+	UID   int64
+	State State
+	Index int
+}
+
+func flatten(bs []Batch) []ev {
+	out := []ev{}
+	for _, b := range bs {
+		for _, e := range b.Events {
+			out = append(out, ev{b.Revision, e.Type, e.View, e.Call.UID, e.Call.State, e.Index})
+		}
+	}
+	return out
+}
+
+func drainAll(t *testing.T, w *Watcher) ([]Batch, int64, error) {
+	t.Helper()
+	var all []Batch
+	var prog int64
+	var err error
+	for range 1000 {
+		n := len(all)
+		all, prog, err = w.Drain(all)
+		if err != nil || (len(all) == n && w.s.Lagging() == 0) {
+			return all, prog, err
+		}
+	}
+	t.Fatalf("Drain does not settle")
+	return nil, 0, nil
+}
+
+func TestWatchViews(t *testing.T) {
+	s := New(Options{})
+	w, snap, start, err := s.Watch(WatchRequest{
+		Filter:   Filter{Devices: []string{"SIP/1"}, States: []State{StateRing, StateUp, StateDead}},
+		Snapshot: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if len(snap) != 0 || start != 0 {
+		t.Errorf("Watch() snapshot %v at %d, want empty at 0", snap, start)
+	}
+	a := leg(1, "SIP/1", "acme", StateRing)
+	mustCommit(t, s, Change{Type: EventNew, Call: a})                                                 // 1 entered
+	mustCommit(t, s, Change{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StateUp })})   // 2 stayed
+	mustCommit(t, s, Change{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StateHold })}) // 3 left (state)
+	mustCommit(t, s, Change{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StatePark })}) // 4 not delivered
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(2, "SIP/2", "acme", StateRing)})                // 5 other device
+	mustCommit(t, s, Change{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StateUp })},   // 6 entered
+		Change{Type: EventTransfer, Call: leg(2, "SIP/1", "acme", StateUp)}) // 6 entered (moved in)
+	mustCommit(t, s, Change{Type: EventTransfer, Call: leg(2, "SIP/3", "acme", StateUp)})             // 7 left (moved out)
+	mustCommit(t, s, Change{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StateDead })}) // 8 stayed, dead
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(3, "SIP/1", "acme", StateDead)})                // 9 entered, born dead
+	got, prog, err := drainAll(t, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ev{
+		{1, EventNew, ViewEntered, 1, StateRing, 0},
+		{2, EventUpdate, ViewStayed, 1, StateUp, 0},
+		{3, EventUpdate, ViewLeft, 1, StateHold, 0},
+		{6, EventUpdate, ViewEntered, 1, StateUp, 0},
+		{6, EventTransfer, ViewEntered, 2, StateUp, 1},
+		{7, EventTransfer, ViewLeft, 2, StateUp, 0},
+		{8, EventUpdate, ViewStayed, 1, StateDead, 0},
+		{9, EventNew, ViewEntered, 3, StateDead, 0},
+	}
+	if diff := cmp.Diff(want, flatten(got)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if len(got) != 7 {
+		t.Errorf("got %d batches, want 7 (one per revision with events)", len(got))
+	}
+	if prog != 9 {
+		t.Errorf("progress = %d, want 9", prog)
+	}
+}
+
+func TestWatchTypesAndVisibility(t *testing.T) {
+	s := New(Options{})
+	w, _, _, err := s.Watch(WatchRequest{
+		Filter:  Filter{Types: []EventType{EventTransfer}},
+		Visible: func(c *Call) bool { return c.DeviceCompany == "acme" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(1, "SIP/1", "acme", StateRing)})
+	mustCommit(t, s, Change{Type: EventTransfer, Call: leg(1, "SIP/2", "other", StateUp), Xfer: []XferLeg{{UID: 1, ID: "x"}}})
+	mustCommit(t, s, Change{Type: EventTransfer, Call: leg(1, "SIP/2", "acme", StateUp)})
+	got, prog, err := drainAll(t, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ev{{2, EventTransfer, ViewLeft, 1, StateUp, 0}, {3, EventTransfer, ViewEntered, 1, StateUp, 0}}
+	if diff := cmp.Diff(want, flatten(got)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]XferLeg{{UID: 1, ID: "x"}}, got[0].Events[0].Xfer); diff != "" {
+		t.Errorf("Xfer (-want +got):\n%s", diff)
+	}
+	if prog != 3 {
+		t.Errorf("progress = %d, want 3", prog)
+	}
+}
+
+func TestWatchProgressWithoutEvents(t *testing.T) {
+	s := New(Options{})
+	w, _, _, err := s.Watch(WatchRequest{Filter: Filter{UIDs: []int64{99}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := int64(1); i <= 5; i++ {
+		mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+	}
+	select {
+	case <-w.Ready():
+		t.Errorf("Ready fired for a watcher with no matching events")
+	default:
+	}
+	got, prog, err := w.Drain(nil)
+	if len(got) != 0 || prog != 5 || err != nil {
+		t.Errorf("Drain() = %d batches, %d, %v, want 0, 5, nil", len(got), prog, err)
+	}
+}
+
+func TestWatchSnapshotAtomic(t *testing.T) {
+	// Commits race with Watch; snapshot + events must rebuild the exact live set.
+	s := New(Options{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := int64(1); i <= 2000; i++ {
+			mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+			if i%3 == 0 {
+				mustCommit(t, s, Change{Type: EventUpdate, Call: leg(i-1, "d", "c", StateDead)})
+			}
+		}
+	}()
+	time.Sleep(time.Millisecond)
+	w, snap, start, err := s.Watch(WatchRequest{Snapshot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wg.Wait()
+	view := map[int64]bool{}
+	for _, c := range snap {
+		view[c.UID] = true
+	}
+	bs, _, err := drainAll(t, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := start
+	for _, b := range bs {
+		if b.Revision <= last {
+			t.Fatalf("batch revision %d after %d", b.Revision, last)
+		}
+		last = b.Revision
+		for _, e := range b.Events {
+			switch {
+			case e.Call.Dead():
+				delete(view, e.Call.UID)
+			case e.Type == EventNew && view[e.Call.UID]:
+				t.Fatalf("duplicate NEW for %d at %d", e.Call.UID, b.Revision)
+			default:
+				view[e.Call.UID] = true
+			}
+		}
+	}
+	if got, want := len(view), s.Len(); got != want {
+		t.Errorf("rebuilt view has %d legs, want %d", got, want)
+	}
+}
+
+func TestWatchResume(t *testing.T) {
+	s := New(Options{HistorySize: 4})
+	for i := int64(1); i <= 6; i++ {
+		mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+	}
+	if got := s.OldestRevision(); got != 2 {
+		t.Fatalf("OldestRevision() = %d, want 2", got)
+	}
+	tests := []struct {
+		name     string
+		epoch    uint64
+		rev      int64
+		wantErr  error
+		wantUIDs []int64
+	}{
+		{"at oldest", s.Epoch(), 2, nil, []int64{3, 4, 5, 6}},
+		{"middle", s.Epoch(), 4, nil, []int64{5, 6}},
+		{"at current", s.Epoch(), 6, nil, []int64{}},
+		{"compacted", s.Epoch(), 1, &CompactedError{Oldest: 2}, nil},
+		{"future", s.Epoch(), 7, ErrFutureRevision, nil},
+		{"other epoch", s.Epoch() + 1, 4, ErrEpoch, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, snap, start, err := s.Watch(WatchRequest{Resume: true, Snapshot: true, Epoch: tt.epoch, Revision: tt.rev})
+			if tt.wantErr != nil {
+				var ce *CompactedError
+				if want, ok := tt.wantErr.(*CompactedError); ok {
+					if !errors.As(err, &ce) || *ce != *want || !errors.Is(err, ErrCompacted) {
+						t.Errorf("Watch() error = %v, want %v", err, tt.wantErr)
+					}
+				} else if !errors.Is(err, tt.wantErr) {
+					t.Errorf("Watch() error = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if snap != nil || start != tt.rev {
+				t.Errorf("Watch() = snapshot %v, start %d, want nil, %d", snap, start, tt.rev)
+			}
+			got, prog, err := drainAll(t, w)
+			if err != nil || prog != 6 {
+				t.Errorf("Drain() progress %d, err %v, want 6, nil", prog, err)
+			}
+			if diff := cmp.Diff(tt.wantUIDs, uids(callsOf(got))); diff != "" {
+				t.Errorf("resumed events (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if got := s.Watchers(); got != 0 {
+		t.Errorf("Watchers() = %d after closing all, want 0", got)
+	}
+}
+
+func callsOf(bs []Batch) []*Call {
+	var out []*Call
+	for _, b := range bs {
+		for _, e := range b.Events {
+			out = append(out, e.Call)
+		}
+	}
+	return out
+}
+
+func TestWatchLaggingCatchesUp(t *testing.T) {
+	s := New(Options{HistorySize: 100, WatcherQueue: 2})
+	w, _, _, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := int64(1); i <= 10; i++ {
+		mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+	}
+	if got := s.Lagging(); got != 1 {
+		t.Errorf("Lagging() = %d with a full queue, want 1", got)
+	}
+	got, prog, err := w.Drain(nil)
+	if err != nil || prog != 10 {
+		t.Errorf("Drain() progress %d, err %v, want 10, nil", prog, err)
+	}
+	if diff := cmp.Diff([]int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, uids(callsOf(got))); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if got := s.Lagging(); got != 0 {
+		t.Errorf("Lagging() = %d after catching up, want 0", got)
+	}
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(11, "d", "c", StateRing)})
+	got, prog, err = w.Drain(nil)
+	if err != nil || prog != 11 || len(got) != 1 || got[0].Revision != 11 {
+		t.Errorf("Drain() after catch-up = %v, %d, %v, want revision 11 only", got, prog, err)
+	}
+}
+
+func TestWatchLaggingCompacted(t *testing.T) {
+	s := New(Options{HistorySize: 3, WatcherQueue: 1})
+	w, _, _, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := int64(1); i <= 10; i++ {
+		mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+	}
+	got, prog, err := w.Drain(nil)
+	var ce *CompactedError
+	if !errors.As(err, &ce) || ce.Oldest != 7 {
+		t.Fatalf("Drain() error = %v, want *CompactedError{Oldest: 7}", err)
+	}
+	if diff := cmp.Diff([]int64{1}, uids(callsOf(got))); diff != "" || prog != 1 {
+		t.Errorf("Drain() = %v, progress %d, want uid 1 then the error, progress 1", diff, prog)
+	}
+	if s.Watchers() != 0 || s.Lagging() != 0 {
+		t.Errorf("Watchers() = %d, Lagging() = %d after compaction, want 0, 0", s.Watchers(), s.Lagging())
+	}
+	got, _, err = w.Drain(nil)
+	if len(got) != 0 || !errors.As(err, &ce) {
+		t.Errorf("second Drain() = %v, %v, want nothing and the same error", got, err)
+	}
+}
+
+func TestStoreClose(t *testing.T) {
+	s := New(Options{})
+	w, _, _, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(1, "d", "c", StateRing)})
+	s.Close()
+	<-w.Ready()
+	got, prog, err := w.Drain(nil)
+	if !errors.Is(err, ErrClosed) || prog != 1 || len(got) != 1 {
+		t.Errorf("Drain() = %d batches, %d, %v, want 1, 1, ErrClosed", len(got), prog, err)
+	}
+	if _, _, _, err := s.Watch(WatchRequest{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Watch() after Close = %v, want ErrClosed", err)
+	}
+	if _, err := s.Commit(Change{Type: EventNew, Call: leg(2, "d", "c", StateRing)}); err != nil {
+		t.Errorf("Commit() after Close = %v, want nil", err)
+	}
+	w.Close()
+	if s.Watchers() != 0 {
+		t.Errorf("Watchers() = %d, want 0", s.Watchers())
+	}
+}
+
+func TestWatcherCloseIdempotent(t *testing.T) {
+	s := New(Options{})
+	w, _, _, err := s.Watch(WatchRequest{Filter: Filter{Devices: []string{"a", "b"}, Companies: []string{"x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Watchers() != 1 {
+		t.Errorf("Watchers() = %d, want 1", s.Watchers())
+	}
+	w.Close()
+	w.Close()
+	if s.Watchers() != 0 || len(s.wDev) != 0 {
+		t.Errorf("Watchers() = %d, device index %v after Close, want empty", s.Watchers(), s.wDev)
+	}
+	if _, _, err := w.Drain(nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Drain() after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestStalledWatcherNeverBlocksCommits(t *testing.T) {
+	s := New(Options{HistorySize: 50, WatcherQueue: 4})
+	w, _, _, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := int64(1); i <= 10000; i++ {
+			mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateDead)})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("commits blocked behind a stalled watcher")
+	}
+	if n := len(w.queue); n > 4 {
+		t.Errorf("stalled watcher queued %d batches, want <= 4", n)
+	}
+}
