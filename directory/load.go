@@ -134,7 +134,10 @@ func (d *Directory) Devices() []*Device { return d.devices }
 func (d *Directory) DevicesOwnedBy(login string) []*Device { return d.ownedBy[login] }
 
 // Extension returns the extension with that number.
-func (d *Directory) Extension(number string) (*Extension, bool) { e, ok := d.extBy[number]; return e, ok }
+func (d *Directory) Extension(number string) (*Extension, bool) {
+	e, ok := d.extBy[number]
+	return e, ok
+}
 
 // Extensions returns every extension, sorted by number.
 func (d *Directory) Extensions() []*Extension { return d.extensions }
