@@ -7,63 +7,41 @@ import (
 	"callcontrold/directory"
 )
 
-// testDirectory mirrors the demo directory of ARCHITECTURE.md ("Running"):
-// companies default and acme; logins admin, sysadmin, acme-admin, alice
-// and bob; the token of login L is "demo-L". It is built from the exported
-// directory types so that these tests do not depend on the loader.
-type testDirectory struct {
-	users   []*directory.User
-	devices []*directory.Device
-	byToken map[directory.TokenHash]*directory.User
+// demoDirectory is the embedded demo directory (companies default and
+// acme; logins admin, sysadmin, acme-admin, alice and bob; the token of
+// login L is "demo-L"), the directory the policy tests run over.
+type demoDirectory struct {
+	*directory.Directory
+	extra map[string]*directory.Device
 }
 
-func (d *testDirectory) UserByToken(h directory.TokenHash) (*directory.User, bool) {
-	u, ok := d.byToken[h]
-	return u, ok
-}
-
-func newTestDirectory() *testDirectory {
-	d := &testDirectory{byToken: make(map[directory.TokenHash]*directory.User)}
-	add := func(id int64, login string, role directory.Role, company string, companies ...string) {
-		u := &directory.User{
-			ID: id, Login: login, Name: login, Role: role, Company: company, Companies: companies,
-			Tokens: []directory.TokenHash{directory.HashToken("demo-" + login)},
-		}
-		d.users = append(d.users, u)
-		d.byToken[u.Tokens[0]] = u
+func newDemoDirectory() *demoDirectory {
+	return &demoDirectory{
+		Directory: directory.Demo(),
+		// The demo gives sysadmin no device; the "owner, whatever the
+		// role" rule needs one.
+		extra: map[string]*directory.Device{
+			"SIP/299": {Name: "SIP/299", DisplayName: "test: sysadmin desk", Company: "default", Owner: "sysadmin"},
+		},
 	}
-	add(1, "admin", directory.RoleAdmin, "default")
-	add(2, "sysadmin", directory.RoleSysAdmin, "default")
-	add(3, "acme-admin", directory.RoleCompanyAdmin, "acme", "acme")
-	add(4, "alice", directory.RoleUser, "default")
-	add(5, "bob", directory.RoleUser, "acme")
-	d.devices = []*directory.Device{
-		{Name: "SIP/200", Company: "default", Owner: "admin"},
-		{Name: "SIP/210", Company: "default", Owner: "sysadmin"},
-		{Name: "SIP/201", Company: "default", Owner: "alice"},
-		{Name: "Park/701", Company: "default"},
-		{Name: "SIP/300", Company: "acme", Owner: "acme-admin"},
-		{Name: "SIP/webrtc301", Company: "acme", Owner: "bob", WebRTC: true},
-		{Name: "Queue/q_600", Company: "acme"},
-	}
-	return d
 }
 
 // principal authenticates login's demo token, as a request would.
-func (d *testDirectory) principal(login string) *Principal {
-	a := &Authenticator{tokens: d}
+func (d *demoDirectory) principal(login string) *Principal {
+	a := &Authenticator{tokens: d.Directory}
 	p, err := a.authenticateToken(context.Background(), "demo-"+login)
 	if err != nil {
-		panic(err)
+		panic(login + ": " + err.Error())
 	}
 	return p
 }
 
-func (d *testDirectory) device(name string) *directory.Device {
-	for _, dev := range d.devices {
-		if dev.Name == name {
-			return dev
-		}
+func (d *demoDirectory) device(name string) *directory.Device {
+	if dev, ok := d.Device(name); ok {
+		return dev
+	}
+	if dev, ok := d.extra[name]; ok {
+		return dev
 	}
 	panic("no device " + name)
 }

@@ -147,7 +147,7 @@ func newJWTAuthenticator(t *testing.T) *Authenticator {
 	path := filepath.Join(t.TempDir(), "jwks.json")
 	must(t, os.WriteFile(path, k.jwks, 0o600))
 	a, err := NewAuthenticator(context.Background(), Config{
-		Tokens: newTestDirectory(),
+		Tokens: directory.Demo(),
 		JWT:    &JWTConfig{JWKSFile: path, Issuer: testIssuer, Audience: testAudience},
 	})
 	must(t, err)
@@ -403,8 +403,7 @@ func TestJWTConfigErrors(t *testing.T) {
 
 func TestDirectoryTokens(t *testing.T) {
 	a := newJWTAuthenticator(t)
-	dir := newTestDirectory()
-	for _, u := range dir.users {
+	for _, u := range directory.Demo().Users() {
 		ctx, err := a.Authenticate(withAuth("Bearer demo-" + u.Login))
 		if err != nil {
 			t.Fatalf("%s: %v", u.Login, err)

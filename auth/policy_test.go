@@ -15,7 +15,7 @@ import (
 // directory. Each row checks every policy function on one (login, device)
 // pair, so a row also proves what the rule does not grant.
 func TestPolicy(t *testing.T) {
-	dir := newTestDirectory()
+	dir := newDemoDirectory()
 	tests := []struct {
 		rule    string
 		login   string
@@ -26,48 +26,48 @@ func TestPolicy(t *testing.T) {
 	}{
 		// Visibility: "The 'admin' login can see all calls on all devices."
 		{"admin sees calls in default", "admin", "SIP/201", true, false, true},
-		{"admin sees calls in acme", "admin", "SIP/webrtc301", true, false, true},
-		{"admin sees calls on unowned devices", "admin", "Queue/q_600", true, false, true},
+		{"admin sees calls in acme", "admin", "SIP/webrtc11", true, false, true},
+		{"admin sees calls on unowned devices", "admin", "Queue/q_650", true, false, true},
 		// "A 'sys-admin' login can see all calls on all devices."
 		{"sys-admin sees calls in default", "sysadmin", "SIP/201", true, false, true},
-		{"sys-admin sees calls in acme", "sysadmin", "SIP/webrtc301", true, false, true},
+		{"sys-admin sees calls in acme", "sysadmin", "SIP/webrtc11", true, false, true},
 		{"sys-admin sees calls on unowned devices", "sysadmin", "Park/701", true, false, true},
 		// "A 'company-admin' can see calls on all administered companies."
-		{"company-admin sees calls in its company", "acme-admin", "SIP/webrtc301", true, false, true},
-		{"company-admin sees unowned devices of its company", "acme-admin", "Queue/q_600", true, false, true},
+		{"company-admin sees calls in its company", "acme-admin", "SIP/webrtc11", true, false, true},
+		{"company-admin sees unowned devices of its company", "acme-admin", "Queue/q_650", true, false, true},
 		{"company-admin does not see other companies", "acme-admin", "SIP/201", false, false, false},
 		{"company-admin does not see unowned devices elsewhere", "acme-admin", "Park/701", false, false, false},
 		// "A 'user' in the 'default' company can see calls in all companies."
-		{"default user sees calls in default", "alice", "SIP/200", true, false, false},
-		{"default user sees calls in acme", "alice", "SIP/webrtc301", true, false, false},
-		{"default user sees unowned devices of other companies", "alice", "Queue/q_600", true, false, false},
+		{"default user sees calls in default", "alice", "SIP/202", true, false, false},
+		{"default user sees calls in acme", "alice", "SIP/webrtc11", true, false, false},
+		{"default user sees unowned devices of other companies", "alice", "Queue/q_650", true, false, false},
 		// "A 'user' NOT in the 'default' company can see calls in their own company."
-		{"user elsewhere sees calls in its company", "bob", "SIP/300", true, false, false},
-		{"user elsewhere sees unowned devices of its company", "bob", "Queue/q_600", true, false, false},
+		{"user elsewhere sees calls in its company", "bob", "SIP/302", true, false, false},
+		{"user elsewhere sees unowned devices of its company", "bob", "Queue/q_650", true, false, false},
 		{"user elsewhere does not see default", "bob", "SIP/201", false, false, false},
 		{"user elsewhere does not see unowned devices of default", "bob", "Park/701", false, false, false},
 
 		// Control: only calls on devices the caller owns, whatever the role.
 		{"owner user controls its call", "alice", "SIP/201", true, true, false},
-		{"owner user elsewhere controls its call", "bob", "SIP/webrtc301", true, true, false},
-		{"owner admin controls its call", "admin", "SIP/200", true, true, true},
-		{"owner sys-admin controls its call", "sysadmin", "SIP/210", true, true, true},
-		{"owner company-admin controls its call", "acme-admin", "SIP/300", true, true, true},
-		{"non-owner admin sees but cannot control", "admin", "SIP/webrtc301", true, false, true},
+		{"owner user elsewhere controls its call", "bob", "SIP/webrtc11", true, true, false},
+		{"owner admin controls its call", "admin", "SIP/202", true, true, true},
+		{"owner sys-admin controls its call", "sysadmin", "SIP/299", true, true, true},
+		{"owner company-admin controls its call", "acme-admin", "SIP/302", true, true, true},
+		{"non-owner admin sees but cannot control", "admin", "SIP/webrtc11", true, false, true},
 		{"non-owner sys-admin sees but cannot control", "sysadmin", "SIP/201", true, false, true},
-		{"non-owner company-admin sees but cannot control", "acme-admin", "SIP/webrtc301", true, false, true},
-		{"non-owner default user sees but cannot control", "alice", "SIP/300", true, false, false},
-		{"non-owner user elsewhere sees but cannot control", "bob", "SIP/300", true, false, false},
+		{"non-owner company-admin sees but cannot control", "acme-admin", "SIP/webrtc11", true, false, true},
+		{"non-owner default user sees but cannot control", "alice", "SIP/302", true, false, false},
+		{"non-owner user elsewhere sees but cannot control", "bob", "SIP/302", true, false, false},
 		{"unowned device: nobody controls", "admin", "Park/701", true, false, true},
 
 		// Send: admin and sys-admin anywhere, company-admin in its
 		// companies; never a plain user, not even on its own call.
-		{"admin sends anywhere", "admin", "SIP/300", true, false, true},
-		{"sys-admin sends anywhere", "sysadmin", "SIP/300", true, false, true},
-		{"company-admin sends in its company", "acme-admin", "SIP/webrtc301", true, false, true},
-		{"company-admin does not send elsewhere", "acme-admin", "SIP/200", false, false, false},
+		{"admin sends anywhere", "admin", "SIP/302", true, false, true},
+		{"sys-admin sends anywhere", "sysadmin", "SIP/302", true, false, true},
+		{"company-admin sends in its company", "acme-admin", "SIP/webrtc11", true, false, true},
+		{"company-admin does not send elsewhere", "acme-admin", "SIP/202", false, false, false},
 		{"user does not send its own call", "alice", "SIP/201", true, true, false},
-		{"user elsewhere does not send its own call", "bob", "SIP/webrtc301", true, true, false},
+		{"user elsewhere does not send its own call", "bob", "SIP/webrtc11", true, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.rule, func(t *testing.T) {
@@ -104,7 +104,7 @@ func TestPolicy(t *testing.T) {
 }
 
 func TestPolicyNil(t *testing.T) {
-	dir := newTestDirectory()
+	dir := newDemoDirectory()
 	c := callOn(dir.device("SIP/201"))
 	admin := dir.principal("admin")
 	if CanSeeCall(nil, c) || CanControl(nil, c) || CanSend(nil, c) || VisibleFunc(nil)(c) ||
@@ -187,14 +187,15 @@ func TestPolicyProperties(t *testing.T) {
 // The fan-out evaluates visibility per event per watcher: it must not
 // allocate.
 func TestPolicyAllocs(t *testing.T) {
-	dir := newTestDirectory()
-	c := callOn(dir.device("SIP/webrtc301"))
+	dir := newDemoDirectory()
+	dev := dir.device("SIP/webrtc11")
+	c := callOn(dev)
 	for _, login := range []string{"admin", "sysadmin", "acme-admin", "alice", "bob"} {
 		p := dir.principal(login)
 		visible := VisibleFunc(p)
 		n := testing.AllocsPerRun(100, func() {
 			_ = CanSeeCall(p, c) && CanControl(p, c) && CanSend(p, c) && visible(c) &&
-				CanSeeCompany(p, "acme") && CanSeeDevice(p, dir.devices[0]) && CanControlDevice(p, dir.devices[0])
+				CanSeeCompany(p, "acme") && CanSeeDevice(p, dev) && CanControlDevice(p, dev)
 			_ = CanSeeCall(p, c) || CanControl(p, c) || CanSend(p, c) || visible(c)
 		})
 		if n != 0 {
