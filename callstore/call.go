@@ -149,19 +149,19 @@ type Call struct {
 	InQ, OutQ   int64 // queue entry / exit, epoch seconds; 0 if none
 	QCallUID    int64 // bridged call if answered by a queue agent, 0 if none
 
-	Company    string        // target company of an inbound call
-	DTMF       string        // collected DTMF digits
-	HasDTMF    bool          // DTMF was collected at least once (dtmfString non-null)
-	Extension  *ExtensionRef // received via, nil if undetermined (shared, immutable)
-	Cause      int32         // Q.850 cause, only when dead
-	CauseTxt   string        // cause text, only when dead
-	Party      Party
-	Features   Features
-	State      State
-	NRState    NRState
-	JSState    JSState
-	JSInfo     JSInfo
-	PeerUID    int64 // leg this one is bridged to, 0 if none (internal to the switch)
+	Company   string        // target company of an inbound call
+	DTMF      string        // collected DTMF digits
+	HasDTMF   bool          // DTMF was collected at least once (dtmfString non-null)
+	Extension *ExtensionRef // received via, nil if undetermined (shared, immutable)
+	Cause     int32         // Q.850 cause, only when dead
+	CauseTxt  string        // cause text, only when dead
+	Party     Party
+	Features  Features
+	State     State
+	NRState   NRState
+	JSState   JSState
+	JSInfo    JSInfo
+	PeerUID   int64 // leg this one is bridged to, 0 if none (internal to the switch)
 }
 
 // Dead reports whether the leg has ended.

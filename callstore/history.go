@@ -9,10 +9,23 @@ type histChange struct {
 	xfer []XferLeg // shared, immutable
 }
 
-// histEntry is one committed revision.
+// histEntry is one committed revision. The first change is stored inline:
+// most commits change one leg, and this saves an allocation per commit.
 type histEntry struct {
-	rev     int64
-	changes []histChange
+	rev   int64
+	first histChange
+	rest  []histChange // changes 1..
+}
+
+func (e *histEntry) len() int { return 1 + len(e.rest) }
+
+// at returns change i; the pointer is only valid while the caller holds
+// the store's lock (a later push may overwrite or move the slot).
+func (e *histEntry) at(i int) *histChange {
+	if i == 0 {
+		return &e.first
+	}
+	return &e.rest[i-1]
 }
 
 // history is a ring buffer of the last size revisions. Revision r lives in
@@ -24,12 +37,15 @@ type history struct {
 	size int
 }
 
-func (h *history) push(rev int64, changes []histChange) {
+// push returns the slot for revision rev, the next revision, cleared.
+func (h *history) push(rev int64) *histEntry {
 	if len(h.buf) < h.size {
-		h.buf = append(h.buf, histEntry{rev: rev, changes: changes})
-		return
+		h.buf = append(h.buf, histEntry{rev: rev})
+		return &h.buf[len(h.buf)-1]
 	}
-	h.buf[(rev-1)%int64(h.size)] = histEntry{rev: rev, changes: changes}
+	e := &h.buf[(rev-1)%int64(h.size)]
+	*e = histEntry{rev: rev}
+	return e
 }
 
 // oldest returns the oldest revision a watch can resume after, given the

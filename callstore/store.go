@@ -47,8 +47,9 @@ type Store struct {
 	wComp     map[string][]*Watcher
 	wBroad    []*Watcher
 	watchers  map[*Watcher]struct{}
-	changeSeq uint64     // numbers the changes of all commits, for de-duplicating index hits
-	touched   []*Watcher // scratch: watchers with events in the commit being fanned out
+	changeSeq uint64         // numbers the changes of all commits, for de-duplicating index hits
+	touched   []*Watcher     // scratch: watchers with events in the commit being fanned out
+	pending   []pendingEvent // scratch: those events, in change order
 }
 
 // New returns an empty store with a fresh random epoch.
@@ -208,26 +209,29 @@ func (s *Store) Commit(changes ...Change) (int64, error) {
 			return 0, fmt.Errorf("%w: change %d: uid %d: unspecified state", ErrInvalidChange, i, ch.Call.UID)
 		}
 	}
-	hc := make([]histChange, len(changes))
 	s.mu.Lock()
 	if err := s.checkLiveLocked(changes); err != nil {
 		s.mu.Unlock()
 		return 0, err
 	}
 	rev := s.rev.Load() + 1
+	e := s.hist.push(rev)
+	if len(changes) > 1 {
+		e.rest = make([]histChange, len(changes)-1)
+	}
 	for i := range changes {
 		ch := &changes[i]
 		c := ch.Call
 		prev := s.live[c.UID]
-		hc[i] = histChange{typ: ch.Type, call: c, prev: prev}
+		hc := e.at(i)
+		*hc = histChange{typ: ch.Type, call: c, prev: prev}
 		if ch.Type == EventTransfer && len(ch.Xfer) > 0 {
-			hc[i].xfer = slices.Clone(ch.Xfer)
+			hc.xfer = slices.Clone(ch.Xfer)
 		}
 		s.applyLocked(prev, c)
 	}
-	s.hist.push(rev, hc)
 	if len(s.watchers) > 0 {
-		s.fanoutLocked(rev, hc)
+		s.fanoutLocked(e)
 	}
 	s.rev.Store(rev)
 	s.mu.Unlock()

@@ -61,9 +61,10 @@ type Watcher struct {
 	ready chan struct{}
 
 	// Guarded by s.mu (held for writing by the committer).
-	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
-	touchRev   int64        // last revision this watcher got events in
-	pend       []WatchEvent // events of the commit being fanned out
+	seenChange uint64 // last change (s.changeSeq) this watcher was visited for
+	touchRev   int64  // last revision this watcher got events in
+	pendN      int    // events for this watcher in the commit being fanned out
+	pendAt     int    // their position in the commit's slab
 	registered bool
 
 	drainMu sync.Mutex // one Drain at a time: replay must not run twice
@@ -174,7 +175,7 @@ func (w *Watcher) takeLocked(dst []Batch) ([]Batch, int64) {
 	}
 	last := w.queue[n-1].Revision
 	dst = append(dst, w.queue...)
-	if cap(w.queue) > 64 {
+	if cap(w.queue) > 256 {
 		w.queue = nil // do not pin a burst's worth of memory per watcher
 	} else {
 		clear(w.queue)
@@ -219,8 +220,8 @@ func (w *Watcher) catchUp(dst []Batch) ([]Batch, int64, error) {
 	for end := min(cur, r+replayBudget-1); r <= end; r++ {
 		e := s.hist.get(r)
 		var evs []WatchEvent
-		for i := range e.changes {
-			if ev, ok := w.m.event(&e.changes[i], i); ok {
+		for i := range e.len() {
+			if ev, ok := w.m.event(e.at(i), i); ok {
 				evs = append(evs, ev)
 			}
 		}
@@ -348,9 +349,10 @@ func (s *Store) unregisterLocked(w *Watcher) {
 // fanoutLocked queues the events of revision rev for every watcher they
 // concern. Only the watchers indexed under the old or new value's uid,
 // device or company, and the broad ones, are visited.
-func (s *Store) fanoutLocked(rev int64, hc []histChange) {
-	for i := range hc {
-		ch := &hc[i]
+func (s *Store) fanoutLocked(e *histEntry) {
+	rev := e.rev
+	for i := range e.len() {
+		ch := e.at(i)
 		s.changeSeq++
 		c, p := ch.call, ch.prev
 		if len(s.wUID) > 0 {
@@ -370,12 +372,37 @@ func (s *Store) fanoutLocked(rev int64, hc []histChange) {
 		}
 		s.visit(s.wBroad, ch, i, rev)
 	}
+	if len(s.touched) == 0 {
+		return
+	}
+	// One slab holds the events of every watcher for this commit: one
+	// allocation per commit instead of one per matching watcher. Each
+	// watcher gets a full-capacity-limited window of it, in change order.
+	slab := make([]WatchEvent, len(s.pending))
+	at := 0
+	for _, w := range s.touched {
+		w.pendAt = at
+		at += w.pendN
+	}
+	for _, p := range s.pending {
+		slab[p.w.pendAt] = p.ev
+		p.w.pendAt++
+	}
 	for i, w := range s.touched {
-		w.push(rev, w.pend)
-		w.pend = nil
+		end := w.pendAt
+		w.push(rev, slab[end-w.pendN:end:end])
+		w.pendN = 0
 		s.touched[i] = nil
 	}
 	s.touched = s.touched[:0]
+	clear(s.pending)
+	s.pending = s.pending[:0]
+}
+
+// pendingEvent is one event of the commit being fanned out.
+type pendingEvent struct {
+	w  *Watcher
+	ev WatchEvent
 }
 
 func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64) {
@@ -392,7 +419,8 @@ func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64) {
 			w.touchRev = rev
 			s.touched = append(s.touched, w)
 		}
-		w.pend = append(w.pend, ev)
+		w.pendN++
+		s.pending = append(s.pending, pendingEvent{w, ev})
 	}
 }
 
