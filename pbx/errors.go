@@ -1,0 +1,99 @@
+package pbx
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"callcontrold/callstore"
+)
+
+// The switch's errors. Match them with errors.Is: every error a switch
+// returns wraps one of these with detail.
+var (
+	// ErrNotFound: no live leg with that uid, or no such device.
+	ErrNotFound = errors.New("pbx: not found")
+	// ErrInvalidArgument: a malformed argument (the parent of
+	// ErrInvalidNumber and ErrInvalidTone).
+	ErrInvalidArgument = errors.New("pbx: invalid argument")
+	// ErrInvalidNumber: a number that is malformed or leads nowhere.
+	ErrInvalidNumber error = &childError{"pbx: invalid number", ErrInvalidArgument}
+	// ErrInvalidTone: a DTMF tone that is not one of 0-9, * and #.
+	ErrInvalidTone error = &childError{"pbx: invalid DTMF tone", ErrInvalidArgument}
+	// ErrNotSupported: the device cannot do that (mute on a desk phone,
+	// hold on a handset without the hold feature, dialling from a queue).
+	ErrNotSupported = errors.New("pbx: not supported by the device")
+	// ErrBadState: the leg's state does not allow the operation. The
+	// error is a *StateError carrying the state and the allowed ones.
+	ErrBadState = errors.New("pbx: operation not allowed in the call's state")
+	// ErrLimit: the device already carries as many calls as it can.
+	ErrLimit = errors.New("pbx: device has too many calls")
+	// ErrClosed: the switch has been closed.
+	ErrClosed = errors.New("pbx: switch closed")
+)
+
+// childError is a sentinel that also matches its parent, so the server
+// can map a whole family (invalid arguments) with one errors.Is.
+type childError struct {
+	msg    string
+	parent error
+}
+
+func (e *childError) Error() string { return e.msg }
+func (e *childError) Unwrap() error { return e.parent }
+
+// StateError says an operation is not allowed in the leg's state. It
+// matches errors.Is(err, ErrBadState).
+type StateError struct {
+	Op      string            // "hold", "talk", ...
+	UID     int64             // the leg
+	State   callstore.State   // its state
+	Allowed []callstore.State // states that allow the operation
+	Detail  string            // why, when the state alone does not say
+}
+
+func (e *StateError) Error() string {
+	allowed := make([]string, len(e.Allowed))
+	for i, s := range e.Allowed {
+		allowed[i] = s.String()
+	}
+	msg := fmt.Sprintf("pbx: %s: call %d is %s (allowed: %s)", e.Op, e.UID, e.State, strings.Join(allowed, ", "))
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrBadState) true.
+func (e *StateError) Is(target error) bool { return target == ErrBadState }
+
+// Q.850 cause codes the switch uses.
+const (
+	CauseUnallocated      int32 = 1
+	CauseNormalClearing   int32 = 16
+	CauseUserBusy         int32 = 17
+	CauseNoUserResponding int32 = 18
+	CauseNoAnswer         int32 = 19
+	CauseRejected         int32 = 21
+	CauseRedirected       int32 = 23
+	CauseAnsweredElse     int32 = 26
+)
+
+var causeTexts = map[int32]string{
+	1: "Unallocated (unassigned) number", 3: "No route to destination",
+	16: "Normal Clearing", 17: "User busy", 18: "No user responding",
+	19: "User alerting, no answer", 21: "Call Rejected", 22: "Number changed",
+	23: "Redirected to new destination", 26: "Answered elsewhere",
+	27: "Destination out of order", 28: "Invalid number format",
+	31: "Normal, unspecified", 34: "Circuit/channel congestion",
+	38: "Network out of order", 41: "Temporary failure",
+	42: "Switching equipment congestion", 127: "Interworking, unspecified",
+}
+
+// CauseText returns Asterisk's text for a Q.850 cause.
+func CauseText(cause int32) string {
+	if t, ok := causeTexts[cause]; ok {
+		return t
+	}
+	return fmt.Sprintf("Cause %d", cause)
+}
