@@ -391,6 +391,9 @@ func TestPropertyWatch(t *testing.T) {
 				}
 			}
 		}
+		if got := m.s.Lagging(); got != 0 {
+			t.Fatalf("Lagging() = %d after every watcher caught up, want 0", got)
+		}
 	})
 }
 

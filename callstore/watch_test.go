@@ -386,3 +386,32 @@ func TestStalledWatcherNeverBlocksCommits(t *testing.T) {
 		t.Errorf("stalled watcher queued %d batches, want <= 4", n)
 	}
 }
+
+func TestFanoutVisitsOnlyIndexedWatchers(t *testing.T) {
+	s := New(Options{})
+	byUID, _, _, _ := s.Watch(WatchRequest{Filter: Filter{UIDs: []int64{7}, Devices: []string{"SIP/1"}}})
+	byDev, _, _, _ := s.Watch(WatchRequest{Filter: Filter{Devices: []string{"SIP/2"}}})
+	byComp, _, _, _ := s.Watch(WatchRequest{Filter: Filter{Companies: []string{"other"}}})
+	broad, _, _, _ := s.Watch(WatchRequest{Filter: Filter{States: []State{StateUp}}})
+	defer func() {
+		for _, w := range []*Watcher{byUID, byDev, byComp, broad} {
+			w.Close()
+		}
+	}()
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(1, "SIP/9", "acme", StateRing)})
+	s.mu.RLock()
+	visited := map[string]bool{"uid": byUID.seenChange != 0, "device": byDev.seenChange != 0, "company": byComp.seenChange != 0, "broad": broad.seenChange != 0}
+	s.mu.RUnlock()
+	want := map[string]bool{"uid": false, "device": false, "company": false, "broad": true}
+	if diff := cmp.Diff(want, visited); diff != "" {
+		t.Errorf("watchers visited for an event on another uid/device/company (-want +got):\n%s", diff)
+	}
+	// LEFT needs the old value's device: moving a leg off SIP/2 reaches byDev.
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(2, "SIP/2", "acme", StateRing)})
+	mustCommit(t, s, Change{Type: EventTransfer, Call: leg(2, "SIP/3", "acme", StateRing)})
+	got, _, err := byDev.Drain(nil)
+	want2 := []ev{{2, EventNew, ViewEntered, 2, StateRing, 0}, {3, EventTransfer, ViewLeft, 2, StateRing, 0}}
+	if diff := cmp.Diff(want2, flatten(got)); err != nil || diff != "" {
+		t.Errorf("device watcher events (-want +got):\n%s (err %v)", diff, err)
+	}
+}
