@@ -166,8 +166,9 @@ func (a *Authenticator) authenticateToken(ctx context.Context, token string) (*P
 // scheme is case-insensitive (RFC 9110); the token itself may not contain
 // white space.
 func bearerToken(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	// ValueFromIncomingContext, not FromIncomingContext: the latter copies
+	// every header of the request, on every RPC.
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	switch len(vals) {
 	case 0:
 		return "", errMissingToken

@@ -58,7 +58,7 @@ var (
 
 // newTestKeys generates the keys once per test binary: RSA generation is
 // slow under the race detector.
-func newTestKeys(t *testing.T) *testKeys {
+func newTestKeys(t testing.TB) *testKeys {
 	t.Helper()
 	keysOnce.Do(func() {
 		rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -89,7 +89,7 @@ func newTestKeys(t *testing.T) *testKeys {
 	return &keys
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func validClaims() claims {
 	}
 }
 
-func (s signer) sign(t *testing.T, c claims) string {
+func (s signer) sign(t testing.TB, c claims) string {
 	t.Helper()
 	b := jwt.NewBuilder().Subject(c.sub).Issuer(c.iss).Audience(c.aud).IssuedAt(time.Now())
 	if !c.exp.IsZero() {
@@ -141,7 +141,7 @@ func (s signer) sign(t *testing.T, c claims) string {
 
 // newJWTAuthenticator verifies JWTs against a JWKS file of the test keys
 // and accepts the directory tokens too.
-func newJWTAuthenticator(t *testing.T) *Authenticator {
+func newJWTAuthenticator(t testing.TB) *Authenticator {
 	t.Helper()
 	k := newTestKeys(t)
 	path := filepath.Join(t.TempDir(), "jwks.json")
