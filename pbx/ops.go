@@ -158,6 +158,7 @@ func (s *Sim) Talk(ctx context.Context, uid int64) (*callstore.Call, bool, error
 // with 26; a queue records who took the call.
 func (s *Sim) answer(t *tx, x *leg) {
 	rg := x.ringing
+	t.touch(x) // the answering leg's event comes first
 	s.stop(rg.timer)
 	others := slices.DeleteFunc(slices.Clone(rg.legs), func(l *leg) bool { return l == x })
 	rg.legs, rg.rest = nil, nil
@@ -259,6 +260,7 @@ func (s *Sim) Send(ctx context.Context, uid int64, number string) (*callstore.Ca
 		return nil, nil, err
 	}
 	t := newTx()
+	t.touch(l)
 	var o origin
 	m := modeSend
 	if q != nil {
