@@ -87,13 +87,15 @@ func BenchmarkCommitNoWatchers(b *testing.B) {
 }
 
 // BenchmarkFanoutNonMatching commits on a device none of the watchers
-// filters on: with the index, the cost must not depend on the watcher count.
+// filters on (the watchers filter on SIP/w0.., the legs are on SIP/100..):
+// with the index, the cost must not depend on the watcher count.
 func BenchmarkFanoutNonMatching(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		b.Run(fmt.Sprintf("watchers=%d", n), func(b *testing.B) {
 			s := New(Options{})
 			defer s.Close()
-			legs := populate(b, s, 1000, []string{"SIP/busy"})
+			legs := populate(b, s, 1000, benchDevices(100)) // SIP/100..SIP/199
+
 			for i := range n {
 				w, _, _, err := s.Watch(WatchRequest{Filter: Filter{Devices: []string{"SIP/w" + strconv.Itoa(i)}}})
 				if err != nil {
