@@ -1,0 +1,201 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// envPrefix prefixes the environment variable of every flag: --metrics-addr
+// is CALLCONTROLD_METRICS_ADDR.
+const envPrefix = "CALLCONTROLD_"
+
+// config is everything the binary can be told. Precedence, highest first:
+// command-line flag, environment variable, config file (--config), default.
+type config struct {
+	configFile string
+
+	addr            string
+	metricsAddr     string
+	directoryFile   string
+	allowDemoPublic bool
+
+	tlsCert, tlsKey, tlsClientCA string
+
+	jwksFile, jwksURL, jwtIssuer, jwtAudience string
+
+	controlRPS   float64
+	controlBurst int
+	maxWatches   int
+
+	historySize      int
+	watcherQueue     int
+	progressInterval time.Duration
+
+	ringTimeout time.Duration
+	demoTraffic float64
+
+	maxConnectionAge time.Duration
+	shutdownTimeout  time.Duration
+
+	logLevel  string
+	logFormat string
+}
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("callcontrold", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.configFile, "config", "", "YAML `file` of settings: keys are flag names (e.g. \"metrics-addr: :9090\")")
+	fs.StringVar(&c.addr, "addr", "localhost:50051", "gRPC listen `address`")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "localhost:9090", "Prometheus /metrics listen `address`; empty disables")
+	fs.StringVar(&c.directoryFile, "directory", "", "directory YAML `file` (companies, users, devices, extensions); empty uses the embedded demo directory")
+	fs.BoolVar(&c.allowDemoPublic, "allow-demo-public", false, "allow the demo directory (whose tokens are public) on a non-loopback address")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key enables TLS")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "client CA `file` (PEM); enables mTLS: clients must present a certificate it signed")
+	fs.StringVar(&c.jwksFile, "jwks-file", "", "JWKS `file` to verify JWT bearer tokens against")
+	fs.StringVar(&c.jwksURL, "jwks-url", "", "JWKS `URL` to verify JWT bearer tokens against (refreshed periodically)")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required JWT issuer (iss)")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required JWT audience (aud)")
+	fs.Float64Var(&c.controlRPS, "control-rps", 50, "control RPCs per second allowed per login (0: unlimited)")
+	fs.IntVar(&c.controlBurst, "control-burst", 100, "burst of control RPCs allowed per login")
+	fs.IntVar(&c.maxWatches, "max-watches", 100, "concurrent WatchCalls streams per login (0: unlimited)")
+	fs.IntVar(&c.historySize, "history-size", 100000, "revisions retained for WatchCalls resume")
+	fs.IntVar(&c.watcherQueue, "watcher-queue", 1024, "revisions a watcher may have queued before it catches up from history")
+	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "WatchCalls progress frame after this long without events")
+	fs.DurationVar(&c.ringTimeout, "ring-timeout", 30*time.Second, "simulated switch: unanswered calls end after this long (cause 19)")
+	fs.Float64Var(&c.demoTraffic, "demo-traffic", 0, "simulated switch: start `N` calls per second of mixed demo traffic")
+	fs.DurationVar(&c.maxConnectionAge, "max-connection-age", 30*time.Minute, "recycle connections after this long (watchers resume with their token)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, wait this long for calls to finish before closing connections")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "callcontrold serves the Call API of an IP PBX over gRPC.\n\nUsage: callcontrold [flags]\n\n")
+		fmt.Fprintf(out, "Every flag can also be set by an environment variable (%sFLAG_NAME, e.g. %s)\nor in the --config file; flags win over the environment, which wins over the file.\n\nFlags:\n", envPrefix, envName("metrics-addr"))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseConfig reads args, then fills every flag not given on the command
+// line from the environment, then from the config file.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	c := &config{}
+	fs := newFlagSet(c, out)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q: callcontrold takes flags only", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+			set[f.Name] = true
+		}
+	})
+	if c.configFile != "" {
+		if err := applyConfigFile(fs, c.configFile, set); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, c.validate()
+}
+
+func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var values map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		f := fs.Lookup(k)
+		if f == nil || k == "config" {
+			errs = append(errs, fmt.Errorf("config file %s: unknown setting %q (settings are flag names; see --help)", path, k))
+			continue
+		}
+		if set[k] {
+			continue
+		}
+		n := values[k]
+		if n.Kind != yaml.ScalarNode {
+			errs = append(errs, fmt.Errorf("config file %s: line %d: %s must be a single value", path, n.Line, k))
+			continue
+		}
+		if err := f.Value.Set(n.Value); err != nil {
+			errs = append(errs, fmt.Errorf("config file %s: line %d: %s: %v", path, n.Line, k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.tlsClientCA != "" && c.tlsCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca (mTLS) needs --tls-cert and --tls-key"))
+	}
+	if c.jwksFile != "" && c.jwksURL != "" {
+		errs = append(errs, errors.New("--jwks-file and --jwks-url are exclusive"))
+	}
+	if (c.jwksFile != "" || c.jwksURL != "") && (c.jwtIssuer == "" || c.jwtAudience == "") {
+		errs = append(errs, errors.New("JWT verification needs --jwt-issuer and --jwt-audience"))
+	}
+	if c.historySize < 1 {
+		errs = append(errs, fmt.Errorf("--history-size must be at least 1, got %d", c.historySize))
+	}
+	if c.watcherQueue < 1 {
+		errs = append(errs, fmt.Errorf("--watcher-queue must be at least 1, got %d", c.watcherQueue))
+	}
+	if c.progressInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--progress-interval must be at least 100ms, got %v", c.progressInterval))
+	}
+	if c.demoTraffic < 0 || c.controlRPS < 0 {
+		errs = append(errs, errors.New("--demo-traffic and --control-rps must not be negative"))
+	}
+	switch c.logFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.logFormat))
+	}
+	switch strings.ToLower(c.logLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", c.logLevel))
+	}
+	return errors.Join(errs...)
+}

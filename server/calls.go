@@ -1,0 +1,405 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"callcontrold/auth"
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/pbx"
+)
+
+// callService implements CallControlService. Each handler checks the
+// request, authorizes it, hands it to the switch and maps the outcome:
+// the three steps of etcd's thin handlers.
+type callService struct {
+	callcontrolv1.UnimplementedCallControlServiceServer
+
+	cfg   Config
+	store *callstore.Store
+	dir   *directory.Directory
+	sw    pbx.Switch
+	lim   *auth.Limiter
+	log   *slog.Logger
+	m     *metrics
+	cv    *converter
+	idem  *idempotencyCache
+	enc   *encodeCache
+	drain <-chan struct{}
+}
+
+func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-chan struct{}) *callService {
+	cv := newConverter(d.Store, d.Directory)
+	return &callService{
+		cfg: cfg, store: d.Store, dir: d.Directory, sw: d.Switch, lim: d.Limiter, log: log, m: m,
+		cv:    cv,
+		idem:  newIdempotencyCache(cfg.IdempotencyTTL, cfg.IdempotencySize),
+		enc:   newEncodeCache(cv, d.Store.HistorySize()),
+		drain: drain,
+	}
+}
+
+func (s *callService) close() {}
+
+// principalOf returns the authenticated caller. The auth interceptor
+// guarantees one on every call of this service.
+func principalOf(ctx context.Context) (*auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "missing bearer token: set metadata authorization: Bearer <token>")
+	}
+	return p, nil
+}
+
+// callNotFound is the answer for a call that does not exist and for one
+// the caller may not see: the two must be indistinguishable.
+func callNotFound(field string, uid int64) error {
+	return status.Errorf(codes.NotFound, "%s: call %d not found (it ended, or is not visible to you)", field, uid)
+}
+
+// visibleCall returns the live call if p may see it.
+func (s *callService) visibleCall(p *auth.Principal, field string, uid int64) (*callstore.Call, error) {
+	c, ok := s.store.Get(uid)
+	if !ok || !auth.CanSeeCall(p, c) {
+		return nil, callNotFound(field, uid)
+	}
+	return c, nil
+}
+
+// controllableCall returns the live call if p may control it: visible and
+// on a device p owns.
+func (s *callService) controllableCall(p *auth.Principal, field string, uid int64) (*callstore.Call, error) {
+	c, err := s.visibleCall(p, field, uid)
+	if err != nil {
+		return nil, err
+	}
+	if !auth.CanControl(p, c) {
+		return nil, status.Errorf(codes.PermissionDenied,
+			"%s: call %d is on device %s, which %s does not own: only the device's owner controls its calls", field, uid, c.Device, p.Login)
+	}
+	return c, nil
+}
+
+type idempotent interface {
+	proto.Message
+	GetRequestId() string
+}
+
+// control runs a control RPC: the caller's rate limit, then act, with the
+// outcome remembered under request_id when the client sent one.
+func control[R proto.Message](ctx context.Context, s *callService, method string, req idempotent, act func(p *auth.Principal) (R, error)) (R, error) {
+	var zero R
+	p, err := principalOf(ctx)
+	if err != nil {
+		return zero, err
+	}
+	run := func() (proto.Message, error) {
+		if s.lim != nil {
+			if err := s.lim.AllowControl(p); err != nil {
+				return nil, err
+			}
+		}
+		r, err := act(p)
+		if err != nil {
+			return nil, s.status(ctx, err)
+		}
+		return r, nil
+	}
+	id := req.GetRequestId()
+	if id == "" {
+		r, err := run()
+		if err != nil {
+			return zero, err
+		}
+		return r.(R), nil
+	}
+	r, err, replay := s.idem.do(ctx, idemKey{p.Login, method, id}, req, run)
+	if replay {
+		s.m.idempotentHi.Inc()
+	}
+	if err != nil {
+		return zero, err
+	}
+	return r.(R), nil
+}
+
+func (s *callService) status(ctx context.Context, err error) error { return toStatus(ctx, s.log, err) }
+
+func toStoreFilter(f *callcontrolv1.CallFilter) callstore.Filter {
+	var out callstore.Filter
+	if f == nil {
+		return out
+	}
+	out.UIDs = f.GetUids()
+	out.Devices = f.GetDevices()
+	out.Companies = f.GetCompanies()
+	for _, st := range f.GetStates() {
+		out.States = append(out.States, callstore.State(st))
+	}
+	for _, t := range f.GetEventTypes() {
+		out.Types = append(out.Types, callstore.EventType(t))
+	}
+	return out
+}
+
+func (s *callService) ListCalls(ctx context.Context, req *callcontrolv1.ListCallsRequest) (*callcontrolv1.ListCallsResponse, error) {
+	var v validator
+	v.filter(req.GetFilter())
+	size := v.pageSize(req.GetPageSize())
+	cursor, err := parsePageToken(req.GetPageToken())
+	if err != nil {
+		v.add("page_token", "%v", err)
+	}
+	var after int64
+	if cursor != "" {
+		if after, err = strconv.ParseInt(cursor, 10, 64); err != nil || after < 0 {
+			v.add("page_token", "malformed page token: pass next_page_token from the previous response unchanged")
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	p, err := principalOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f := toStoreFilter(req.GetFilter())
+	visible := auth.VisibleFunc(p)
+	calls, rev := s.store.List(&f, visible, after, size+1)
+	resp := &callcontrolv1.ListCallsResponse{Revision: rev}
+	if len(calls) > size {
+		calls = calls[:size]
+		resp.NextPageToken = pageToken(strconv.FormatInt(calls[size-1].UID, 10))
+	}
+	resp.Calls = make([]*callcontrolv1.Call, len(calls))
+	for i, c := range calls {
+		resp.Calls[i] = s.cv.call(c, visible)
+	}
+	return resp, nil
+}
+
+func (s *callService) GetCall(ctx context.Context, req *callcontrolv1.GetCallRequest) (*callcontrolv1.GetCallResponse, error) {
+	var v validator
+	v.uid("uid", req.GetUid())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	p, err := principalOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.visibleCall(p, "uid", req.GetUid())
+	if err != nil {
+		return nil, err
+	}
+	return &callcontrolv1.GetCallResponse{Call: s.cv.call(c, auth.VisibleFunc(p))}, nil
+}
+
+func (s *callService) Dial(ctx context.Context, req *callcontrolv1.DialRequest) (*callcontrolv1.DialResponse, error) {
+	var v validator
+	v.name("device", req.GetDevice())
+	v.number("number", req.GetNumber())
+	v.requestID(req.GetRequestId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Dial", req, func(p *auth.Principal) (*callcontrolv1.DialResponse, error) {
+		dev, ok := s.dir.Device(req.GetDevice())
+		if !ok || !auth.CanSeeDevice(p, dev) {
+			return nil, status.Errorf(codes.NotFound, "device: %q not found (or not visible to you)", req.GetDevice())
+		}
+		if !auth.CanControlDevice(p, dev) {
+			return nil, status.Errorf(codes.PermissionDenied, "device: %s does not own %s: dial from one of your own devices", p.Login, dev.Name)
+		}
+		c, err := s.sw.Dial(ctx, dev.Name, req.GetNumber(), pbx.DialOptions{AutoHold: req.GetAutohold(), AutoAnswer: req.GetAutoanswer()})
+		if err != nil {
+			return nil, err
+		}
+		return &callcontrolv1.DialResponse{Call: s.cv.call(c, auth.VisibleFunc(p))}, nil
+	})
+}
+
+func (s *callService) Hold(ctx context.Context, req *callcontrolv1.HoldRequest) (*callcontrolv1.HoldResponse, error) {
+	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Hold", req, func(p *auth.Principal) (*callcontrolv1.HoldResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		c, changed, err := s.sw.Hold(ctx, req.GetUid())
+		if err != nil {
+			return nil, err
+		}
+		return &callcontrolv1.HoldResponse{Call: s.cv.call(c, auth.VisibleFunc(p)), AlreadyApplied: !changed}, nil
+	})
+}
+
+func (s *callService) Talk(ctx context.Context, req *callcontrolv1.TalkRequest) (*callcontrolv1.TalkResponse, error) {
+	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Talk", req, func(p *auth.Principal) (*callcontrolv1.TalkResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		c, changed, err := s.sw.Talk(ctx, req.GetUid())
+		if err != nil {
+			return nil, err
+		}
+		return &callcontrolv1.TalkResponse{Call: s.cv.call(c, auth.VisibleFunc(p)), AlreadyApplied: !changed}, nil
+	})
+}
+
+func (s *callService) Hangup(ctx context.Context, req *callcontrolv1.HangupRequest) (*callcontrolv1.HangupResponse, error) {
+	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Hangup", req, func(p *auth.Principal) (*callcontrolv1.HangupResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		c, err := s.sw.Hangup(ctx, req.GetUid())
+		if err != nil {
+			return nil, err
+		}
+		return &callcontrolv1.HangupResponse{Call: s.cv.call(c, auth.VisibleFunc(p))}, nil
+	})
+}
+
+func (s *callService) Send(ctx context.Context, req *callcontrolv1.SendRequest) (*callcontrolv1.SendResponse, error) {
+	var v validator
+	v.uid("uid", req.GetUid())
+	v.number("number", req.GetNumber())
+	v.requestID(req.GetRequestId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Send", req, func(p *auth.Principal) (*callcontrolv1.SendResponse, error) {
+		c, err := s.visibleCall(p, "uid", req.GetUid())
+		if err != nil {
+			return nil, err
+		}
+		if !auth.CanSend(p, c) {
+			return nil, status.Errorf(codes.PermissionDenied,
+				"uid: send needs administrative ownership of call %d (admin or sys-admin, or company-admin of %q); %s is %s",
+				c.UID, c.DeviceCompany, p.Login, p.Role)
+		}
+		old, redirected, err := s.sw.Send(ctx, req.GetUid(), req.GetNumber())
+		if err != nil {
+			return nil, err
+		}
+		vis := auth.VisibleFunc(p)
+		resp := &callcontrolv1.SendResponse{Call: s.cv.call(old, vis)}
+		if redirected != nil && vis(redirected) {
+			resp.NewCall = s.cv.call(redirected, vis)
+		}
+		return resp, nil
+	})
+}
+
+func (s *callService) Xfer(ctx context.Context, req *callcontrolv1.XferRequest) (*callcontrolv1.XferResponse, error) {
+	var v validator
+	v.uid("uid", req.GetUid())
+	v.number("number", req.GetNumber())
+	v.requestID(req.GetRequestId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Xfer", req, func(p *auth.Principal) (*callcontrolv1.XferResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		c, transferred, err := s.sw.Xfer(ctx, req.GetUid(), req.GetNumber())
+		if err != nil {
+			return nil, err
+		}
+		vis := auth.VisibleFunc(p)
+		resp := &callcontrolv1.XferResponse{Call: s.cv.call(c, vis)}
+		if transferred != nil && vis(transferred) {
+			resp.TransferredCall = s.cv.call(transferred, vis)
+		}
+		return resp, nil
+	})
+}
+
+func (s *callService) AtXfer(ctx context.Context, req *callcontrolv1.AtXferRequest) (*callcontrolv1.AtXferResponse, error) {
+	var v validator
+	v.uid("uid", req.GetUid())
+	v.uid("target_uid", req.GetTargetUid())
+	if req.GetUid() == req.GetTargetUid() && req.GetUid() > 0 {
+		v.add("target_uid", "must differ from uid: atxfer bridges two different calls")
+	}
+	v.requestID(req.GetRequestId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "AtXfer", req, func(p *auth.Principal) (*callcontrolv1.AtXferResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		if _, err := s.controllableCall(p, "target_uid", req.GetTargetUid()); err != nil {
+			return nil, err
+		}
+		a, b, err := s.sw.AtXfer(ctx, req.GetUid(), req.GetTargetUid())
+		if err != nil {
+			return nil, err
+		}
+		vis := auth.VisibleFunc(p)
+		return &callcontrolv1.AtXferResponse{Call: s.cv.call(a, vis), TargetCall: s.cv.call(b, vis)}, nil
+	})
+}
+
+func (s *callService) Mute(ctx context.Context, req *callcontrolv1.MuteRequest) (*callcontrolv1.MuteResponse, error) {
+	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Mute", req, func(p *auth.Principal) (*callcontrolv1.MuteResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		c, changed, err := s.sw.Mute(ctx, req.GetUid(), req.GetMute())
+		if err != nil {
+			return nil, err
+		}
+		return &callcontrolv1.MuteResponse{Call: s.cv.call(c, auth.VisibleFunc(p)), AlreadyApplied: !changed}, nil
+	})
+}
+
+func (s *callService) Dtmf(ctx context.Context, req *callcontrolv1.DtmfRequest) (*callcontrolv1.DtmfResponse, error) {
+	var v validator
+	v.uid("uid", req.GetUid())
+	v.tone(req.GetTone())
+	v.requestID(req.GetRequestId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return control(ctx, s, "Dtmf", req, func(p *auth.Principal) (*callcontrolv1.DtmfResponse, error) {
+		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
+			return nil, err
+		}
+		c, err := s.sw.Dtmf(ctx, req.GetUid(), req.GetTone())
+		if err != nil {
+			return nil, err
+		}
+		return &callcontrolv1.DtmfResponse{Call: s.cv.call(c, auth.VisibleFunc(p))}, nil
+	})
+}
+
+// checkUID validates the requests that carry only a uid and a request_id.
+func checkUID(uid int64, requestID string) error {
+	var v validator
+	v.uid("uid", uid)
+	v.requestID(requestID)
+	return v.err()
+}
+
+var _ = fmt.Sprintf

@@ -1,0 +1,40 @@
+package server
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+)
+
+// rawFrame is a message that is already encoded: the watch fan-out builds
+// WatchCallsResponse frames by concatenating event encodings that were
+// made once for all watchers (see encodeCache), and sends the bytes as
+// they are.
+type rawFrame []byte
+
+// frameCodec is the proto codec, except that a rawFrame passes through
+// untouched. It keeps the name "proto", so clients see the ordinary
+// content-type and every other message is encoded as usual.
+type frameCodec struct{ proto encoding.CodecV2 }
+
+func newFrameCodec() encoding.CodecV2 {
+	return frameCodec{proto: encoding.GetCodecV2(proto.Name)}
+}
+
+func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if f, ok := v.(*rawFrame); ok {
+		return mem.BufferSlice{mem.SliceBuffer(*f)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if _, ok := v.(*rawFrame); ok {
+		return fmt.Errorf("rawFrame is send-only")
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+func (c frameCodec) Name() string { return c.proto.Name() }

@@ -1,0 +1,317 @@
+package server
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"callcontrold/auth"
+	"callcontrold/callstore"
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+)
+
+// Field numbers of the frames that watch.go writes by hand (see
+// encodeBatchFrame). A test decodes such frames with the generated code,
+// so a renumbering in the proto cannot go unnoticed.
+const (
+	fieldResponseEvents   = 4 // WatchCallsResponse.events
+	fieldBatchRevision    = 1 // EventBatch.revision
+	fieldBatchResumeToken = 2 // EventBatch.resume_token
+	fieldBatchEvents      = 3 // EventBatch.events
+)
+
+// WatchCalls streams the caller's view of the store: started, the
+// snapshot, then one frame per revision that has matching events, with
+// progress frames when nothing matched for ProgressInterval. The loop
+// follows etcd's sendLoop: the store queues, this goroutine sends, and a
+// stalled client never stalls the store.
+func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
+	ctx := stream.Context()
+	var v validator
+	v.filter(req.GetFilter())
+	var tok resumeToken
+	resume := req.GetResumeToken() != ""
+	if resume {
+		var err error
+		if tok, err = parseResumeToken(req.GetResumeToken()); err != nil {
+			v.add("resume_token", "%v", err)
+		}
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+	p, err := principalOf(ctx)
+	if err != nil {
+		return err
+	}
+	if s.lim != nil {
+		release, err := s.lim.AcquireWatch(p)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	visible := auth.VisibleFunc(p)
+	w, snapshot, startRev, err := s.store.Watch(callstore.WatchRequest{
+		Filter:   toStoreFilter(req.GetFilter()),
+		Visible:  visible,
+		Snapshot: !resume && !req.GetSkipSnapshot(),
+		Resume:   resume,
+		Epoch:    tok.Epoch,
+		Revision: tok.Revision,
+	})
+	if err != nil {
+		s.m.watchEnds.WithLabelValues("refused").Inc()
+		return s.status(ctx, err)
+	}
+	defer w.Close()
+
+	ws := &watchStream{s: s, stream: stream, visible: visible, epoch: s.store.Epoch()}
+	if err := ws.send("started", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
+		ProgressInterval: durationpb.New(s.cfg.ProgressInterval),
+		HistoryWindow:    int64(s.store.HistorySize()),
+		OldestRevision:   s.store.OldestRevision(),
+		Revision:         startRev,
+	}}}); err != nil {
+		return err
+	}
+	if !resume && !req.GetSkipSnapshot() {
+		if err := ws.sendSnapshot(snapshot, startRev); err != nil {
+			return err
+		}
+	}
+	return ws.loop(w, startRev)
+}
+
+type watchStream struct {
+	s       *callService
+	stream  callcontrolv1.CallControlService_WatchCallsServer
+	visible func(*callstore.Call) bool
+	epoch   uint64
+	batches []callstore.Batch
+}
+
+func (ws *watchStream) token(rev int64) string {
+	return resumeToken{Epoch: ws.epoch, Revision: rev}.String()
+}
+
+func (ws *watchStream) send(kind string, m proto.Message) error {
+	if err := ws.stream.SendMsg(m); err != nil {
+		return err
+	}
+	ws.s.m.framesSent.WithLabelValues(kind).Inc()
+	return nil
+}
+
+func (ws *watchStream) sendSnapshot(calls []*callstore.Call, rev int64) error {
+	size := ws.s.cfg.SnapshotChunkSize
+	for len(calls) > 0 {
+		n := min(size, len(calls))
+		chunk := &callcontrolv1.SnapshotChunk{Calls: make([]*callcontrolv1.Call, n)}
+		for i, c := range calls[:n] {
+			chunk.Calls[i] = ws.s.cv.call(c, ws.visible)
+		}
+		if err := ws.send("snapshot", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Snapshot{Snapshot: chunk}}); err != nil {
+			return err
+		}
+		calls = calls[n:]
+	}
+	return ws.send("snapshot_end", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_SnapshotEnd{SnapshotEnd: &callcontrolv1.SnapshotEnd{
+		Revision: rev, ResumeToken: ws.token(rev),
+	}}})
+}
+
+func (ws *watchStream) sendProgress(rev int64) error {
+	return ws.send("progress", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Progress{Progress: &callcontrolv1.Progress{
+		Revision: rev, ResumeToken: ws.token(rev),
+	}}})
+}
+
+// pump sends everything the watcher has queued. It reports whether it sent
+// anything, the watcher's progress revision, and the watcher's end.
+func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, ended error, err error) {
+	ws.batches, progress, ended = w.Drain(ws.batches[:0])
+	for i := range ws.batches {
+		b := &ws.batches[i]
+		frame := ws.s.enc.batchFrame(b, ws.token(b.Revision), ws.visible)
+		if err := ws.stream.SendMsg(&frame); err != nil {
+			return sent, progress, ended, err
+		}
+		sent = true
+		ws.s.m.framesSent.WithLabelValues("events").Inc()
+		ws.s.m.eventsSent.Add(float64(len(b.Events)))
+		b.Events = nil // let the events go before the next Drain reuses the slice
+	}
+	return sent, progress, ended, nil
+}
+
+func (ws *watchStream) loop(w *callstore.Watcher, lastRev int64) error {
+	ctx := ws.stream.Context()
+	interval := ws.s.cfg.ProgressInterval
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			ws.s.m.watchEnds.WithLabelValues("client").Inc()
+			return nil // the client left: nothing to tell it
+		case <-ws.s.drain:
+			// Send what is queued and a progress frame, so the client's
+			// token is as fresh as it can be, then tell it to come back.
+			_, progress, _, err := ws.pump(w)
+			if err == nil {
+				_ = ws.sendProgress(progress)
+			}
+			ws.s.m.watchEnds.WithLabelValues("drain").Inc()
+			return unavailableDraining(ws.s.cfg.DrainRetryAfter)
+		case <-w.Ready():
+			sent, _, ended, err := ws.pump(w)
+			if err != nil {
+				return err
+			}
+			if ended != nil {
+				return ws.end(ended)
+			}
+			if sent {
+				resetTimer(timer, interval)
+			}
+		case <-timer.C:
+			sent, progress, ended, err := ws.pump(w)
+			if err != nil {
+				return err
+			}
+			if ended != nil {
+				return ws.end(ended)
+			}
+			if !sent {
+				if err := ws.sendProgress(progress); err != nil {
+					return err
+				}
+			}
+			timer.Reset(interval)
+		}
+	}
+}
+
+func (ws *watchStream) end(err error) error {
+	ctx := ws.stream.Context()
+	switch {
+	case errors.Is(err, callstore.ErrClosed):
+		ws.s.m.watchEnds.WithLabelValues("store_closed").Inc()
+		return unavailableDraining(ws.s.cfg.DrainRetryAfter)
+	case errors.Is(err, callstore.ErrCompacted):
+		ws.s.m.watchEnds.WithLabelValues("too_slow").Inc()
+	default:
+		ws.s.m.watchEnds.WithLabelValues("error").Inc()
+	}
+	return ws.s.status(ctx, err)
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	t.Stop()
+	t.Reset(d)
+}
+
+// encodeCache holds each event encoded once, shared by every watcher that
+// receives it: a 10-watcher fan-out marshals an event once, not ten times.
+// An encoding depends on the event, how it moves the watcher's view and
+// (rarely) whether the watcher may see the queue call it points at, so
+// those are the key. Only recent revisions are kept (a ring of them):
+// watchers replaying older history just encode again.
+type encodeCache struct {
+	cv   *converter
+	mu   sync.Mutex
+	m    map[int64][]encEntry // by revision
+	revs []int64              // ring of cached revisions, oldest evicted first
+	next int
+}
+
+type encEntry struct {
+	index int
+	view  callstore.ViewChange
+	qvis  bool
+	b     []byte
+}
+
+func newEncodeCache(cv *converter, window int) *encodeCache {
+	n := min(max(window, 64), 4096)
+	return &encodeCache{cv: cv, m: make(map[int64][]encEntry), revs: make([]int64, n)}
+}
+
+func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qvis bool) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.m[rev] {
+		if e.index == index && e.view == view && e.qvis == qvis {
+			return e.b, true
+		}
+	}
+	return nil, false
+}
+
+func (c *encodeCache) store(rev int64, e encEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	entries, ok := c.m[rev]
+	if !ok {
+		if old := c.revs[c.next]; old != 0 {
+			delete(c.m, old)
+		}
+		c.revs[c.next] = rev
+		c.next = (c.next + 1) % len(c.revs)
+	}
+	c.m[rev] = append(entries, e)
+}
+
+func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
+	qvis := false
+	if e.Call.QCallUID != 0 {
+		if q, ok := c.cv.store.Get(e.Call.QCallUID); ok && visible(q) {
+			qvis = true
+		}
+	}
+	if b, ok := c.lookup(rev, e.Index, e.View, qvis); ok {
+		return b
+	}
+	vis := visible
+	if !qvis {
+		vis = func(*callstore.Call) bool { return false }
+	}
+	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer, c.cv.deviceOf)
+	b, _ := proto.Marshal(&callcontrolv1.CallEvent{
+		Type: callcontrolv1.EventType(e.Type),
+		View: callcontrolv1.ViewChange(e.View),
+		Call: pc,
+	})
+	c.store(rev, encEntry{index: e.Index, view: e.View, qvis: qvis, b: b})
+	return b
+}
+
+// batchFrame builds a WatchCallsResponse{events: EventBatch{...}} frame
+// from cached event encodings: protobuf's wire format lets a message be
+// assembled from the encodings of its fields.
+func (c *encodeCache) batchFrame(b *callstore.Batch, token string, visible func(*callstore.Call) bool) rawFrame {
+	events := make([][]byte, len(b.Events))
+	inner := protowire.SizeTag(fieldBatchRevision) + protowire.SizeVarint(uint64(b.Revision)) +
+		protowire.SizeTag(fieldBatchResumeToken) + protowire.SizeBytes(len(token))
+	for i := range b.Events {
+		events[i] = c.event(b.Revision, &b.Events[i], visible)
+		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(events[i]))
+	}
+	out := make([]byte, 0, protowire.SizeTag(fieldResponseEvents)+protowire.SizeBytes(inner))
+	out = protowire.AppendTag(out, fieldResponseEvents, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(inner))
+	out = protowire.AppendTag(out, fieldBatchRevision, protowire.VarintType)
+	out = protowire.AppendVarint(out, uint64(b.Revision))
+	out = protowire.AppendTag(out, fieldBatchResumeToken, protowire.BytesType)
+	out = protowire.AppendString(out, token)
+	for _, e := range events {
+		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
+		out = protowire.AppendBytes(out, e)
+	}
+	return rawFrame(out)
+}
