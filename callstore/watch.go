@@ -61,10 +61,11 @@ type Watcher struct {
 	ready chan struct{}
 
 	// Guarded by s.mu (held for writing by the committer).
-	seenChange uint64 // last change (s.changeSeq) this watcher was visited for
-	touchRev   int64  // last revision this watcher got events in
-	pendN      int    // events for this watcher in the commit being fanned out
-	pendAt     int    // their position in the commit's slab
+	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
+	touchRev   int64        // last revision this watcher got events in
+	pendN      int          // events for this watcher in the commit being fanned out
+	pendAt     int          // fill position in pendBuf
+	pendBuf    []WatchEvent // their window of the commit's slab
 	registered bool
 
 	drainMu sync.Mutex // one Drain at a time: replay must not run twice
@@ -375,29 +376,40 @@ func (s *Store) fanoutLocked(e *histEntry) {
 	if len(s.touched) == 0 {
 		return
 	}
-	// One slab holds the events of every watcher for this commit: one
-	// allocation per commit instead of one per matching watcher. Each
-	// watcher gets a full-capacity-limited window of it, in change order.
-	slab := make([]WatchEvent, len(s.pending))
-	at := 0
+	// Watchers' event windows are carved out of shared slabs of up to
+	// slabEvents events: one allocation per commit in the common case
+	// instead of one per matching watcher. The cap keeps what a stalled
+	// watcher pins (its queued windows keep their whole slab alive) within
+	// a small constant factor of its own events.
+	var slab []WatchEvent
+	remaining := len(s.pending)
 	for _, w := range s.touched {
-		w.pendAt = at
-		at += w.pendN
+		n := w.pendN
+		if len(slab)+n > cap(slab) {
+			slab = make([]WatchEvent, 0, max(n, min(remaining, slabEvents)))
+		}
+		l := len(slab)
+		w.pendBuf = slab[l : l+n : l+n]
+		slab = slab[:l+n]
+		remaining -= n
+		w.pendAt = 0
 	}
 	for _, p := range s.pending {
-		slab[p.w.pendAt] = p.ev
+		p.w.pendBuf[p.w.pendAt] = p.ev
 		p.w.pendAt++
 	}
 	for i, w := range s.touched {
-		end := w.pendAt
-		w.push(rev, slab[end-w.pendN:end:end])
-		w.pendN = 0
+		w.push(rev, w.pendBuf)
+		w.pendBuf, w.pendN = nil, 0
 		s.touched[i] = nil
 	}
 	s.touched = s.touched[:0]
 	clear(s.pending)
 	s.pending = s.pending[:0]
 }
+
+// slabEvents bounds the events sharing one allocation in the fan-out.
+const slabEvents = 16
 
 // pendingEvent is one event of the commit being fanned out.
 type pendingEvent struct {

@@ -415,3 +415,39 @@ func TestFanoutVisitsOnlyIndexedWatchers(t *testing.T) {
 		t.Errorf("device watcher events (-want +got):\n%s (err %v)", diff, err)
 	}
 }
+
+func TestFanoutManyWatchersManyChanges(t *testing.T) {
+	// More watchers than one slab holds, and several changes per commit.
+	s := New(Options{})
+	var ws []*Watcher
+	for i := range 40 {
+		f := Filter{}
+		if i%2 == 1 {
+			f.Devices = []string{"SIP/1"}
+		}
+		w, _, _, err := s.Watch(WatchRequest{Filter: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ws = append(ws, w)
+	}
+	mustCommit(t, s,
+		Change{Type: EventNew, Call: leg(1, "SIP/1", "acme", StateRing)},
+		Change{Type: EventNew, Call: leg(2, "SIP/2", "acme", StateRing)},
+		Change{Type: EventUpdate, Call: leg(1, "SIP/1", "acme", StateUp)},
+	)
+	for i, w := range ws {
+		got, _, err := w.Drain(nil)
+		want := []ev{{1, EventNew, ViewEntered, 1, StateRing, 0}, {1, EventNew, ViewEntered, 2, StateRing, 1}, {1, EventUpdate, ViewStayed, 1, StateUp, 2}}
+		if i%2 == 1 {
+			want = []ev{want[0], want[2]}
+		}
+		if diff := cmp.Diff(want, flatten(got)); err != nil || diff != "" {
+			t.Errorf("watcher %d (-want +got):\n%s (err %v)", i, diff, err)
+		}
+		if len(got) == 1 && cap(got[0].Events) != len(got[0].Events) {
+			t.Errorf("watcher %d: events window has spare capacity %d > %d: appending would clobber another watcher", i, cap(got[0].Events), len(got[0].Events))
+		}
+	}
+}
