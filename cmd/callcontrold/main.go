@@ -152,7 +152,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	if cfg.demoTraffic > 0 {
-		// TODO(traffic): go pbx.RunTraffic(ctx, sim, cfg.demoTraffic)
+		go func() {
+			if err := pbx.RunTraffic(ctx, sim, cfg.demoTraffic, nil); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("demo traffic stopped", "error", err)
+			}
+		}()
 		log.Info("demo traffic", "calls_per_second", cfg.demoTraffic)
 	}
 
