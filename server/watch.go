@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -157,8 +158,10 @@ func (ws *watchStream) loop(w *callstore.Watcher, lastRev int64) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// The client left (or its deadline passed): report that code,
+			// so metrics and logs tell it from a server-side end.
 			ws.s.m.watchEnds.WithLabelValues("client").Inc()
-			return nil // the client left: nothing to tell it
+			return status.FromContextError(ctx.Err()).Err()
 		case <-ws.s.drain:
 			// Send what is queued and a progress frame, so the client's
 			// token is as fresh as it can be, then tell it to come back.
