@@ -70,7 +70,7 @@ func (a *Authenticator) Close() error {
 // The reasons in the ErrorInfo of UNAUTHENTICATED errors, so that clients
 // can react (re-login on TOKEN_EXPIRED) without parsing messages.
 const (
-	errorDomain         = "callcontrold"
+	errorDomain         = "callcontrol.v1" // the same domain as every other error of the service
 	reasonMissing       = "BEARER_TOKEN_MISSING"
 	reasonMalformed     = "BEARER_TOKEN_MALFORMED"
 	reasonUnknown       = "TOKEN_UNKNOWN"
