@@ -39,8 +39,8 @@ type WatchEvent struct {
 // Batch is all the events of one revision for one watcher; a revision is
 // never split across batches.
 type Batch struct {
-	Revision int64
-	Events   []WatchEvent
+	Revision int64        // the commit's revision: a valid resume token once handed out
+	Events   []WatchEvent // this watcher's events of the commit, in change order; never empty
 }
 
 // WatchRequest says what to watch and where to start.
