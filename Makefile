@@ -40,7 +40,7 @@ lint: ## buf lint, buf format check, gofmt, go vet
 .PHONY: breaking
 breaking: ## buf breaking against the previous commit (when it had the proto)
 	@if git cat-file -e HEAD~1:proto 2>/dev/null; then \
-		$(TOOL) buf breaking --against '.git#ref=HEAD~1'; \
+		$(TOOL) buf breaking --against '.git#ref=HEAD~1' && echo "buf breaking: no breaking change against HEAD~1"; \
 	else echo "no proto in HEAD~1: nothing to compare"; fi
 
 .PHONY: bench
