@@ -21,6 +21,10 @@ build: ## Build callcontrold and callctl into bin/
 test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
+.PHONY: e2e-node
+e2e-node: ## Node.js (@grpc/grpc-js) client against the running binary
+	bash e2e/node/run.sh
+
 .PHONY: generate
 generate: ## Regenerate gen/ from proto/
 	$(TOOL) buf generate
