@@ -1494,9 +1494,11 @@ type WatchCallsRequest struct {
 	Filter *CallFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Resume after this token (from an EventBatch, SnapshotEnd or Progress
 	// frame): no snapshot; exactly the events after it. A token of another
-	// server process is refused (FAILED_PRECONDITION); one older than the
-	// retained history is OUT_OF_RANGE with an ErrorInfo naming the oldest
-	// retained revision: re-snapshot then.
+	// server process is OUT_OF_RANGE with ErrorInfo reason EPOCH_MISMATCH; one
+	// older than the retained history is OUT_OF_RANGE with reason
+	// REVISION_COMPACTED and metadata oldest_revision. Either way: watch
+	// again without a token (a fresh snapshot). A malformed token is
+	// INVALID_ARGUMENT.
 	ResumeToken string `protobuf:"bytes,2,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	// Start from the current revision without a snapshot (ignored with
 	// resume_token).
