@@ -82,7 +82,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "callcontrold serves the Call API of an IP PBX over gRPC.\n\nUsage: callcontrold [flags]\n\n")
-		fmt.Fprintf(out, "Every flag can also be set by an environment variable (%sFLAG_NAME, e.g. %s)\nor in the --config file; flags win over the environment, which wins over the file.\n\nFlags:\n", envPrefix, envName("metrics-addr"))
+		fmt.Fprintf(out, "Every flag can also be set by an environment variable (%sFLAG_NAME, e.g. %s)\nor in the --config file; flags win over the environment, which wins over the file.\nAn empty environment variable counts as unset: to turn a setting off (e.g. --metrics-addr=),\nuse the flag or the file.\n\nFlags:\n", envPrefix, envName("metrics-addr"))
 		fs.PrintDefaults()
 	}
 	return fs
