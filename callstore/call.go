@@ -144,10 +144,12 @@ type Call struct {
 	Label, Name, Number string // the other party
 	QName, QNumber      string // the calling party while in a queue
 
-	StampMillis int64 // started, epoch ms
-	StartMillis int64 // first answered, epoch ms; 0 until then
-	InQ, OutQ   int64 // queue entry / exit, epoch seconds; 0 if none
-	QCallUID    int64 // bridged call if answered by a queue agent, 0 if none
+	StampMillis int64  // started, epoch ms
+	StartMillis int64  // first answered, epoch ms; 0 until then
+	InQ, OutQ   int64  // queue entry / exit, epoch seconds; 0 if none
+	QCallUID    int64  // bridged call if answered by a queue agent, 0 if none
+	QCallID     string // PBX id of that call (qcall is a reference that outlives the leg)
+	QCallDevice string // device of that call: decides who may see the reference
 
 	Company   string        // target company of an inbound call
 	DTMF      string        // collected DTMF digits
@@ -180,6 +182,7 @@ const (
 
 // XferLeg names one call of the bridge a transfer created (xfer_data).
 type XferLeg struct {
-	UID int64
-	ID  string
+	UID    int64
+	ID     string
+	Device string
 }

@@ -174,7 +174,7 @@ func (s *Sim) answer(t *tx, x *leg) {
 		q := rg.origin
 		q.alerting = nil
 		q.c.OutQ = s.clock.Now().Unix()
-		q.c.QCallUID = x.c.UID
+		q.c.QCallUID, q.c.QCallID, q.c.QCallDevice = x.c.UID, x.c.ID, x.c.Device
 		q.qAgent, x.queue = x, q
 		t.touch(q)
 		if a := q.peer; a != nil {

@@ -541,7 +541,7 @@ func isPhone(dev *directory.Device) bool { return strings.HasPrefix(dev.Name, "S
 func xferOf(ls ...*leg) []callstore.XferLeg {
 	out := make([]callstore.XferLeg, 0, len(ls))
 	for _, l := range ls {
-		out = append(out, callstore.XferLeg{UID: l.c.UID, ID: l.c.ID})
+		out = append(out, callstore.XferLeg{UID: l.c.UID, ID: l.c.ID, Device: l.c.Device})
 	}
 	return out
 }

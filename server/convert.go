@@ -16,12 +16,19 @@ import (
 type converter struct {
 	store    *callstore.Store
 	contacts map[string]*callcontrolv1.Contact // by login
+	// deviceStubs stand for "a call on device D" when visibility must be
+	// decided for a call that may have ended: qcall references outlive
+	// the leg they point at, and visibility depends only on the device.
+	deviceStubs map[string]*callstore.Call
 }
 
 func newConverter(store *callstore.Store, dir *directory.Directory) *converter {
-	c := &converter{store: store, contacts: make(map[string]*callcontrolv1.Contact)}
+	c := &converter{store: store, contacts: make(map[string]*callcontrolv1.Contact), deviceStubs: make(map[string]*callstore.Call)}
 	for _, u := range dir.Users() {
 		c.contacts[u.Login] = &callcontrolv1.Contact{Id: u.ID, Login: u.Login, Name: u.Name, Company: u.Company}
+	}
+	for _, d := range dir.Devices() {
+		c.deviceStubs[d.Name] = &callstore.Call{Device: d.Name, DeviceCompany: d.Company, OwnerLogin: d.Owner}
 	}
 	return c
 }
@@ -105,31 +112,34 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 			Muted:       &callcontrolv1.JsMuted{Audio: j.MutedAudio, Video: j.MutedVideo},
 		}
 	}
-	if c.QCallUID != 0 {
-		if q, ok := cv.store.Get(c.QCallUID); ok && (visible == nil || visible(q)) {
-			out.Qcall = &callcontrolv1.CallRef{Uid: q.UID, Id: q.ID, Device: q.Device}
-		}
+	if cv.qcallVisible(c, visible) {
+		out.Qcall = &callcontrolv1.CallRef{Uid: c.QCallUID, Id: c.QCallID, Device: c.QCallDevice}
 	}
 	return out
 }
 
+// qcallVisible reports whether c has a queue-bridged call the viewer may
+// see. nil visible means the viewer sees everything.
+func (cv *converter) qcallVisible(c *callstore.Call, visible func(*callstore.Call) bool) bool {
+	if c.QCallUID == 0 {
+		return false
+	}
+	if visible == nil {
+		return true
+	}
+	stub, ok := cv.deviceStubs[c.QCallDevice]
+	return ok && visible(stub)
+}
+
 // withXfer adds xfer_data, which only a TRANSFER event's call carries.
-func withXfer(pc *callcontrolv1.Call, legs []callstore.XferLeg, dev func(uid int64) string) *callcontrolv1.Call {
+func withXfer(pc *callcontrolv1.Call, legs []callstore.XferLeg) *callcontrolv1.Call {
 	if len(legs) == 0 {
 		return pc
 	}
 	xd := &callcontrolv1.XferData{}
 	for _, l := range legs {
-		xd.Calls = append(xd.Calls, &callcontrolv1.CallRef{Uid: l.UID, Id: l.ID, Device: dev(l.UID)})
+		xd.Calls = append(xd.Calls, &callcontrolv1.CallRef{Uid: l.UID, Id: l.ID, Device: l.Device})
 	}
 	pc.XferData = xd
 	return pc
-}
-
-// deviceOf names the device of a live leg ("" once it has ended).
-func (cv *converter) deviceOf(uid int64) string {
-	if c, ok := cv.store.Get(uid); ok {
-		return c.Device
-	}
-	return ""
 }

@@ -271,12 +271,7 @@ func (c *encodeCache) store(rev int64, e encEntry) {
 }
 
 func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
-	qvis := false
-	if e.Call.QCallUID != 0 {
-		if q, ok := c.cv.store.Get(e.Call.QCallUID); ok && visible(q) {
-			qvis = true
-		}
-	}
+	qvis := c.cv.qcallVisible(e.Call, visible)
 	if b, ok := c.lookup(rev, e.Index, e.View, qvis); ok {
 		return b
 	}
@@ -284,7 +279,7 @@ func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*ca
 	if !qvis {
 		vis = func(*callstore.Call) bool { return false }
 	}
-	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer, c.cv.deviceOf)
+	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer)
 	b, _ := proto.Marshal(&callcontrolv1.CallEvent{
 		Type: callcontrolv1.EventType(e.Type),
 		View: callcontrolv1.ViewChange(e.View),
