@@ -451,3 +451,29 @@ func TestSlowConsumer(t *testing.T) {
 		})
 	}
 }
+
+// A revision replayed after the legs it references have ended renders as
+// it was committed: the queue call's qcall survives the agent's hangup
+// (resume must yield exactly the events a connected watcher got).
+func TestResumeKeepsReferencesToEndedCalls(t *testing.T) {
+	h := newHarness(t)
+	live := h.watch("admin", &callcontrolv1.WatchCallsRequest{})
+	live.start()
+	h.inbound("+442079460001", "Carol", "600")
+	r1 := live.until(h.store.Revision())
+	m := h.talk("admin", h.on("SIP/202").GetUid())
+	r2 := live.until(h.store.Revision())
+	q := r2[0].GetEvents()[2].GetCall()
+	if q.GetDevice() != "Queue/q_600" || q.GetQcall().GetUid() != m.GetUid() {
+		t.Fatalf("live watcher: queue event %v", q)
+	}
+	h.hangup("admin", m.GetUid())
+
+	resumed := h.watch("admin", &callcontrolv1.WatchCallsRequest{ResumeToken: r1[0].GetResumeToken()})
+	resumed.mustNext() // started
+	got := resumed.until(r2[0].GetRevision())
+	rq := got[0].GetEvents()[2].GetCall()
+	if rq.GetQcall().GetUid() != m.GetUid() {
+		t.Errorf("resumed watcher: r%d queue call qcall %v, the connected watcher got %v", got[0].GetRevision(), rq.GetQcall(), q.GetQcall())
+	}
+}
