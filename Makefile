@@ -52,6 +52,10 @@ bench: ## Benchmarks: callstore in-process and the gRPC load client (see docs/BE
 	go test -run '^$$' -bench . -benchmem ./callstore/
 	go run ./cmd/callbench
 
+.PHONY: bench-smoke
+bench-smoke: ## Run every gRPC benchmark scenario for a moment (CI: checks they run, measures nothing)
+	go run ./cmd/callbench --smoke
+
 .PHONY: tools
 tools: ## Build the pinned tools (buf, generators, grpcurl, grpc-health-probe)
 	go build -modfile=tools/go.mod -o /dev/null tool

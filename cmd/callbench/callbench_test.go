@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestHistBucketsRoundTrip(t *testing.T) {
+	prev := -1
+	for _, v := range []uint64{0, 1, 63, 64, 65, 127, 128, 1000, 1 << 20, 123456789, 1 << 40, 1<<63 - 1, 1<<64 - 1} {
+		i := histBucket(v)
+		if i < 0 || i >= histBuckets {
+			t.Fatalf("bucket(%d) = %d out of range", v, i)
+		}
+		lo, hi := histBounds(i)
+		if v < lo || v > hi {
+			t.Errorf("%d in bucket %d = [%d, %d]", v, i, lo, hi)
+		}
+		if hi-lo > hi/histSub {
+			t.Errorf("bucket %d = [%d, %d] wider than 1/%d", i, lo, hi, histSub)
+		}
+		if i < prev {
+			t.Errorf("bucket(%d) = %d < previous %d: not monotonic", v, i, prev)
+		}
+		prev = i
+	}
+	// Consecutive buckets tile the values without gaps.
+	for i := 1; i < histBuckets; i++ {
+		_, hiPrev := histBounds(i - 1)
+		lo, _ := histBounds(i)
+		if lo != hiPrev+1 {
+			t.Fatalf("bucket %d starts at %d, previous ends at %d", i, lo, hiPrev)
+		}
+	}
+}
+
+func TestHistQuantiles(t *testing.T) {
+	var h hist
+	if h.quantile(0.5) != 0 || h.summary() != (latency{}) {
+		t.Fatal("empty histogram: want zeros")
+	}
+	// 1..1000 µs, shuffled: p50 ≈ 500µs, p99 ≈ 990µs, within the
+	// histogram's 1/32 precision.
+	vals := make([]time.Duration, 1000)
+	for i := range vals {
+		vals[i] = time.Duration(i+1) * time.Microsecond
+	}
+	rand.Shuffle(len(vals), func(i, j int) { vals[i], vals[j] = vals[j], vals[i] })
+	var a, b hist
+	for i, v := range vals {
+		if i%2 == 0 {
+			a.record(v)
+		} else {
+			b.record(v)
+		}
+	}
+	h.merge(&a)
+	h.merge(&b)
+	if h.count() != 1000 {
+		t.Fatalf("count = %d", h.count())
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}, {0.001, time.Microsecond}} {
+		got := h.quantile(c.q)
+		if d := float64(got-c.want) / float64(c.want); d < -1.0/histSub || d > 1.0/histSub {
+			t.Errorf("quantile(%v) = %v, want %v ± 1/%d", c.q, got, c.want, histSub)
+		}
+	}
+	if got := h.quantile(1); got > time.Millisecond {
+		t.Errorf("p100 = %v exceeds the maximum", got)
+	}
+	s := h.summary()
+	if s.Max != 1 || s.Mean < 0.49 || s.Mean > 0.51 {
+		t.Errorf("summary = %+v", s)
+	}
+}
+
+func TestCompareRevs(t *testing.T) {
+	for _, c := range []struct {
+		want, got      []int64
+		missing, extra int
+	}{
+		{[]int64{1, 2, 3}, []int64{1, 2, 3}, 0, 0},
+		{[]int64{1, 2, 3}, []int64{1, 3}, 1, 0},
+		{[]int64{1, 2, 3}, []int64{1, 2, 2, 3, 9}, 0, 2},
+		{nil, []int64{4}, 0, 1},
+		{[]int64{5}, nil, 1, 0},
+	} {
+		m, e := compareRevs(c.want, c.got)
+		if m != c.missing || e != c.extra {
+			t.Errorf("compareRevs(%v, %v) = %d, %d; want %d, %d", c.want, c.got, m, e, c.missing, c.extra)
+		}
+	}
+}
+
+func TestParseFrame(t *testing.T) {
+	ev := &callcontrolv1.CallEvent{Type: callcontrolv1.EventType_EVENT_TYPE_UPDATE, Call: &callcontrolv1.Call{Uid: 7, Device: "SIP/1"}}
+	for _, c := range []struct {
+		m      *callcontrolv1.WatchCallsResponse
+		kind   int
+		rev    int64
+		events int
+	}{
+		{&callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{HistoryWindow: 5, Revision: 42}}}, frameStarted, 42, 0},
+		{&callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Events{Events: &callcontrolv1.EventBatch{Revision: 1 << 40, ResumeToken: "x-1", Events: []*callcontrolv1.CallEvent{ev, ev}}}}, frameEvents, 1 << 40, 2},
+		{noopFrame, frameProgress, 123456, 0},
+	} {
+		b, err := proto.Marshal(c.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, rev, n, err := parseFrame(b)
+		if err != nil || int(kind) != c.kind || rev != c.rev || n != c.events {
+			t.Errorf("parseFrame(%v) = %d, %d, %d, %v; want %d, %d, %d", c.m, kind, rev, n, err, c.kind, c.rev, c.events)
+		}
+	}
+	if _, _, _, err := parseFrame([]byte{0x22, 0x05, 0x08}); err == nil {
+		t.Error("truncated frame: no error")
+	}
+}
+
+func TestReportChecks(t *testing.T) {
+	c, err := parseFlags([]string{"--smoke"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReport(c)
+	r.Unary = &unaryResult{Ratio: 0.9}
+	r.Stream = &streamResult{Ratio: 0.4}
+	r.Fanout = &fanoutResult{Latency: latency{P99: 4.9}}
+	r.Memory = &memoryResult{HeapPerCall: 1025}
+	r.finish()
+	var met []bool
+	for _, c := range r.Checks {
+		met = append(met, c.Met)
+	}
+	if want := []bool{true, false, true, true, false}; !slices.Equal(met, want) || r.AllMet {
+		t.Errorf("checks met = %v (all %v), want %v", met, r.AllMet, want)
+	}
+}
+
+// TestSmoke runs every scenario for a very short time on the real server
+// and checks the report is complete; it measures nothing.
+func TestSmoke(t *testing.T) {
+	args := []string{"--smoke", "--watchers", "20", "--unfiltered", "2", "--rate", "500", "--calls", "300", "--concurrency", "8", "--streams", "2"}
+	c, err := parseFlags(args, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := run(ctx, c, &progress)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, progress.String())
+	}
+	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Memory == nil || len(rep.Checks) != 5 {
+		t.Fatalf("incomplete report: %+v", rep)
+	}
+	if rep.Unary.Noop.RPCs == 0 || rep.Unary.Control.RPCs == 0 {
+		t.Errorf("unary: no RPCs: %+v", rep.Unary)
+	}
+	if rep.Stream.Noop.Messages == 0 || rep.Stream.Watch.Messages == 0 || rep.Stream.Events < rep.Stream.Watch.Messages {
+		t.Errorf("streaming: %+v", rep.Stream)
+	}
+	if f := rep.Fanout; f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 {
+		t.Errorf("fan-out: %+v", f)
+	}
+	if rep.Memory.Calls != 300 || rep.Memory.HeapAfter == 0 {
+		t.Errorf("memory: %+v", rep.Memory)
+	}
+	var out bytes.Buffer
+	if err := rep.write(&out, ""); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	js := s[strings.Index(s, "\n{")+1:]
+	var back report
+	if err := json.Unmarshal([]byte(js), &back); err != nil {
+		t.Fatalf("JSON summary does not parse: %v\n%s", err, s)
+	}
+	if !strings.Contains(s, "unary control/no-op rate") {
+		t.Errorf("table lacks the checks:\n%s", s)
+	}
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"callcontrold/auth"
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	"callcontrold/pbx"
+	"callcontrold/server"
+)
+
+// The benchmark directory's logins and their bearer tokens. The load user
+// owns the devices the control RPCs act on; the admin watches.
+const (
+	loadToken  = "bench-load"
+	adminToken = "bench-admin"
+	// extNumber is an external number whose far end does nothing by itself
+	// (behaviour manual): the benchmark answers it with AnswerRemote.
+	extNumber = "+19990000001"
+)
+
+// sizes of the benchmark directory.
+const (
+	loadDevices    = 60   // SIP/load00..: owned by "load", one per unary worker
+	trafficPairs   = 4    // SIP/ta0/SIP/tb0..: caller and callee of the traffic driver
+	fanoutDevices  = 1000 // SIP/f0000..: one filtered watcher each
+	memCallsPerDev = 100  // memory scenario: legs per fan-out device
+)
+
+func loadDevice(i int) string    { return fmt.Sprintf("SIP/load%02d", i) }
+func fanoutDevice(i int) string  { return fmt.Sprintf("SIP/f%04d", i) }
+func trafficCaller(i int) string { return fmt.Sprintf("SIP/ta%d", i) }
+func trafficCallee(i int) string { return fmt.Sprintf("SIP/tb%d", i) }
+func trafficExt(i int) string    { return fmt.Sprintf("%d", 4000+i) }
+
+func tokenHash(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// benchDirectoryYAML is the directory every scenario runs on: the demo's
+// shape (company default, an admin and a plain user) with enough devices
+// for 50 concurrent controllers, 1,000 device-filtered watchers and 100k
+// live legs. Ring timeout is long so that nothing the benchmark leaves
+// ringing times out in the middle of a measurement.
+func benchDirectoryYAML() []byte {
+	var b strings.Builder
+	feat := "features: [answer, hold, talk]"
+	fmt.Fprintf(&b, "ring_timeout: 1h\ncompanies:\n  - {name: default, display_name: Default company}\n")
+	fmt.Fprintf(&b, "users:\n")
+	fmt.Fprintf(&b, "  - {id: 1, login: admin, name: Bench admin, role: admin, company: default, token_sha256: [%s]}\n", tokenHash(adminToken))
+	fmt.Fprintf(&b, "  - {id: 2, login: load, name: Load user, role: user, company: default, token_sha256: [%s]}\n", tokenHash(loadToken))
+	fmt.Fprintf(&b, "devices:\n")
+	for i := range loadDevices {
+		fmt.Fprintf(&b, "  - {name: %s, display_name: Load line %d, company: default, owner: load, %s}\n", loadDevice(i), i, feat)
+	}
+	for i := range trafficPairs {
+		fmt.Fprintf(&b, "  - {name: %s, display_name: Traffic caller %d, company: default, owner: load, %s}\n", trafficCaller(i), i, feat)
+		fmt.Fprintf(&b, "  - {name: %s, display_name: Traffic callee %d, company: default, owner: load, %s, extension: \"%s\"}\n", trafficCallee(i), i, feat, trafficExt(i))
+	}
+	for i := range fanoutDevices {
+		fmt.Fprintf(&b, "  - {name: %s, display_name: Fan-out line %d, company: default, owner: load, %s}\n", fanoutDevice(i), i, feat)
+	}
+	fmt.Fprintf(&b, "extensions:\n")
+	for i := range trafficPairs {
+		fmt.Fprintf(&b, "  - {number: \"%s\", company: default, name: Traffic callee %d, type: device, members: [%s]}\n", trafficExt(i), i, trafficCallee(i))
+	}
+	fmt.Fprintf(&b, "external:\n  - {pattern: \"+1999*\", behaviour: manual}\n")
+	return []byte(b.String())
+}
+
+// env is one in-process server: the real store, simulated switch,
+// authenticator, interceptor chain and services of callcontrold, plus the
+// no-op baseline service on the same grpc.Server, serving on a loopback
+// TCP listener.
+type env struct {
+	dir   *directory.Directory
+	store *callstore.Store
+	sim   *pbx.Sim
+	authn *auth.Authenticator
+	srv   *server.Server
+	addr  string
+	serve chan error
+	conns []*grpc.ClientConn
+}
+
+type envOptions struct {
+	maxCallsPerDevice int // 0: the simulator's default
+}
+
+func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
+	e := &env{dir: dir}
+	// As callcontrold builds it (cmd/callcontrold/main.go), except: the
+	// rate and watch limits are off (auth.LimitConfig{}), and the logs go
+	// to io.Discard at the default level (info), so the logging
+	// interceptor still formats every finished call.
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e.store = callstore.New(callstore.Options{})
+	e.sim = pbx.NewSim(dir, e.store, pbx.SimOptions{MaxCallsPerDevice: opts.maxCallsPerDevice, Logger: log})
+	var err error
+	e.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log})
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.srv, err = server.New(server.Config{}, server.Deps{
+		Store:        e.store,
+		Directory:    dir,
+		Switch:       e.sim,
+		Devices:      e.sim,
+		Simulator:    e.sim,
+		Authenticate: e.authn.Authenticate,
+		Limiter:      auth.NewLimiter(auth.LimitConfig{}),
+		Logger:       log,
+		Registry:     prometheus.NewRegistry(),
+	})
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	registerNoop(e.srv.GRPC())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.addr = lis.Addr().String()
+	e.serve = make(chan error, 1)
+	go func() { e.serve <- e.srv.Serve(lis) }()
+	return e, nil
+}
+
+// dial opens a client connection to the env's server; close closes it.
+func (e *env) dial() (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	e.conns = append(e.conns, cc)
+	return cc, nil
+}
+
+func (e *env) close() {
+	for _, cc := range e.conns {
+		_ = cc.Close()
+	}
+	if e.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		e.srv.Shutdown(ctx)
+		cancel()
+		if e.serve != nil {
+			<-e.serve
+		}
+	}
+	if e.authn != nil {
+		_ = e.authn.Close()
+	}
+	if e.sim != nil {
+		e.sim.Close()
+	}
+	if e.store != nil {
+		e.store.Close()
+	}
+}
+
+// withToken returns ctx carrying the bearer token on every call.
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// upCall places an outgoing call from device to the manual external number
+// and answers it as the far end: one live, up leg on device.
+func (e *env) upCall(ctx context.Context, device string) (*callstore.Call, error) {
+	c, err := e.sim.Dial(ctx, device, extNumber, pbx.DialOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("dial from %s: %w", device, err)
+	}
+	c, err = e.sim.AnswerRemote(ctx, c.UID)
+	if err != nil {
+		return nil, fmt.Errorf("answer %s: %w", device, err)
+	}
+	if c.State != callstore.StateUp {
+		return nil, fmt.Errorf("call on %s is %v after the far end answered", device, c.State)
+	}
+	return c, nil
+}

@@ -1,0 +1,223 @@
+// Command callbench is the load client of `make bench`: it runs the real
+// callcontrold server in-process (real store, simulated switch,
+// authenticator, interceptor chain, loopback TCP) with a no-op baseline
+// service registered beside the real ones on the same grpc.Server, and
+// measures, side by side in one run:
+//
+//  1. unary: a no-op RPC vs the control pair Hold, Talk (concurrency 50);
+//  2. streaming: raw server streaming of a pre-built small message vs
+//     WatchCalls delivering the simulated switch's call flows;
+//  3. fan-out: 1,000 device-filtered + 10 unfiltered watchers under 10k
+//     transitions/s: events dropped, commit→receive latency;
+//  4. memory: heap and RSS with 100k live calls.
+//
+// It prints a table, then a JSON summary. See docs/BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"callcontrold/directory"
+)
+
+type config struct {
+	smoke      bool
+	scenarios  map[string]bool
+	unary      unaryConfig
+	stream     streamConfig
+	fanout     fanoutConfig
+	memory     memoryConfig
+	jsonFile   string
+	profileDir string
+	strict     bool
+}
+
+var allScenarios = []string{"memory", "unary", "stream", "fanout"}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	var scen string
+	var unaryDur, streamDur, fanDur time.Duration
+	fs.BoolVar(&c.smoke, "smoke", false, "tiny durations and sizes: checks that every scenario runs (CI), measures nothing")
+	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
+	fs.IntVar(&c.unary.concurrency, "concurrency", 50, "unary: concurrent callers")
+	fs.IntVar(&c.unary.conns, "unary-conns", 2, "unary: client connections")
+	fs.DurationVar(&unaryDur, "unary-duration", 8*time.Second, "unary: measured time of each kind (no-op, control)")
+	fs.IntVar(&c.stream.streams, "streams", 10, "streaming: concurrent streams of each kind")
+	fs.DurationVar(&streamDur, "stream-duration", 6*time.Second, "streaming: measured time of each kind")
+	fs.IntVar(&c.fanout.filtered, "watchers", 1000, "fan-out: device-filtered watchers")
+	fs.IntVar(&c.fanout.unfiltered, "unfiltered", 10, "fan-out: unfiltered watchers")
+	fs.IntVar(&c.fanout.conns, "fanout-conns", 2, "fan-out: client connections the watchers share")
+	fs.Float64Var(&c.fanout.rate, "rate", 10000, "fan-out: transitions per second")
+	fs.DurationVar(&fanDur, "fanout-duration", 10*time.Second, "fan-out: measured time (after 2s of warm-up)")
+	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
+	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
+	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof) and the memory scenario's heap profile into `dir`")
+	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c.scenarios = map[string]bool{}
+	for s := range strings.SplitSeq(scen, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		ok := false
+		for _, a := range allScenarios {
+			ok = ok || a == s
+		}
+		if !ok {
+			return nil, fmt.Errorf("--scenarios: unknown scenario %q", s)
+		}
+		c.scenarios[s] = true
+	}
+	c.unary.duration, c.unary.rounds, c.unary.warmup = unaryDur, 2, time.Second
+	c.stream.conns, c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.window = 2, streamDur, 2, 500*time.Millisecond, 256
+	c.fanout.duration, c.fanout.warmup = fanDur, 2*time.Second
+	if c.smoke {
+		c.unary.duration, c.unary.rounds, c.unary.warmup = 200*time.Millisecond, 1, 50*time.Millisecond
+		c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.streams = 200*time.Millisecond, 1, 50*time.Millisecond, min(c.stream.streams, 4)
+		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond
+		c.memory.calls = min(c.memory.calls, 5000)
+	}
+	c.memory.profileDir = c.profileDir
+	switch {
+	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
+		return nil, fmt.Errorf("--concurrency must be 1..%d", loadDevices)
+	case c.unary.conns < 1 || c.stream.streams < 1:
+		return nil, errors.New("--unary-conns and --streams must be at least 1")
+	case c.fanout.filtered < 0 || c.fanout.filtered > fanoutDevices || c.fanout.unfiltered < 0 || c.fanout.filtered+c.fanout.unfiltered == 0:
+		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
+	case c.fanout.rate <= 0:
+		return nil, errors.New("--rate must be positive")
+	case c.memory.calls < 1 || c.memory.calls > fanoutDevices*memCallsPerDev:
+		return nil, fmt.Errorf("--calls must be 1..%d", fanoutDevices*memCallsPerDev)
+	}
+	return c, nil
+}
+
+func main() {
+	c, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err == nil {
+		var rep *report
+		rep, err = run(context.Background(), c, os.Stderr)
+		if rep != nil {
+			rep.Command = "go run ./cmd/callbench " + strings.Join(os.Args[1:], " ")
+			rep.Command = strings.TrimSpace(rep.Command)
+			if werr := rep.write(os.Stdout, c.jsonFile); werr != nil && err == nil {
+				err = werr
+			}
+			if err == nil && c.strict && !rep.AllMet {
+				fmt.Fprintln(os.Stderr, "callbench: targets missed")
+				os.Exit(3)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "callbench:", err)
+		os.Exit(1)
+	}
+}
+
+// run runs the selected scenarios, each on a fresh in-process server built
+// identically (memory first, while the process is still small), and
+// returns the report. progress receives one line per scenario.
+func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
+	dir, err := directory.Parse(benchDirectoryYAML(), "callbench directory")
+	if err != nil {
+		return nil, err
+	}
+	rep := newReport(c)
+	if c.profileDir != "" {
+		if err := os.MkdirAll(c.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range allScenarios {
+		if !c.scenarios[name] {
+			continue
+		}
+		fmt.Fprintf(progress, "callbench: %s...\n", name)
+		if err := runScenario(ctx, name, dir, c, rep); err != nil {
+			rep.finish()
+			return rep, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	rep.finish()
+	return rep, nil
+}
+
+func runScenario(ctx context.Context, name string, dir *directory.Directory, c *config, rep *report) (err error) {
+	opts := envOptions{}
+	if name == "memory" {
+		// 100 legs on each of the 1,000 fan-out devices.
+		opts.maxCallsPerDevice = memCallsPerDev
+	}
+	e, err := newEnv(dir, opts)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if c.profileDir != "" {
+		f, err := os.Create(filepath.Join(c.profileDir, "cpu-"+name+".pprof"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	switch name {
+	case "unary":
+		rep.Unary, err = runUnary(ctx, e, c.unary)
+	case "stream":
+		rep.Stream, err = runStream(ctx, e, c.stream)
+	case "fanout":
+		rep.Fanout, err = runFanout(ctx, e, c.fanout)
+	case "memory":
+		rep.Memory, err = runMemory(ctx, e, c.memory)
+	}
+	runtime.GC()
+	return err
+}
+
+// write prints the table, then the JSON summary, to w, and the JSON to
+// file if set.
+func (r *report) write(w io.Writer, file string) error {
+	r.table(w)
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	fmt.Fprintln(w)
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	if file != "" {
+		return os.WriteFile(file, b, 0o644)
+	}
+	return nil
+}

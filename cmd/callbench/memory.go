@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type memoryConfig struct {
+	calls      int
+	profileDir string // non-empty: write heap-memory.pprof there
+}
+
+type memoryResult struct {
+	Calls          int     `json:"live_calls"`
+	HeapBefore     uint64  `json:"heap_before_bytes"`
+	HeapAfter      uint64  `json:"heap_after_bytes"`
+	HeapPerCall    float64 `json:"heap_bytes_per_call"`
+	RSSBefore      uint64  `json:"rss_before_bytes"`
+	RSSAfter       uint64  `json:"rss_after_bytes"`
+	RSSPerCall     float64 `json:"rss_bytes_per_call"`
+	SetupSeconds   float64 `json:"setup_seconds"`
+	Goroutines     int     `json:"goroutines"`
+	CallsPerDevice int     `json:"calls_per_device"`
+}
+
+// runMemory places calls live legs through the simulated switch of a
+// running server (outgoing calls to an external number, answered by the
+// far end: one up leg each, spread over the fan-out devices) and reports
+// the heap they hold after a GC: the store's legs and indexes, history,
+// and the switch's own per-leg state.
+func runMemory(ctx context.Context, e *env, cfg memoryConfig) (*memoryResult, error) {
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	res := &memoryResult{Calls: cfg.calls, CallsPerDevice: memCallsPerDev}
+	res.HeapBefore, res.RSSBefore = heap(), rss()
+	t := time.Now()
+	for i := range cfg.calls {
+		if _, err := e.upCall(ctx, fanoutDevice(i%fanoutDevices)); err != nil {
+			return nil, err
+		}
+	}
+	res.SetupSeconds = time.Since(t).Seconds()
+	if n := e.store.Len(); n != cfg.calls {
+		return nil, fmt.Errorf("memory: %d live legs, want %d", n, cfg.calls)
+	}
+	res.HeapAfter, res.RSSAfter = heap(), rss()
+	res.Goroutines = runtime.NumGoroutine()
+	res.HeapPerCall = (float64(res.HeapAfter) - float64(res.HeapBefore)) / float64(cfg.calls)
+	res.RSSPerCall = (float64(res.RSSAfter) - float64(res.RSSBefore)) / float64(cfg.calls)
+	if cfg.profileDir != "" {
+		f, err := os.Create(filepath.Join(cfg.profileDir, "heap-memory.pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// rss returns the resident set size from /proc/self/status (0 if
+// unavailable).
+func rss() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}

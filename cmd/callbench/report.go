@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report is the JSON summary.
+type report struct {
+	Command string        `json:"command"`
+	Smoke   bool          `json:"smoke"`
+	Machine machine       `json:"machine"`
+	Started time.Time     `json:"started"`
+	Seconds float64       `json:"seconds"`
+	Unary   *unaryResult  `json:"unary,omitempty"`
+	Stream  *streamResult `json:"streaming,omitempty"`
+	Fanout  *fanoutResult `json:"fanout,omitempty"`
+	Memory  *memoryResult `json:"memory,omitempty"`
+	Checks  []check       `json:"checks"`
+	AllMet  bool          `json:"all_met"`
+}
+
+type machine struct {
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	CPU        string `json:"cpu"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	Go         string `json:"go"`
+	LoadBefore string `json:"loadavg_before"`
+	LoadAfter  string `json:"loadavg_after"`
+}
+
+// check is one target of ARCHITECTURE.md ("Performance").
+type check struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Op     string  `json:"op"` // ">=" or "<="
+	Target float64 `json:"target"`
+	Met    bool    `json:"met"`
+}
+
+func newReport(c *config) *report {
+	return &report{
+		Smoke:   c.smoke,
+		Started: time.Now().UTC().Truncate(time.Second),
+		Machine: machine{
+			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel(),
+			OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version(), LoadBefore: loadavg(),
+		},
+	}
+}
+
+func (r *report) finish() {
+	r.Seconds = time.Since(r.Started).Round(100 * time.Millisecond).Seconds()
+	r.Machine.LoadAfter = loadavg()
+	r.Checks = nil
+	add := func(name string, v float64, op string, target float64) {
+		met := v >= target
+		if op == "<=" {
+			met = v <= target
+		}
+		r.Checks = append(r.Checks, check{Name: name, Value: v, Op: op, Target: target, Met: met})
+	}
+	if u := r.Unary; u != nil {
+		add("unary control/no-op rate", round3(u.Ratio), ">=", 0.85)
+	}
+	if s := r.Stream; s != nil {
+		add("WatchCalls/raw streaming messages/s", round3(s.Ratio), ">=", 0.5)
+	}
+	if f := r.Fanout; f != nil {
+		add("fan-out events dropped", float64(f.Dropped), "<=", 0)
+		add("fan-out p99 commit→receive (ms)", f.Latency.P99, "<=", 5)
+	}
+	if m := r.Memory; m != nil {
+		add("heap per live call (bytes)", round3(m.HeapPerCall), "<=", 1024)
+	}
+	r.AllMet = true
+	for _, c := range r.Checks {
+		r.AllMet = r.AllMet && c.Met
+	}
+}
+
+func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+func (r *report) table(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "callbench: %d CPUs (GOMAXPROCS %d, %s), %s/%s, %s; load average %s → %s; %.1fs\n",
+		m.NumCPU, m.GOMAXPROCS, m.CPU, m.OS, m.Arch, m.Go, m.LoadBefore, m.LoadAfter, r.Seconds)
+	if r.Smoke {
+		fmt.Fprintln(w, "SMOKE RUN: tiny durations and sizes; the figures mean nothing")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tmeasure\tbaseline (no-op)\tmeasured\tp50 / p99 (ms)\t")
+	if u := r.Unary; u != nil {
+		fmt.Fprintf(tw, "unary c=%d\tRPCs/s\t%.0f (p50 %.3f, p99 %.3f)\t%.0f Hold+Talk\t%.3f / %.3f\t\n",
+			u.Concurrency, u.Noop.PerSecond, u.Noop.Latency.P50, u.Noop.Latency.P99, u.Control.PerSecond, u.Control.Latency.P50, u.Control.Latency.P99)
+	}
+	if s := r.Stream; s != nil {
+		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s)\t\t\n",
+			s.Streams, s.Noop.PerSecond, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec)
+	}
+	if f := r.Fanout; f != nil {
+		fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped)\t%.3f / %.3f (max %.3f)\t\n",
+			f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.Latency.P50, f.Latency.P99, f.Latency.Max)
+	}
+	if mm := r.Memory; mm != nil {
+		fmt.Fprintf(tw, "memory\t%d live calls\t\theap %.0f B/call, RSS %.0f B/call (RSS %.0f MiB)\t\t\n",
+			mm.Calls, mm.HeapPerCall, mm.RSSPerCall, float64(mm.RSSAfter)/(1<<20))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tvalue\ttarget\tresult\t")
+	for _, c := range r.Checks {
+		res := "met"
+		if !c.Met {
+			res = "MISSED"
+		}
+		fmt.Fprintf(tw, "%s\t%g\t%s %g\t%s\t\n", c.Name, c.Value, c.Op, c.Target, res)
+	}
+	_ = tw.Flush()
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

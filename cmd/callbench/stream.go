@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"callcontrold/callstore"
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/pbx"
+)
+
+type streamConfig struct {
+	streams  int           // concurrent streams of each kind
+	conns    int           // client connections they share
+	duration time.Duration // measured time per kind, split over rounds
+	rounds   int
+	warmup   time.Duration
+	window   int64 // the traffic driver stays at most this many revisions ahead of the slowest watcher
+}
+
+type streamKind struct {
+	Messages  uint64  `json:"messages"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"messages_per_second"`
+}
+
+type streamResult struct {
+	Streams int        `json:"streams"`
+	Conns   int        `json:"connections"`
+	Noop    streamKind `json:"noop"`
+	Watch   streamKind `json:"watch"`
+	// Events is the number of call events in the watch frames (a frame is
+	// one revision: one or several legs).
+	Events          uint64  `json:"watch_events"`
+	Commits         int64   `json:"commits"`
+	CommitsPerSec   float64 `json:"commits_per_second"`
+	EventsPerFrame  float64 `json:"events_per_frame"`
+	Ratio           float64 `json:"ratio"`
+	TrafficDrivers  int     `json:"traffic_drivers"`
+	TrafficWindow   int64   `json:"traffic_window_revisions"`
+	WatcherFailures int     `json:"watcher_failures"`
+}
+
+// runStream compares raw server streaming of a pre-built small message
+// (the no-op stream) with WatchCalls: the same number of streams, each
+// WatchCalls stream unfiltered (admin) while traffic drivers run the
+// simulated switch's call flows (dial, answer, hold, retrieve, hang up:
+// one- and two-leg revisions, as --demo-traffic makes) as fast as the
+// watchers keep up. Delivered messages are frames received by the client.
+func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, error) {
+	conns := make([]*grpc.ClientConn, cfg.conns)
+	for i := range conns {
+		cc, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		conns[i] = cc
+	}
+	res := &streamResult{Streams: cfg.streams, Conns: cfg.conns, TrafficDrivers: trafficPairs, TrafficWindow: cfg.window}
+	per := cfg.duration / time.Duration(cfg.rounds)
+	for range cfg.rounds {
+		n, el, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per)
+		if err != nil {
+			return nil, err
+		}
+		res.Noop.Messages += n
+		res.Noop.Seconds += el.Seconds()
+		w, err := watchStreams(ctx, e, conns, cfg, per)
+		if err != nil {
+			return nil, err
+		}
+		res.Watch.Messages += w.frames
+		res.Watch.Seconds += w.elapsed.Seconds()
+		res.Events += w.events
+		res.Commits += w.commits
+		res.WatcherFailures += w.failures
+	}
+	res.Noop.PerSecond = float64(res.Noop.Messages) / res.Noop.Seconds
+	res.Watch.PerSecond = float64(res.Watch.Messages) / res.Watch.Seconds
+	res.CommitsPerSec = float64(res.Commits) / res.Watch.Seconds
+	if res.Watch.Messages > 0 {
+		res.EventsPerFrame = float64(res.Events) / float64(res.Watch.Messages)
+	}
+	res.Ratio = res.Watch.PerSecond / res.Noop.PerSecond
+	if res.WatcherFailures > 0 {
+		return res, fmt.Errorf("stream: %d watchers failed", res.WatcherFailures)
+	}
+	return res, nil
+}
+
+// measure runs warmup, then reads count before and after d.
+func measure(count *atomic.Uint64, warmup, d time.Duration) (uint64, time.Duration) {
+	time.Sleep(warmup)
+	n0, t0 := count.Load(), time.Now()
+	time.Sleep(d)
+	return count.Load() - n0, time.Since(t0)
+}
+
+func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration) (uint64, time.Duration, error) {
+	ctx, cancel := context.WithCancel(withToken(ctx, loadToken))
+	defer cancel()
+	var count atomic.Uint64
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	for i := range streams {
+		wg.Go(func() {
+			s, err := conns[i%len(conns)].NewStream(ctx, noopStreamDesc, noopStreamMethod, rawRecv)
+			if err == nil {
+				err = s.SendMsg(&emptypb.Empty{})
+			}
+			if err == nil {
+				err = s.CloseSend()
+			}
+			var m rawMsg
+			for err == nil {
+				if err = s.RecvMsg(&m); err == nil {
+					var kind protowire.Number
+					if kind, _, _, err = parseFrame(m.b); err == nil {
+						err = mustKind(kind, frameProgress)
+					}
+					count.Add(1)
+				}
+			}
+			if ctx.Err() == nil {
+				errs <- fmt.Errorf("no-op stream: %w", err)
+			}
+		})
+	}
+	n, el := measure(&count, warmup, d)
+	cancel()
+	wg.Wait()
+	close(errs)
+	return n, el, <-errs
+}
+
+// watchStat is one watch phase.
+type watchStat struct {
+	frames, events uint64
+	commits        int64
+	elapsed        time.Duration
+	failures       int
+}
+
+var watchDesc = &grpc.StreamDesc{StreamName: "WatchCalls", ServerStreams: true}
+
+const watchMethod = "/" + "callcontrol.v1.CallControlService" + "/WatchCalls"
+
+// openWatch opens WatchCalls without a snapshot (the request must set
+// skip_snapshot), receiving frames as bytes (rawRecv), and reads the
+// started frame; it returns the stream and the start revision.
+func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.WatchCallsRequest) (grpc.ClientStream, int64, error) {
+	if !req.GetSkipSnapshot() {
+		return nil, 0, errors.New("openWatch: only without a snapshot")
+	}
+	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawRecv)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := s.SendMsg(req); err != nil {
+		return nil, 0, err
+	}
+	if err := s.CloseSend(); err != nil {
+		return nil, 0, err
+	}
+	var m rawMsg
+	if err := s.RecvMsg(&m); err != nil {
+		return nil, 0, err
+	}
+	kind, rev, _, err := parseFrame(m.b)
+	if err == nil {
+		err = mustKind(kind, frameStarted)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("watch: first frame: %w", err)
+	}
+	return s, rev, nil
+}
+
+// ended reports whether a stream's error is the end the client asked for.
+func ended(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled))
+}
+
+func watchStreams(ctx context.Context, e *env, conns []*grpc.ClientConn, cfg streamConfig, d time.Duration) (*watchStat, error) {
+	wctx, cancel := context.WithCancel(withToken(ctx, adminToken))
+	defer cancel()
+	var frames, events atomic.Uint64
+	var failures atomic.Int64
+	last := make([]atomic.Int64, cfg.streams)
+	sig := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	streams := make([]grpc.ClientStream, cfg.streams)
+	for i := range streams {
+		s, rev, err := openWatch(wctx, conns[i%len(conns)], &callcontrolv1.WatchCallsRequest{SkipSnapshot: true})
+		if err != nil {
+			return nil, fmt.Errorf("open watch: %w", err)
+		}
+		streams[i] = s
+		last[i].Store(rev)
+	}
+	for i, s := range streams {
+		wg.Go(func() {
+			var m rawMsg
+			for {
+				err := s.RecvMsg(&m)
+				var kind protowire.Number
+				var rev int64
+				var n int
+				if err == nil {
+					kind, rev, n, err = parseFrame(m.b)
+				}
+				if err != nil {
+					if !ended(wctx, err) {
+						failures.Add(1)
+					}
+					return
+				}
+				if kind == frameEvents {
+					frames.Add(1)
+					events.Add(uint64(n))
+					last[i].Store(rev)
+					select {
+					case sig <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+	}
+	// The traffic drivers: one per caller/callee pair.
+	dctx, stopDrivers := context.WithCancel(ctx)
+	var dwg sync.WaitGroup
+	derr := make(chan error, trafficPairs)
+	pace := func() {
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		for dctx.Err() == nil {
+			slowest := last[0].Load()
+			for i := range last {
+				slowest = min(slowest, last[i].Load())
+			}
+			if e.store.Revision()-slowest <= cfg.window {
+				return
+			}
+			t.Reset(time.Millisecond)
+			select {
+			case <-sig:
+			case <-t.C:
+			case <-dctx.Done():
+			}
+		}
+	}
+	for i := range trafficPairs {
+		dwg.Go(func() {
+			for dctx.Err() == nil {
+				if err := trafficCycle(ctx, e, i, pace); err != nil {
+					derr <- err
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(cfg.warmup)
+	f0, ev0, rev0, t0 := frames.Load(), events.Load(), e.store.Revision(), time.Now()
+	time.Sleep(d)
+	f1, ev1, rev1, el := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0)
+	stopDrivers()
+	dwg.Wait()
+	cancel()
+	wg.Wait()
+	close(derr)
+	if err := <-derr; err != nil {
+		return nil, err
+	}
+	st := &watchStat{frames: f1 - f0, events: ev1 - ev0, commits: rev1 - rev0, elapsed: el, failures: int(failures.Load())}
+	return st, nil
+}
+
+// trafficCycle runs one call through the simulated switch: the caller of
+// pair i dials the callee's extension (2 revisions: the dialling leg, then
+// routing with the callee ringing), the callee answers (both legs up), the
+// caller holds and retrieves, and hangs up (both legs dead): 6 revisions,
+// 4 of them changing two legs. pace is called before each operation.
+func trafficCycle(ctx context.Context, e *env, i int, pace func()) error {
+	pace()
+	a, err := e.sim.Dial(ctx, trafficCaller(i), trafficExt(i), pbx.DialOptions{})
+	if err != nil {
+		return fmt.Errorf("traffic: dial: %w", err)
+	}
+	var b *callstore.Call
+	for _, c := range e.store.ByDevice(trafficCallee(i)) {
+		if c.State == callstore.StateRing {
+			b = c
+		}
+	}
+	if b == nil {
+		return fmt.Errorf("traffic: %s is not ringing after the dial", trafficCallee(i))
+	}
+	pace()
+	if _, _, err := e.sim.Talk(ctx, b.UID); err != nil {
+		return fmt.Errorf("traffic: answer: %w", err)
+	}
+	pace()
+	if _, _, err := e.sim.Hold(ctx, a.UID); err != nil {
+		return fmt.Errorf("traffic: hold: %w", err)
+	}
+	pace()
+	if _, _, err := e.sim.Talk(ctx, a.UID); err != nil {
+		return fmt.Errorf("traffic: retrieve: %w", err)
+	}
+	pace()
+	if _, err := e.sim.Hangup(ctx, a.UID); err != nil {
+		return fmt.Errorf("traffic: hangup: %w", err)
+	}
+	return nil
+}

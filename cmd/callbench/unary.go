@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+)
+
+type unaryConfig struct {
+	concurrency int
+	conns       int
+	duration    time.Duration // measured time per kind, split over rounds
+	rounds      int           // no-op and control alternate this many times
+	warmup      time.Duration
+}
+
+type unaryKind struct {
+	RPCs      uint64  `json:"rpcs"`
+	Errors    uint64  `json:"errors"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"rpcs_per_second"`
+	Latency   latency `json:"latency"`
+}
+
+type unaryResult struct {
+	Concurrency int       `json:"concurrency"`
+	Conns       int       `json:"connections"`
+	Noop        unaryKind `json:"noop"`
+	Control     unaryKind `json:"control"`
+	// Ratio is control RPCs/s over no-op RPCs/s (each of Hold and Talk is
+	// one RPC).
+	Ratio float64 `json:"ratio"`
+}
+
+// runUnary measures the no-op unary RPC against the control pair (Hold
+// then Talk on a call the load user owns), at the same concurrency over
+// the same connections, alternating the two so that a noisy neighbour
+// hits both alike.
+func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error) {
+	if cfg.concurrency > loadDevices {
+		return nil, fmt.Errorf("unary: concurrency %d > %d load devices", cfg.concurrency, loadDevices)
+	}
+	conns := make([]*grpc.ClientConn, cfg.conns)
+	for i := range conns {
+		cc, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		conns[i] = cc
+	}
+	uids := make([]int64, cfg.concurrency)
+	for i := range uids {
+		c, err := e.upCall(ctx, loadDevice(i))
+		if err != nil {
+			return nil, err
+		}
+		uids[i] = c.UID
+	}
+	ctx = withToken(ctx, loadToken)
+
+	noop := func(cc *grpc.ClientConn, _ int64, h *hist, stop *atomic.Bool) (n, errs uint64) {
+		in := &emptypb.Empty{}
+		for !stop.Load() {
+			t := time.Now()
+			err := cc.Invoke(ctx, noopUnaryMethod, in, new(emptypb.Empty))
+			h.record(time.Since(t))
+			if n++; err != nil {
+				errs++
+			}
+		}
+		return n, errs
+	}
+	control := func(cc *grpc.ClientConn, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64) {
+		c := callcontrolv1.NewCallControlServiceClient(cc)
+		for !stop.Load() {
+			t := time.Now()
+			_, err := c.Hold(ctx, &callcontrolv1.HoldRequest{Uid: uid})
+			t2 := time.Now()
+			h.record(t2.Sub(t))
+			if n++; err != nil {
+				errs++
+			}
+			_, err = c.Talk(ctx, &callcontrolv1.TalkRequest{Uid: uid})
+			h.record(time.Since(t2))
+			if n++; err != nil {
+				errs++
+			}
+		}
+		return n, errs
+	}
+	type worker func(cc *grpc.ClientConn, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64)
+	phase := func(w worker, d time.Duration, h *hist) (n, errs uint64, elapsed time.Duration) {
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		var tn, te atomic.Uint64
+		start := time.Now()
+		for i := range cfg.concurrency {
+			wg.Go(func() {
+				n, errs := w(conns[i%len(conns)], uids[i], h, &stop)
+				tn.Add(n)
+				te.Add(errs)
+			})
+		}
+		time.Sleep(d)
+		stop.Store(true)
+		wg.Wait()
+		return tn.Load(), te.Load(), time.Since(start)
+	}
+
+	var nh, ch hist
+	var scratch hist
+	phase(noop, cfg.warmup, &scratch)
+	phase(control, cfg.warmup, &scratch)
+	res := &unaryResult{Concurrency: cfg.concurrency, Conns: cfg.conns}
+	per := cfg.duration / time.Duration(cfg.rounds)
+	for range cfg.rounds {
+		for _, k := range []struct {
+			w   worker
+			h   *hist
+			out *unaryKind
+		}{{noop, &nh, &res.Noop}, {control, &ch, &res.Control}} {
+			n, errs, el := phase(k.w, per, k.h)
+			k.out.RPCs += n
+			k.out.Errors += errs
+			k.out.Seconds += el.Seconds()
+		}
+	}
+	for _, k := range []struct {
+		h   *hist
+		out *unaryKind
+	}{{&nh, &res.Noop}, {&ch, &res.Control}} {
+		k.out.PerSecond = float64(k.out.RPCs) / k.out.Seconds
+		k.out.Latency = k.h.summary()
+	}
+	res.Ratio = res.Control.PerSecond / res.Noop.PerSecond
+	if res.Noop.Errors+res.Control.Errors > 0 {
+		return res, fmt.Errorf("unary: %d no-op and %d control RPCs failed", res.Noop.Errors, res.Control.Errors)
+	}
+	return res, nil
+}
