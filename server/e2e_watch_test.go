@@ -499,3 +499,25 @@ func TestResumeKeepsReferencesToEndedCalls(t *testing.T) {
 		t.Errorf("resumed watcher: r%d queue call qcall %v, the connected watcher got %v", got[0].GetRevision(), rq.GetQcall(), q.GetQcall())
 	}
 }
+
+// skip_snapshot starts at the current revision: started, then only what
+// happens afterwards.
+func TestWatchSkipSnapshot(t *testing.T) {
+	h := newHarness(t)
+	a := h.dialCall("alice", "SIP/201", "202")
+	rev := h.store.Revision()
+	w := h.watch("bob", &callcontrolv1.WatchCallsRequest{SkipSnapshot: true})
+	if st := w.mustNext().GetStarted(); st == nil || st.GetRevision() != rev {
+		t.Fatalf("first frame %v, want started at r%d", st, rev)
+	}
+	h.hangup("alice", a.GetUid())            // invisible to bob
+	h.dialCall("bob", "SIP/webrtc11", "302") // two revisions bob sees
+	got := w.until(h.store.Revision())
+	want := []string{
+		fmt.Sprintf("r%d: NEW SIP/webrtc11 dial #3 entered", rev+2),
+		fmt.Sprintf("r%d: UPDATE SIP/webrtc11 ring #3 stayed | NEW SIP/302 ring #4 entered", rev+3),
+	}
+	if d := diffLines(gotStrings(got), want); d != "" {
+		t.Error(d)
+	}
+}
