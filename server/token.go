@@ -17,12 +17,19 @@ type resumeToken struct {
 	Revision int64
 }
 
-func (t resumeToken) String() string {
+// tokenLen is the length of every encoded resume token.
+var tokenLen = base64.RawURLEncoding.EncodedLen(17)
+
+func (t resumeToken) String() string { return string(t.appendTo(nil)) }
+
+// appendTo appends the encoded token to dst without an intermediate string
+// (the watch fan-out writes one into every frame).
+func (t resumeToken) appendTo(dst []byte) []byte {
 	var b [17]byte
 	b[0] = tokenVersion
 	binary.BigEndian.PutUint64(b[1:9], t.Epoch)
 	binary.BigEndian.PutUint64(b[9:17], uint64(t.Revision))
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.AppendEncode(dst, b[:])
 }
 
 var errBadToken = errors.New("malformed resume token")

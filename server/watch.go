@@ -94,6 +94,7 @@ type watchStream struct {
 	visible func(*callstore.Call) bool
 	epoch   uint64
 	batches []callstore.Batch
+	scratch [][]byte // event encodings of the frame being built
 }
 
 func (ws *watchStream) token(rev int64) string {
@@ -138,8 +139,8 @@ func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, en
 	ws.batches, progress, ended = w.Drain(ws.batches[:0])
 	for i := range ws.batches {
 		b := &ws.batches[i]
-		frame := ws.s.enc.batchFrame(b, ws.token(b.Revision), ws.visible)
-		if err := ws.stream.SendMsg(&frame); err != nil {
+		frame := ws.s.enc.batchFrame(b, ws.epoch, ws.visible, &ws.scratch)
+		if err := ws.stream.SendMsg(frame); err != nil {
 			return sent, progress, ended, err
 		}
 		sent = true
@@ -291,14 +292,17 @@ func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*ca
 
 // batchFrame builds a WatchCallsResponse{events: EventBatch{...}} frame
 // from cached event encodings: protobuf's wire format lets a message be
-// assembled from the encodings of its fields.
-func (c *encodeCache) batchFrame(b *callstore.Batch, token string, visible func(*callstore.Call) bool) rawFrame {
-	events := make([][]byte, len(b.Events))
+// assembled from the encodings of its fields. scratch is the caller's
+// reusable slice for the event encodings; the returned frame is new memory,
+// because gRPC may still be writing it after SendMsg returns.
+func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(*callstore.Call) bool, scratch *[][]byte) *rawFrame {
+	events := (*scratch)[:0]
 	inner := protowire.SizeTag(fieldBatchRevision) + protowire.SizeVarint(uint64(b.Revision)) +
-		protowire.SizeTag(fieldBatchResumeToken) + protowire.SizeBytes(len(token))
+		protowire.SizeTag(fieldBatchResumeToken) + protowire.SizeBytes(tokenLen)
 	for i := range b.Events {
-		events[i] = c.event(b.Revision, &b.Events[i], visible)
-		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(events[i]))
+		e := c.event(b.Revision, &b.Events[i], visible)
+		events = append(events, e)
+		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(e))
 	}
 	out := make([]byte, 0, protowire.SizeTag(fieldResponseEvents)+protowire.SizeBytes(inner))
 	out = protowire.AppendTag(out, fieldResponseEvents, protowire.BytesType)
@@ -306,10 +310,14 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, token string, visible func(
 	out = protowire.AppendTag(out, fieldBatchRevision, protowire.VarintType)
 	out = protowire.AppendVarint(out, uint64(b.Revision))
 	out = protowire.AppendTag(out, fieldBatchResumeToken, protowire.BytesType)
-	out = protowire.AppendString(out, token)
+	out = protowire.AppendVarint(out, uint64(tokenLen))
+	out = resumeToken{Epoch: epoch, Revision: b.Revision}.appendTo(out)
 	for _, e := range events {
 		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
 		out = protowire.AppendBytes(out, e)
 	}
-	return rawFrame(out)
+	clear(events) // do not pin encodings past this frame
+	*scratch = events[:0]
+	f := rawFrame(out)
+	return &f
 }
