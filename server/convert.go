@@ -131,14 +131,32 @@ func (cv *converter) qcallVisible(c *callstore.Call, visible func(*callstore.Cal
 	return ok && visible(stub)
 }
 
-// withXfer adds xfer_data, which only a TRANSFER event's call carries.
-func withXfer(pc *callcontrolv1.Call, legs []callstore.XferLeg) *callcontrolv1.Call {
+// xferVisible returns a bit set of the xfer_data legs the viewer may see
+// (bit i for legs[i]; nil visible sees all). Like qcall, a reference to a
+// call the viewer may not see is left out rather than revealed.
+func (cv *converter) xferVisible(legs []callstore.XferLeg, visible func(*callstore.Call) bool) uint64 {
+	var mask uint64
+	for i, l := range legs[:min(len(legs), 64)] {
+		if visible == nil {
+			mask |= 1 << i
+		} else if stub, ok := cv.deviceStubs[l.Device]; ok && visible(stub) {
+			mask |= 1 << i
+		}
+	}
+	return mask
+}
+
+// withXfer adds xfer_data, which only a TRANSFER event's call carries: the
+// legs whose bit is set in mask.
+func withXfer(pc *callcontrolv1.Call, legs []callstore.XferLeg, mask uint64) *callcontrolv1.Call {
 	if len(legs) == 0 {
 		return pc
 	}
 	xd := &callcontrolv1.XferData{}
-	for _, l := range legs {
-		xd.Calls = append(xd.Calls, &callcontrolv1.CallRef{Uid: l.UID, Id: l.ID, Device: l.Device})
+	for i, l := range legs[:min(len(legs), 64)] {
+		if mask&(1<<i) != 0 {
+			xd.Calls = append(xd.Calls, &callcontrolv1.CallRef{Uid: l.UID, Id: l.ID, Device: l.Device})
+		}
 	}
 	pc.XferData = xd
 	return pc

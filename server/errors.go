@@ -30,7 +30,6 @@ const (
 	reasonEpochMismatch   = "EPOCH_MISMATCH"
 	reasonFutureRevision  = "FUTURE_REVISION"
 	reasonDraining        = "DRAINING"
-	reasonWatcherTooSlow  = "WATCHER_TOO_SLOW"
 	reasonRequestIDReused = "REQUEST_ID_REUSED"
 )
 

@@ -33,11 +33,13 @@ func TestBatchFrameDecodes(t *testing.T) {
 	}}
 	const epoch = 0xfeedface
 	tests := []struct {
-		name    string
-		visible func(*callstore.Call) bool
+		name      string
+		visible   func(*callstore.Call) bool
+		wantXfers int // xfer_data legs shown (both are on default devices)
 	}{
-		{"sees all", func(*callstore.Call) bool { return true }},
-		{"sees default only", func(c *callstore.Call) bool { return c.DeviceCompany == "default" }},
+		{"sees all", func(*callstore.Call) bool { return true }, 2},
+		{"sees default only", func(c *callstore.Call) bool { return c.DeviceCompany == "default" }, 2},
+		{"sees acme only", func(c *callstore.Call) bool { return c.DeviceCompany == "acme" }, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,13 +55,16 @@ func TestBatchFrameDecodes(t *testing.T) {
 					ResumeToken: resumeToken{Epoch: epoch, Revision: 42}.String(),
 				}}}
 				for _, e := range b.Events {
-					pc := withXfer(cv.call(e.Call, tt.visible), e.Xfer)
+					pc := withXfer(cv.call(e.Call, tt.visible), e.Xfer, cv.xferVisible(e.Xfer, tt.visible))
 					want.GetEvents().Events = append(want.GetEvents().Events, &callcontrolv1.CallEvent{
 						Type: callcontrolv1.EventType(e.Type), View: callcontrolv1.ViewChange(e.View), Call: pc,
 					})
 				}
 				if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
 					t.Errorf("frame mismatch (-want +got):\n%s", diff)
+				}
+				if n := len(got.GetEvents().GetEvents()[0].GetCall().GetXferData().GetCalls()); n != tt.wantXfers {
+					t.Errorf("xfer_data has %d calls, want %d", n, tt.wantXfers)
 				}
 				wantQcall := tt.visible(&callstore.Call{DeviceCompany: "acme"})
 				if gotQ := got.GetEvents().GetEvents()[1].GetCall().GetQcall() != nil; gotQ != wantQcall {

@@ -469,6 +469,19 @@ func visibleTo(login string, c *callstore.Call) bool {
 	panic("unknown login " + login)
 }
 
+// xferSeenBy keeps the xfer_data legs the login may see: a reference to a
+// call is shown only to those who may see the call.
+func xferSeenBy(login string, legs []callstore.XferLeg) []callstore.XferLeg {
+	var out []callstore.XferLeg
+	for _, l := range legs {
+		d, ok := directory.Demo().Device(l.Device)
+		if ok && visibleTo(login, &callstore.Call{DeviceCompany: d.Company, OwnerLogin: d.Owner}) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func (v view) in(c *callstore.Call) bool {
 	f := v.filter
 	if f != nil {
@@ -539,7 +552,7 @@ func (tr *truth) expect(v view, after int64) []expBatch {
 			default:
 				continue
 			}
-			evs = append(evs, expEvent{typ: callcontrolv1.EventType(e.Type), view: vc, call: c, xfer: e.Xfer})
+			evs = append(evs, expEvent{typ: callcontrolv1.EventType(e.Type), view: vc, call: c, xfer: xferSeenBy(v.login, e.Xfer)})
 		}
 		if len(evs) > 0 {
 			out = append(out, expBatch{rev: b.Revision, events: evs})

@@ -223,8 +223,8 @@ func resetTimer(t *time.Timer, d time.Duration) {
 // encodeCache holds each event encoded once, shared by every watcher that
 // receives it: a 10-watcher fan-out marshals an event once, not ten times.
 // An encoding depends on the event, how it moves the watcher's view and
-// (rarely) whether the watcher may see the queue call it points at, so
-// those are the key. Only recent revisions are kept (a ring of them):
+// (rarely) which of the calls it points at (qcall, xfer_data) the watcher
+// may see, so those are the key. Only recent revisions are kept (a ring of them):
 // watchers replaying older history just encode again.
 type encodeCache struct {
 	cv   *converter
@@ -237,7 +237,8 @@ type encodeCache struct {
 type encEntry struct {
 	index int
 	view  callstore.ViewChange
-	qvis  bool
+	qvis  bool   // the viewer may see the qcall reference
+	xvis  uint64 // which xfer_data legs the viewer may see
 	b     []byte
 }
 
@@ -246,11 +247,11 @@ func newEncodeCache(cv *converter, window int) *encodeCache {
 	return &encodeCache{cv: cv, m: make(map[int64][]encEntry), revs: make([]int64, n)}
 }
 
-func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qvis bool) ([]byte, bool) {
+func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qvis bool, xvis uint64) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.m[rev] {
-		if e.index == index && e.view == view && e.qvis == qvis {
+		if e.index == index && e.view == view && e.qvis == qvis && e.xvis == xvis {
 			return e.b, true
 		}
 	}
@@ -273,20 +274,21 @@ func (c *encodeCache) store(rev int64, e encEntry) {
 
 func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
 	qvis := c.cv.qcallVisible(e.Call, visible)
-	if b, ok := c.lookup(rev, e.Index, e.View, qvis); ok {
+	xvis := c.cv.xferVisible(e.Xfer, visible)
+	if b, ok := c.lookup(rev, e.Index, e.View, qvis, xvis); ok {
 		return b
 	}
 	vis := visible
 	if !qvis {
 		vis = func(*callstore.Call) bool { return false }
 	}
-	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer)
+	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer, xvis)
 	b, _ := proto.Marshal(&callcontrolv1.CallEvent{
 		Type: callcontrolv1.EventType(e.Type),
 		View: callcontrolv1.ViewChange(e.View),
 		Call: pc,
 	})
-	c.store(rev, encEntry{index: e.Index, view: e.View, qvis: qvis, b: b})
+	c.store(rev, encEntry{index: e.Index, view: e.View, qvis: qvis, xvis: xvis, b: b})
 	return b
 }
 

@@ -1,27 +1,16 @@
 package server_test
 
 import (
-	"os"
 	"testing"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
-// knownBug skips a test that shows an open bug, so that the suite stays
-// green; CALLCONTROLD_KNOWN_BUGS=1 runs it (and it fails until fixed).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("CALLCONTROLD_KNOWN_BUGS") == "" {
-		t.Skipf("known bug (run with CALLCONTROLD_KNOWN_BUGS=1): %s", what)
-	}
-}
-
-// xfer_data names every leg of the new bridge, whoever watches: bob (user
-// of acme) learns the uid, id and device of alice's leg on SIP/201 in
-// company default, a call he may not see (GetCall says NOT_FOUND). qcall
-// is hidden in that case; xfer_data should be too.
-func TestBugXferDataNamesInvisibleCalls(t *testing.T) {
-	knownBug(t, "xfer_data reveals calls the watcher may not see")
+// xfer_data names the legs of the new bridge, but only those the watcher
+// may see: bob (user of acme) must not learn the uid, id and device of
+// alice's leg on SIP/201 in company default (GetCall says NOT_FOUND), just
+// as qcall is hidden from a viewer without access.
+func TestXferDataHidesInvisibleCalls(t *testing.T) {
 	h := newHarness(t)
 	bob := h.watch("bob", &callcontrolv1.WatchCallsRequest{})
 	bob.start()
