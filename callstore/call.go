@@ -122,10 +122,24 @@ const (
 
 // ExtensionRef is the extension a call was most recently received via.
 type ExtensionRef struct {
-	Number  string
+	Number string
+	Queue  *Queue // queue data (inq, outq, qname, qnumber, qcall); nil for calls never queued
+
 	Company string
 	Type    ExtensionType
 	Name    string
+}
+
+// Queue is what a leg carries while it is, or was, in a queue. Most legs
+// never are, so it lives behind a pointer and costs them 8 bytes. Like the
+// Call that points at it, a committed Queue is immutable and may be shared
+// by several committed values: copy it to change it.
+type Queue struct {
+	Name, Number string // qname, qnumber: the calling party while queued
+	In, Out      int64  // inq, outq: entered / left the queue, epoch seconds; 0 if not yet
+	CallUID      int64  // qcall: the agent's leg that answered, 0 if none
+	CallID       string // PBX id of that leg (qcall outlives the leg it names)
+	CallDevice   string // device of that leg: decides who may see the reference
 }
 
 // Call is one leg: one call on one device or in a queue. A *Call handed
@@ -142,14 +156,10 @@ type Call struct {
 	OwnerLogin    string // login of the device's owner, "" if none
 
 	Label, Name, Number string // the other party
-	QName, QNumber      string // the calling party while in a queue
 
 	StampMillis int64  // started, epoch ms
 	StartMillis int64  // first answered, epoch ms; 0 until then
-	InQ, OutQ   int64  // queue entry / exit, epoch seconds; 0 if none
-	QCallUID    int64  // bridged call if answered by a queue agent, 0 if none
-	QCallID     string // PBX id of that call (qcall is a reference that outlives the leg)
-	QCallDevice string // device of that call: decides who may see the reference
+	Queue       *Queue // inq, outq, qname, qnumber, qcall; nil for a leg never queued (shared, immutable)
 
 	Company   string        // target company of an inbound call
 	DTMF      string        // collected DTMF digits

@@ -249,19 +249,19 @@ func TestFlows(t *testing.T) {
 			calls := h.c2(h.sim.PlaceInbound(h.ctx, "+442079460001", "Carol", "600"))
 			h.expect("NEW Queue/q_600 up/up callee | NEW SIP/201 ring/ringing callee | NEW SIP/202 ring/ringing callee")
 			q := calls[0]
-			if q.Device != "Queue/q_600" || q.InQ != epoch.Unix() || q.QName != "Carol" || q.QNumber != "+442079460001" {
+			if q.Device != "Queue/q_600" || q.Queue == nil || q.Queue.In != epoch.Unix() || q.Queue.Name != "Carol" || q.Queue.Number != "+442079460001" {
 				h.t.Errorf("queue leg %+v", q)
 			}
 			m := h.on("SIP/202")
-			if m.InQ != q.InQ || m.QName != "Carol" || m.Label != "Carol" {
+			if m.Queue == nil || m.Queue.In != q.Queue.In || m.Queue.Name != "Carol" || m.Label != "Carol" {
 				h.t.Errorf("member leg %+v", m)
 			}
 			h.clock.Advance(5 * time.Second)
 			m = h.talk(m.UID)
 			h.expect("UPDATE SIP/202 up/up callee | UPDATE SIP/201 dead/dead callee cause=26 | UPDATE Queue/q_600 up/up callee")
 			q, _ = h.store.Get(q.UID)
-			if q.OutQ != epoch.Unix()+5 || q.QCallUID != m.UID {
-				h.t.Errorf("queue after answer: outq %d qcall %d", q.OutQ, q.QCallUID)
+			if q.Queue.Out != epoch.Unix()+5 || q.Queue.CallUID != m.UID {
+				h.t.Errorf("queue after answer: outq %d qcall %d", q.Queue.Out, q.Queue.CallUID)
 			}
 			h.hangup(m.UID)
 			h.expect("UPDATE SIP/202 dead/dead callee cause=16 | UPDATE Queue/q_600 dead/dead callee cause=16")

@@ -173,8 +173,10 @@ func (s *Sim) answer(t *tx, x *leg) {
 	case rg.queue:
 		q := rg.origin
 		q.alerting = nil
-		q.c.OutQ = s.clock.Now().Unix()
-		q.c.QCallUID, q.c.QCallID, q.c.QCallDevice = x.c.UID, x.c.ID, x.c.Device
+		nq := *q.c.Queue // committed values share it: copy, never edit
+		nq.Out = s.clock.Now().Unix()
+		nq.CallUID, nq.CallID, nq.CallDevice = x.c.UID, x.c.ID, x.c.Device
+		q.c.Queue = &nq
 		q.qAgent, x.queue = x, q
 		t.touch(q)
 		if a := q.peer; a != nil {

@@ -167,7 +167,7 @@ func (p *propHarness) check() {
 				rt.Fatalf("leg %d bridged to non-live leg %d", c.UID, c.PeerUID)
 			}
 		}
-		if c.QCallUID != 0 && c.Device[0] != 'Q' {
+		if c.Queue != nil && c.Queue.CallUID != 0 && c.Device[0] != 'Q' {
 			rt.Fatalf("leg %d: qcall on a non-queue leg", c.UID)
 		}
 		l := h.sim.legs[c.UID]

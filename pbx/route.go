@@ -140,7 +140,7 @@ func (s *Sim) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg {
 		l.c.Company = rg.ext.Company
 		if rg.queue {
 			q := rg.origin
-			l.c.InQ, l.c.QName, l.c.QNumber = q.c.InQ, q.c.QName, q.c.QNumber
+			l.c.Queue = &callstore.Queue{Name: q.c.Queue.Name, Number: q.c.Queue.Number, In: q.c.Queue.In}
 		}
 		l.ringing = rg
 		rg.legs = append(rg.legs, l)
@@ -195,8 +195,7 @@ func (s *Sim) enqueue(t *tx, o origin, ext *directory.Extension, ref *callstore.
 	qdev, _ := s.dir.Device("Queue/q_" + ext.Number) // the directory guarantees it
 	q := s.newLeg(t, qdev, callstore.PartyCallee)
 	q.c.NRState = callstore.NRUp
-	q.c.InQ = s.clock.Now().Unix()
-	q.c.QName, q.c.QNumber = id.name, id.number
+	q.c.Queue = &callstore.Queue{Name: id.name, Number: id.number, In: s.clock.Now().Unix()}
 	setParty(q, id)
 	q.c.Extension = ref
 	q.c.Company = ext.Company

@@ -72,12 +72,8 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 		Label:         c.Label,
 		Name:          c.Name,
 		Number:        c.Number,
-		Qname:         c.QName,
-		Qnumber:       c.QNumber,
 		Stamp:         millis(c.StampMillis),
 		Start:         millis(c.StartMillis),
-		Inq:           seconds(c.InQ),
-		Outq:          seconds(c.OutQ),
 		OwnerId:       c.OwnerID,
 		Company:       c.Company,
 		Cause:         c.Cause,
@@ -112,8 +108,12 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 			Muted:       &callcontrolv1.JsMuted{Audio: j.MutedAudio, Video: j.MutedVideo},
 		}
 	}
-	if cv.qcallVisible(c, visible) {
-		out.Qcall = &callcontrolv1.CallRef{Uid: c.QCallUID, Id: c.QCallID, Device: c.QCallDevice}
+	if q := c.Queue; q != nil {
+		out.Qname, out.Qnumber = q.Name, q.Number
+		out.Inq, out.Outq = seconds(q.In), seconds(q.Out)
+		if cv.qcallVisible(c, visible) {
+			out.Qcall = &callcontrolv1.CallRef{Uid: q.CallUID, Id: q.CallID, Device: q.CallDevice}
+		}
 	}
 	return out
 }
@@ -121,13 +121,13 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 // qcallVisible reports whether c has a queue-bridged call the viewer may
 // see. nil visible means the viewer sees everything.
 func (cv *converter) qcallVisible(c *callstore.Call, visible func(*callstore.Call) bool) bool {
-	if c.QCallUID == 0 {
+	if c.Queue == nil || c.Queue.CallUID == 0 {
 		return false
 	}
 	if visible == nil {
 		return true
 	}
-	stub, ok := cv.deviceStubs[c.QCallDevice]
+	stub, ok := cv.deviceStubs[c.Queue.CallDevice]
 	return ok && visible(stub)
 }
 

@@ -382,8 +382,8 @@ func checkContents(t *testing.T, name, login string, got []*callcontrolv1.EventB
 			if gf != wf {
 				t.Errorf("%s: r%d event %d: call\n got %+v\nwant %+v", name, b.GetRevision(), j, gf, wf)
 			}
-			if w.QCallUID != 0 && login != "bob" && login != "acme-admin" && g.GetQcall().GetUid() != w.QCallUID && w.State != callstore.StateDead {
-				t.Errorf("%s: r%d event %d: qcall %v, want uid %d", name, b.GetRevision(), j, g.GetQcall(), w.QCallUID)
+			if w.Queue != nil && w.Queue.CallUID != 0 && login != "bob" && login != "acme-admin" && g.GetQcall().GetUid() != w.Queue.CallUID && w.State != callstore.StateDead {
+				t.Errorf("%s: r%d event %d: qcall %v, want uid %d", name, b.GetRevision(), j, g.GetQcall(), w.Queue.CallUID)
 			}
 		}
 	}

@@ -25,7 +25,7 @@ func TestBatchFrameDecodes(t *testing.T) {
 		State: callstore.StateUp, NRState: callstore.NRUp, Party: callstore.PartyCaller, Label: "Reception", Number: "202",
 		StampMillis: 1_700_000_000_000, Features: callstore.FeatureHold}
 	q := &callstore.Call{UID: 2, Device: "Queue/q_650", DeviceCompany: "acme", State: callstore.StateUp, NRState: callstore.NRUp,
-		QCallUID: 3, QCallID: "3.3", QCallDevice: "SIP/webrtc11", InQ: 1_700_000_000, OutQ: 1_700_000_005}
+		Queue: &callstore.Queue{CallUID: 3, CallID: "3.3", CallDevice: "SIP/webrtc11", In: 1_700_000_000, Out: 1_700_000_005}}
 	b := &callstore.Batch{Revision: 42, Events: []callstore.WatchEvent{
 		{Type: callstore.EventTransfer, View: callstore.ViewStayed, Call: a, Index: 0,
 			Xfer: []callstore.XferLeg{{UID: 1, ID: "1.1", Device: "SIP/201"}, {UID: 9, ID: "9.9", Device: "SIP/203"}}},
