@@ -92,3 +92,32 @@ func TestResumeTokenRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeCacheSlots(t *testing.T) {
+	c := newEncodeCache(nil, 64)
+	n := int64(len(c.slots))
+	e := func(index int, b string) encEntry { return encEntry{index: index, view: callstore.ViewStayed, b: []byte(b)} }
+	get := func(rev int64, index int) string {
+		b, ok := c.lookup(rev, index, callstore.ViewStayed, false, 0)
+		if !ok {
+			return "miss"
+		}
+		return string(b)
+	}
+	c.store(5, e(0, "a"))
+	c.store(5, e(1, "b"))
+	if got := get(5, 0) + get(5, 1) + get(5, 2); got != "abmiss" {
+		t.Errorf("rev 5 lookups = %q, want %q", got, "abmiss")
+	}
+	if got, _ := c.lookup(5, 0, callstore.ViewLeft, false, 0); got != nil {
+		t.Errorf("lookup with another view = %q, want a miss", got)
+	}
+	c.store(5+n, e(0, "c")) // same slot, newer revision: takes it over
+	if got := get(5, 0) + get(5+n, 0); got != "missc" {
+		t.Errorf("after takeover = %q, want %q", got, "missc")
+	}
+	c.store(5, e(0, "a")) // an older revision never evicts a newer one
+	if got := get(5+n, 0); got != "c" {
+		t.Errorf("newer revision lost its slot to an older one: got %q", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	eventsSent   prometheus.Counter
 	framesSent   *prometheus.CounterVec
+	eventFrames  prometheus.Counter // framesSent{kind="events"}, resolved once: it counts on the hot path
 	watchEnds    *prometheus.CounterVec
 	collectors   []prometheus.Collector
 	idempotentHi prometheus.Counter
@@ -35,6 +36,7 @@ func newMetrics(store *callstore.Store) *metrics {
 			Help: "Control requests answered from the request_id cache instead of acting again.",
 		}),
 	}
+	m.eventFrames = m.framesSent.WithLabelValues("events")
 	m.collectors = []prometheus.Collector{
 		m.eventsSent, m.framesSent, m.watchEnds, m.idempotentHi,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -2,7 +2,7 @@ package server
 
 import (
 	"errors"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -144,7 +144,7 @@ func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, en
 			return sent, progress, ended, err
 		}
 		sent = true
-		ws.s.m.framesSent.WithLabelValues("events").Inc()
+		ws.s.m.eventFrames.Inc()
 		ws.s.m.eventsSent.Add(float64(len(b.Events)))
 		b.Events = nil // let the events go before the next Drain reuses the slice
 	}
@@ -224,14 +224,24 @@ func resetTimer(t *time.Timer, d time.Duration) {
 // receives it: a 10-watcher fan-out marshals an event once, not ten times.
 // An encoding depends on the event, how it moves the watcher's view and
 // (rarely) which of the calls it points at (qcall, xfer_data) the watcher
-// may see, so those are the key. Only recent revisions are kept (a ring of them):
-// watchers replaying older history just encode again.
+// may see, so those are the key.
+//
+// Every watcher of every revision looks here, so reads take no lock: a
+// ring of slots, one revision each (rev modulo the ring size), holds
+// immutable entry lists that writers replace with compare-and-swap. A
+// newer revision takes over its slot; watchers replaying older history
+// simply encode again.
 type encodeCache struct {
-	cv   *converter
-	mu   sync.Mutex
-	m    map[int64][]encEntry // by revision
-	revs []int64              // ring of cached revisions, oldest evicted first
-	next int
+	cv    *converter
+	slots []atomic.Pointer[revEncodings]
+	mask  int64
+}
+
+// revEncodings are the encodings of one revision's events; never modified
+// once published.
+type revEncodings struct {
+	rev     int64
+	entries []encEntry
 }
 
 type encEntry struct {
@@ -243,14 +253,19 @@ type encEntry struct {
 }
 
 func newEncodeCache(cv *converter, window int) *encodeCache {
-	n := min(max(window, 64), 4096)
-	return &encodeCache{cv: cv, m: make(map[int64][]encEntry), revs: make([]int64, n)}
+	n := 64 // a power of two between 64 and 4096 covering the window
+	for n < window && n < 4096 {
+		n *= 2
+	}
+	return &encodeCache{cv: cv, slots: make([]atomic.Pointer[revEncodings], n), mask: int64(n - 1)}
 }
 
 func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qvis bool, xvis uint64) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, e := range c.m[rev] {
+	p := c.slots[rev&c.mask].Load()
+	if p == nil || p.rev != rev {
+		return nil, false
+	}
+	for _, e := range p.entries {
 		if e.index == index && e.view == view && e.qvis == qvis && e.xvis == xvis {
 			return e.b, true
 		}
@@ -259,17 +274,22 @@ func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qv
 }
 
 func (c *encodeCache) store(rev int64, e encEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	entries, ok := c.m[rev]
-	if !ok {
-		if old := c.revs[c.next]; old != 0 {
-			delete(c.m, old)
+	slot := &c.slots[rev&c.mask]
+	for {
+		old := slot.Load()
+		next := &revEncodings{rev: rev}
+		switch {
+		case old == nil || old.rev < rev:
+			next.entries = []encEntry{e}
+		case old.rev == rev:
+			next.entries = append(old.entries[:len(old.entries):len(old.entries)], e)
+		default:
+			return // a newer revision owns the slot: leave this one uncached
 		}
-		c.revs[c.next] = rev
-		c.next = (c.next + 1) % len(c.revs)
+		if slot.CompareAndSwap(old, next) {
+			return
+		}
 	}
-	c.m[rev] = append(entries, e)
 }
 
 func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
