@@ -96,7 +96,9 @@ func TestResumeTokenRoundTrip(t *testing.T) {
 func TestEncodeCacheSlots(t *testing.T) {
 	c := newEncodeCache(nil, 64)
 	n := int64(len(c.slots))
-	e := func(index int, b string) encEntry { return encEntry{index: index, view: callstore.ViewStayed, b: []byte(b)} }
+	e := func(index int, b string) encEntry {
+		return encEntry{index: index, view: callstore.ViewStayed, b: []byte(b)}
+	}
 	get := func(rev int64, index int) string {
 		b, ok := c.lookup(rev, index, callstore.ViewStayed, false, 0)
 		if !ok {
