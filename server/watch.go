@@ -237,11 +237,22 @@ type encodeCache struct {
 	mask  int64
 }
 
-// revEncodings are the encodings of one revision's events; never modified
-// once published.
+// revEncodings are the encodings of one revision's events, and the whole
+// frames built from them; never modified once published.
 type revEncodings struct {
 	rev     int64
 	entries []encEntry
+	frames  []frameEntry
+}
+
+// frameEntry is a finished frame and the event encodings it was built
+// from (identified by their first byte: the cache hands out one slice per
+// variant). Watchers that receive the same events in the same views — all
+// the unfiltered ones of one login, say — send the very same bytes: gRPC
+// only reads a message, so one frame can go out on many streams.
+type frameEntry struct {
+	parts []*byte
+	frame *rawFrame
 }
 
 type encEntry struct {
@@ -274,22 +285,59 @@ func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qv
 }
 
 func (c *encodeCache) store(rev int64, e encEntry) {
+	c.update(rev, func(next *revEncodings) { next.entries = append(next.entries, e) })
+}
+
+// update publishes a copy of rev's encodings changed by f, unless a newer
+// revision owns the slot (then this one stays uncached).
+func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
 	slot := &c.slots[rev&c.mask]
 	for {
 		old := slot.Load()
 		next := &revEncodings{rev: rev}
 		switch {
 		case old == nil || old.rev < rev:
-			next.entries = []encEntry{e}
 		case old.rev == rev:
-			next.entries = append(old.entries[:len(old.entries):len(old.entries)], e)
+			// Full slice expressions: appends must copy, never write
+			// into a published array.
+			next.entries = old.entries[:len(old.entries):len(old.entries)]
+			next.frames = old.frames[:len(old.frames):len(old.frames)]
 		default:
-			return // a newer revision owns the slot: leave this one uncached
+			return
 		}
+		f(next)
 		if slot.CompareAndSwap(old, next) {
 			return
 		}
 	}
+}
+
+func (c *encodeCache) lookupFrame(rev int64, parts [][]byte) *rawFrame {
+	p := c.slots[rev&c.mask].Load()
+	if p == nil || p.rev != rev {
+		return nil
+	}
+next:
+	for _, fe := range p.frames {
+		if len(fe.parts) != len(parts) {
+			continue
+		}
+		for i, b := range parts {
+			if fe.parts[i] != &b[0] {
+				continue next
+			}
+		}
+		return fe.frame
+	}
+	return nil
+}
+
+func (c *encodeCache) storeFrame(rev int64, parts [][]byte, frame *rawFrame) {
+	fe := frameEntry{parts: make([]*byte, len(parts)), frame: frame}
+	for i, b := range parts {
+		fe.parts[i] = &b[0]
+	}
+	c.update(rev, func(next *revEncodings) { next.frames = append(next.frames, fe) })
 }
 
 func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
@@ -315,8 +363,9 @@ func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*ca
 // batchFrame builds a WatchCallsResponse{events: EventBatch{...}} frame
 // from cached event encodings: protobuf's wire format lets a message be
 // assembled from the encodings of its fields. scratch is the caller's
-// reusable slice for the event encodings; the returned frame is new memory,
-// because gRPC may still be writing it after SendMsg returns.
+// reusable slice for the event encodings. The frame is never modified once
+// built (gRPC may still be writing it after SendMsg returns), so watchers
+// that receive the same events share it.
 func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(*callstore.Call) bool, scratch *[][]byte) *rawFrame {
 	events := (*scratch)[:0]
 	inner := protowire.SizeTag(fieldBatchRevision) + protowire.SizeVarint(uint64(b.Revision)) +
@@ -325,6 +374,13 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(
 		e := c.event(b.Revision, &b.Events[i], visible)
 		events = append(events, e)
 		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(e))
+	}
+	defer func() {
+		clear(events) // do not pin encodings past this frame
+		*scratch = events[:0]
+	}()
+	if f := c.lookupFrame(b.Revision, events); f != nil {
+		return f
 	}
 	out := make([]byte, 0, protowire.SizeTag(fieldResponseEvents)+protowire.SizeBytes(inner))
 	out = protowire.AppendTag(out, fieldResponseEvents, protowire.BytesType)
@@ -338,8 +394,7 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(
 		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
 		out = protowire.AppendBytes(out, e)
 	}
-	clear(events) // do not pin encodings past this frame
-	*scratch = events[:0]
 	f := rawFrame(out)
+	c.storeFrame(b.Revision, events, &f)
 	return &f
 }

@@ -200,6 +200,18 @@ func runScenario(ctx context.Context, name string, dir *directory.Directory, c *
 		rep.Memory, err = runMemory(ctx, e, c.memory)
 	}
 	runtime.GC()
+	if c.profileDir != "" {
+		// Allocations count from the start of the process: run one
+		// scenario (--scenarios) to read them for that scenario alone.
+		f, perr := os.Create(filepath.Join(c.profileDir, "allocs-"+name+".pprof"))
+		if perr != nil {
+			return errors.Join(err, perr)
+		}
+		defer f.Close()
+		if perr := pprof.Lookup("allocs").WriteTo(f, 0); perr != nil {
+			return errors.Join(err, perr)
+		}
+	}
 	return err
 }
 
