@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strconv"
 
@@ -87,6 +86,22 @@ func (s *callService) controllableCall(p *auth.Principal, field string, uid int6
 	}
 	return c, nil
 }
+
+// onOwnCall runs op on a call the caller may control and converts the call
+// op returns; already reports that op changed nothing (its effect held).
+func (s *callService) onOwnCall(p *auth.Principal, uid int64, op func() (c *callstore.Call, changed bool, err error)) (pc *callcontrolv1.Call, already bool, err error) {
+	if _, err := s.controllableCall(p, "uid", uid); err != nil {
+		return nil, false, err
+	}
+	c, changed, err := op()
+	if err != nil {
+		return nil, false, err
+	}
+	return s.cv.call(c, auth.VisibleFunc(p)), !changed, nil
+}
+
+// always adapts a switch operation that always changes the call.
+func always(c *callstore.Call, err error) (*callstore.Call, bool, error) { return c, true, err }
 
 type idempotent interface {
 	proto.Message
@@ -232,14 +247,11 @@ func (s *callService) Hold(ctx context.Context, req *callcontrolv1.HoldRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Hold", req, func(p *auth.Principal) (*callcontrolv1.HoldResponse, error) {
-		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
-			return nil, err
-		}
-		c, changed, err := s.sw.Hold(ctx, req.GetUid())
+		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Hold(ctx, req.GetUid()) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.HoldResponse{Call: s.cv.call(c, auth.VisibleFunc(p)), AlreadyApplied: !changed}, nil
+		return &callcontrolv1.HoldResponse{Call: pc, AlreadyApplied: already}, nil
 	})
 }
 
@@ -248,14 +260,11 @@ func (s *callService) Talk(ctx context.Context, req *callcontrolv1.TalkRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Talk", req, func(p *auth.Principal) (*callcontrolv1.TalkResponse, error) {
-		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
-			return nil, err
-		}
-		c, changed, err := s.sw.Talk(ctx, req.GetUid())
+		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Talk(ctx, req.GetUid()) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.TalkResponse{Call: s.cv.call(c, auth.VisibleFunc(p)), AlreadyApplied: !changed}, nil
+		return &callcontrolv1.TalkResponse{Call: pc, AlreadyApplied: already}, nil
 	})
 }
 
@@ -264,14 +273,11 @@ func (s *callService) Hangup(ctx context.Context, req *callcontrolv1.HangupReque
 		return nil, err
 	}
 	return control(ctx, s, "Hangup", req, func(p *auth.Principal) (*callcontrolv1.HangupResponse, error) {
-		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
-			return nil, err
-		}
-		c, err := s.sw.Hangup(ctx, req.GetUid())
+		pc, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Hangup(ctx, req.GetUid())) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.HangupResponse{Call: s.cv.call(c, auth.VisibleFunc(p))}, nil
+		return &callcontrolv1.HangupResponse{Call: pc}, nil
 	})
 }
 
@@ -363,14 +369,11 @@ func (s *callService) Mute(ctx context.Context, req *callcontrolv1.MuteRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Mute", req, func(p *auth.Principal) (*callcontrolv1.MuteResponse, error) {
-		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
-			return nil, err
-		}
-		c, changed, err := s.sw.Mute(ctx, req.GetUid(), req.GetMute())
+		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Mute(ctx, req.GetUid(), req.GetMute()) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.MuteResponse{Call: s.cv.call(c, auth.VisibleFunc(p)), AlreadyApplied: !changed}, nil
+		return &callcontrolv1.MuteResponse{Call: pc, AlreadyApplied: already}, nil
 	})
 }
 
@@ -383,14 +386,11 @@ func (s *callService) Dtmf(ctx context.Context, req *callcontrolv1.DtmfRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Dtmf", req, func(p *auth.Principal) (*callcontrolv1.DtmfResponse, error) {
-		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
-			return nil, err
-		}
-		c, err := s.sw.Dtmf(ctx, req.GetUid(), req.GetTone())
+		pc, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Dtmf(ctx, req.GetUid(), req.GetTone())) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.DtmfResponse{Call: s.cv.call(c, auth.VisibleFunc(p))}, nil
+		return &callcontrolv1.DtmfResponse{Call: pc}, nil
 	})
 }
 
@@ -401,5 +401,3 @@ func checkUID(uid int64, requestID string) error {
 	v.requestID(requestID)
 	return v.err()
 }
-
-var _ = fmt.Sprintf
