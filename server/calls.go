@@ -46,8 +46,6 @@ func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-ch
 	}
 }
 
-func (s *callService) close() {}
-
 // principalOf returns the authenticated caller. The auth interceptor
 // guarantees one on every call of this service.
 func principalOf(ctx context.Context) (*auth.Principal, error) {

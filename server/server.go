@@ -247,7 +247,6 @@ func (s *Server) Shutdown(ctx context.Context) {
 			s.grpc.Stop()
 			<-done
 		}
-		s.calls.close()
 	})
 }
 
