@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"sync/atomic"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 
 	"callcontrold/auth"
@@ -15,7 +15,8 @@ import (
 // rejected calls are logged too), which means the context it logs with
 // never sees the principal that auth adds further in. identitySlot bridges
 // that: an interceptor outside logging puts an empty slot in the context,
-// auth fills it, and logging reads it when the call finishes.
+// auth fills it, and identityHandler reads it when logging interceptor
+// writes its line.
 type identitySlot struct {
 	p atomic.Pointer[auth.Principal]
 }
@@ -41,14 +42,43 @@ type ctxStream struct {
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
 
-// identityFields gives the logging interceptor the caller's identity.
-func identityFields(ctx context.Context) logging.Fields {
+// identityOf returns the caller of a request context: from auth's value
+// (handlers) or from the slot (interceptors outside auth).
+func identityOf(ctx context.Context) *auth.Principal {
+	if p, ok := auth.FromContext(ctx); ok {
+		return p
+	}
 	if slot, ok := ctx.Value(identitySlotKey{}).(*identitySlot); ok {
-		if p := slot.p.Load(); p != nil {
-			return logging.Fields{"login", p.Login, "role", p.Role.String()}
-		}
+		return slot.p.Load()
 	}
 	return nil
+}
+
+// identityHandler adds the caller's login and role to every record logged
+// with a request's context, by handlers and interceptors alike.
+type identityHandler struct{ slog.Handler }
+
+// withIdentity wraps a logger's handler once.
+func withIdentity(l *slog.Logger) *slog.Logger {
+	if _, ok := l.Handler().(identityHandler); ok {
+		return l
+	}
+	return slog.New(identityHandler{l.Handler()})
+}
+
+func (h identityHandler) Handle(ctx context.Context, r slog.Record) error {
+	if p := identityOf(ctx); p != nil {
+		r.AddAttrs(slog.String("login", p.Login), slog.String("role", p.Role.String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h identityHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return identityHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h identityHandler) WithGroup(name string) slog.Handler {
+	return identityHandler{h.Handler.WithGroup(name)}
 }
 
 // recordIdentity wraps an AuthFunc so the principal it finds also lands in

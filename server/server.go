@@ -136,6 +136,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	log = withIdentity(log)
 	s := &Server{cfg: cfg, log: log, health: health.NewServer(), drain: make(chan struct{})}
 
 	rpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
@@ -154,7 +155,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	})
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(identityFields),
 		logging.WithLevels(codeToLevel),
 	}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
