@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,15 @@ import (
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the fan-out watchers' child mode when the test binary is
+// re-executed as the child (TestSmoke's fan-out does that), and the tests
+// otherwise.
+func TestMain(m *testing.M) {
+	if code, ok := childMode(); ok {
+		os.Exit(code)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestHistBucketsRoundTrip(t *testing.T) {
 	prev := -1
@@ -134,6 +144,86 @@ func TestParseFrame(t *testing.T) {
 	}
 }
 
+func TestParseEventFrame(t *testing.T) {
+	const at = int64(1795000000123456789) // 19 digits, like today's UnixNano
+	call := &callcontrolv1.Call{Uid: 7, Id: "bench-7", Device: "SIP/f0001", Name: strconv.FormatInt(at, 10), Number: "+19990000001"}
+	other := &callcontrolv1.Call{Uid: 8, Name: "Remote party"}
+	batch := func(calls ...*callcontrolv1.Call) *callcontrolv1.WatchCallsResponse {
+		b := &callcontrolv1.EventBatch{Revision: 1234567, ResumeToken: "x-1234567"}
+		for _, c := range calls {
+			b.Events = append(b.Events, &callcontrolv1.CallEvent{Type: callcontrolv1.EventType_EVENT_TYPE_UPDATE, View: callcontrolv1.ViewChange_VIEW_CHANGE_STAYED, Call: c})
+		}
+		return &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Events{Events: b}}
+	}
+	for _, c := range []struct {
+		m    *callcontrolv1.WatchCallsResponse
+		kind int
+		rev  int64
+		at   int64
+	}{
+		{batch(call), frameEvents, 1234567, at},
+		{batch(call, other), frameEvents, 1234567, at},
+		{batch(other, call), frameEvents, 1234567, 0}, // the first event's name only
+		{batch(), frameEvents, 1234567, 0},
+		{noopFrame, frameProgress, 0, 0},
+	} {
+		b, err := proto.Marshal(c.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, rev, got, err := parseEventFrame(b)
+		if err != nil || int(kind) != c.kind || rev != c.rev || got != c.at {
+			t.Errorf("parseEventFrame(%v) = %d, %d, %d, %v; want %d, %d, %d", c.m, kind, rev, got, err, c.kind, c.rev, c.at)
+		}
+	}
+	for in, want := range map[string]int64{"": 0, "0": 0, "42": 42, "9223372036854775807": 1<<63 - 1, "9223372036854775808": 0, "12a": 0, "-5": 0} {
+		if got := decimal([]byte(in)); got != want {
+			t.Errorf("decimal(%q) = %d, want %d", in, got, want)
+		}
+	}
+	if _, _, _, err := parseEventFrame([]byte{0x22, 0x05, 0x08}); err == nil {
+		t.Error("truncated frame: no error")
+	}
+}
+
+// TestFanoutExpected checks the schedule the watchers' side computes
+// against the driver's (revision base+n+1 changes device n%devs).
+func TestFanoutExpected(t *testing.T) {
+	const base, n = 100, 23
+	for _, filtered := range []int{0, 1, 5} {
+		devs := fanoutDevs(filtered)
+		committed := make([][]int64, devs)
+		var all []int64
+		for k := range int64(n) {
+			committed[k%int64(devs)] = append(committed[k%int64(devs)], base+k+1)
+			all = append(all, base+k+1)
+		}
+		for i := range filtered + 2 {
+			want := all
+			if i < filtered {
+				want = committed[i]
+			}
+			if got := fanoutExpected(i, filtered, base, n); !slices.Equal(got, want) {
+				t.Errorf("filtered %d, watcher %d: %v, want %v", filtered, i, got, want)
+			}
+		}
+	}
+	if got := fanoutExpected(7, 10, 0, 5); len(got) != 0 {
+		t.Errorf("device never committed: %v", got)
+	}
+}
+
+// TestFanoutChildFails checks that the child's failure reaches the parent
+// with the child's stderr, and that nothing is left running.
+func TestFanoutChildFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _, err := startFanChild(ctx, "127.0.0.1:1", fanoutConfig{filtered: 2, unfiltered: 1, conns: 1})
+	if err == nil || !strings.Contains(err.Error(), "open watch 0") {
+		t.Fatalf("err = %v, want the child's open watch error", err)
+	}
+}
+
 func TestReportChecks(t *testing.T) {
 	c, err := parseFlags([]string{"--smoke"}, &bytes.Buffer{})
 	if err != nil {
@@ -178,7 +268,7 @@ func TestSmoke(t *testing.T) {
 	if rep.Stream.Noop.Messages == 0 || rep.Stream.Watch.Messages == 0 || rep.Stream.Events < rep.Stream.Watch.Messages {
 		t.Errorf("streaming: %+v", rep.Stream)
 	}
-	if f := rep.Fanout; f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 {
+	if f := rep.Fanout; f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.WatcherProc != "child" || f.Latency.Max == 0 {
 		t.Errorf("fan-out: %+v", f)
 	}
 	if rep.Memory.Calls != 300 || rep.Memory.HeapAfter == 0 {
@@ -196,5 +286,29 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(s, "unary control/no-op rate") {
 		t.Errorf("table lacks the checks:\n%s", s)
+	}
+}
+
+// TestSmokeFanoutInProcess runs the fan-out scenario with the watchers in
+// the test's own process (--fanout-inprocess).
+func TestSmokeFanoutInProcess(t *testing.T) {
+	c, err := parseFlags([]string{"--smoke", "--scenarios", "fanout", "--fanout-inprocess", "--watchers", "20", "--unfiltered", "2", "--rate", "500"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := run(ctx, c, &progress)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, progress.String())
+	}
+	f := rep.Fanout
+	if f == nil || f.WatcherProc != "in-process" || f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.Latency.Max == 0 {
+		t.Errorf("fan-out: %+v", f)
+	}
+	// 20 filtered watchers see each revision once, the 2 unfiltered all.
+	if f != nil && f.Expected != uint64(3*f.Commits) {
+		t.Errorf("expected deliveries %d, want %d", f.Expected, 3*f.Commits)
 	}
 }

@@ -22,12 +22,15 @@ type fanoutConfig struct {
 	rate       float64 // transitions (revisions) per second
 	duration   time.Duration
 	warmup     time.Duration // committed and checked, not in the latency figures
+	inProcess  bool          // watchers in this process (the old setup), not in a child process
+	profileDir string        // the child writes its CPU profile here (cpu-fanout-watchers.pprof)
 }
 
 type fanoutResult struct {
 	Filtered      int     `json:"filtered_watchers"`
 	Unfiltered    int     `json:"unfiltered_watchers"`
 	Conns         int     `json:"connections"`
+	WatcherProc   string  `json:"watcher_process"` // "child" or "in-process"
 	TargetRate    float64 `json:"target_transitions_per_second"`
 	Rate          float64 `json:"transitions_per_second"`
 	Commits       int64   `json:"commits"`
@@ -41,96 +44,106 @@ type fanoutResult struct {
 	Latency       latency `json:"commit_to_receive"`
 }
 
-// fanWatcher is one watch of the fan-out scenario.
-type fanWatcher struct {
-	device string // "" for an unfiltered watcher
-	s      grpc.ClientStream
-	revs   []int64 // received revisions, in order
-	last   atomic.Int64
-	err    error
+// The fan-out schedule, which the driver follows and the watchers' side
+// computes on its own to know what each watcher must receive: revision
+// base+n+1 (n = 0, 1, ...) changes the leg of device n%devs, where devs is
+// the number of filtered watchers (at least 1); filtered watcher i watches
+// fanoutDevice(i); unfiltered watchers receive every revision.
+func fanoutDevs(filtered int) int { return max(filtered, 1) }
+
+// fanoutExpected returns the revisions watcher i must receive when the
+// driver committed n revisions after base.
+func fanoutExpected(i, filtered int, base, n int64) []int64 {
+	first, step := int64(0), int64(1)
+	if i < filtered {
+		first, step = int64(i), int64(fanoutDevs(filtered))
+	}
+	var want []int64
+	if first < n {
+		want = make([]int64, 0, (n-first+step-1)/step)
+	}
+	for k := first; k < n; k += step {
+		want = append(want, base+k+1)
+	}
+	return want
+}
+
+// fanWatchers is the watchers' side of the fan-out scenario: in this
+// process (fanClient) or in a child process (fanChild).
+type fanWatchers interface {
+	// start says the driver commits from base on, and that latencies count
+	// from revision mark on.
+	start(base, mark int64) error
+	// stop says the driver committed n revisions after base: the watchers
+	// catch up (or give up after a while), stop and are checked.
+	stop(n int64) (*fanSummary, error)
+	close()
+}
+
+// fanSummary is what the watchers' side reports (a child prints it as one
+// JSON line).
+type fanSummary struct {
+	Expected   uint64  `json:"expected"`
+	Received   uint64  `json:"received"`
+	Dropped    uint64  `json:"dropped"`
+	Unexpected uint64  `json:"unexpected"`
+	Failures   int     `json:"failures"`
+	FirstError string  `json:"first_error,omitempty"`
+	Samples    uint64  `json:"latency_samples"`
+	Latency    latency `json:"latency"`
 }
 
 // runFanout commits transitions straight to the store of a running server
 // at a fixed rate while filtered watchers (one device each) and unfiltered
 // ones stream them over gRPC; the driver is the store's only writer, so it
-// knows each revision before committing it and notes the time just before
-// the commit. Every watcher's received revisions are compared with what
-// was committed for its filter: a missing one is dropped.
+// knows each revision before committing it. Just before each commit it
+// writes the wall-clock time (UnixNano, decimal) into the committed
+// Call.Name: the receiver reads it back from the frame and measures
+// receive − commit. The watchers run in a child process (the same binary,
+// re-executed: see fanout_child.go) unless cfg.inProcess. Every watcher's
+// received revisions are compared with what was committed for its filter:
+// a missing one is dropped.
 func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, error) {
 	if cfg.filtered > fanoutDevices {
 		return nil, fmt.Errorf("fanout: %d filtered watchers > %d devices", cfg.filtered, fanoutDevices)
 	}
-	conns := make([]*grpc.ClientConn, cfg.conns)
-	for i := range conns {
-		cc, err := e.dial()
-		if err != nil {
-			return nil, err
-		}
-		conns[i] = cc
-	}
-	wctx, cancel := context.WithCancel(withToken(ctx, adminToken))
-	defer cancel()
-	ws := make([]*fanWatcher, 0, cfg.filtered+cfg.unfiltered)
-	for i := range cfg.filtered + cfg.unfiltered {
-		w := &fanWatcher{}
-		req := &callcontrolv1.WatchCallsRequest{SkipSnapshot: true}
-		if i < cfg.filtered {
-			w.device = fanoutDevice(i)
-			req.Filter = &callcontrolv1.CallFilter{Devices: []string{w.device}}
-		}
-		s, rev, err := openWatch(wctx, conns[i%len(conns)], req)
-		if err != nil {
-			return nil, fmt.Errorf("open watch %d: %w", i, err)
-		}
-		w.s = s
-		w.last.Store(rev)
-		ws = append(ws, w)
-	}
-
-	base := e.store.Revision()
-	total := int(cfg.rate*(cfg.warmup+cfg.duration).Seconds()) + 1
-	commitAt := make([]atomic.Int64, total+1) // by revision - base
-	var markRev atomic.Int64                  // latencies count from this revision on
-	markRev.Store(1 << 62)
-	var lat hist
-
-	var wg sync.WaitGroup
-	for _, w := range ws {
-		wg.Go(func() {
-			var m rawMsg
-			for {
-				err := w.s.RecvMsg(&m)
-				now := time.Now().UnixNano()
-				var kind protowire.Number
-				var rev int64
-				if err == nil {
-					kind, rev, _, err = parseFrame(m.b)
-				}
-				if err != nil {
-					if !ended(wctx, err) {
-						w.err = err
-					}
-					return
-				}
-				if kind != frameEvents {
-					continue
-				}
-				if i := rev - base; i > 0 && i < int64(len(commitAt)) && rev >= markRev.Load() {
-					lat.record(time.Duration(now - commitAt[i].Load()))
-				}
-				w.revs = append(w.revs, rev)
-				w.last.Store(rev)
+	var (
+		ws   fanWatchers
+		base int64
+		err  error
+	)
+	proc := "child"
+	if cfg.inProcess {
+		proc = "in-process"
+		conns := make([]*grpc.ClientConn, cfg.conns)
+		for i := range conns {
+			if conns[i], err = e.dial(); err != nil {
+				return nil, err
 			}
-		})
+		}
+		var c *fanClient
+		c, base, err = startFanClient(ctx, conns, cfg.filtered, cfg.unfiltered)
+		ws = c
+	} else {
+		ws, base, err = startFanChild(ctx, e.addr, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer ws.close()
+	if rev := e.store.Revision(); base != rev {
+		return nil, fmt.Errorf("fanout: watchers started at revision %d, the store is at %d", base, rev)
 	}
 
-	// The driver: device k%filtered's leg moves ring → up → hold → up →
-	// dead, then a new leg starts; one leg change per revision.
-	devs := cfg.filtered
-	if devs == 0 {
-		devs = 1
+	total := int(cfg.rate*(cfg.warmup+cfg.duration).Seconds()) + 1
+	warm := int(cfg.rate * cfg.warmup.Seconds())
+	if err := ws.start(base, base+int64(warm)+1); err != nil {
+		return nil, err
 	}
-	committed := make([][]int64, devs)
+
+	// The driver: device n%devs's leg moves ring → up → hold → up → dead,
+	// then a new leg starts; one leg change per revision.
+	devs := fanoutDevs(cfg.filtered)
 	cur := make([]*callstore.Call, devs)
 	step := make([]int, devs)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
@@ -142,14 +155,11 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		if now := time.Now(); due.After(now) {
 			time.Sleep(due.Sub(now))
 		}
-		if n == int(cfg.rate*cfg.warmup.Seconds()) {
-			markRev.Store(base + int64(n) + 1)
-		}
 		due = due.Add(interval)
 		d := n % devs
 		ch := nextTransition(e.store, cur[d], &step[d], fanoutDevice(d))
 		rev := base + int64(n) + 1
-		commitAt[n+1].Store(time.Now().UnixNano())
+		ch.Call.Name = strconv.FormatInt(time.Now().UnixNano(), 10)
 		got, err := e.store.Commit(ch)
 		if err != nil {
 			derr = err
@@ -163,25 +173,127 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		if ch.Call.State == callstore.StateDead {
 			cur[d] = nil
 		}
-		committed[d] = append(committed[d], rev)
 	}
 	elapsed := time.Since(start)
-	end := base + int64(n)
+	if derr != nil {
+		return nil, derr
+	}
+	sum, err := ws.stop(int64(n))
+	if err != nil {
+		return nil, err
+	}
+	res := &fanoutResult{
+		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
+		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
+		Expected: sum.Expected, Received: sum.Received, Dropped: sum.Dropped, Unexpected: sum.Unexpected,
+		Failures: sum.Failures, FirstError: sum.FirstError,
+		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
+		Latency:       sum.Latency,
+	}
+	// A watcher failure is reported, not fatal: a watcher that fell behind
+	// the retained history (OUT_OF_RANGE) is part of what this scenario
+	// measures.
+	return res, nil
+}
 
+// fanWatcher is one watch of the fan-out scenario.
+type fanWatcher struct {
+	s    grpc.ClientStream
+	revs []int64 // received revisions, in order
+	last atomic.Int64
+	err  error
+}
+
+// fanClient runs the fan-out watchers in this process: in the child, or in
+// the benchmark's own process with --fanout-inprocess.
+type fanClient struct {
+	filtered int
+	ws       []*fanWatcher
+	cancel   context.CancelFunc
+	wctx     context.Context
+	wg       sync.WaitGroup
+	mark     atomic.Int64 // latencies count from this revision on
+	lat      hist
+	base     int64
+}
+
+// startFanClient opens filtered watchers (watcher i on fanoutDevice(i))
+// and unfiltered ones, as admin with skip_snapshot, round-robin over
+// conns, and returns once each has its started frame, with the revision
+// they started at.
+func startFanClient(ctx context.Context, conns []*grpc.ClientConn, filtered, unfiltered int) (*fanClient, int64, error) {
+	c := &fanClient{filtered: filtered}
+	c.mark.Store(1 << 62)
+	c.wctx, c.cancel = context.WithCancel(withToken(ctx, adminToken))
+	base := int64(-1)
+	for i := range filtered + unfiltered {
+		req := &callcontrolv1.WatchCallsRequest{SkipSnapshot: true}
+		if i < filtered {
+			req.Filter = &callcontrolv1.CallFilter{Devices: []string{fanoutDevice(i)}}
+		}
+		s, rev, err := openWatch(c.wctx, conns[i%len(conns)], req)
+		if err == nil && base >= 0 && rev != base {
+			err = fmt.Errorf("started at revision %d, the others at %d", rev, base)
+		}
+		if err != nil {
+			c.close()
+			return nil, 0, fmt.Errorf("open watch %d: %w", i, err)
+		}
+		base = rev
+		w := &fanWatcher{s: s}
+		w.last.Store(rev)
+		c.ws = append(c.ws, w)
+	}
+	for _, w := range c.ws {
+		c.wg.Go(func() { c.recv(w) })
+	}
+	return c, base, nil
+}
+
+func (c *fanClient) recv(w *fanWatcher) {
+	var m rawMsg
+	for {
+		err := w.s.RecvMsg(&m)
+		now := time.Now().UnixNano()
+		var kind protowire.Number
+		var rev, at int64
+		if err == nil {
+			kind, rev, at, err = parseEventFrame(m.b)
+		}
+		if err != nil {
+			if !ended(c.wctx, err) {
+				w.err = err
+			}
+			return
+		}
+		if kind != frameEvents {
+			continue
+		}
+		if rev >= c.mark.Load() && at > 0 {
+			c.lat.record(time.Duration(now - at))
+		}
+		w.revs = append(w.revs, rev)
+		w.last.Store(rev)
+	}
+}
+
+func (c *fanClient) start(base, mark int64) error {
+	c.base = base
+	c.mark.Store(mark)
+	return nil
+}
+
+func (c *fanClient) stop(n int64) (*fanSummary, error) {
+	want := make([][]int64, len(c.ws))
+	for i := range c.ws {
+		want[i] = fanoutExpected(i, c.filtered, c.base, n)
+	}
 	// Let every watcher catch up (or give up after a while), then stop.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		done := true
-		for i, w := range ws {
-			want := end
-			if w.device != "" {
-				if c := committed[i]; len(c) > 0 {
-					want = c[len(c)-1]
-				} else {
-					want = 0
-				}
-			}
-			if w.last.Load() < want {
+		for i, w := range c.ws {
+			if wi := want[i]; len(wi) > 0 && w.last.Load() < wi[len(wi)-1] {
 				done = false
 				break
 			}
@@ -191,51 +303,28 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
-	if derr != nil {
-		return nil, derr
-	}
-
-	res := &fanoutResult{
-		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns,
-		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
-		Latency: lat.summary(),
-	}
-	all := make([]int64, n)
-	for i := range all {
-		all[i] = base + int64(i) + 1
-	}
-	for i, w := range ws {
+	c.cancel()
+	c.wg.Wait()
+	sum := &fanSummary{Samples: c.lat.count(), Latency: c.lat.summary()}
+	for i, w := range c.ws {
 		if w.err != nil {
-			res.Failures++
+			sum.Failures++
+			if sum.FirstError == "" {
+				sum.FirstError = w.err.Error()
+			}
 		}
-		want := all
-		if w.device != "" {
-			want = committed[i]
-		}
-		missing, extra := compareRevs(want, w.revs)
-		res.Expected += uint64(len(want))
-		res.Received += uint64(len(w.revs))
-		res.Dropped += uint64(missing)
-		res.Unexpected += uint64(extra)
+		missing, extra := compareRevs(want[i], w.revs)
+		sum.Expected += uint64(len(want[i]))
+		sum.Received += uint64(len(w.revs))
+		sum.Dropped += uint64(missing)
+		sum.Unexpected += uint64(extra)
 	}
-	res.DeliveriesSec = float64(res.Received) / elapsed.Seconds()
-	if res.Failures > 0 {
-		// Reported, not fatal: a watcher that fell behind the retained
-		// history (OUT_OF_RANGE) is part of what this scenario measures.
-		res.FirstError = firstErr(ws).Error()
-	}
-	return res, nil
+	return sum, nil
 }
 
-func firstErr(ws []*fanWatcher) error {
-	for _, w := range ws {
-		if w.err != nil {
-			return w.err
-		}
-	}
-	return nil
+func (c *fanClient) close() {
+	c.cancel()
+	c.wg.Wait()
 }
 
 // compareRevs counts the revisions of want (ascending) missing from got,

@@ -8,7 +8,8 @@
 //  2. streaming: raw server streaming of a pre-built small message vs
 //     WatchCalls delivering the simulated switch's call flows;
 //  3. fan-out: 1,000 device-filtered + 10 unfiltered watchers under 10k
-//     transitions/s: events dropped, commit→receive latency;
+//     transitions/s: events dropped, commit→receive latency (the watchers
+//     run in a child process: this binary re-executed, see fanout_child.go);
 //  4. memory: heap and RSS with 100k live calls.
 //
 // It prints a table, then a JSON summary. See docs/BENCHMARKS.md.
@@ -63,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.fanout.conns, "fanout-conns", 2, "fan-out: client connections the watchers share")
 	fs.Float64Var(&c.fanout.rate, "rate", 10000, "fan-out: transitions per second")
 	fs.DurationVar(&fanDur, "fanout-duration", 10*time.Second, "fan-out: measured time (after 2s of warm-up)")
+	fs.BoolVar(&c.fanout.inProcess, "fanout-inprocess", false, "fan-out: run the watchers in this process (as before) instead of a child process")
 	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof) and the memory scenario's heap profile into `dir`")
@@ -98,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.memory.calls = min(c.memory.calls, 5000)
 	}
 	c.memory.profileDir = c.profileDir
+	c.fanout.profileDir = c.profileDir
 	switch {
 	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
 		return nil, fmt.Errorf("--concurrency must be 1..%d", loadDevices)
@@ -114,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 }
 
 func main() {
+	if code, ok := childMode(); ok {
+		os.Exit(code)
+	}
 	c, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return

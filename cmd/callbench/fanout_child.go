@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// The fan-out watchers run in a child process by default: the callbench
+// binary itself, re-executed (os.Executable) with CALLBENCH_CHILD set. Real
+// watchers run in other processes; in the benchmark's own process their
+// 1,010 client streams made ≈ 40% of the allocations, and that GC landed
+// on the server's latency tail.
+//
+// Protocol (one line each way at a time; the child's stdout carries
+// nothing else, its stderr is passed up in errors):
+//
+//	parent starts:  callbench -addr A -watchers N -unfiltered U -conns C [-cpuprofile F]
+//	child → parent: ready <revision>       every watcher has its started frame, at that revision
+//	parent → child: start <base> <mark>    the driver commits after base; latencies count from mark
+//	parent → child: stop <n>               the driver committed n revisions after base
+//	child → parent: {fanSummary as JSON}   after catching up (at most 10 s), then exits 0
+//
+// The child computes each watcher's expected revisions from the shared
+// schedule (fanoutExpected) and the commit times from the frames
+// (Call.name, see runFanout). It exits if its stdin closes early (the
+// parent is gone); on Linux it is also killed with the parent
+// (Pdeathsig), and the parent kills it on any error or cancellation
+// (exec.CommandContext).
+const (
+	childEnv    = "CALLBENCH_CHILD"
+	childFanout = "fanout-watchers"
+)
+
+// childMode runs the child's side if this process is a callbench child
+// and returns its exit code; ok is false otherwise. main and TestMain call it.
+func childMode() (code int, ok bool) {
+	switch os.Getenv(childEnv) {
+	case "":
+		return 0, false
+	case childFanout:
+		return fanoutChildMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr), true
+	default:
+		fmt.Fprintf(os.Stderr, "callbench: unknown %s=%q\n", childEnv, os.Getenv(childEnv))
+		return 2, true
+	}
+}
+
+// fanChild is the parent's handle on the watchers' child process.
+type fanChild struct {
+	cmd    *exec.Cmd
+	cancel context.CancelFunc
+	ctx    context.Context
+	stdin  io.WriteCloser
+	out    *bufio.Reader
+	stderr *tailBuffer
+	waited bool
+}
+
+// startFanChild starts the child, which opens the watchers on the server
+// at addr, and returns once they are all started, with their revision.
+func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChild, int64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, 0, err
+	}
+	args := []string{"-addr", addr, "-watchers", strconv.Itoa(cfg.filtered), "-unfiltered", strconv.Itoa(cfg.unfiltered), "-conns", strconv.Itoa(cfg.conns)}
+	if cfg.profileDir != "" {
+		args = append(args, "-cpuprofile", filepath.Join(cfg.profileDir, "cpu-fanout-watchers.pprof"))
+	}
+	c := &fanChild{stderr: &tailBuffer{max: 8 << 10}}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.cmd = exec.CommandContext(c.ctx, exe, args...)
+	c.cmd.Env = append(os.Environ(), childEnv+"="+childFanout)
+	c.cmd.Stderr = c.stderr
+	c.cmd.WaitDelay = 5 * time.Second
+	setChildAttrs(c.cmd)
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		c.cancel()
+		return nil, 0, err
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		c.cancel()
+		return nil, 0, err
+	}
+	c.out = bufio.NewReader(stdout)
+	if err := c.cmd.Start(); err != nil {
+		c.cancel()
+		return nil, 0, fmt.Errorf("fanout: start the watchers' process: %w", err)
+	}
+	line, err := c.readLine(time.Minute)
+	if err != nil {
+		c.close()
+		return nil, 0, err
+	}
+	var base int64
+	if _, err := fmt.Sscanf(line, "ready %d", &base); err != nil {
+		c.close()
+		return nil, 0, c.fail(fmt.Errorf("unexpected line %q", line))
+	}
+	return c, base, nil
+}
+
+func (c *fanChild) start(base, mark int64) error {
+	if _, err := fmt.Fprintf(c.stdin, "start %d %d\n", base, mark); err != nil {
+		return c.fail(err)
+	}
+	return nil
+}
+
+func (c *fanChild) stop(n int64) (*fanSummary, error) {
+	if _, err := fmt.Fprintf(c.stdin, "stop %d\n", n); err != nil {
+		return nil, c.fail(err)
+	}
+	line, err := c.readLine(time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	var sum fanSummary
+	if err := json.Unmarshal([]byte(line), &sum); err != nil {
+		return nil, c.fail(fmt.Errorf("summary %q: %w", line, err))
+	}
+	_ = c.stdin.Close()
+	c.waited = true
+	if err := c.cmd.Wait(); err != nil {
+		return nil, c.fail(err)
+	}
+	return &sum, nil
+}
+
+// readLine reads the child's next stdout line; after timeout the child is
+// killed (and the read fails).
+func (c *fanChild) readLine(timeout time.Duration) (string, error) {
+	var timedOut atomic.Bool
+	t := time.AfterFunc(timeout, func() { timedOut.Store(true); c.cancel() })
+	defer t.Stop()
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		// The child exited (or was killed): reap it, so that its stderr
+		// is complete, and report its exit status.
+		c.cancel()
+		c.waited = true
+		if werr := c.cmd.Wait(); werr != nil {
+			err = fmt.Errorf("%w (%w)", err, werr)
+		}
+		if timedOut.Load() {
+			err = fmt.Errorf("no answer in %v: killed", timeout)
+		}
+		return "", c.fail(err)
+	}
+	return strings.TrimSuffix(line, "\n"), nil
+}
+
+// fail wraps err with what the child wrote on stderr.
+func (c *fanChild) fail(err error) error {
+	if s := strings.TrimSpace(c.stderr.String()); s != "" {
+		return fmt.Errorf("fanout watchers' process: %w; its stderr:\n%s", err, s)
+	}
+	return fmt.Errorf("fanout watchers' process: %w", err)
+}
+
+// close kills the child unless it has exited, and reaps it.
+func (c *fanChild) close() {
+	c.cancel()
+	if !c.waited {
+		c.waited = true
+		_ = c.stdin.Close()
+		_ = c.cmd.Wait()
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// fanoutChildMain is the child: it opens the watchers, follows the
+// protocol above on stdin/stdout and returns the exit code.
+func fanoutChildMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if err := fanoutChild(args, stdin, stdout); err != nil {
+		fmt.Fprintln(stderr, "callbench fan-out watchers:", err)
+		return 1
+	}
+	return 0
+}
+
+func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
+	fs := flag.NewFlagSet("callbench fan-out watchers", flag.ContinueOnError)
+	addr := fs.String("addr", "", "server address")
+	filtered := fs.Int("watchers", 0, "device-filtered watchers")
+	unfiltered := fs.Int("unfiltered", 0, "unfiltered watchers")
+	nconns := fs.Int("conns", 1, "client connections")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *addr == "" || fs.NArg() > 0:
+		return errors.New("usage: -addr HOST:PORT -watchers N -unfiltered N -conns N")
+	case *filtered < 0 || *filtered > fanoutDevices || *unfiltered < 0 || *nconns < 1:
+		return errors.New("bad -watchers, -unfiltered or -conns")
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// next reads the parent's next command: verb and its numbers.
+	next := func(verb string, nums ...*int64) error {
+		line, ok := <-lines
+		if !ok {
+			return fmt.Errorf("stdin closed while waiting for %q: the parent is gone", verb)
+		}
+		f := strings.Fields(line)
+		if len(f) != 1+len(nums) || f[0] != verb {
+			return fmt.Errorf("got %q, want %q and %d numbers", line, verb, len(nums))
+		}
+		for i, p := range nums {
+			v, perr := strconv.ParseInt(f[i+1], 10, 64)
+			if perr != nil {
+				return fmt.Errorf("%q: %w", line, perr)
+			}
+			*p = v
+		}
+		return nil
+	}
+
+	conns := make([]*grpc.ClientConn, *nconns)
+	for i := range conns {
+		if conns[i], err = grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return err
+		}
+		defer conns[i].Close()
+	}
+	c, base, err := startFanClient(context.Background(), conns, *filtered, *unfiltered)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if _, err := fmt.Fprintf(stdout, "ready %d\n", base); err != nil {
+		return err
+	}
+	var pbase, mark, n int64
+	if err := next("start", &pbase, &mark); err != nil {
+		return err
+	}
+	if pbase != base {
+		return fmt.Errorf("parent's base revision %d, watchers started at %d", pbase, base)
+	}
+	if err := c.start(base, mark); err != nil {
+		return err
+	}
+	if err := next("stop", &n); err != nil {
+		return err
+	}
+	sum, err := c.stop(n)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(sum)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(append(b, '\n'))
+	return err
+}
