@@ -16,7 +16,7 @@ import (
 )
 
 // Field numbers of the frames that watch.go writes by hand (see
-// encodeBatchFrame). A test decodes such frames with the generated code,
+// encodeCache.batchFrame). A test decodes such frames with the generated code,
 // so a renumbering in the proto cannot go unnoticed.
 const (
 	fieldResponseEvents   = 4 // WatchCallsResponse.events
