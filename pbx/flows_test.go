@@ -205,6 +205,52 @@ func TestFlows(t *testing.T) {
 				h.t.Errorf("bridge: %d<->%d labels %q %q", a.PeerUID, c.PeerUID, a.Label, c.Label)
 			}
 		}},
+		{"semi-attended transfer: the target still rings", func(h *harness) {
+			a, b1 := h.connect("SIP/201", "202", "SIP/202")
+			h.cb(h.sim.Hold(h.ctx, b1.UID))
+			b2 := h.dial("SIP/202", "301")
+			h.revs()
+			// Either order: the ringing call may be the first argument.
+			x1, x2 := h.cc(h.sim.AtXfer(h.ctx, b2.UID, b1.UID))
+			h.expect("UPDATE SIP/202 dead/dead caller cause=16 | UPDATE SIP/202 dead/dead callee cause=16 | TRANSFER SIP/201 ring/up caller xfer=2 | UPDATE SIP/webrtc11 ring/ringing callee")
+			if !x1.Dead() || !x2.Dead() {
+				h.t.Error("transferrer's legs not dead")
+			}
+			c := h.on("SIP/webrtc11")
+			a, _ = h.store.Get(a.UID)
+			if a.Label != "Bob Jones" || c.Label != "Alice Smith" || c.Number != "201" {
+				h.t.Errorf("while ringing: a sees %q, c sees %q <%s>", a.Label, c.Label, c.Number)
+			}
+			h.talk(c.UID)
+			h.expect("UPDATE SIP/webrtc11 up/up callee | UPDATE SIP/201 up/up caller")
+			a, _ = h.store.Get(a.UID)
+			if a.PeerUID != c.UID {
+				h.t.Errorf("after answer: a bridged to %d, want %d", a.PeerUID, c.UID)
+			}
+		}},
+		{"semi-attended transfer to a ringing external number", func(h *harness) {
+			a, b1 := h.connect("SIP/201", "202", "SIP/202")
+			h.cb(h.sim.Hold(h.ctx, b1.UID))
+			b2 := h.dial("SIP/202", "+15550140") // manual: rings until driven
+			h.revs()
+			h.cc(h.sim.AtXfer(h.ctx, b1.UID, b2.UID))
+			h.expect("UPDATE SIP/202 dead/dead callee cause=16 | UPDATE SIP/202 dead/dead caller cause=16 | TRANSFER SIP/201 ring/up caller xfer=1")
+			a = h.c(h.sim.AnswerRemote(h.ctx, a.UID))
+			h.expect("UPDATE SIP/201 up/up caller")
+			if a.Number != "+15550140" {
+				h.t.Errorf("a talks to %q, want +15550140", a.Number)
+			}
+		}},
+		{"atxfer of two ringing calls", func(h *harness) {
+			b1 := h.dial("SIP/202", "201")
+			b2 := h.dial("SIP/202", "301")
+			h.revs()
+			_, _, err := h.sim.AtXfer(h.ctx, b1.UID, b2.UID)
+			if !errors.Is(err, ErrBadState) {
+				h.t.Errorf("atxfer of two ringing calls: %v, want ErrBadState", err)
+			}
+			h.expect()
+		}},
 		{"send a ringing inbound call", func(h *harness) {
 			calls := h.c2(h.sim.PlaceInbound(h.ctx, "+442079460001", "Carol", "202"))
 			h.revs()

@@ -355,9 +355,13 @@ func (s *Sim) Xfer(ctx context.Context, uid int64, number string) (*callstore.Ca
 	return x.cur, p, nil
 }
 
-// AtXfer bridges the other parties of two answered calls (attended
-// transfer) and ends both calls, in one revision; each remaining leg gets
-// a TRANSFER event naming the new bridge.
+// AtXfer bridges the other parties of two calls (attended transfer) and
+// ends both calls, in one revision; each remaining leg gets a TRANSFER
+// event naming the new bridge. One of the two calls may still be ringing
+// out (semi-attended transfer: the transferrer gives up before the target
+// answers): the other party then takes over the ringing, hears it (state
+// ring, nrState up, as after a blind transfer) and is bridged when the
+// target answers.
 func (s *Sim) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call, *callstore.Call, error) {
 	if err := s.begin(ctx); err != nil {
 		return nil, nil, err
@@ -374,7 +378,16 @@ func (s *Sim) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call
 	if err != nil {
 		return nil, nil, err
 	}
+	if ringingOut(x1) && ringingOut(x2) {
+		return nil, nil, stateErr("atxfer", x2, "both calls still ring: one of them must be answered", callstore.StateUp, callstore.StateHold)
+	}
 	for _, x := range []*leg{x1, x2} {
+		if ringingOut(x) {
+			if !isPhone(x.dev) {
+				return nil, nil, fmt.Errorf("%w: %s cannot transfer", ErrNotSupported, x.dev.Name)
+			}
+			continue
+		}
 		if err := s.checkTransferable("atxfer", x); err != nil {
 			return nil, nil, err
 		}
@@ -383,27 +396,78 @@ func (s *Sim) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call
 		return nil, nil, fmt.Errorf("%w: calls %d and %d are already bridged to each other", ErrInvalidArgument, uid, targetUID)
 	}
 	t := newTx()
-	p1, p2 := partyOf(x1), partyOf(x2)
+	t.touch(x1, x2) // the transferrer's legs end first in the revision, then the new bridge
+	switch {
+	case ringingOut(x2):
+		s.handOver(t, x2, partyOf(x1))
+	case ringingOut(x1):
+		s.handOver(t, x1, partyOf(x2))
+	default:
+		p1, p2 := partyOf(x1), partyOf(x2)
+		switch {
+		case p1.leg != nil && p2.leg != nil:
+			a, c := p1.leg, p2.leg
+			a.peer, c.peer = c, a
+			setParty(a, s.identOf(c))
+			setParty(c, s.identOf(a))
+			a.xfer = xferOf(a, c)
+			c.xfer = a.xfer
+			t.touch(a, c)
+		case p1.leg != nil:
+			bridgeRemote(t, p1.leg, p2.rem)
+		case p2.leg != nil:
+			bridgeRemote(t, p2.leg, p1.rem)
+		} // two external parties: trunk to trunk, no leg remains
+	}
 	s.kill(t, x1, CauseNormalClearing)
 	s.kill(t, x2, CauseNormalClearing)
-	switch {
-	case p1.leg != nil && p2.leg != nil:
-		a, c := p1.leg, p2.leg
-		a.peer, c.peer = c, a
-		setParty(a, s.identOf(c))
-		setParty(c, s.identOf(a))
-		a.xfer = xferOf(a, c)
-		c.xfer = a.xfer
-		t.touch(a, c)
-	case p1.leg != nil:
-		bridgeRemote(t, p1.leg, p2.rem)
-	case p2.leg != nil:
-		bridgeRemote(t, p2.leg, p1.rem)
-	} // two external parties: trunk to trunk, no leg remains
 	if err := s.commit(t); err != nil {
 		return nil, nil, err
 	}
 	return x1.cur, x2.cur, nil
+}
+
+// ringingOut reports whether x is a calling leg whose destination still
+// rings (a device, a group, or an external number).
+func ringingOut(x *leg) bool {
+	return x.alerting != nil || x.ext != nil && x.ext.nr == callstore.NRRinging
+}
+
+// handOver gives what x rings to o (the other party of the transferrer's
+// other call), before x ends: the ringing legs now ring for o and show o
+// as the caller; o hears the ringing and gets a TRANSFER event.
+func (s *Sim) handOver(t *tx, x *leg, o origin) {
+	if o.leg != nil {
+		t.touch(o.leg) // its TRANSFER comes before the updates of what it rings
+	}
+	if rg := x.alerting; rg != nil {
+		x.alerting = nil
+		id := s.originIdent(o)
+		rg.origin, rg.rem, rg.ident = o.leg, o.rem, id
+		for _, l := range rg.legs {
+			setParty(l, id)
+			t.touch(l)
+		}
+		if a := o.leg; a != nil {
+			a.alerting = rg
+			setParty(a, ident{rg.ext.Name, rg.ext.Number})
+			a.xfer = xferOf(append([]*leg{a}, rg.legs...)...)
+			t.touch(a)
+		} else {
+			o.rem.nr = callstore.NRRing // an external caller now rings the group
+		}
+		return
+	}
+	r := x.ext // an external number still rings
+	x.ext, r.leg = nil, nil
+	if a := o.leg; a != nil {
+		a.ext, r.leg = r, a
+		setParty(a, ident{r.name, r.number})
+		a.xfer = xferOf(a)
+		t.touch(a)
+		return
+	}
+	s.stop(r.timer) // trunk to trunk: the simulator's far end is done with it
 }
 
 func bridgeRemote(t *tx, a *leg, r *remote) {

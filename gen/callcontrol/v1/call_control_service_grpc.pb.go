@@ -72,7 +72,10 @@ type CallControlServiceClient interface {
 	// (call.xfer).
 	Xfer(ctx context.Context, in *XferRequest, opts ...grpc.CallOption) (*XferResponse, error)
 	// AtXfer bridges two calls together: the attended transfer
-	// (call.atxfer(call)).
+	// (call.atxfer(call)). Both of the caller's legs end; the other parties
+	// are bridged and each gets a TRANSFER event. One of the two calls may
+	// still be ringing out (semi-attended transfer): the other party then
+	// hears the ringing and is bridged when the target answers.
 	AtXfer(ctx context.Context, in *AtXferRequest, opts ...grpc.CallOption) (*AtXferResponse, error)
 	// Mute mutes or unmutes the call (call.mute). WebRTC devices only.
 	Mute(ctx context.Context, in *MuteRequest, opts ...grpc.CallOption) (*MuteResponse, error)
@@ -260,7 +263,10 @@ type CallControlServiceServer interface {
 	// (call.xfer).
 	Xfer(context.Context, *XferRequest) (*XferResponse, error)
 	// AtXfer bridges two calls together: the attended transfer
-	// (call.atxfer(call)).
+	// (call.atxfer(call)). Both of the caller's legs end; the other parties
+	// are bridged and each gets a TRANSFER event. One of the two calls may
+	// still be ringing out (semi-attended transfer): the other party then
+	// hears the ringing and is bridged when the target answers.
 	AtXfer(context.Context, *AtXferRequest) (*AtXferResponse, error)
 	// Mute mutes or unmutes the call (call.mute). WebRTC devices only.
 	Mute(context.Context, *MuteRequest) (*MuteResponse, error)
