@@ -24,6 +24,12 @@ import (
 // the test ends; it returns the address it listens on.
 func startServer(t *testing.T, addr string) (string, func()) {
 	t.Helper()
+	return startServerWith(t, addr, server.Config{DrainRetryAfter: 50 * time.Millisecond})
+}
+
+// startServerWith is startServer with the server's configuration (TLS).
+func startServerWith(t *testing.T, addr string, cfg server.Config) (string, func()) {
+	t.Helper()
 	dir := directory.Demo()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := callstore.New(callstore.Options{})
@@ -32,7 +38,7 @@ func startServer(t *testing.T, addr string) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{DrainRetryAfter: 50 * time.Millisecond}, server.Deps{
+	srv, err := server.New(cfg, server.Deps{
 		Store: store, Directory: dir, Switch: sim, Devices: sim, Simulator: sim,
 		Authenticate: authn.Authenticate, Logger: log,
 	})
