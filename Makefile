@@ -35,11 +35,12 @@ check-generate: generate ## Regenerate and fail if gen/ was stale
 	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
-lint: ## buf lint, buf format check, gofmt, go vet
+lint: ## buf lint, buf format check, gofmt, go vet, go.mod tidy
 	$(TOOL) buf lint
 	$(TOOL) buf format -d --exit-code
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	go vet ./...
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
 
 .PHONY: breaking
 breaking: ## buf breaking against the previous commit (when it had the proto)
