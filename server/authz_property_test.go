@@ -329,4 +329,3 @@ func TestAuthorizationProperty(t *testing.T) {
 		}
 	})
 }
-
