@@ -154,6 +154,19 @@ func (e *env) dial() (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
+// dialN opens n client connections to the env's server.
+func (e *env) dialN(n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, n)
+	for i := range conns {
+		cc, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		conns[i] = cc
+	}
+	return conns, nil
+}
+
 func (e *env) close() {
 	for _, cc := range e.conns {
 		_ = cc.Close()

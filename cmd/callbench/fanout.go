@@ -115,11 +115,9 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	proc := "child"
 	if cfg.inProcess {
 		proc = "in-process"
-		conns := make([]*grpc.ClientConn, cfg.conns)
-		for i := range conns {
-			if conns[i], err = e.dial(); err != nil {
-				return nil, err
-			}
+		var conns []*grpc.ClientConn
+		if conns, err = e.dialN(cfg.conns); err != nil {
+			return nil, err
 		}
 		var c *fanClient
 		c, base, err = startFanClient(ctx, conns, cfg.filtered, cfg.unfiltered)

@@ -59,13 +59,9 @@ type streamResult struct {
 // one- and two-leg revisions, as --demo-traffic makes) as fast as the
 // watchers keep up. Delivered messages are frames received by the client.
 func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, error) {
-	conns := make([]*grpc.ClientConn, cfg.conns)
-	for i := range conns {
-		cc, err := e.dial()
-		if err != nil {
-			return nil, err
-		}
-		conns[i] = cc
+	conns, err := e.dialN(cfg.conns)
+	if err != nil {
+		return nil, err
 	}
 	res := &streamResult{Streams: cfg.streams, Conns: cfg.conns, TrafficDrivers: trafficPairs, TrafficWindow: cfg.window}
 	per := cfg.duration / time.Duration(cfg.rounds)

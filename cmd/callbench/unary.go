@@ -48,13 +48,9 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	if cfg.concurrency > loadDevices {
 		return nil, fmt.Errorf("unary: concurrency %d > %d load devices", cfg.concurrency, loadDevices)
 	}
-	conns := make([]*grpc.ClientConn, cfg.conns)
-	for i := range conns {
-		cc, err := e.dial()
-		if err != nil {
-			return nil, err
-		}
-		conns[i] = cc
+	conns, err := e.dialN(cfg.conns)
+	if err != nil {
+		return nil, err
 	}
 	uids := make([]int64, cfg.concurrency)
 	for i := range uids {
