@@ -18,8 +18,12 @@ build: ## Build callcontrold and callctl into bin/
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: ## Run all tests with the race detector
+test: test-deps ## Run all tests with the race detector
 	go test -race -count=1 ./...
+
+.PHONY: test-deps
+test-deps: ## Install the Debian packages the real-endpoint tests need, when missing
+	@bash scripts/test-deps.sh
 
 .PHONY: e2e-node
 e2e-node: ## Node.js (@grpc/grpc-js) client against the running binary
