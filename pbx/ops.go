@@ -11,20 +11,50 @@ import (
 )
 
 // begin takes the switch's lock for one operation.
-func (s *Sim) begin(ctx context.Context) error {
+func (e *Engine) begin(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
 		return ErrClosed
 	}
 	return nil
 }
 
-func (s *Sim) live(uid int64) (*leg, error) {
-	l, ok := s.legs[uid]
+// end releases the lock taken by begin and delivers what the operation
+// signalled.
+func (e *Engine) end() {
+	e.mu.Unlock()
+	e.flush()
+}
+
+// await waits, without the lock, until done(l) holds (checked under the
+// lock after each of l's commits) or ctx ends: the operations whose
+// effect the driver reports wait so for it.
+func (e *Engine) await(ctx context.Context, l *leg, done func(*leg) bool) error {
+	for {
+		e.mu.Lock()
+		if done(l) || l.dead {
+			e.mu.Unlock()
+			return nil
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		ch := l.changed
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (e *Engine) live(uid int64) (*leg, error) {
+	l, ok := e.legs[uid]
 	if !ok || l.dead || l.cur == nil {
 		return nil, fmt.Errorf("%w: no live call %d", ErrNotFound, uid)
 	}
@@ -35,69 +65,121 @@ func stateErr(op string, l *leg, detail string, allowed ...callstore.State) erro
 	return &StateError{Op: op, UID: l.c.UID, State: l.c.State, Allowed: allowed, Detail: detail}
 }
 
-// Dial originates a call from a phone. The new leg is committed first in
-// state dial (with the legs AutoHold held), then routed in a second
-// revision: the handset dials, then the PBX connects.
-func (s *Sim) Dial(ctx context.Context, device, number string, opts DialOptions) (*callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	dev, ok := s.dir.Device(device)
-	if !ok {
-		return nil, fmt.Errorf("%w: no device %q", ErrNotFound, device)
-	}
-	if !isPhone(dev) {
-		return nil, fmt.Errorf("%w: %s cannot dial", ErrNotSupported, dev.Name)
-	}
-	if opts.AutoAnswer && !dev.Features.Answer {
-		return nil, fmt.Errorf("%w: %s cannot answer by itself (autoanswer)", ErrNotSupported, dev.Name)
-	}
-	d, err := s.resolve(number)
+// Dial originates a call from a phone: click-to-dial. The new leg is
+// committed first in state dial (with the legs AutoHold held) and its
+// device is asked to go off hook; once the driver reports it did, the leg
+// is routed in a second revision. Dial returns the leg as routed, or as
+// it stands (still dial) if ctx ends first: the call goes on either way,
+// and the ring timeout bounds the wait for the device.
+func (e *Engine) Dial(ctx context.Context, device, number string, opts DialOptions) (*callstore.Call, error) {
+	a, err := e.dial(ctx, device, number, opts)
 	if err != nil {
 		return nil, err
 	}
-	if s.liveCount(dev.Name) >= s.maxCalls {
-		return nil, fmt.Errorf("%w: %s has %d calls", ErrLimit, dev.Name, s.maxCalls)
+	if err := e.await(ctx, a, func(l *leg) bool { return l.pending == nil }); err != nil {
+		e.log.Debug("pbx: dial returns before the device went off hook", "uid", a.c.UID, "err", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return a.cur, nil
+}
+
+func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptions) (*leg, error) {
+	if err := e.begin(ctx); err != nil {
+		return nil, err
+	}
+	defer e.end()
+	dev, d, err := e.checkDial(device, number, opts)
+	if err != nil {
+		return nil, err
 	}
 	t := newTx()
-	if opts.AutoHold {
-		var up []*leg
-		for _, l := range s.byDev[dev.Name] {
-			if !l.dead && l.c.State == callstore.StateUp {
-				up = append(up, l)
-			}
-		}
-		if len(up) > 0 && !dev.Features.Hold {
-			return nil, fmt.Errorf("%w: %s cannot hold (autohold)", ErrNotSupported, dev.Name)
-		}
-		for _, l := range up {
-			l.c.NRState = callstore.NRHold
-			t.touch(l)
-		}
+	if err := e.autoHold(t, dev, opts.AutoHold); err != nil {
+		return nil, err
 	}
-	a := s.newLeg(t, dev, callstore.PartyCaller)
+	a := e.newLeg(t, dev, callstore.PartyCaller)
 	a.c.NRState = callstore.NRDial
 	a.c.Number = number
-	if err := s.commit(t); err != nil {
+	a.pending = &d
+	a.offTimer = e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })
+	ref, auto := a.ref(), opts.AutoAnswer
+	t.signal(func(ctx context.Context, d Driver) { d.Offhook(ctx, ref, auto) })
+	if err := e.commit(t); err != nil {
 		return nil, err
 	}
-	t = newTx()
-	s.route(t, origin{leg: a}, d, modeDial)
-	if err := s.commit(t); err != nil {
-		return nil, err
+	return a, nil
+}
+
+// checkDial checks that a device may dial a number now.
+func (e *Engine) checkDial(device, number string, opts DialOptions) (*directory.Device, dest, error) {
+	dev, ok := e.dir.Device(device)
+	if !ok {
+		return nil, dest{}, fmt.Errorf("%w: no device %q", ErrNotFound, device)
 	}
-	return a.cur, nil
+	if !isPhone(dev) {
+		return nil, dest{}, fmt.Errorf("%w: %s cannot dial", ErrNotSupported, dev.Name)
+	}
+	if opts.AutoAnswer && !dev.Features.Answer {
+		return nil, dest{}, fmt.Errorf("%w: %s cannot answer by itself (autoanswer)", ErrNotSupported, dev.Name)
+	}
+	d, err := e.resolve(number)
+	if err != nil {
+		return nil, dest{}, err
+	}
+	if e.liveCount(dev.Name) >= e.maxCalls {
+		return nil, dest{}, fmt.Errorf("%w: %s has %d calls", ErrLimit, dev.Name, e.maxCalls)
+	}
+	return dev, d, nil
+}
+
+// autoHold puts the device's up calls on hold for a new call.
+func (e *Engine) autoHold(t *tx, dev *directory.Device, on bool) error {
+	if !on {
+		return nil
+	}
+	var up []*leg
+	for _, l := range e.byDev[dev.Name] {
+		if !l.dead && l.c.State == callstore.StateUp {
+			up = append(up, l)
+		}
+	}
+	if len(up) > 0 && !dev.Features.Hold {
+		return fmt.Errorf("%w: %s cannot hold (autohold)", ErrNotSupported, dev.Name)
+	}
+	for _, l := range up {
+		e.hold(t, l, true)
+	}
+	return nil
+}
+
+// hold moves a leg's near end on or off hold and tells its other party.
+func (e *Engine) hold(t *tx, l *leg, held bool) {
+	l.c.NRState = callstore.NRUp
+	if held {
+		l.c.NRState = callstore.NRHold
+	}
+	t.touch(l)
+	var other Party
+	switch {
+	case l.peer != nil:
+		other = Party{Leg: l.peer.ref()}
+	case l.ext != nil:
+		other = Party{Remote: l.ext.id}
+	default:
+		return
+	}
+	ref := l.ref()
+	t.signal(func(ctx context.Context, d Driver) { d.Hold(ctx, ref, other, held) })
 }
 
 // Hold puts an up call on hold. The held party's leg stays up (its
 // bridged leg is on hold).
-func (s *Sim) Hold(ctx context.Context, uid int64) (*callstore.Call, bool, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) Hold(ctx context.Context, uid int64) (*callstore.Call, bool, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, false, err
 	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
+	defer e.end()
+	l, err := e.live(uid)
 	if err != nil {
 		return nil, false, err
 	}
@@ -111,61 +193,83 @@ func (s *Sim) Hold(ctx context.Context, uid int64) (*callstore.Call, bool, error
 		return nil, false, stateErr("hold", l, "", callstore.StateUp, callstore.StateHold)
 	}
 	t := newTx()
-	l.c.NRState = callstore.NRHold
-	t.touch(l)
-	if err := s.commit(t); err != nil {
+	e.hold(t, l, true)
+	if err := e.commit(t); err != nil {
 		return nil, false, err
 	}
 	return l.cur, true, nil
 }
 
-// Talk answers a ringing incoming call or takes a held call off hold.
-func (s *Sim) Talk(ctx context.Context, uid int64) (*callstore.Call, bool, error) {
-	if err := s.begin(ctx); err != nil {
-		return nil, false, err
+// Talk answers a ringing incoming call or takes a held call off hold. A
+// ringing phone is asked to answer (the driver's Answer) and Talk returns
+// once the driver reported that it did, or when ctx ends (an error: the
+// phone still rings).
+func (e *Engine) Talk(ctx context.Context, uid int64) (*callstore.Call, bool, error) {
+	l, c, changed, err := e.talk(ctx, uid)
+	if l == nil {
+		return c, changed, err
 	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
-	if err != nil {
-		return nil, false, err
+	if err := e.await(ctx, l, func(l *leg) bool { return l.ringing == nil }); err != nil {
+		return nil, false, fmt.Errorf("pbx: talk: %s did not answer call %d: %w", l.dev.Name, uid, err)
 	}
-	t := newTx()
-	switch {
-	case l.c.State == callstore.StateUp:
-		return l.cur, false, nil
-	case l.c.State == callstore.StateHold:
-		if !l.dev.Features.Talk {
-			return nil, false, fmt.Errorf("%w: %s cannot take a call off hold", ErrNotSupported, l.dev.Name)
-		}
-		l.c.NRState = callstore.NRUp
-		t.touch(l)
-	case l.ringing != nil:
-		if !l.dev.Features.Answer {
-			return nil, false, fmt.Errorf("%w: %s cannot answer remotely", ErrNotSupported, l.dev.Name)
-		}
-		s.answer(t, l)
-	default:
-		return nil, false, stateErr("talk", l, "only a ringing incoming call or a held call can be talked",
-			callstore.StateRing, callstore.StateHold, callstore.StateUp)
-	}
-	if err := s.commit(t); err != nil {
-		return nil, false, err
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l.dead {
+		return nil, false, &StateError{Op: "talk", UID: uid, State: callstore.StateDead,
+			Allowed: []callstore.State{callstore.StateRing, callstore.StateHold, callstore.StateUp},
+			Detail:  "the call ended before the phone answered"}
 	}
 	return l.cur, true, nil
+}
+
+// talk applies Talk, or asks the phone to answer and returns its leg for
+// Talk to wait on.
+func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bool, error) {
+	if err := e.begin(ctx); err != nil {
+		return nil, nil, false, err
+	}
+	defer e.end()
+	l, err := e.live(uid)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	switch {
+	case l.c.State == callstore.StateUp:
+		return nil, l.cur, false, nil
+	case l.c.State == callstore.StateHold:
+		if !l.dev.Features.Talk {
+			return nil, nil, false, fmt.Errorf("%w: %s cannot take a call off hold", ErrNotSupported, l.dev.Name)
+		}
+		t := newTx()
+		e.hold(t, l, false)
+		if err := e.commit(t); err != nil {
+			return nil, nil, false, err
+		}
+		return nil, l.cur, true, nil
+	case l.ringing != nil:
+		if !l.dev.Features.Answer {
+			return nil, nil, false, fmt.Errorf("%w: %s cannot answer remotely", ErrNotSupported, l.dev.Name)
+		}
+		ref := l.ref()
+		e.outbox = append(e.outbox, func(ctx context.Context, d Driver) { d.Answer(ctx, ref) })
+		return l, nil, false, nil
+	}
+	return nil, nil, false, stateErr("talk", l, "only a ringing incoming call or a held call can be talked",
+		callstore.StateRing, callstore.StateHold, callstore.StateUp)
 }
 
 // answer: x picks up. The other legs ringing for the same caller stop
 // with 26; a queue records who took the call.
-func (s *Sim) answer(t *tx, x *leg) {
+func (e *Engine) answer(t *tx, x *leg) {
 	rg := x.ringing
 	t.touch(x) // the answering leg's event comes first
-	s.stop(rg.timer)
+	e.stop(rg.timer)
 	others := slices.DeleteFunc(slices.Clone(rg.legs), func(l *leg) bool { return l == x })
 	rg.legs, rg.rest = nil, nil
 	x.ringing = nil
 	for _, o := range others {
 		o.ringing = nil
-		s.kill(t, o, CauseAnsweredElse)
+		e.kill(t, o, CauseAnsweredElse)
 	}
 	x.c.NRState = callstore.NRUp
 	t.touch(x)
@@ -174,7 +278,7 @@ func (s *Sim) answer(t *tx, x *leg) {
 		q := rg.origin
 		q.alerting = nil
 		nq := *q.c.Queue // committed values share it: copy, never edit
-		nq.Out = s.clock.Now().Unix()
+		nq.Out = e.clock.Now().Unix()
 		nq.CallUID, nq.CallID, nq.CallDevice = x.c.UID, x.c.ID, x.c.Device
 		q.c.Queue = &nq
 		q.qAgent, x.queue = x, q
@@ -182,22 +286,27 @@ func (s *Sim) answer(t *tx, x *leg) {
 		if a := q.peer; a != nil {
 			q.peer = nil
 			a.peer, x.peer = x, a
-			setParty(a, s.identOf(x))
+			setParty(a, e.identOf(x))
 			t.touch(a)
+			bridged(t, Party{Leg: a.ref()}, Party{Leg: x.ref()})
 		} else if r := q.ext; r != nil {
 			q.ext = nil
 			x.ext, r.leg = r, x
+			bridged(t, Party{Remote: r.id}, Party{Leg: x.ref()})
 		}
 	case rg.origin != nil:
 		a := rg.origin
 		a.alerting = nil
 		a.peer, x.peer = x, a
 		answered(a)
-		setParty(a, s.identOf(x))
+		setParty(a, e.identOf(x))
 		t.touch(a)
+		bridged(t, Party{Leg: a.ref()}, Party{Leg: x.ref()})
 	default:
-		x.ext, rg.rem.leg = rg.rem, x
-		rg.rem.nr = callstore.NRUp
+		r := rg.rem
+		x.ext, r.leg, r.ringer = r, x, nil
+		r.nr = callstore.NRUp
+		bridged(t, Party{Remote: r.id}, Party{Leg: x.ref()})
 	}
 }
 
@@ -205,45 +314,61 @@ func (s *Sim) answer(t *tx, x *leg) {
 // up a ringing incoming call declines it (21): the caller ends too unless
 // another leg still rings for it, a hunt group has another member, or it
 // waits in a queue.
-func (s *Sim) Hangup(ctx context.Context, uid int64) (*callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) Hangup(ctx context.Context, uid int64) (*callstore.Call, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
+	defer e.end()
+	l, err := e.live(uid)
 	if err != nil {
 		return nil, err
 	}
 	t := newTx()
-	if rg := l.ringing; rg != nil {
-		s.kill(t, l, CauseRejected)
-		if len(rg.legs) == 0 && !rg.queue {
-			s.stop(rg.timer)
-			if !(rg.ext.Type == directory.ExtensionHunt && s.huntNext(t, rg)) {
-				o := rg.origin
-				s.dissolve(t, rg, CauseRejected)
-				if o != nil {
-					s.kill(t, o, CauseRejected)
-				}
-			}
-		}
-	} else {
-		s.kill(t, l, CauseNormalClearing)
-	}
-	if err := s.commit(t); err != nil {
+	e.hangup(t, l, CauseRejected)
+	if err := e.commit(t); err != nil {
 		return nil, err
 	}
 	return l.cur, nil
 }
 
+// hangup ends a leg: an answered one with 16, a ringing incoming one is
+// declined with the given cause.
+func (e *Engine) hangup(t *tx, l *leg, declined int32) {
+	if l.ringing != nil {
+		e.decline(t, l, declined)
+		return
+	}
+	e.kill(t, l, CauseNormalClearing)
+}
+
+// decline ends a ringing incoming leg with cause. The caller ends too,
+// with the same cause, unless another leg still rings for it, a hunt
+// group has another member, or it waits in a queue.
+func (e *Engine) decline(t *tx, l *leg, cause int32) {
+	rg := l.ringing
+	e.kill(t, l, cause)
+	if len(rg.legs) > 0 || rg.queue {
+		return
+	}
+	e.stop(rg.timer)
+	if rg.ext.Type == directory.ExtensionHunt && e.huntNext(t, rg) {
+		return
+	}
+	o := rg.origin
+	e.dissolve(t, rg, cause)
+	if o != nil {
+		e.kill(t, o, cause)
+	}
+}
+
 // Send redirects a ringing incoming call, or a call waiting in a queue, to
 // a number: the old legs end with 23 and the destination rings.
-func (s *Sim) Send(ctx context.Context, uid int64, number string) (*callstore.Call, *callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) Send(ctx context.Context, uid int64, number string) (*callstore.Call, *callstore.Call, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, nil, err
 	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
+	defer e.end()
+	l, err := e.live(uid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -257,7 +382,7 @@ func (s *Sim) Send(ctx context.Context, uid int64, number string) (*callstore.Ca
 	default:
 		return nil, nil, stateErr("send", l, "only a ringing incoming call or a queued call can be sent", callstore.StateRing)
 	}
-	d, err := s.resolve(number)
+	d, err := e.resolve(number)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -271,17 +396,18 @@ func (s *Sim) Send(ctx context.Context, uid int64, number string) (*callstore.Ca
 			q.peer.peer, q.peer = nil, nil
 			m = modeXfer // the caller was bridged to the queue: it moves to a new bridge
 		}
-		if q.ext != nil {
-			q.ext.leg, q.ext = nil, nil
+		if r := q.ext; r != nil {
+			r.leg, q.ext = nil, nil
+			t.detach(r, CauseRedirected)
 		}
-		s.kill(t, q, CauseRedirected) // and the agents ringing for it
+		e.kill(t, q, CauseRedirected) // and the agents ringing for it
 	} else {
 		rg := l.ringing
 		o = origin{leg: rg.origin, rem: rg.rem}
-		s.dissolve(t, rg, CauseRedirected)
+		e.dissolve(t, rg, CauseRedirected)
 	}
-	legs := s.route(t, o, d, m)
-	if err := s.commit(t); err != nil {
+	legs := e.route(t, o, d, m)
+	if err := e.commit(t); err != nil {
 		return nil, nil, err
 	}
 	var redirected *callstore.Call
@@ -306,7 +432,7 @@ func partyOf(x *leg) origin {
 	return origin{}
 }
 
-func (s *Sim) checkTransferable(op string, x *leg) error {
+func (e *Engine) checkTransferable(op string, x *leg) error {
 	if x.c.State != callstore.StateUp && x.c.State != callstore.StateHold {
 		return stateErr(op, x, "", callstore.StateUp, callstore.StateHold)
 	}
@@ -325,27 +451,27 @@ func (s *Sim) checkTransferable(op string, x *leg) error {
 // Xfer blind-transfers the other party to a number: the transferrer's leg
 // ends (16) and the other party's leg gets a TRANSFER event and rings the
 // destination (state ring with nrState still up).
-func (s *Sim) Xfer(ctx context.Context, uid int64, number string) (*callstore.Call, *callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) Xfer(ctx context.Context, uid int64, number string) (*callstore.Call, *callstore.Call, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, nil, err
 	}
-	defer s.mu.Unlock()
-	x, err := s.live(uid)
+	defer e.end()
+	x, err := e.live(uid)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.checkTransferable("xfer", x); err != nil {
+	if err := e.checkTransferable("xfer", x); err != nil {
 		return nil, nil, err
 	}
-	d, err := s.resolve(number)
+	d, err := e.resolve(number)
 	if err != nil {
 		return nil, nil, err
 	}
 	t := newTx()
 	o := partyOf(x)
-	s.kill(t, x, CauseNormalClearing)
-	s.route(t, o, d, modeXfer)
-	if err := s.commit(t); err != nil {
+	e.kill(t, x, CauseNormalClearing)
+	e.route(t, o, d, modeXfer)
+	if err := e.commit(t); err != nil {
 		return nil, nil, err
 	}
 	var p *callstore.Call
@@ -362,19 +488,19 @@ func (s *Sim) Xfer(ctx context.Context, uid int64, number string) (*callstore.Ca
 // answers): the other party then takes over the ringing, hears it (state
 // ring, nrState up, as after a blind transfer) and is bridged when the
 // target answers.
-func (s *Sim) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call, *callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call, *callstore.Call, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, nil, err
 	}
-	defer s.mu.Unlock()
+	defer e.end()
 	if uid == targetUID {
 		return nil, nil, fmt.Errorf("%w: cannot bridge call %d to itself", ErrInvalidArgument, uid)
 	}
-	x1, err := s.live(uid)
+	x1, err := e.live(uid)
 	if err != nil {
 		return nil, nil, err
 	}
-	x2, err := s.live(targetUID)
+	x2, err := e.live(targetUID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -388,7 +514,7 @@ func (s *Sim) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call
 			}
 			continue
 		}
-		if err := s.checkTransferable("atxfer", x); err != nil {
+		if err := e.checkTransferable("atxfer", x); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -399,29 +525,33 @@ func (s *Sim) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.Call
 	t.touch(x1, x2) // the transferrer's legs end first in the revision, then the new bridge
 	switch {
 	case ringingOut(x2):
-		s.handOver(t, x2, partyOf(x1))
+		e.handOver(t, x2, partyOf(x1))
 	case ringingOut(x1):
-		s.handOver(t, x1, partyOf(x2))
+		e.handOver(t, x1, partyOf(x2))
 	default:
 		p1, p2 := partyOf(x1), partyOf(x2)
 		switch {
 		case p1.leg != nil && p2.leg != nil:
 			a, c := p1.leg, p2.leg
 			a.peer, c.peer = c, a
-			setParty(a, s.identOf(c))
-			setParty(c, s.identOf(a))
+			setParty(a, e.identOf(c))
+			setParty(c, e.identOf(a))
 			a.xfer = xferOf(a, c)
 			c.xfer = a.xfer
 			t.touch(a, c)
+			bridged(t, Party{Leg: a.ref()}, Party{Leg: c.ref()})
 		case p1.leg != nil:
 			bridgeRemote(t, p1.leg, p2.rem)
 		case p2.leg != nil:
 			bridgeRemote(t, p2.leg, p1.rem)
-		} // two external parties: trunk to trunk, no leg remains
+		default: // two external parties: trunk to trunk, no leg remains
+			t.detach(p1.rem, CauseNormalClearing)
+			t.detach(p2.rem, CauseNormalClearing)
+		}
 	}
-	s.kill(t, x1, CauseNormalClearing)
-	s.kill(t, x2, CauseNormalClearing)
-	if err := s.commit(t); err != nil {
+	e.kill(t, x1, CauseNormalClearing)
+	e.kill(t, x2, CauseNormalClearing)
+	if err := e.commit(t); err != nil {
 		return nil, nil, err
 	}
 	return x1.cur, x2.cur, nil
@@ -436,13 +566,13 @@ func ringingOut(x *leg) bool {
 // handOver gives what x rings to o (the other party of the transferrer's
 // other call), before x ends: the ringing legs now ring for o and show o
 // as the caller; o hears the ringing and gets a TRANSFER event.
-func (s *Sim) handOver(t *tx, x *leg, o origin) {
+func (e *Engine) handOver(t *tx, x *leg, o origin) {
 	if o.leg != nil {
 		t.touch(o.leg) // its TRANSFER comes before the updates of what it rings
 	}
 	if rg := x.alerting; rg != nil {
 		x.alerting = nil
-		id := s.originIdent(o)
+		id := e.originIdent(o)
 		rg.origin, rg.rem, rg.ident = o.leg, o.rem, id
 		for _, l := range rg.legs {
 			setParty(l, id)
@@ -455,6 +585,7 @@ func (s *Sim) handOver(t *tx, x *leg, o origin) {
 			t.touch(a)
 		} else {
 			o.rem.nr = callstore.NRRing // an external caller now rings the group
+			o.rem.ringer = rg
 		}
 		return
 	}
@@ -467,7 +598,8 @@ func (s *Sim) handOver(t *tx, x *leg, o origin) {
 		t.touch(a)
 		return
 	}
-	s.stop(r.timer) // trunk to trunk: the simulator's far end is done with it
+	t.detach(r, CauseNormalClearing) // trunk to trunk: no leg remains
+	t.detach(o.rem, CauseNormalClearing)
 }
 
 func bridgeRemote(t *tx, a *leg, r *remote) {
@@ -475,15 +607,16 @@ func bridgeRemote(t *tx, a *leg, r *remote) {
 	setParty(a, ident{r.name, r.number})
 	a.xfer = xferOf(a)
 	t.touch(a)
+	bridged(t, Party{Remote: r.id}, Party{Leg: a.ref()})
 }
 
 // Mute mutes or unmutes a WebRTC call (jsInfo.muted.audio).
-func (s *Sim) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Call, bool, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Call, bool, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, false, err
 	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
+	defer e.end()
+	l, err := e.live(uid)
 	if err != nil {
 		return nil, false, err
 	}
@@ -496,7 +629,7 @@ func (s *Sim) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Call, 
 	t := newTx()
 	l.c.JSInfo.MutedAudio = mute
 	t.touch(l)
-	if err := s.commit(t); err != nil {
+	if err := e.commit(t); err != nil {
 		return nil, false, err
 	}
 	return l.cur, true, nil
@@ -504,12 +637,12 @@ func (s *Sim) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Call, 
 
 // Dtmf sends one tone on an up WebRTC call; the tone is appended to the
 // leg's collected DTMF string.
-func (s *Sim) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
+func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.Call, error) {
+	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
+	defer e.end()
+	l, err := e.live(uid)
 	if err != nil {
 		return nil, err
 	}
@@ -526,183 +659,33 @@ func (s *Sim) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.Call
 	l.c.DTMF += tone
 	l.c.HasDTMF = true
 	t.touch(l)
-	if err := s.commit(t); err != nil {
+	ref := l.ref()
+	t.signal(func(ctx context.Context, d Driver) { d.Dtmf(ctx, ref, tone) })
+	if err := e.commit(t); err != nil {
 		return nil, err
 	}
 	return l.cur, nil
 }
 
-// DeviceState returns the lamp and registration status of a device. The
-// simulated phones are always registered; park orbits and queues have no
-// registration (unknown).
-func (s *Sim) DeviceState(name string) (DeviceState, error) {
-	dev, ok := s.dir.Device(name)
+// DeviceState returns the lamp and registration status of a device: the
+// lamp from its legs, the status from the driver (park orbits and queues
+// have no registration: unknown).
+func (e *Engine) DeviceState(name string) (DeviceState, error) {
+	dev, ok := e.dir.Device(name)
 	if !ok {
 		return DeviceState{}, fmt.Errorf("%w: no device %q", ErrNotFound, name)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	calls := make([]*callstore.Call, 0, len(s.byDev[name]))
-	for _, l := range s.byDev[name] {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	calls := make([]*callstore.Call, 0, len(e.byDev[name]))
+	for _, l := range e.byDev[name] {
 		if !l.dead && l.cur != nil {
 			calls = append(calls, l.cur)
 		}
 	}
 	st := DeviceState{BLF: BLFOf(calls), Status: StatusUnknown}
 	if isPhone(dev) {
-		st.Status = StatusUp
+		st.Status = e.drv.Status(name)
 	}
 	return st, nil
-}
-
-// PlaceInbound places a call from an external number to an extension.
-func (s *Sim) PlaceInbound(ctx context.Context, fromNumber, fromName, toExtension string) ([]*callstore.Call, error) {
-	if err := checkExternal(fromNumber); err != nil {
-		return nil, fmt.Errorf("from: %w", err)
-	}
-	if err := s.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	x, ok := s.dir.Extension(toExtension)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q is not an extension", ErrInvalidNumber, toExtension)
-	}
-	if x.Type == directory.ExtensionPark {
-		return nil, fmt.Errorf("%w: park orbit %s cannot be called from outside", ErrInvalidNumber, x.Number)
-	}
-	t := newTx()
-	r := &remote{name: fromName, number: fromNumber, nr: callstore.NRRing}
-	legs := s.route(t, origin{rem: r}, dest{ext: x, number: toExtension}, modeInbound)
-	if err := s.commit(t); err != nil {
-		return nil, err
-	}
-	out := make([]*callstore.Call, 0, len(legs))
-	for _, l := range legs {
-		out = append(out, l.cur)
-	}
-	return out, nil
-}
-
-func (s *Sim) remoteOf(op string, l *leg) (*remote, error) {
-	if l.ext == nil {
-		return nil, stateErr(op, l, "no external party is being called on this call", callstore.StateRing)
-	}
-	return l.ext, nil
-}
-
-// AnswerRemote answers, as the external party, a call ringing out to it.
-func (s *Sim) AnswerRemote(ctx context.Context, uid int64) (*callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.remoteOf("answer-remote", l)
-	if err != nil {
-		return nil, err
-	}
-	if r.nr == callstore.NRUp {
-		return l.cur, nil
-	}
-	t := newTx()
-	s.stop(r.timer)
-	s.remoteAnswer(t, r)
-	if err := s.commit(t); err != nil {
-		return nil, err
-	}
-	return l.cur, nil
-}
-
-// RejectRemote rejects, as the external party, a call ringing out to it.
-func (s *Sim) RejectRemote(ctx context.Context, uid int64, cause int32) (*callstore.Call, error) {
-	if cause == 0 {
-		cause = CauseRejected
-	}
-	if cause < 1 || cause > 127 {
-		return nil, fmt.Errorf("%w: cause %d is not a Q.850 cause", ErrInvalidArgument, cause)
-	}
-	if err := s.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.remoteOf("reject-remote", l)
-	if err != nil {
-		return nil, err
-	}
-	if r.nr != callstore.NRRinging {
-		return nil, stateErr("reject-remote", l, "the external party already answered", callstore.StateRing)
-	}
-	t := newTx()
-	s.remoteEnd(t, r, cause)
-	if err := s.commit(t); err != nil {
-		return nil, err
-	}
-	return l.cur, nil
-}
-
-// HangupRemote hangs up as the external party of the leg: the leg (and
-// whatever rings for the same external caller) ends with 16.
-func (s *Sim) HangupRemote(ctx context.Context, uid int64) (*callstore.Call, error) {
-	if err := s.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	l, err := s.live(uid)
-	if err != nil {
-		return nil, err
-	}
-	t := newTx()
-	switch rg := l.ringing; {
-	case l.ext != nil:
-		s.kill(t, l, CauseNormalClearing)
-	case rg != nil && rg.rem != nil:
-		s.dissolve(t, rg, CauseNormalClearing)
-	case rg != nil && rg.queue && rg.origin.ext != nil:
-		s.kill(t, rg.origin, CauseNormalClearing)
-	default:
-		return nil, fmt.Errorf("%w: call %d has no external party", ErrNotFound, uid)
-	}
-	if err := s.commit(t); err != nil {
-		return nil, err
-	}
-	return l.cur, nil
-}
-
-// SetNumberBehaviour sets how an external number handles calls to it.
-func (s *Sim) SetNumberBehaviour(number string, b Behaviour) error {
-	if err := checkExternal(number); err != nil {
-		return err
-	}
-	if b.Action < directory.ActionAnswer || b.Action > directory.ActionManual {
-		return fmt.Errorf("%w: unknown behaviour %d", ErrInvalidArgument, b.Action)
-	}
-	if b.AnswerDelay < 0 || b.Cause < 0 || b.Cause > 127 {
-		return fmt.Errorf("%w: negative delay or bad cause", ErrInvalidArgument)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.behaviours[number] = b
-	return nil
-}
-
-// liveCalls returns the committed values of the live legs, by uid.
-func (s *Sim) liveCalls() []*callstore.Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*callstore.Call, 0, len(s.legs))
-	for _, l := range s.legs {
-		if !l.dead && l.cur != nil {
-			out = append(out, l.cur)
-		}
-	}
-	slices.SortFunc(out, func(a, b *callstore.Call) int { return int(a.UID - b.UID) })
-	return out
 }

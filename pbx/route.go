@@ -1,6 +1,7 @@
 package pbx
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -25,20 +26,20 @@ const (
 
 // resolve checks a number before anything changes, so a bad number fails
 // the operation without a revision.
-func (s *Sim) resolve(number string) (dest, error) {
-	if x, ok := s.dir.Extension(number); ok {
+func (e *Engine) resolve(number string) (dest, error) {
+	if x, ok := e.dir.Extension(number); ok {
 		return dest{ext: x, number: number}, nil
 	}
-	if err := checkExternal(number); err != nil {
+	if err := CheckExternal(number); err != nil {
 		return dest{}, err
 	}
 	return dest{number: number}, nil
 }
 
-// checkExternal accepts what a trunk could dial: digits, an optional
+// CheckExternal accepts what a trunk could dial: digits, an optional
 // leading +, at least 5 digits (shorter numbers are the internal dial
-// plan's) and at most 32 characters.
-func checkExternal(number string) error {
+// plan's) and at most 32 charactere.
+func CheckExternal(number string) error {
 	digits := strings.TrimPrefix(number, "+")
 	switch {
 	case number == "":
@@ -56,28 +57,28 @@ func checkExternal(number string) error {
 // route connects an origin (a leg, or an external caller) to a
 // destination and returns the legs it created. The origin must be
 // unlinked (no peer, no external party, no ringer).
-func (s *Sim) route(t *tx, o origin, d dest, m mode) []*leg {
-	id := s.originIdent(o)
+func (e *Engine) route(t *tx, o origin, d dest, m mode) []*leg {
+	id := e.originIdent(o)
 	transfer := m == modeXfer && o.leg != nil
 	if o.leg != nil {
 		t.touch(o.leg)
 	}
 	if d.ext == nil {
-		s.routeExternal(t, o, d.number, transfer)
+		e.routeExternal(t, o, d.number, transfer)
 		return nil
 	}
-	ref := s.refs[d.ext.Number]
+	ref := e.refs[d.ext.Number]
 	switch d.ext.Type {
 	case directory.ExtensionPark:
 		if m == modeDial {
-			s.pickup(t, o.leg, d.ext)
+			e.pickup(t, o.leg, d.ext)
 			return nil
 		}
-		return s.park(t, o, d.ext, ref, id, transfer)
+		return e.park(t, o, d.ext, ref, id, transfer)
 	case directory.ExtensionQueue:
-		return s.enqueue(t, o, d.ext, ref, id, transfer)
+		return e.enqueue(t, o, d.ext, ref, id, transfer)
 	}
-	return s.ring(t, o, d.ext, ref, id, transfer)
+	return e.ring(t, o, d.ext, ref, id, transfer)
 }
 
 // answered moves a calling leg's near end to up: the destination (a
@@ -88,11 +89,11 @@ func answered(l *leg) {
 	}
 }
 
-func (s *Sim) members(ext *directory.Extension, o origin) []*directory.Device {
+func (e *Engine) members(ext *directory.Extension, o origin) []*directory.Device {
 	var devs []*directory.Device
 	for _, m := range ext.Members {
-		dev, ok := s.dir.Device(m)
-		if !ok || o.leg != nil && o.leg.dev == dev || !s.canRing(dev) {
+		dev, ok := e.dir.Device(m)
+		if !ok || o.leg != nil && o.leg.dev == dev || !e.canRing(dev) {
 			continue
 		}
 		devs = append(devs, dev)
@@ -101,19 +102,19 @@ func (s *Sim) members(ext *directory.Extension, o origin) []*directory.Device {
 }
 
 // ring rings a device, ring-all or hunt extension.
-func (s *Sim) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
-	devs := s.members(ext, o)
+func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
+	devs := e.members(ext, o)
 	if len(devs) == 0 {
-		s.fail(t, o, CauseUserBusy)
+		e.fail(t, o, CauseUserBusy)
 		return nil
 	}
 	rg := &ringer{origin: o.leg, rem: o.rem, ext: ext, ref: ref, ident: id}
-	timeout := s.ringTimeout
+	timeout := e.ringTimeout
 	if ext.Type == directory.ExtensionHunt {
 		rg.rest, devs = devs[1:], devs[:1]
-		timeout = s.huntStep
+		timeout = e.huntStep
 	}
-	legs := s.ringDevices(t, rg, devs)
+	legs := e.ringDevices(t, rg, devs)
 	if a := o.leg; a != nil {
 		a.alerting = rg
 		if a.c.NRState == callstore.NRDial {
@@ -125,15 +126,16 @@ func (s *Sim) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.Ext
 		}
 	} else {
 		o.rem.nr = callstore.NRRing
+		o.rem.ringer = rg
 	}
-	rg.timer = s.after(timeout, func(t *tx) { s.ringExpired(t, rg) })
+	rg.timer = e.after(timeout, func(t *tx) { e.ringExpired(t, rg) })
 	return legs
 }
 
-func (s *Sim) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg {
+func (e *Engine) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg {
 	var legs []*leg
 	for _, dev := range devs {
-		l := s.newLeg(t, dev, callstore.PartyCallee)
+		l := e.newLeg(t, dev, callstore.PartyCallee)
 		l.c.NRState = callstore.NRRinging
 		setParty(l, rg.ident)
 		l.c.Extension = rg.ref
@@ -145,24 +147,26 @@ func (s *Sim) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg {
 		l.ringing = rg
 		rg.legs = append(rg.legs, l)
 		legs = append(legs, l)
+		r := Ring{Leg: l.ref(), From: origin{leg: rg.origin, rem: rg.rem}.party(), Name: rg.ident.name, Number: rg.ident.number}
+		t.signal(func(ctx context.Context, d Driver) { d.Ring(ctx, r) })
 	}
 	return legs
 }
 
 // huntNext rings the next free member of a hunt group; false if none is
 // left.
-func (s *Sim) huntNext(t *tx, rg *ringer) bool {
+func (e *Engine) huntNext(t *tx, rg *ringer) bool {
 	for len(rg.rest) > 0 {
 		dev := rg.rest[0]
 		rg.rest = rg.rest[1:]
-		if !s.canRing(dev) {
+		if !e.canRing(dev) {
 			continue
 		}
-		s.ringDevices(t, rg, []*directory.Device{dev})
+		e.ringDevices(t, rg, []*directory.Device{dev})
 		if rg.origin != nil {
 			t.touch(rg.origin)
 		}
-		rg.timer = s.after(s.huntStep, func(t *tx) { s.ringExpired(t, rg) })
+		rg.timer = e.after(e.huntStep, func(t *tx) { e.ringExpired(t, rg) })
 		return true
 	}
 	return false
@@ -170,32 +174,32 @@ func (s *Sim) huntNext(t *tx, rg *ringer) bool {
 
 // ringExpired: nobody answered in time (19). A hunt group moves on to its
 // next member first.
-func (s *Sim) ringExpired(t *tx, rg *ringer) {
+func (e *Engine) ringExpired(t *tx, rg *ringer) {
 	if rg.ext.Type == directory.ExtensionHunt && !rg.queue {
 		legs := rg.legs
 		rg.legs = nil
 		for _, l := range legs {
 			l.ringing = nil
-			s.kill(t, l, CauseNoAnswer)
+			e.kill(t, l, CauseNoAnswer)
 		}
-		if s.huntNext(t, rg) {
+		if e.huntNext(t, rg) {
 			return
 		}
 	}
 	o := rg.origin
-	s.dissolve(t, rg, CauseNoAnswer)
+	e.dissolve(t, rg, CauseNoAnswer)
 	if o != nil {
-		s.kill(t, o, CauseNoAnswer) // for a queue: the queue leg, and its caller with it
+		e.kill(t, o, CauseNoAnswer) // for a queue: the queue leg, and its caller with it
 	}
 }
 
 // enqueue puts the origin into a queue: the queue's leg answers it (music
 // on hold) and the free members ring.
-func (s *Sim) enqueue(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
-	qdev, _ := s.dir.Device("Queue/q_" + ext.Number) // the directory guarantees it
-	q := s.newLeg(t, qdev, callstore.PartyCallee)
+func (e *Engine) enqueue(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
+	qdev, _ := e.dir.Device("Queue/q_" + ext.Number) // the directory guarantees it
+	q := e.newLeg(t, qdev, callstore.PartyCallee)
 	q.c.NRState = callstore.NRUp
-	q.c.Queue = &callstore.Queue{Name: id.name, Number: id.number, In: s.clock.Now().Unix()}
+	q.c.Queue = &callstore.Queue{Name: id.name, Number: id.number, In: e.clock.Now().Unix()}
 	setParty(q, id)
 	q.c.Extension = ref
 	q.c.Company = ext.Company
@@ -210,21 +214,22 @@ func (s *Sim) enqueue(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		q.ext, o.rem.leg = o.rem, q
 		o.rem.nr = callstore.NRUp
 	}
+	bridged(t, o.party(), Party{Leg: q.ref()})
 	rg := &ringer{origin: q, ext: ext, ref: ref, ident: id, queue: true}
 	q.alerting = rg
-	legs := s.ringDevices(t, rg, s.members(ext, o))
-	rg.timer = s.after(s.ringTimeout, func(t *tx) { s.ringExpired(t, rg) })
+	legs := e.ringDevices(t, rg, e.members(ext, o))
+	rg.timer = e.after(e.ringTimeout, func(t *tx) { e.ringExpired(t, rg) })
 	return append([]*leg{q}, legs...)
 }
 
 // park puts the origin on the orbit's device in state park.
-func (s *Sim) park(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
-	pdev, _ := s.dir.Device("Park/" + ext.Number)
-	if s.liveCount(pdev.Name) > 0 {
-		s.fail(t, o, CauseUserBusy) // one call per orbit
+func (e *Engine) park(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
+	pdev, _ := e.dir.Device("Park/" + ext.Number)
+	if e.liveCount(pdev.Name) > 0 {
+		e.fail(t, o, CauseUserBusy) // one call per orbit
 		return nil
 	}
-	k := s.newLeg(t, pdev, callstore.PartyCallee)
+	k := e.newLeg(t, pdev, callstore.PartyCallee)
 	k.c.NRState = callstore.NRPark
 	setParty(k, id)
 	k.c.Extension = ref
@@ -240,98 +245,63 @@ func (s *Sim) park(t *tx, o origin, ext *directory.Extension, ref *callstore.Ext
 		k.ext, o.rem.leg = o.rem, k
 		o.rem.nr = callstore.NRUp
 	}
+	bridged(t, o.party(), Party{Leg: k.ref()})
 	return []*leg{k}
 }
 
 // pickup: a leg dialled a park orbit; the parked party is bridged to it
-// and the orbit's leg ends.
-func (s *Sim) pickup(t *tx, c *leg, ext *directory.Extension) {
+// and the orbit's leg ende.
+func (e *Engine) pickup(t *tx, c *leg, ext *directory.Extension) {
 	var k *leg
-	for _, l := range s.byDev["Park/"+ext.Number] {
+	for _, l := range e.byDev["Park/"+ext.Number] {
 		if !l.dead {
 			k = l
 		}
 	}
 	if k == nil {
-		s.kill(t, c, CauseNoUserResponding) // nobody parked there
+		e.kill(t, c, CauseNoUserResponding) // nobody parked there
 		return
 	}
 	c.c.NRState = callstore.NRUp
 	setParty(c, ident{k.c.Name, k.c.Number})
-	c.c.Extension = s.refs[ext.Number]
+	c.c.Extension = e.refs[ext.Number]
 	if p := k.peer; p != nil {
 		k.peer, p.peer = nil, nil
 		p.peer, c.peer = c, p
-		setParty(p, s.identOf(c))
+		setParty(p, e.identOf(c))
 		p.xfer = xferOf(p, c)
 		t.touch(p)
+		bridged(t, Party{Leg: p.ref()}, Party{Leg: c.ref()})
 	} else if r := k.ext; r != nil {
 		k.ext = nil
 		c.ext, r.leg = r, c
+		bridged(t, Party{Remote: r.id}, Party{Leg: c.ref()})
 	}
-	s.kill(t, k, CauseNormalClearing)
+	e.kill(t, k, CauseNormalClearing)
 }
 
-// behaviourFor: SetNumberBehaviour, then the directory's rules, then the
-// default.
-func (s *Sim) behaviourFor(number string) Behaviour {
-	if b, ok := s.behaviours[number]; ok {
-		return b
-	}
-	for _, r := range s.dir.ExternalRules() {
-		if r.Match(number) {
-			return r.Behaviour
-		}
-	}
-	return s.defBehav
-}
-
-// routeExternal rings an external number over the trunk.
-func (s *Sim) routeExternal(t *tx, o origin, number string, transfer bool) {
+// routeExternal calls an external number over the trunk.
+func (e *Engine) routeExternal(t *tx, o origin, number string, transfer bool) {
 	a := o.leg
 	if a == nil {
-		return // trunk to trunk: the call leaves the PBX and no leg remains
-	}
-	setParty(a, ident{"", number})
-	b := s.behaviourFor(number)
-	if b.Action == directory.ActionBusy {
-		s.kill(t, a, CauseUserBusy)
+		// Trunk to trunk: the call leaves the PBX and no leg remains.
+		t.detach(o.rem, CauseNormalClearing)
 		return
 	}
-	r := &remote{number: number, nr: callstore.NRRinging, leg: a}
-	a.ext = r
+	setParty(a, ident{"", number})
+	if cause := e.drv.Refuse(Target{Number: number}); cause != 0 {
+		e.kill(t, a, cause)
+		return
+	}
+	r := e.newRemote("", number, callstore.NRRinging)
+	a.ext, r.leg = r, a
 	if a.c.NRState == callstore.NRDial {
 		a.c.NRState = callstore.NRRing
 	}
 	if transfer {
 		a.xfer = xferOf(a)
 	}
-	switch b.Action {
-	case directory.ActionAnswer:
-		r.timer = s.after(b.AnswerDelay, func(t *tx) { s.remoteAnswer(t, r) })
-	case directory.ActionReject:
-		cause := b.Cause
-		if cause == 0 {
-			cause = CauseRejected
-		}
-		r.timer = s.after(b.AnswerDelay, func(t *tx) { s.remoteEnd(t, r, cause) })
-	case directory.ActionNoAnswer:
-		r.timer = s.after(s.ringTimeout, func(t *tx) { s.remoteEnd(t, r, CauseNoAnswer) })
-	}
-}
-
-func (s *Sim) remoteAnswer(t *tx, r *remote) {
-	if r.leg == nil || r.nr != callstore.NRRinging {
-		return
-	}
-	r.nr = callstore.NRUp
-	answered(r.leg)
-	t.touch(r.leg)
-}
-
-func (s *Sim) remoteEnd(t *tx, r *remote, cause int32) {
-	if r.leg == nil || r.nr != callstore.NRRinging {
-		return
-	}
-	s.kill(t, r.leg, cause)
+	id := e.identOf(a)
+	o2 := Originate{Remote: r.id, Number: number, From: a.ref(), CallerName: id.name, CallerNumber: id.number}
+	t.signal(func(ctx context.Context, d Driver) { d.Originate(ctx, o2) })
 }

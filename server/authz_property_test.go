@@ -23,6 +23,7 @@ import (
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
 
@@ -139,13 +140,13 @@ func TestAuthorizationProperty(t *testing.T) {
 		}
 
 		store := callstore.New(callstore.Options{})
-		sim := pbx.NewSim(dir, store, pbx.SimOptions{Clock: pbx.NewFakeClock(time.Unix(1_700_000_000, 0)), Logger: testLogger()})
+		sw := sim.New(dir, store, sim.Options{Clock: pbx.NewFakeClock(time.Unix(1_700_000_000, 0)), Logger: testLogger()})
 		authn, err := auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: testLogger()})
 		if err != nil {
 			rt.Fatal(err)
 		}
 		srv, err := server.New(server.Config{ProgressInterval: 20 * time.Millisecond}, server.Deps{
-			Store: store, Directory: dir, Switch: sim, Devices: sim, Simulator: sim,
+			Store: store, Directory: dir, Switch: sw, Devices: sw, Simulator: sw,
 			Authenticate: authn.Authenticate, Logger: testLogger(),
 		})
 		if err != nil {
@@ -169,7 +170,7 @@ func TestAuthorizationProperty(t *testing.T) {
 			defer scancel()
 			srv.Shutdown(sctx)
 			<-served
-			sim.Close()
+			sw.Close()
 			store.Close()
 			authn.Close()
 		})
@@ -230,7 +231,7 @@ func TestAuthorizationProperty(t *testing.T) {
 			switch op := rapid.SampledFrom([]string{"ring", "dial", "get", "hold", "talk", "hangup", "send"}).Draw(rt, "op"); op {
 			case "ring": // a call placed by the switch itself, no one's RPC
 				from, to := rapid.SampledFrom(devices).Draw(rt, "from"), rapid.SampledFrom(devices).Draw(rt, "to")
-				_, _ = sim.Dial(ctx, from.name, to.ext, pbx.DialOptions{})
+				_, _ = sw.Dial(ctx, from.name, to.ext, pbx.DialOptions{})
 			case "dial":
 				from, to := rapid.SampledFrom(devices).Draw(rt, "from"), rapid.SampledFrom(devices).Draw(rt, "to")
 				_, err := api.Dial(as(u), &callcontrolv1.DialRequest{Device: from.name, Number: to.ext})

@@ -18,6 +18,7 @@ import (
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
 
@@ -38,7 +39,7 @@ func testSeed(t *testing.T) int64 {
 
 // randomTraffic drives the simulated switch directly with random
 // operations (most fail harmlessly on a state check) and returns when done.
-func randomTraffic(rng *rand.Rand, sim *pbx.Sim, store *callstore.Store, clock *pbx.FakeClock, ops int) {
+func randomTraffic(rng *rand.Rand, sw *sim.Switch, store *callstore.Store, clock *pbx.FakeClock, ops int) {
 	phones := []string{"SIP/201", "SIP/201_2", "SIP/202", "SIP/203", "SIP/webrtc11", "SIP/302", "SIP/303"}
 	numbers := []string{"201", "202", "203", "301", "302", "303", "610", "620", "600", "650", "660", "670", "701", "703", "+15550140", "+15550100"}
 	ctx := context.Background()
@@ -50,17 +51,17 @@ func randomTraffic(rng *rand.Rand, sim *pbx.Sim, store *callstore.Store, clock *
 		}
 		switch p := rng.Intn(100); {
 		case p < 35 || uid == 0:
-			_, _ = sim.Dial(ctx, phones[rng.Intn(len(phones))], numbers[rng.Intn(len(numbers))], pbx.DialOptions{})
+			_, _ = sw.Dial(ctx, phones[rng.Intn(len(phones))], numbers[rng.Intn(len(numbers))], pbx.DialOptions{})
 		case p < 55:
-			_, _, _ = sim.Talk(ctx, uid)
+			_, _, _ = sw.Talk(ctx, uid)
 		case p < 65:
-			_, _, _ = sim.Hold(ctx, uid)
+			_, _, _ = sw.Hold(ctx, uid)
 		case p < 85:
-			_, _ = sim.Hangup(ctx, uid)
+			_, _ = sw.Hangup(ctx, uid)
 		case p < 90:
-			_, _, _ = sim.Xfer(ctx, uid, numbers[rng.Intn(len(numbers))])
+			_, _, _ = sw.Xfer(ctx, uid, numbers[rng.Intn(len(numbers))])
 		case p < 93:
-			_, _ = sim.PlaceInbound(ctx, "+442079460001", "Carol", numbers[rng.Intn(9)])
+			_, _ = sw.PlaceInbound(ctx, "+442079460001", "Carol", numbers[rng.Intn(9)])
 		default:
 			clock.Advance(time.Duration(rng.Intn(12)) * time.Second)
 		}

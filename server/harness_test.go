@@ -32,6 +32,7 @@ import (
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
 
@@ -63,7 +64,7 @@ type harness struct {
 	t     *testing.T
 	dir   *directory.Directory
 	store *callstore.Store
-	sim   *pbx.Sim
+	sim   *sim.Switch
 	clock *pbx.FakeClock
 	srv   *server.Server
 	addr  string
@@ -99,7 +100,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	h := &harness{t: t, dir: directory.Demo(), clock: pbx.NewFakeClock(fakeEpoch), clients: map[string]*client{}}
 	log := testLogger()
 	h.store = callstore.New(o.store)
-	h.sim = pbx.NewSim(h.dir, h.store, pbx.SimOptions{Clock: h.clock, Logger: log})
+	h.sim = sim.New(h.dir, h.store, sim.Options{Clock: h.clock, Logger: log})
 	authn, err := auth.NewAuthenticator(context.Background(), auth.Config{Tokens: h.dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)

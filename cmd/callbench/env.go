@@ -20,6 +20,7 @@ import (
 	"callcontrold/callstore"
 	"callcontrold/directory"
 	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
 
@@ -90,7 +91,7 @@ func benchDirectoryYAML() []byte {
 type env struct {
 	dir   *directory.Directory
 	store *callstore.Store
-	sim   *pbx.Sim
+	sim   *sim.Switch
 	authn *auth.Authenticator
 	srv   *server.Server
 	addr  string
@@ -110,7 +111,7 @@ func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 	// interceptor still formats every finished call.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e.store = callstore.New(callstore.Options{})
-	e.sim = pbx.NewSim(dir, e.store, pbx.SimOptions{MaxCallsPerDevice: opts.maxCallsPerDevice, Logger: log})
+	e.sim = sim.New(dir, e.store, sim.Options{MaxCallsPerDevice: opts.maxCallsPerDevice, Logger: log})
 	var err error
 	e.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log})
 	if err != nil {

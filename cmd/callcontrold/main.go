@@ -26,7 +26,7 @@ import (
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
-	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
 
@@ -86,8 +86,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	store := callstore.New(callstore.Options{HistorySize: cfg.historySize, WatcherQueue: cfg.watcherQueue})
 	defer store.Close()
-	sim := pbx.NewSim(dir, store, pbx.SimOptions{RingTimeout: cfg.ringTimeout})
-	defer sim.Close()
+	sw := sim.New(dir, store, sim.Options{RingTimeout: cfg.ringTimeout})
+	defer sw.Close()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -117,9 +117,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv, err := server.New(srvCfg, server.Deps{
 		Store:        store,
 		Directory:    dir,
-		Switch:       sim,
-		Devices:      sim,
-		Simulator:    sim,
+		Switch:       sw,
+		Devices:      sw,
+		Simulator:    sw,
 		Authenticate: authn.Authenticate,
 		Limiter:      auth.NewLimiter(auth.LimitConfig{ControlRPS: cfg.controlRPS, ControlBurst: cfg.controlBurst, MaxWatchesPerPrincipal: cfg.maxWatches}),
 		Logger:       log,
@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	if cfg.demoTraffic > 0 {
 		go func() {
-			if err := pbx.RunTraffic(ctx, sim, cfg.demoTraffic, nil); err != nil && !errors.Is(err, context.Canceled) {
+			if err := sim.RunTraffic(ctx, sw, cfg.demoTraffic, nil); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("demo traffic stopped", "error", err)
 			}
 		}()

@@ -15,7 +15,7 @@ import (
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
-	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
 
@@ -33,13 +33,13 @@ func startServerWith(t *testing.T, addr string, cfg server.Config) (string, func
 	dir := directory.Demo()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := callstore.New(callstore.Options{})
-	sim := pbx.NewSim(dir, store, pbx.SimOptions{Logger: log})
+	sw := sim.New(dir, store, sim.Options{Logger: log})
 	authn, err := auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, err := server.New(cfg, server.Deps{
-		Store: store, Directory: dir, Switch: sim, Devices: sim, Simulator: sim,
+		Store: store, Directory: dir, Switch: sw, Devices: sw, Simulator: sw,
 		Authenticate: authn.Authenticate, Logger: log,
 	})
 	if err != nil {
@@ -65,7 +65,7 @@ func startServerWith(t *testing.T, addr string, cfg server.Config) (string, func
 			defer cancel()
 			srv.Shutdown(ctx)
 			<-done
-			sim.Close()
+			sw.Close()
 			store.Close()
 			_ = authn.Close()
 		})

@@ -1,14 +1,17 @@
-package pbx
+package sim
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/pbx"
 )
 
 // trafficTick is the generator's step. Per-step probabilities below are
@@ -21,9 +24,9 @@ const trafficTick = 100 * time.Millisecond
 // attended transfers, parks, hangups from either side. Errors from races
 // between its own decisions (a call ended meanwhile) are expected and
 // ignored. It returns nil when ctx ends, or ErrClosed.
-func RunTraffic(ctx context.Context, sim *Sim, rate float64, clock Clock) error {
+func RunTraffic(ctx context.Context, sim *Switch, rate float64, clock pbx.Clock) error {
 	if clock == nil {
-		clock = sim.clock
+		clock = sim.Clock()
 	}
 	g := newTraffic(sim, rate, clock)
 	tick := make(chan struct{}, 1)
@@ -45,14 +48,14 @@ func RunTraffic(ctx context.Context, sim *Sim, rate float64, clock Clock) error 
 	}
 }
 
-func newTraffic(sim *Sim, rate float64, clock Clock) *traffic {
+func newTraffic(sim *Switch, rate float64, clock pbx.Clock) *traffic {
 	g := &traffic{sim: sim, clock: clock, rate: rate, rng: rand.New(rand.NewPCG(uint64(clock.Now().UnixNano()), 0x5eed))}
-	for _, d := range sim.dir.Devices() {
-		if isPhone(d) {
+	for _, d := range sim.Directory().Devices() {
+		if strings.HasPrefix(d.Name, "SIP/") {
 			g.phones = append(g.phones, d)
 		}
 	}
-	for _, x := range sim.dir.Extensions() {
+	for _, x := range sim.Directory().Extensions() {
 		if x.Type != directory.ExtensionPark {
 			g.exts = append(g.exts, x)
 		}
@@ -70,8 +73,8 @@ func (g *traffic) tick(ctx context.Context) error {
 }
 
 type traffic struct {
-	sim    *Sim
-	clock  Clock
+	sim    *Switch
+	clock  pbx.Clock
 	rng    *rand.Rand
 	phones []*directory.Device
 	exts   []*directory.Extension
@@ -92,10 +95,10 @@ func (g *traffic) start(ctx context.Context) {
 	case r < 8: // internal
 		dev := g.phones[g.rng.IntN(len(g.phones))]
 		x := g.exts[g.rng.IntN(len(g.exts))]
-		_, _ = g.sim.Dial(ctx, dev.Name, x.Number, DialOptions{})
+		_, _ = g.sim.Dial(ctx, dev.Name, x.Number, pbx.DialOptions{})
 	default: // outbound; the demo's +1555 rules answer after 3s
 		dev := g.phones[g.rng.IntN(len(g.phones))]
-		_, _ = g.sim.Dial(ctx, dev.Name, fmt.Sprintf("+1555010%d", g.rng.IntN(10)), DialOptions{})
+		_, _ = g.sim.Dial(ctx, dev.Name, fmt.Sprintf("+1555010%d", g.rng.IntN(10)), pbx.DialOptions{})
 	}
 }
 
@@ -133,10 +136,10 @@ func (g *traffic) step(ctx context.Context) error {
 		case c.State == callstore.StatePark && age > 10000:
 			if g.p(0.02) {
 				dev := g.phones[g.rng.IntN(len(g.phones))]
-				_, err = g.sim.Dial(ctx, dev.Name, c.Extension.Number, DialOptions{})
+				_, err = g.sim.Dial(ctx, dev.Name, c.Extension.Number, pbx.DialOptions{})
 			}
 		}
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, pbx.ErrClosed) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -149,13 +152,19 @@ func (g *traffic) step(ctx context.Context) error {
 // attended finishes an attended transfer if the device has a held call
 // and an up call; otherwise it puts this one on hold and dials out.
 func (g *traffic) attended(ctx context.Context, c *callstore.Call) error {
-	for _, o := range g.sim.store.ByDevice(c.Device) {
+	for _, o := range g.sim.Store().ByDevice(c.Device) {
 		if o.UID != c.UID && o.State == callstore.StateHold {
 			_, _, err := g.sim.AtXfer(ctx, o.UID, c.UID)
 			return err
 		}
 	}
 	x := g.exts[g.rng.IntN(len(g.exts))]
-	_, err := g.sim.Dial(ctx, c.Device, x.Number, DialOptions{AutoHold: true})
+	_, err := g.sim.Dial(ctx, c.Device, x.Number, pbx.DialOptions{AutoHold: true})
 	return err
+}
+
+// liveCalls returns the live legs, by uid.
+func (s *Switch) liveCalls() []*callstore.Call {
+	calls, _ := s.Store().List(nil, nil, 0, math.MaxInt)
+	return calls
 }

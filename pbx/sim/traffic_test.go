@@ -1,9 +1,14 @@
-package pbx
+package sim
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	"callcontrold/pbx"
+	"callcontrold/pbx/pbxtest"
 )
 
 // TestTraffic runs the generator on the fake clock for ten simulated
@@ -24,15 +29,17 @@ func TestTraffic(t *testing.T) {
 		}
 		for _, b := range bs {
 			for _, e := range b.Events {
-				counts[typeNames[e.Type]]++
+				counts[pbxtest.TypeNames[e.Type]]++
 				counts[e.Call.State.String()]++
 				if e.Call.Dead() {
-					counts[CauseText(e.Call.Cause)]++
+					counts[pbx.CauseText(e.Call.Cause)]++
 				}
 			}
 		}
 	}
-	h.checkInvariants()
+	if err := h.sim.Verify(); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("events: %v", counts)
 	for _, want := range []string{"NEW", "UPDATE", "TRANSFER", "ring", "up", "hold", "park", "dead",
 		"Normal Clearing", "Answered elsewhere", "User alerting, no answer"} {
@@ -45,15 +52,15 @@ func TestTraffic(t *testing.T) {
 // TestRunTraffic runs the generator on the real clock briefly and checks
 // that it stops with its context.
 func TestRunTraffic(t *testing.T) {
-	h := newHarness(t)
-	h.sim.clock = RealClock()
+	store := callstore.New(callstore.Options{})
+	sim := New(directory.Demo(), store, Options{Logger: quietLogger()})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := RunTraffic(ctx, h.sim, 50, nil); err != nil {
+	if err := RunTraffic(ctx, sim, 50, nil); err != nil {
 		t.Fatal(err)
 	}
-	if h.store.Revision() == 0 {
+	if store.Revision() == 0 {
 		t.Error("no traffic")
 	}
-	h.sim.Close()
+	sim.Close()
 }

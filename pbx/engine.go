@@ -1,6 +1,7 @@
 package pbx
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,16 +13,13 @@ import (
 	"callcontrold/directory"
 )
 
-// SimOptions configure the simulated switch. Zero values select defaults.
-type SimOptions struct {
+// Options configure the engine. Zero values select defaults.
+type Options struct {
 	Clock       Clock         // nil: the wall clock
 	RingTimeout time.Duration // 0: the directory's ring_timeout
 	// HuntStep is how long each member of a hunt group rings before the
 	// next one; 0: 10s.
 	HuntStep time.Duration
-	// DefaultBehaviour applies to external numbers that neither
-	// SetNumberBehaviour nor a directory rule covers; zero: answer after 3s.
-	DefaultBehaviour Behaviour
 	// MaxCallsPerDevice bounds the live legs a phone originates on; 0: 4.
 	MaxCallsPerDevice int
 	Logger            *slog.Logger // nil: slog.Default()
@@ -31,19 +29,21 @@ type SimOptions struct {
 // another call: one call up plus one waiting.
 const callWaiting = 2
 
-// Sim is the simulated switch. It implements Switch and Simulator. One
-// mutex serializes every operation and timer, so that deciding a
-// transition and committing it are atomic and revisions follow the order
-// of operations.
-type Sim struct {
+// Engine is the call engine. It implements Switch. One mutex serializes
+// every operation, driver event and timer, so that deciding a transition
+// and committing it are atomic and revisions follow the order of
+// operations; the driver is only ever called without it (see flush).
+type Engine struct {
 	dir   *directory.Directory
 	store *callstore.Store
+	drv   Driver
 	clock Clock
 	log   *slog.Logger
+	ctx   context.Context // the drivers' context: ends with Close
+	stopc context.CancelFunc
 
 	ringTimeout time.Duration
 	huntStep    time.Duration
-	defBehav    Behaviour
 	maxCalls    int
 	refs        map[string]*callstore.ExtensionRef // shared, immutable
 
@@ -52,44 +52,43 @@ type Sim struct {
 	seq        int64
 	legs       map[int64]*leg
 	byDev      map[string][]*leg
-	behaviours map[string]Behaviour
-	timers     map[*simTimer]struct{}
+	remotes    map[RemoteID]*remote
+	lastRemote RemoteID
+	timers     map[*engineTimer]struct{}
+	outbox     []signal // decided, not yet delivered to the driver
+	flushing   bool     // a goroutine is delivering the outbox
 }
 
-var (
-	_ Switch    = (*Sim)(nil)
-	_ Simulator = (*Sim)(nil)
-)
+var _ Switch = (*Engine)(nil)
 
-// NewSim returns a simulated switch over the directory, committing to
-// store. It must be the only writer of store. Close stops its timers.
-func NewSim(dir *directory.Directory, store *callstore.Store, opts SimOptions) *Sim {
-	s := &Sim{
-		dir: dir, store: store, clock: opts.Clock, log: opts.Logger,
-		ringTimeout: opts.RingTimeout, huntStep: opts.HuntStep,
-		defBehav: opts.DefaultBehaviour, maxCalls: opts.MaxCallsPerDevice,
-		refs:  map[string]*callstore.ExtensionRef{},
-		legs:  map[int64]*leg{},
-		byDev: map[string][]*leg{}, behaviours: map[string]Behaviour{},
-		timers: map[*simTimer]struct{}{},
+// NewEngine returns a call engine over the directory that signals through
+// drv and commits to store. It must be the only writer of store. Close
+// stops its timers.
+func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opts Options) *Engine {
+	e := &Engine{
+		dir: dir, store: store, drv: drv, clock: opts.Clock, log: opts.Logger,
+		ringTimeout: opts.RingTimeout, huntStep: opts.HuntStep, maxCalls: opts.MaxCallsPerDevice,
+		refs:    map[string]*callstore.ExtensionRef{},
+		legs:    map[int64]*leg{},
+		byDev:   map[string][]*leg{},
+		remotes: map[RemoteID]*remote{},
+		timers:  map[*engineTimer]struct{}{},
 	}
-	if s.clock == nil {
-		s.clock = RealClock()
+	e.ctx, e.stopc = context.WithCancel(context.Background())
+	if e.clock == nil {
+		e.clock = RealClock()
 	}
-	if s.log == nil {
-		s.log = slog.Default()
+	if e.log == nil {
+		e.log = slog.Default()
 	}
-	if s.ringTimeout <= 0 {
-		s.ringTimeout = dir.RingTimeout()
+	if e.ringTimeout <= 0 {
+		e.ringTimeout = dir.RingTimeout()
 	}
-	if s.huntStep <= 0 {
-		s.huntStep = 10 * time.Second
+	if e.huntStep <= 0 {
+		e.huntStep = 10 * time.Second
 	}
-	if s.defBehav.Action == directory.ActionUnspecified {
-		s.defBehav = Behaviour{Action: directory.ActionAnswer, AnswerDelay: 3 * time.Second}
-	}
-	if s.maxCalls <= 0 {
-		s.maxCalls = 4
+	if e.maxCalls <= 0 {
+		e.maxCalls = 4
 	}
 	extTypes := map[directory.ExtensionType]callstore.ExtensionType{
 		directory.ExtensionDevice: callstore.ExtDevice, directory.ExtensionRingAll: callstore.ExtRingAll,
@@ -97,23 +96,38 @@ func NewSim(dir *directory.Directory, store *callstore.Store, opts SimOptions) *
 		directory.ExtensionPark: callstore.ExtPark,
 	}
 	for _, x := range dir.Extensions() {
-		s.refs[x.Number] = &callstore.ExtensionRef{Number: x.Number, Company: x.Company, Type: extTypes[x.Type], Name: x.Name}
+		e.refs[x.Number] = &callstore.ExtensionRef{Number: x.Number, Company: x.Company, Type: extTypes[x.Type], Name: x.Name}
 	}
-	return s
+	return e
 }
 
-// Close stops every timer; later operations fail with ErrClosed. Legs stay
-// in the store as they are.
-func (s *Sim) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	for t := range s.timers {
-		s.stop(t)
+// Directory returns the directory the engine routes by.
+func (e *Engine) Directory() *directory.Directory { return e.dir }
+
+// Store returns the store the engine commits to.
+func (e *Engine) Store() *callstore.Store { return e.store }
+
+// Clock returns the engine's clock.
+func (e *Engine) Clock() Clock { return e.clock }
+
+// RingTimeout is how long a phone or group rings before the caller hears
+// no answer.
+func (e *Engine) RingTimeout() time.Duration { return e.ringTimeout }
+
+// Close stops every timer and ends the drivers' context; later
+// operations fail with ErrClosed. Legs stay in the store as they are.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	e.outbox = nil
+	e.stopc()
+	for t := range e.timers {
+		e.stop(t)
 	}
 }
 
-// leg is the switch's view of one Call: the working value plus the links
+// leg is the engine's view of one Call: the working value plus the links
 // that decide its derived state. Links are symmetric (a.peer == b iff
 // b.peer == a) and always point at live legs; kill keeps them so.
 type leg struct {
@@ -122,6 +136,8 @@ type leg struct {
 	dev         *directory.Device
 	dead        bool
 	established bool // reached up at least once (jsInfo.established)
+	// quiet: the leg's own device ended it, so the driver is not told to.
+	quiet bool
 
 	peer     *leg    // bridged leg
 	ext      *remote // external party bridged to, or rung by, this leg
@@ -130,16 +146,31 @@ type leg struct {
 	qAgent   *leg    // queue leg: the agent that answered
 	queue    *leg    // agent: the queue leg it answered
 
+	// pending is where a leg the API dialled goes once its device is off
+	// hook; offTimer gives up on the device.
+	pending  *dest
+	offTimer *engineTimer
+
 	xfer []callstore.XferLeg // set: the next commit is a TRANSFER event
+	// changed is closed (and cleared) at the leg's next commit: the
+	// operations that wait for a driver's report wait on it.
+	changed chan struct{}
 }
+
+func (l *leg) ref() LegRef { return LegRef{UID: l.c.UID, Device: l.dev.Name} }
 
 // remote is an external party: it has no Call, only a near-end state that
 // feeds the derived state of the leg it talks to.
 type remote struct {
+	id           RemoteID
 	name, number string
 	nr           callstore.NRState // NRRing: calling in; NRRinging: alerting; NRUp: answered
-	leg          *leg              // the leg bridged to it or ringing it, nil while it rings a group
-	timer        *simTimer
+	leg          *leg              // the leg bridged to it or ringing it
+	ringer       *ringer           // or the group it rings (an inbound caller)
+	// cause is why it was last detached; quiet: it ended the call itself.
+	cause   int32
+	quiet   bool
+	inbound bool // it called the PBX
 }
 
 // ringer is one caller waiting for one of several legs to answer: a
@@ -153,7 +184,7 @@ type ringer struct {
 	legs   []*leg
 	rest   []*directory.Device // hunt: members still to try
 	queue  bool
-	timer  *simTimer
+	timer  *engineTimer
 }
 
 type ident struct{ name, number string }
@@ -163,11 +194,25 @@ type origin struct {
 	rem *remote
 }
 
-// tx collects the legs an operation touched; commit turns them into one
-// store revision.
+func (o origin) party() Party {
+	if o.leg != nil {
+		return Party{Leg: o.leg.ref()}
+	}
+	if o.rem != nil {
+		return Party{Remote: o.rem.id}
+	}
+	return Party{}
+}
+
+// tx collects what an operation touched; commit turns the legs into one
+// store revision and queues the signals for the driver.
 type tx struct {
-	legs []*leg
-	seen map[*leg]bool
+	legs    []*leg
+	seen    map[*leg]bool
+	remotes []*remote
+	signals []signal
+	// committed is what commit stored, in commit order.
+	committed []*callstore.Call
 }
 
 func newTx() *tx { return &tx{seen: map[*leg]bool{}} }
@@ -181,9 +226,20 @@ func (t *tx) touch(ls ...*leg) {
 	}
 }
 
+// detach records that r lost its leg or group; commit ends it if nothing
+// took it over by then.
+func (t *tx) detach(r *remote, cause int32) {
+	r.cause = cause
+	t.remotes = append(t.remotes, r)
+}
+
+func (t *tx) signal(s signal) { t.signals = append(t.signals, s) }
+
 // commit renders every touched leg (and its neighbours, whose derived
-// state may depend on it) and commits those that changed as one revision.
-func (s *Sim) commit(t *tx) error {
+// state may depend on it) and commits those that changed as one revision;
+// then it ends the external parties left without a leg and queues the
+// operation's signals for the driver.
+func (e *Engine) commit(t *tx) error {
 	for i := 0; i < len(t.legs); i++ {
 		l := t.legs[i]
 		t.touch(l.peer, l.qAgent, l.queue)
@@ -194,11 +250,11 @@ func (s *Sim) commit(t *tx) error {
 			t.touch(l.ringing.origin)
 		}
 	}
-	now := s.clock.Now()
+	now := e.clock.Now()
 	var changes []callstore.Change
 	var changed []*leg
 	for _, l := range t.legs {
-		s.render(l, now)
+		e.render(l, now)
 		if l.cur == nil && l.dead {
 			continue // never shown: nothing to end
 		}
@@ -221,30 +277,63 @@ func (s *Sim) commit(t *tx) error {
 		for _, l := range t.legs {
 			l.xfer = nil
 			if l.dead {
-				s.forget(l)
+				e.stop(l.offTimer)
+				e.forget(l)
 			}
 		}
 	}()
-	if len(changes) == 0 {
-		return nil
-	}
-	if _, err := s.store.Commit(changes...); err != nil {
-		return fmt.Errorf("pbx: commit: %w", err)
+	if len(changes) > 0 {
+		if _, err := e.store.Commit(changes...); err != nil {
+			return fmt.Errorf("pbx: commit: %w", err)
+		}
 	}
 	for i, l := range changed {
 		l.cur = changes[i].Call
+		t.committed = append(t.committed, l.cur)
+		if l.changed != nil {
+			close(l.changed)
+			l.changed = nil
+		}
 	}
+	e.endRemotes(t)
+	e.outbox = append(e.outbox, t.signals...)
 	return nil
 }
 
-func (s *Sim) forget(l *leg) {
-	delete(s.legs, l.c.UID)
-	list := s.byDev[l.dev.Name]
+// endRemotes forgets the external parties an operation left with neither
+// a leg nor a group to ring, and tells the driver to end their calls.
+func (e *Engine) endRemotes(t *tx) {
+	for _, r := range t.remotes {
+		if r.leg != nil || r.ringer != nil || e.remotes[r.id] != r {
+			continue
+		}
+		delete(e.remotes, r.id)
+		if !r.quiet {
+			id, cause := r.id, r.cause
+			e.outbox = append(e.outbox, func(ctx context.Context, d Driver) { d.HangupRemote(ctx, id, cause) })
+		}
+	}
+}
+
+func (e *Engine) newRemote(name, number string, nr callstore.NRState) *remote {
+	e.lastRemote++
+	r := &remote{id: e.lastRemote, name: name, number: number, nr: nr}
+	e.remotes[r.id] = r
+	return r
+}
+
+func (e *Engine) forget(l *leg) {
+	delete(e.legs, l.c.UID)
+	list := e.byDev[l.dev.Name]
 	list = slices.DeleteFunc(list, func(x *leg) bool { return x == l })
 	if len(list) == 0 {
-		delete(s.byDev, l.dev.Name)
+		delete(e.byDev, l.dev.Name)
 	} else {
-		s.byDev[l.dev.Name] = list
+		e.byDev[l.dev.Name] = list
+	}
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
 	}
 }
 
@@ -305,7 +394,7 @@ func brState(l *leg) callstore.NRState {
 }
 
 // render fills the derived fields of the working value.
-func (s *Sim) render(l *leg, now time.Time) {
+func (e *Engine) render(l *leg, now time.Time) {
 	c := &l.c
 	if l.dead {
 		c.State, c.NRState, c.Features, c.PeerUID = callstore.StateDead, callstore.NRDead, 0, 0
@@ -370,69 +459,72 @@ func (s *Sim) render(l *leg, now time.Time) {
 	}
 }
 
-// simTimer is a timer of the switch. done is guarded by Sim.mu: a timer
-// that fires after being stopped (the race Stop cannot prevent) sees it
-// and does nothing.
-type simTimer struct {
+// engineTimer is a timer of the engine. done is guarded by Engine.mu: a
+// timer that fires after being stopped (the race Stop cannot prevent)
+// sees it and does nothing.
+type engineTimer struct {
 	t    Timer
 	done bool
 }
 
-// after runs f(tx) under the switch's lock after d, and commits.
-func (s *Sim) after(d time.Duration, f func(t *tx)) *simTimer {
-	st := &simTimer{}
-	s.timers[st] = struct{}{}
-	st.t = s.clock.AfterFunc(d, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.closed || st.done {
+// after runs f(tx) under the engine's lock after d, commits, and delivers
+// the signals.
+func (e *Engine) after(d time.Duration, f func(t *tx)) *engineTimer {
+	et := &engineTimer{}
+	e.timers[et] = struct{}{}
+	et.t = e.clock.AfterFunc(d, func() {
+		e.mu.Lock()
+		if e.closed || et.done {
+			e.mu.Unlock()
 			return
 		}
-		st.done = true
-		delete(s.timers, st)
+		et.done = true
+		delete(e.timers, et)
 		t := newTx()
 		f(t)
-		if err := s.commit(t); err != nil {
-			s.log.Error("pbx: timer commit failed", "err", err)
+		if err := e.commit(t); err != nil {
+			e.log.Error("pbx: timer commit failed", "err", err)
 		}
+		e.mu.Unlock()
+		e.flush()
 	})
-	return st
+	return et
 }
 
-func (s *Sim) stop(st *simTimer) {
-	if st == nil || st.done {
+func (e *Engine) stop(et *engineTimer) {
+	if et == nil || et.done {
 		return
 	}
-	st.done = true
-	st.t.Stop()
-	delete(s.timers, st)
+	et.done = true
+	et.t.Stop()
+	delete(e.timers, et)
 }
 
-func (s *Sim) newLeg(t *tx, dev *directory.Device, party callstore.Party) *leg {
-	now := s.clock.Now()
-	s.seq++
+func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *leg {
+	now := e.clock.Now()
+	e.seq++
 	l := &leg{dev: dev}
 	l.c = callstore.Call{
-		UID:           s.store.NewUID(),
-		ID:            fmt.Sprintf("%d.%d", now.Unix(), s.seq),
-		CID:           fmt.Sprintf("%s-%08x", dev.Name, s.seq),
+		UID:           e.store.NewUID(),
+		ID:            fmt.Sprintf("%d.%d", now.Unix(), e.seq),
+		CID:           fmt.Sprintf("%s-%08x", dev.Name, e.seq),
 		Device:        dev.Name,
 		DeviceCompany: dev.Company,
 		Party:         party,
 		StampMillis:   now.UnixMilli(),
 	}
-	if u, ok := s.dir.User(dev.Owner); ok {
+	if u, ok := e.dir.User(dev.Owner); ok {
 		l.c.OwnerID, l.c.OwnerLogin = u.ID, u.Login
 	}
-	s.legs[l.c.UID] = l
-	s.byDev[dev.Name] = append(s.byDev[dev.Name], l)
+	e.legs[l.c.UID] = l
+	e.byDev[dev.Name] = append(e.byDev[dev.Name], l)
 	t.touch(l)
 	return l
 }
 
-func (s *Sim) liveCount(dev string) int {
+func (e *Engine) liveCount(dev string) int {
 	n := 0
-	for _, l := range s.byDev[dev] {
+	for _, l := range e.byDev[dev] {
 		if !l.dead {
 			n++
 		}
@@ -441,25 +533,25 @@ func (s *Sim) liveCount(dev string) int {
 }
 
 // canRing reports whether a phone may ring for another call now.
-func (s *Sim) canRing(dev *directory.Device) bool {
-	if !strings.HasPrefix(dev.Name, "SIP/") {
+func (e *Engine) canRing(dev *directory.Device) bool {
+	if !isPhone(dev) {
 		return false
 	}
-	for _, l := range s.byDev[dev.Name] {
+	for _, l := range e.byDev[dev.Name] {
 		if !l.dead && l.c.NRState == callstore.NRRinging {
 			return false // one ringing call at a time: call waiting, not a pile-up
 		}
 	}
-	return s.liveCount(dev.Name) < callWaiting
+	return e.liveCount(dev.Name) < callWaiting && e.drv.Refuse(Target{Device: dev.Name}) == 0
 }
 
 // identOf is how a leg's party is named to the other side.
-func (s *Sim) identOf(l *leg) ident {
-	if l.dev.Name[0] != 'S' { // Park/ and Queue/ legs stand for the party on them
+func (e *Engine) identOf(l *leg) ident {
+	if !isPhone(l.dev) { // Park/ and Queue/ legs stand for the party on them
 		return ident{l.c.Name, l.c.Number}
 	}
 	id := ident{name: l.dev.DisplayName, number: l.dev.Extension}
-	if u, ok := s.dir.User(l.dev.Owner); ok {
+	if u, ok := e.dir.User(l.dev.Owner); ok {
 		id.name = u.Name
 	}
 	if id.number == "" {
@@ -468,9 +560,9 @@ func (s *Sim) identOf(l *leg) ident {
 	return id
 }
 
-func (s *Sim) originIdent(o origin) ident {
+func (e *Engine) originIdent(o origin) ident {
 	if o.leg != nil {
-		return s.identOf(o.leg)
+		return e.identOf(o.leg)
 	}
 	return ident{o.rem.name, o.rem.number}
 }
@@ -479,25 +571,30 @@ func setParty(l *leg, id ident) { l.c.Name, l.c.Number = id.name, id.number }
 
 // kill ends a leg and whatever cannot outlive it: its bridged peer, the
 // legs ringing for it, its queue leg. It unlinks everything so links only
-// ever point at live legs.
-func (s *Sim) kill(t *tx, l *leg, cause int32) {
+// ever point at live legs, and tells the driver to end the signalling of
+// every leg whose own device did not end it.
+func (e *Engine) kill(t *tx, l *leg, cause int32) {
 	if l.dead {
 		return
 	}
 	l.dead = true
 	l.c.Cause, l.c.CauseTxt = cause, CauseText(cause)
 	t.touch(l)
+	if !l.quiet {
+		ref := l.ref()
+		t.signal(func(ctx context.Context, d Driver) { d.Hangup(ctx, ref, cause) })
+	}
 	if p := l.peer; p != nil {
 		l.peer, p.peer = nil, nil
-		s.kill(t, p, cause)
+		e.kill(t, p, cause)
 	}
 	if r := l.ext; r != nil {
 		l.ext, r.leg = nil, nil
-		s.stop(r.timer)
+		t.detach(r, cause)
 	}
 	if rg := l.alerting; rg != nil {
 		l.alerting = nil
-		s.dissolve(t, rg, cause)
+		e.dissolve(t, rg, cause)
 	}
 	if rg := l.ringing; rg != nil {
 		l.ringing = nil
@@ -510,33 +607,48 @@ func (s *Sim) kill(t *tx, l *leg, cause int32) {
 	}
 	if q := l.queue; q != nil {
 		l.queue, q.qAgent = nil, nil
-		s.kill(t, q, cause)
+		e.kill(t, q, cause)
 	}
 }
 
 // dissolve ends every leg still ringing for rg; the origin is left to the
-// caller.
-func (s *Sim) dissolve(t *tx, rg *ringer, cause int32) {
-	s.stop(rg.timer)
+// caller. An external caller ringing the group is detached: it ends with
+// the operation unless the operation routes it elsewhere.
+func (e *Engine) dissolve(t *tx, rg *ringer, cause int32) {
+	e.stop(rg.timer)
 	if rg.origin != nil && rg.origin.alerting == rg {
 		rg.origin.alerting = nil
 		t.touch(rg.origin)
+	}
+	if r := rg.rem; r != nil && r.ringer == rg {
+		r.ringer = nil
+		t.detach(r, cause)
 	}
 	legs := rg.legs
 	rg.legs, rg.rest = nil, nil
 	for _, l := range legs {
 		l.ringing = nil
-		s.kill(t, l, cause)
+		e.kill(t, l, cause)
 	}
 }
 
-func (s *Sim) fail(t *tx, o origin, cause int32) {
+func (e *Engine) fail(t *tx, o origin, cause int32) {
 	if o.leg != nil {
-		s.kill(t, o.leg, cause)
+		e.kill(t, o.leg, cause)
 	}
+	if o.rem != nil {
+		t.detach(o.rem, cause)
+	}
+}
+
+// bridged tells the driver that two parties now talk to each other.
+func bridged(t *tx, a, b Party) {
+	t.signal(func(ctx context.Context, d Driver) { d.Bridge(ctx, a, b) })
 }
 
 func isPhone(dev *directory.Device) bool { return strings.HasPrefix(dev.Name, "SIP/") }
+
+func isQueue(dev *directory.Device) bool { return strings.HasPrefix(dev.Name, "Queue/") }
 
 func xferOf(ls ...*leg) []callstore.XferLeg {
 	out := make([]callstore.XferLeg, 0, len(ls))

@@ -1,0 +1,132 @@
+package pbx
+
+import (
+	"context"
+)
+
+// Driver is a channel driver: it turns what the engine decided into
+// signalling toward phones and the trunk, and reports signalling back
+// through the engine's event methods ([Engine.Answered], [Engine.HungUp],
+// [Engine.RemoteAnswered], ...).
+//
+// The engine calls the signalling methods in the order it decided them,
+// one at a time, after it committed the operation and without holding its
+// lock, so a driver may do network I/O in them and may report events back
+// to the engine from inside them. They should start the signalling and
+// return rather than wait for the far end: what the far end answers comes
+// back as an event. The context is the engine's: it ends when the engine
+// closes.
+//
+// Refuse and Status are different: the engine asks them while it holds
+// its lock, so they must answer from memory at once and never call the
+// engine.
+type Driver interface {
+	// Refuse says whether a target cannot be signalled at all right now
+	// (an unregistered phone, a number the trunk always refuses): 0 if it
+	// can, else the Q.850 cause the caller hears. It must not block.
+	Refuse(t Target) int32
+	// Status is the registration health of a device. It must not block.
+	Status(device string) DeviceStatus
+
+	// Offhook asks the device of a leg the API dialled to go off-hook
+	// (click-to-dial: the caller's own phone rings first). The driver
+	// reports [Engine.Answered] when it did, or [Engine.Refused].
+	Offhook(ctx context.Context, leg LegRef, autoAnswer bool)
+	// Ring makes a device ring for a new callee leg. The driver reports
+	// [Engine.Answered] or [Engine.Refused].
+	Ring(ctx context.Context, r Ring)
+	// Answer asks a ringing phone to answer by itself (the API's Talk on
+	// a ringing call); the driver reports [Engine.Answered].
+	Answer(ctx context.Context, leg LegRef)
+	// Originate calls an external number over the trunk for a leg; the
+	// driver reports [Engine.RemoteAnswered] or [Engine.RemoteEnded].
+	Originate(ctx context.Context, o Originate)
+	// Bridge connects two parties that now talk to each other (an answer,
+	// a transfer, a pickup): the driver exchanges their media
+	// descriptions. Remote parties have ID set, legs UID.
+	Bridge(ctx context.Context, a, b Party)
+	// Hold tells the other party of a leg that the leg put it on hold
+	// (held) or took it back.
+	Hold(ctx context.Context, leg LegRef, other Party, held bool)
+	// Hangup ends the signalling of a leg with a cause (BYE, CANCEL or a
+	// refusal, whichever fits the leg's stage). It is not called for a
+	// leg its own device ended.
+	Hangup(ctx context.Context, leg LegRef, cause int32)
+	// HangupRemote ends the call of an external party with a cause. It is
+	// not called for a party that ended the call itself.
+	HangupRemote(ctx context.Context, id RemoteID, cause int32)
+	// Dtmf sends one tone on an up leg.
+	Dtmf(ctx context.Context, leg LegRef, tone string)
+}
+
+// RemoteID names an external party (the trunk side of a call) for as long
+// as it is connected to the PBX. It is never reused.
+type RemoteID int64
+
+// LegRef names a leg to a driver.
+type LegRef struct {
+	UID    int64
+	Device string
+}
+
+// Party is one end of a bridge: a leg, or an external party.
+type Party struct {
+	Leg    LegRef   // UID 0: not a leg
+	Remote RemoteID // 0: not an external party
+}
+
+// Target is what the engine is about to signal: a device or an external
+// number.
+type Target struct {
+	Device string // a device to ring
+	Number string // or an external number to call
+}
+
+// Ring asks a driver to ring a device for a callee leg.
+type Ring struct {
+	Leg LegRef
+	// From is who calls: a leg or an external party (zero for a queue's
+	// music-on-hold leg ringing its agents).
+	From Party
+	// Name and Number identify the caller to the phone.
+	Name, Number string
+}
+
+// Originate asks a driver to call an external number.
+type Originate struct {
+	Remote RemoteID
+	Number string
+	From   LegRef // the leg that calls
+	// Name and Number identify the caller to the far end.
+	CallerName, CallerNumber string
+}
+
+// signal is one driver call decided under the engine's lock and made
+// after it is released.
+type signal func(ctx context.Context, d Driver)
+
+// flush delivers the signals queued by committed operations, in order and
+// one at a time. Whichever goroutine finds no one delivering becomes the
+// deliverer until the queue is empty; a driver that reports an event from
+// inside a signal re-enters the engine, queues more, and returns at once:
+// the outer loop delivers those next. The engine's lock is never held
+// while a driver runs.
+func (e *Engine) flush() {
+	e.mu.Lock()
+	if e.flushing {
+		e.mu.Unlock()
+		return
+	}
+	e.flushing = true
+	for len(e.outbox) > 0 {
+		out := e.outbox
+		e.outbox = nil
+		e.mu.Unlock()
+		for _, s := range out {
+			s(e.ctx, e.drv)
+		}
+		e.mu.Lock()
+	}
+	e.flushing = false
+	e.mu.Unlock()
+}
