@@ -295,8 +295,8 @@ func (e *Engine) commit(t *tx) error {
 			l.changed = nil
 		}
 	}
-	e.endRemotes(t)
 	e.outbox = append(e.outbox, t.signals...)
+	e.endRemotes(t)
 	return nil
 }
 
@@ -337,8 +337,9 @@ func (e *Engine) forget(l *leg) {
 	}
 }
 
-// derive is the state table of call-model-notes.md: the leg's state from
-// its near-end state and the near-end state of what it is bridged to.
+// derive is the PBX's state table: the leg's state from its near-end
+// state and the near-end state of what it is bridged to (rows: nrState;
+// ring and ringing both derive ring, park and hold win over anything).
 // The old "call" state folds into dial.
 func derive(nr, br callstore.NRState) callstore.State {
 	switch nr {

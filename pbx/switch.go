@@ -13,9 +13,10 @@ type DialOptions struct {
 	// AutoHold puts the device's calls that are up on hold first, in the
 	// same revision as the new leg.
 	AutoHold bool
-	// AutoAnswer asks the handset to go off-hook by itself; the device
-	// must have the answer feature. The simulated handset always goes
-	// off-hook at once, so the flag only checks that it could.
+	// AutoAnswer asks the handset to go off hook by itself when the PBX
+	// rings it for the call (the driver's Offhook); the device must have
+	// the answer feature. The simulated handset always goes off hook at
+	// once, so there the flag only checks that it could.
 	AutoAnswer bool
 }
 
@@ -53,8 +54,8 @@ type Switch interface {
 	Dtmf(ctx context.Context, uid int64, tone string) (*callstore.Call, error)
 }
 
-// Simulator drives the far end of the simulated switch: external parties,
-// which have no leg of their own.
+// Simulator drives the far end of the simulated driver (pbx/sim):
+// external parties, which have no leg of their own.
 type Simulator interface {
 	// PlaceInbound places a call from an external number to an extension
 	// and returns the legs it created (the queue's leg first, then every

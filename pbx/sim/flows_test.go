@@ -40,7 +40,10 @@ func noErr(t testing.TB, err error) {
 
 func second[T any](_ T, err error) error { return err }
 
-func (p *phones) Answer(t testing.TB, uid int64) { t.Helper(); noErr(t, second(p.s.Answered(ctx, uid))) }
+func (p *phones) Answer(t testing.TB, uid int64) {
+	t.Helper()
+	noErr(t, second(p.s.Answered(ctx, uid)))
+}
 func (p *phones) HangUp(t testing.TB, uid int64) { t.Helper(); noErr(t, second(p.s.HungUp(ctx, uid))) }
 func (p *phones) Refuse(t testing.TB, uid int64, cause int32) {
 	t.Helper()
