@@ -83,6 +83,11 @@ type Device struct {
 	Extension   string // primary extension number, "" if none
 	MailboxNew  int32
 	MailboxOld  int32
+
+	// SIP is how the phone registers with the sip driver; nil when the
+	// device has no SIP credentials (it cannot register, and with the
+	// sip driver it never rings).
+	SIP *SIPAccount
 }
 
 // ExtensionType is what dialling an extension reaches.

@@ -1,6 +1,9 @@
 package directory
 
 import (
+	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -165,6 +168,17 @@ func TestParseErrors(t *testing.T) {
 		{"rule cause not reject", base + "external: [{pattern: '1*', behaviour: busy, cause: 17}]\n", `t.yaml: external rule "1*": cause is only for behaviour reject`},
 		{"rule bad delay", base + "external: [{pattern: '1*', behaviour: answer, answer_delay: x}]\n", `t.yaml: external rule "1*": answer_delay "x" is not a duration`},
 		{"two documents", base + "---\ncompanies: []\n", `t.yaml: more than one YAML document`},
+		{"sip no ha1", withSIP("{}"), `t.yaml: device "SIP/201": sip needs ha1_md5 or ha1_sha256`},
+		{"sip bad md5", withSIP("{ha1_md5: secret}"), `t.yaml: device "SIP/201": sip.ha1_md5: want 32 hex digits, got 6 characters`},
+		{"sip bad sha256", withSIP("{ha1_sha256: " + strings.Repeat("ab", 16) + "}"), `t.yaml: device "SIP/201": sip.ha1_sha256: want 64 hex digits`},
+		{"sip bad username", withSIP("{username: 'a b', ha1_md5: " + md5hex + "}"), `t.yaml: device "SIP/201": sip.username "a b" must be`},
+		{"sip bad realm", withSIP("{realm: 'a\"b', ha1_md5: " + md5hex + "}"), `t.yaml: device "SIP/201": sip.realm`},
+		{"sip bad file realm", base + "sip_realm: '\"'\n", `t.yaml: sip_realm:`},
+		{"sip max registrations", withSIP("{ha1_md5: " + md5hex + ", max_registrations: 99}"), `t.yaml: device "SIP/201": sip.max_registrations: 99 is not between 1 and 32`},
+		{"sip max dialogs", withSIP("{ha1_md5: " + md5hex + ", max_dialogs: -1}"), `t.yaml: device "SIP/201": sip.max_dialogs: -1 is not between 1 and 64`},
+		{"sip unknown key", withSIP("{ha1_md5: " + md5hex + ", password: x}"), `field password not found`},
+		{"sip on park", strings.Replace(base, "{name: Park/701, company: default}", "{name: Park/701, company: default, sip: {ha1_md5: "+md5hex+"}}", 1), `t.yaml: device "Park/701": only SIP devices have sip credentials`},
+		{"sip dup username", strings.Replace(withSIP("{ha1_md5: "+md5hex+"}"), "webrtc: true}", "webrtc: true, sip: {username: '201', ha1_md5: "+md5hex+"}}", 1), `t.yaml: device "SIP/webrtc1": sip.username "201" is also the username of device at index 0`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,6 +193,70 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+var md5hex = strings.Repeat("0f", 16)
+
+// withSIP gives base's SIP/201 a sip block.
+func withSIP(block string) string {
+	return strings.Replace(base, `owner: ann, extension: "201"}`, `owner: ann, extension: "201", sip: `+block+`}`, 1)
+}
+
+func TestSIPAccounts(t *testing.T) {
+	d := Demo()
+	for _, name := range []string{"SIP/201", "SIP/201_2", "SIP/202", "SIP/203", "SIP/302", "SIP/303"} {
+		v, _ := d.Device(name)
+		a := v.SIP
+		if a == nil {
+			t.Fatalf("%s has no SIP account", name)
+		}
+		user := strings.TrimPrefix(name, "SIP/")
+		// The demo's documented password is demo-sip-<username>.
+		if a.Username != user || a.Realm != "callcontrold" || hex.EncodeToString(a.HA1MD5) != SIPHA1MD5(user, "callcontrold", "demo-sip-"+user) {
+			t.Errorf("%s: account %v does not match the documented demo password", name, a)
+		}
+		if a.MaxRegistrations != DefaultMaxRegistrations || a.MaxDialogs != DefaultMaxDialogs || a.RemoteAnswer {
+			t.Errorf("%s: limits %d/%d remote answer %v", name, a.MaxRegistrations, a.MaxDialogs, a.RemoteAnswer)
+		}
+		if got, ok := d.DeviceBySIPUser(user); !ok || got != v {
+			t.Errorf("DeviceBySIPUser(%s) = %v, %v", user, got, ok)
+		}
+	}
+	if v, _ := d.Device("Park/701"); v.SIP != nil {
+		t.Error("park orbit has a SIP account")
+	}
+	if _, ok := d.DeviceBySIPUser("webrtc11"); ok {
+		t.Error("webrtc11 has a SIP account")
+	}
+
+	y := withSIP("{username: alice, realm: pbx.example, ha1_sha256: " + SIPHA1SHA256("alice", "pbx.example", "pw") + ", remote_answer: true, max_registrations: 1, max_dialogs: 2}")
+	d, err := Parse([]byte(y), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := d.DeviceBySIPUser("alice")
+	if !ok || v.Name != "SIP/201" {
+		t.Fatalf("DeviceBySIPUser(alice) = %v, %v", v, ok)
+	}
+	a := v.SIP
+	if a.HA1MD5 != nil || len(a.HA1SHA256) != 32 || !a.RemoteAnswer || a.MaxRegistrations != 1 || a.MaxDialogs != 2 || a.Realm != "pbx.example" {
+		t.Errorf("account %#v: %d %d", a, a.MaxRegistrations, a.MaxDialogs)
+	}
+	// No way of printing an account shows its HA1.
+	secret := hex.EncodeToString(a.HA1SHA256)
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "account", *a)
+	for _, out := range []string{fmt.Sprint(a), fmt.Sprintf("%v %+v %#v %s", *a, *a, *a, a), logged.String()} {
+		if strings.Contains(out, secret) || strings.Contains(out, fmt.Sprint(a.HA1SHA256[:4])) {
+			t.Errorf("HA1 printed: %s", out)
+		}
+		if !strings.Contains(out, "alice") {
+			t.Errorf("username not printed: %s", out)
+		}
+	}
+	if d.SIPRealm() != DefaultSIPRealm {
+		t.Errorf("default realm %q", d.SIPRealm())
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add(DemoYAML())
 	f.Add([]byte(base))
@@ -186,6 +264,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`companies: [{name: a}]`))
 	f.Add([]byte("users: [{id: 1, login: x, role: admin, token_sha256: [00]}]"))
 	f.Add([]byte("companies: [{name: a}]\ndevices: [{name: SIP/webrtc1, company: a, webrtc: true}]"))
+	f.Add([]byte(withSIP("{username: u, realm: r, ha1_md5: " + md5hex + ", max_dialogs: 2}")))
+	f.Add([]byte("sip_realm: x\ncompanies: [{name: a}]\ndevices: [{name: SIP/1, company: a, sip: {ha1_sha256: " + strings.Repeat("0", 64) + "}}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Parse(data, "fuzz.yaml")
 		if err != nil {
@@ -202,6 +282,16 @@ func FuzzParse(f *testing.F) {
 			if v.Owner != "" {
 				if _, ok := d.User(v.Owner); !ok {
 					t.Fatalf("device %s: unknown owner", v.Name)
+				}
+			}
+		}
+		for _, v := range d.Devices() {
+			if a := v.SIP; a != nil {
+				if got, ok := d.DeviceBySIPUser(a.Username); !ok || got != v {
+					t.Fatalf("device %s: SIP username %q does not find it", v.Name, a.Username)
+				}
+				if a.HA1MD5 == nil && a.HA1SHA256 == nil || a.MaxRegistrations < 1 || a.MaxDialogs < 1 {
+					t.Fatalf("device %s: incomplete SIP account", v.Name)
 				}
 			}
 		}

@@ -101,6 +101,9 @@ type Directory struct {
 	extsOf      map[string][]string
 	external    []ExternalRule
 	ringTimeout time.Duration
+	sipRealm    string
+
+	deviceBySIPUser map[string]*Device
 }
 
 // Name is the file name the directory was loaded from ("demo.yaml" for
@@ -150,6 +153,16 @@ func (d *Directory) ExtensionsOf(device string) []string { return d.extsOf[devic
 // order: the first match wins.
 func (d *Directory) ExternalRules() []ExternalRule { return d.external }
 
+// DeviceBySIPUser returns the device whose SIP account has that digest
+// username.
+func (d *Directory) DeviceBySIPUser(username string) (*Device, bool) {
+	v, ok := d.deviceBySIPUser[username]
+	return v, ok
+}
+
+// SIPRealm is the default digest realm of the file's SIP accounts.
+func (d *Directory) SIPRealm() string { return d.sipRealm }
+
 // RingTimeout is how long a call rings unanswered before it ends.
 func (d *Directory) RingTimeout() time.Duration { return d.ringTimeout }
 
@@ -181,6 +194,7 @@ func Load(file string) (*Directory, error) {
 // The file format. Field names are the YAML keys; see demo.yaml.
 type fileSchema struct {
 	RingTimeout string         `yaml:"ring_timeout"`
+	SIPRealm    string         `yaml:"sip_realm"`
 	Companies   []companyEntry `yaml:"companies"`
 	Users       []userEntry    `yaml:"users"`
 	Devices     []deviceEntry  `yaml:"devices"`
@@ -204,13 +218,14 @@ type userEntry struct {
 }
 
 type deviceEntry struct {
-	Name        string   `yaml:"name"`
-	DisplayName string   `yaml:"display_name"`
-	Company     string   `yaml:"company"`
-	Owner       string   `yaml:"owner"`
-	WebRTC      bool     `yaml:"webrtc"`
-	Features    []string `yaml:"features"`
-	Extension   string   `yaml:"extension"`
+	Name        string    `yaml:"name"`
+	DisplayName string    `yaml:"display_name"`
+	Company     string    `yaml:"company"`
+	Owner       string    `yaml:"owner"`
+	WebRTC      bool      `yaml:"webrtc"`
+	Features    []string  `yaml:"features"`
+	Extension   string    `yaml:"extension"`
+	SIP         *sipEntry `yaml:"sip"`
 	Mailbox     struct {
 		New int32 `yaml:"new"`
 		Old int32 `yaml:"old"`
@@ -279,6 +294,9 @@ func Parse(data []byte, name string) (*Directory, error) {
 		extBy:       map[string]*Extension{},
 		extsOf:      map[string][]string{},
 		ringTimeout: DefaultRingTimeout,
+		sipRealm:    DefaultSIPRealm,
+
+		deviceBySIPUser: map[string]*Device{},
 	}}
 	if err := b.build(&f); err != nil {
 		return nil, err
@@ -286,9 +304,14 @@ func Parse(data []byte, name string) (*Directory, error) {
 	return b.d, nil
 }
 
+// builder turns the decoded file into a Directory, one section at a
+// time; each step may rely on the sections built before it.
 type builder struct {
 	name string
 	d    *Directory
+
+	devIdx     map[string]int // device name -> index in the file
+	sipUserIdx map[string]int // SIP username -> index of its device
 }
 
 func (b *builder) errf(kind, key string, index int, format string, args ...any) error {
@@ -300,14 +323,45 @@ func (b *builder) errf(kind, key string, index int, format string, args ...any) 
 }
 
 func (b *builder) build(f *fileSchema) error {
-	d := b.d
+	b.devIdx = map[string]int{}
+	b.sipUserIdx = map[string]int{}
+	steps := []func(*fileSchema) error{
+		b.buildSettings,
+		b.buildCompanies,
+		b.buildUsers,
+		b.buildDevices,
+		b.buildExtensions,
+		b.checkDeviceExtensions,
+		b.buildExternal,
+	}
+	for _, step := range steps {
+		if err := step(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildSettings reads the file-wide settings.
+func (b *builder) buildSettings(f *fileSchema) error {
 	if f.RingTimeout != "" {
 		rt, err := time.ParseDuration(f.RingTimeout)
 		if err != nil || rt <= 0 {
 			return fmt.Errorf("%s: ring_timeout: %q is not a positive duration", b.name, f.RingTimeout)
 		}
-		d.ringTimeout = rt
+		b.d.ringTimeout = rt
 	}
+	if f.SIPRealm != "" {
+		if !validRealm(f.SIPRealm) {
+			return fmt.Errorf("%s: sip_realm: %q must be 1 to 128 printable characters without quotes or backslashes", b.name, f.SIPRealm)
+		}
+		b.d.sipRealm = f.SIPRealm
+	}
+	return nil
+}
+
+func (b *builder) buildCompanies(f *fileSchema) error {
+	d := b.d
 	if len(f.Companies) == 0 {
 		return fmt.Errorf("%s: no companies defined", b.name)
 	}
@@ -330,7 +384,10 @@ func (b *builder) build(f *fileSchema) error {
 		d.companies = append(d.companies, c)
 		d.companyBy[c.Name] = c
 	}
+	return nil
+}
 
+func (b *builder) buildUsers(f *fileSchema) error {
 	userIdx := map[string]int{}
 	idIdx := map[int64]int{}
 	tokenIdx := map[TokenHash]int{}
@@ -352,32 +409,10 @@ func (b *builder) build(f *fileSchema) error {
 			return b.errf("user", e.Login, i, "duplicate id %d (also used at index %d)", e.ID, j)
 		}
 		idIdx[e.ID] = i
-		role, ok := ParseRole(e.Role)
-		if !ok {
-			return b.errf("user", e.Login, i, "bad role %q (want admin, sys-admin, company-admin or user)", e.Role)
+		u, err := b.buildUser(e, i)
+		if err != nil {
+			return err
 		}
-		u := &User{ID: e.ID, Login: e.Login, Name: e.Name, Role: role, Company: e.Company}
-		if u.Company == "" {
-			u.Company = DefaultCompany // the reference's home company default
-		}
-		if _, ok := d.companyBy[u.Company]; !ok {
-			return b.errf("user", e.Login, i, "unknown company %q", u.Company)
-		}
-		if u.Name == "" {
-			u.Name = u.Login
-		}
-		for _, c := range e.Companies {
-			if _, ok := d.companyBy[c]; !ok {
-				return b.errf("user", e.Login, i, "unknown administered company %q", c)
-			}
-		}
-		switch {
-		case role == RoleCompanyAdmin && len(e.Companies) == 0:
-			return b.errf("user", e.Login, i, "company-admin without companies")
-		case role != RoleCompanyAdmin && len(e.Companies) > 0:
-			return b.errf("user", e.Login, i, "companies are only for company-admin (role is %s)", role)
-		}
-		u.Companies = slices.Clone(e.Companies)
 		for k, t := range e.TokenSHA256 {
 			raw, err := hex.DecodeString(strings.TrimSpace(t))
 			if err != nil || len(raw) != len(TokenHash{}) {
@@ -389,77 +424,135 @@ func (b *builder) build(f *fileSchema) error {
 			}
 			tokenIdx[h] = i
 			u.Tokens = append(u.Tokens, h)
-			d.userByToken[h] = u
+			b.d.userByToken[h] = u
 		}
-		d.users = append(d.users, u)
-		d.userBy[u.Login] = u
+		b.d.users = append(b.d.users, u)
+		b.d.userBy[u.Login] = u
 	}
+	return nil
+}
 
-	devIdx := map[string]int{}
+// buildUser checks a user's role and companies.
+func (b *builder) buildUser(e userEntry, i int) (*User, error) {
+	role, ok := ParseRole(e.Role)
+	if !ok {
+		return nil, b.errf("user", e.Login, i, "bad role %q (want admin, sys-admin, company-admin or user)", e.Role)
+	}
+	u := &User{ID: e.ID, Login: e.Login, Name: e.Name, Role: role, Company: e.Company}
+	if u.Company == "" {
+		u.Company = DefaultCompany // the reference's home company default
+	}
+	if _, ok := b.d.companyBy[u.Company]; !ok {
+		return nil, b.errf("user", e.Login, i, "unknown company %q", u.Company)
+	}
+	if u.Name == "" {
+		u.Name = u.Login
+	}
+	for _, c := range e.Companies {
+		if _, ok := b.d.companyBy[c]; !ok {
+			return nil, b.errf("user", e.Login, i, "unknown administered company %q", c)
+		}
+	}
+	switch {
+	case role == RoleCompanyAdmin && len(e.Companies) == 0:
+		return nil, b.errf("user", e.Login, i, "company-admin without companies")
+	case role != RoleCompanyAdmin && len(e.Companies) > 0:
+		return nil, b.errf("user", e.Login, i, "companies are only for company-admin (role is %s)", role)
+	}
+	u.Companies = slices.Clone(e.Companies)
+	return u, nil
+}
+
+func (b *builder) buildDevices(f *fileSchema) error {
+	d := b.d
 	for i, e := range f.Devices {
 		if e.Name == "" {
 			return b.errf("device", "", i, "missing name")
 		}
-		if j, dup := devIdx[e.Name]; dup {
+		if j, dup := b.devIdx[e.Name]; dup {
 			return b.errf("device", e.Name, i, "duplicate name (also defined at index %d)", j)
 		}
-		devIdx[e.Name] = i
-		if err := b.checkDeviceName(e, i); err != nil {
+		b.devIdx[e.Name] = i
+		v, err := b.buildDevice(e, i)
+		if err != nil {
 			return err
-		}
-		if _, ok := d.companyBy[e.Company]; !ok {
-			return b.errf("device", e.Name, i, "unknown company %q", e.Company)
-		}
-		v := &Device{
-			Name: e.Name, DisplayName: e.DisplayName, Company: e.Company, Owner: e.Owner,
-			WebRTC: e.WebRTC, Extension: e.Extension, MailboxNew: e.Mailbox.New, MailboxOld: e.Mailbox.Old,
-		}
-		if v.DisplayName == "" {
-			v.DisplayName = v.Name
-		}
-		if e.Mailbox.New < 0 || e.Mailbox.Old < 0 {
-			return b.errf("device", e.Name, i, "mailbox counts must not be negative")
-		}
-		if e.Owner != "" {
-			if _, ok := d.userBy[e.Owner]; !ok {
-				return b.errf("device", e.Name, i, "owner %q does not exist", e.Owner)
-			}
-		}
-		if e.WebRTC {
-			u, ok := d.userBy[e.Owner]
-			if !ok {
-				return b.errf("device", e.Name, i, "webrtc device needs an owner")
-			}
-			if want := "SIP/webrtc" + strconv.FormatInt(u.ID, 10); e.Name != want {
-				return b.errf("device", e.Name, i, "webrtc device of %s (id %d) must be named %q", u.Login, u.ID, want)
-			}
-		}
-		for _, ft := range e.Features {
-			switch ft {
-			case "answer":
-				v.Features.Answer = true
-			case "hold":
-				v.Features.Hold = true
-			case "talk":
-				v.Features.Talk = true
-			default:
-				return b.errf("device", e.Name, i, "unknown feature %q (want answer, hold or talk)", ft)
-			}
-		}
-		if !strings.HasPrefix(v.Name, "SIP/") && len(e.Features) > 0 {
-			return b.errf("device", e.Name, i, "only SIP devices have features")
 		}
 		d.devices = append(d.devices, v)
 		d.deviceBy[v.Name] = v
 		if v.Owner != "" {
 			d.ownedBy[v.Owner] = append(d.ownedBy[v.Owner], v)
 		}
+		if v.SIP != nil {
+			d.deviceBySIPUser[v.SIP.Username] = v
+		}
 	}
 	slices.SortFunc(d.devices, func(a, b *Device) int { return strings.Compare(a.Name, b.Name) })
 	for _, l := range d.ownedBy {
 		slices.SortFunc(l, func(a, b *Device) int { return strings.Compare(a.Name, b.Name) })
 	}
+	return nil
+}
 
+// buildDevice checks one device entry: its name, company, owner,
+// features and SIP credentials.
+func (b *builder) buildDevice(e deviceEntry, i int) (*Device, error) {
+	if err := b.checkDeviceName(e, i); err != nil {
+		return nil, err
+	}
+	if _, ok := b.d.companyBy[e.Company]; !ok {
+		return nil, b.errf("device", e.Name, i, "unknown company %q", e.Company)
+	}
+	v := &Device{
+		Name: e.Name, DisplayName: e.DisplayName, Company: e.Company, Owner: e.Owner,
+		WebRTC: e.WebRTC, Extension: e.Extension, MailboxNew: e.Mailbox.New, MailboxOld: e.Mailbox.Old,
+	}
+	if v.DisplayName == "" {
+		v.DisplayName = v.Name
+	}
+	if e.Mailbox.New < 0 || e.Mailbox.Old < 0 {
+		return nil, b.errf("device", e.Name, i, "mailbox counts must not be negative")
+	}
+	if e.Owner != "" {
+		if _, ok := b.d.userBy[e.Owner]; !ok {
+			return nil, b.errf("device", e.Name, i, "owner %q does not exist", e.Owner)
+		}
+	}
+	if e.WebRTC {
+		u, ok := b.d.userBy[e.Owner]
+		if !ok {
+			return nil, b.errf("device", e.Name, i, "webrtc device needs an owner")
+		}
+		if want := "SIP/webrtc" + strconv.FormatInt(u.ID, 10); e.Name != want {
+			return nil, b.errf("device", e.Name, i, "webrtc device of %s (id %d) must be named %q", u.Login, u.ID, want)
+		}
+	}
+	for _, ft := range e.Features {
+		switch ft {
+		case "answer":
+			v.Features.Answer = true
+		case "hold":
+			v.Features.Hold = true
+		case "talk":
+			v.Features.Talk = true
+		default:
+			return nil, b.errf("device", e.Name, i, "unknown feature %q (want answer, hold or talk)", ft)
+		}
+	}
+	if !strings.HasPrefix(v.Name, "SIP/") && len(e.Features) > 0 {
+		return nil, b.errf("device", e.Name, i, "only SIP devices have features")
+	}
+	if e.SIP != nil {
+		a, err := b.buildSIPAccount(e, i)
+		if err != nil {
+			return nil, err
+		}
+		v.SIP = a
+	}
+	return v, nil
+}
+
+func (b *builder) buildExtensions(f *fileSchema) error {
+	d := b.d
 	extIdx := map[string]int{}
 	for i, e := range f.Extensions {
 		if e.Number == "" {
@@ -472,61 +565,9 @@ func (b *builder) build(f *fileSchema) error {
 			return b.errf("extension", e.Number, i, "duplicate number (also defined at index %d)", j)
 		}
 		extIdx[e.Number] = i
-		if _, ok := d.companyBy[e.Company]; !ok {
-			return b.errf("extension", e.Number, i, "unknown company %q", e.Company)
-		}
-		t, ok := extTypeNames[e.Type]
-		if !ok {
-			return b.errf("extension", e.Number, i, "bad type %q (want device, ring-all, hunt, queue or park)", e.Type)
-		}
-		x := &Extension{Number: e.Number, Company: e.Company, Name: e.Name, Type: t, Members: slices.Clone(e.Members)}
-		seen := map[string]bool{}
-		for _, m := range e.Members {
-			v, ok := d.deviceBy[m]
-			if !ok {
-				return b.errf("extension", e.Number, i, "member device %q is unknown", m)
-			}
-			if seen[m] {
-				return b.errf("extension", e.Number, i, "member device %q listed twice", m)
-			}
-			seen[m] = true
-			if !strings.HasPrefix(v.Name, "SIP/") {
-				return b.errf("extension", e.Number, i, "member %q is not a phone (SIP/...)", m)
-			}
-		}
-		var own string // the device the extension itself is
-		switch t {
-		case ExtensionDevice:
-			if len(e.Members) != 1 {
-				return b.errf("extension", e.Number, i, "a device extension has exactly one member, got %d", len(e.Members))
-			}
-		case ExtensionRingAll, ExtensionHunt:
-			if len(e.Members) == 0 {
-				return b.errf("extension", e.Number, i, "a %s group needs members", e.Type)
-			}
-		case ExtensionQueue:
-			own = "Queue/q_" + e.Number
-		case ExtensionPark:
-			own = "Park/" + e.Number
-			if len(e.Members) > 0 {
-				return b.errf("extension", e.Number, i, "a park orbit has no members")
-			}
-		}
-		if own != "" {
-			v, ok := d.deviceBy[own]
-			if !ok {
-				return b.errf("extension", e.Number, i, "needs device %q", own)
-			}
-			if v.Company != e.Company {
-				return b.errf("extension", e.Number, i, "device %q is in company %q, not %q", own, v.Company, e.Company)
-			}
-			d.extsOf[own] = append(d.extsOf[own], e.Number)
-		}
-		for _, m := range e.Members {
-			d.extsOf[m] = append(d.extsOf[m], e.Number)
-		}
-		if x.Name == "" {
-			x.Name = x.Number
+		x, err := b.buildExtension(e, i)
+		if err != nil {
+			return err
 		}
 		d.extensions = append(d.extensions, x)
 		d.extBy[x.Number] = x
@@ -535,25 +576,99 @@ func (b *builder) build(f *fileSchema) error {
 	for k := range d.extsOf {
 		slices.Sort(d.extsOf[k])
 	}
+	return nil
+}
+
+// buildExtension checks one extension entry against its type and records
+// which devices it rings.
+func (b *builder) buildExtension(e extEntry, i int) (*Extension, error) {
+	d := b.d
+	if _, ok := d.companyBy[e.Company]; !ok {
+		return nil, b.errf("extension", e.Number, i, "unknown company %q", e.Company)
+	}
+	t, ok := extTypeNames[e.Type]
+	if !ok {
+		return nil, b.errf("extension", e.Number, i, "bad type %q (want device, ring-all, hunt, queue or park)", e.Type)
+	}
+	x := &Extension{Number: e.Number, Company: e.Company, Name: e.Name, Type: t, Members: slices.Clone(e.Members)}
+	seen := map[string]bool{}
+	for _, m := range e.Members {
+		v, ok := d.deviceBy[m]
+		if !ok {
+			return nil, b.errf("extension", e.Number, i, "member device %q is unknown", m)
+		}
+		if seen[m] {
+			return nil, b.errf("extension", e.Number, i, "member device %q listed twice", m)
+		}
+		seen[m] = true
+		if !strings.HasPrefix(v.Name, "SIP/") {
+			return nil, b.errf("extension", e.Number, i, "member %q is not a phone (SIP/...)", m)
+		}
+	}
+	var own string // the device the extension itself is
+	switch t {
+	case ExtensionDevice:
+		if len(e.Members) != 1 {
+			return nil, b.errf("extension", e.Number, i, "a device extension has exactly one member, got %d", len(e.Members))
+		}
+	case ExtensionRingAll, ExtensionHunt:
+		if len(e.Members) == 0 {
+			return nil, b.errf("extension", e.Number, i, "a %s group needs members", e.Type)
+		}
+	case ExtensionQueue:
+		own = "Queue/q_" + e.Number
+	case ExtensionPark:
+		own = "Park/" + e.Number
+		if len(e.Members) > 0 {
+			return nil, b.errf("extension", e.Number, i, "a park orbit has no members")
+		}
+	}
+	if own != "" {
+		v, ok := d.deviceBy[own]
+		if !ok {
+			return nil, b.errf("extension", e.Number, i, "needs device %q", own)
+		}
+		if v.Company != e.Company {
+			return nil, b.errf("extension", e.Number, i, "device %q is in company %q, not %q", own, v.Company, e.Company)
+		}
+		d.extsOf[own] = append(d.extsOf[own], e.Number)
+	}
+	for _, m := range e.Members {
+		d.extsOf[m] = append(d.extsOf[m], e.Number)
+	}
+	if x.Name == "" {
+		x.Name = x.Number
+	}
+	return x, nil
+}
+
+// checkDeviceExtensions checks what needs both devices and extensions: a
+// device's primary extension rings it, and every park orbit and queue
+// device has its extension.
+func (b *builder) checkDeviceExtensions(*fileSchema) error {
+	d := b.d
 	for _, v := range d.devices {
 		if v.Extension == "" {
 			continue
 		}
 		if _, ok := d.extBy[v.Extension]; !ok {
-			return b.errf("device", v.Name, devIdx[v.Name], "extension %q is not defined", v.Extension)
+			return b.errf("device", v.Name, b.devIdx[v.Name], "extension %q is not defined", v.Extension)
 		}
 		if !slices.Contains(d.extsOf[v.Name], v.Extension) {
-			return b.errf("device", v.Name, devIdx[v.Name], "extension %q does not ring this device", v.Extension)
+			return b.errf("device", v.Name, b.devIdx[v.Name], "extension %q does not ring this device", v.Extension)
 		}
 	}
 	for _, v := range d.devices {
 		if strings.HasPrefix(v.Name, "Park/") || strings.HasPrefix(v.Name, "Queue/") {
 			if len(d.extsOf[v.Name]) == 0 {
-				return b.errf("device", v.Name, devIdx[v.Name], "no extension defines this device")
+				return b.errf("device", v.Name, b.devIdx[v.Name], "no extension defines this device")
 			}
 		}
 	}
+	return nil
+}
 
+func (b *builder) buildExternal(f *fileSchema) error {
 	for i, e := range f.External {
 		if e.Pattern == "" {
 			return b.errf("external rule", "", i, "missing pattern")
@@ -579,7 +694,7 @@ func (b *builder) build(f *fileSchema) error {
 		if e.Cause != 0 && a != ActionReject {
 			return b.errf("external rule", e.Pattern, i, "cause is only for behaviour reject")
 		}
-		d.external = append(d.external, r)
+		b.d.external = append(b.d.external, r)
 	}
 	return nil
 }
