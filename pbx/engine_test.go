@@ -78,7 +78,9 @@ func (r *recorder) Hangup(_ context.Context, l LegRef, cause int32) {
 func (r *recorder) HangupRemote(_ context.Context, id RemoteID, cause int32) {
 	r.add("hangup remote%d cause=%d", id, cause)
 }
-func (r *recorder) Dtmf(_ context.Context, l LegRef, tone string) { r.add("dtmf %s %s", l.Device, tone) }
+func (r *recorder) Dtmf(_ context.Context, l LegRef, tone string) {
+	r.add("dtmf %s %s", l.Device, tone)
+}
 
 func newTestEngine(t *testing.T) (*Engine, *recorder, *FakeClock) {
 	t.Helper()
