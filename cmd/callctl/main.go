@@ -207,16 +207,13 @@ var commands = map[string][]string{
 // does no I/O besides reading the environment, so tests can call it.
 // The returned invocation is non-nil whenever the command is known (for
 // usage messages), even with an error.
+//
+// The steps: global flags before the command, the command's own flags
+// (globals may follow the command too), the checks on globals, the
+// positional arguments, then what is derived from them (the filter, the
+// request id).
 func parseArgs(args []string, getenv func(string) string) (*globals, *invocation, error) {
-	g := &globals{
-		addr:     getenv("CALLCTL_ADDR"),
-		envToken: getenv("CALLCTL_TOKEN"),
-		timeout:  10 * time.Second,
-		now:      time.Now,
-	}
-	if g.addr == "" {
-		g.addr = defaultAddr
-	}
+	g := newGlobals(getenv)
 	top := flag.NewFlagSet("callctl", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	addGlobalFlags(top, g)
@@ -236,15 +233,55 @@ func parseArgs(args []string, getenv func(string) string) (*globals, *invocation
 	fs := flag.NewFlagSet(inv.cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addGlobalFlags(fs, g)
-	var devices, companies, states, uids, events listFlag
+	lists := addCommandFlags(fs, inv)
+	pos, err := parseInterspersed(fs, rest[1:])
+	if err != nil {
+		return g, inv, err
+	}
+	if err := checkGlobals(g, top, fs); err != nil {
+		return g, inv, err
+	}
+	if inv.cmd == "help" {
+		return g, inv, setHelpTopic(inv, pos)
+	}
+	if err := setPositional(inv, names, pos); err != nil {
+		return g, inv, err
+	}
+	return g, inv, finishInvocation(g, inv, lists)
+}
+
+// newGlobals holds the defaults that flags then override: the address
+// and token from the environment, a 10 s timeout.
+func newGlobals(getenv func(string) string) *globals {
+	g := &globals{
+		addr:     getenv("CALLCTL_ADDR"),
+		envToken: getenv("CALLCTL_TOKEN"),
+		timeout:  10 * time.Second,
+		now:      time.Now,
+	}
+	if g.addr == "" {
+		g.addr = defaultAddr
+	}
+	return g
+}
+
+// filterLists collects the repeatable filter flags of list and watch.
+type filterLists struct {
+	devices, companies, states, uids, events listFlag
+}
+
+// addCommandFlags registers the flags only cmd takes; the values land in
+// inv, except the filter flags, which are returned to be checked later.
+func addCommandFlags(fs *flag.FlagSet, inv *invocation) *filterLists {
+	var l filterLists
 	switch inv.cmd {
 	case "list", "watch":
-		fs.Var(&devices, "device", "")
-		fs.Var(&companies, "company", "")
-		fs.Var(&states, "state", "")
-		fs.Var(&uids, "uid", "")
+		fs.Var(&l.devices, "device", "")
+		fs.Var(&l.companies, "company", "")
+		fs.Var(&l.states, "state", "")
+		fs.Var(&l.uids, "uid", "")
 		if inv.cmd == "watch" {
-			fs.Var(&events, "event", "")
+			fs.Var(&l.events, "event", "")
 			fs.StringVar(&inv.resume, "resume", "", "")
 			fs.BoolVar(&inv.noSnapshot, "no-snapshot", false, "")
 			fs.DurationVar(&inv.watchFor, "for", 0, "")
@@ -257,35 +294,45 @@ func parseArgs(args []string, getenv func(string) string) (*globals, *invocation
 	case "mute":
 		fs.BoolVar(&inv.unmute, "off", false, "")
 	}
-	pos, err := parseInterspersed(fs, rest[1:])
-	if err != nil {
-		return g, inv, err
+	return &l
+}
+
+// checkGlobals refuses global flag combinations that cannot work. Which
+// of --token/--login were given is read from the flag sets (set on the
+// command line, not defaults), before or after the command.
+func checkGlobals(g *globals, sets ...*flag.FlagSet) error {
+	for _, fs := range sets {
+		fs.Visit(func(f *flag.Flag) { g.noteSet(f.Name) })
 	}
-	// Which of --token/--login came from the command line, not defaults.
-	top.Visit(func(f *flag.Flag) { g.noteSet(f.Name) })
-	fs.Visit(func(f *flag.Flag) { g.noteSet(f.Name) })
 	if g.tokenFromFlag && g.loginFromFlag {
-		return g, inv, usageErrorf("--token and --login are exclusive")
+		return usageErrorf("--token and --login are exclusive")
 	}
 	if g.timeout <= 0 {
-		return g, inv, usageErrorf("--timeout must be positive")
+		return usageErrorf("--timeout must be positive")
 	}
+	return nil
+}
 
-	if inv.cmd == "help" {
-		if len(pos) > 1 {
-			return g, inv, usageErrorf("help takes at most one command")
-		}
-		if len(pos) == 1 {
-			inv.topic = pos[0]
-		}
-		return g, inv, nil
+// setHelpTopic takes help's optional command name.
+func setHelpTopic(inv *invocation, pos []string) error {
+	if len(pos) > 1 {
+		return usageErrorf("help takes at most one command")
 	}
+	if len(pos) == 1 {
+		inv.topic = pos[0]
+	}
+	return nil
+}
+
+// setPositional checks the positional arguments against the command's
+// names and stores each in its field of inv.
+func setPositional(inv *invocation, names, pos []string) error {
 	if len(pos) != len(names) {
 		want := "no arguments"
 		if len(names) > 0 {
 			want = strings.Join(names, " ")
 		}
-		return g, inv, usageErrorf("%s: want %s, got %d argument(s)", inv.cmd, want, len(pos))
+		return usageErrorf("%s: want %s, got %d argument(s)", inv.cmd, want, len(pos))
 	}
 	for i, name := range names {
 		v := pos[i]
@@ -293,7 +340,7 @@ func parseArgs(args []string, getenv func(string) string) (*globals, *invocation
 		case "UID", "TARGET_UID":
 			uid, err := parseUID(v)
 			if err != nil {
-				return g, inv, usageErrorf("%s: %s: %v", inv.cmd, name, err)
+				return usageErrorf("%s: %s: %v", inv.cmd, name, err)
 			}
 			if name == "UID" {
 				inv.uid = uid
@@ -302,7 +349,7 @@ func parseArgs(args []string, getenv func(string) string) (*globals, *invocation
 			}
 		case "DEVICE", "NUMBER", "TONE":
 			if v == "" {
-				return g, inv, usageErrorf("%s: %s is empty", inv.cmd, name)
+				return usageErrorf("%s: %s is empty", inv.cmd, name)
 			}
 			switch name {
 			case "DEVICE":
@@ -314,16 +361,22 @@ func parseArgs(args []string, getenv func(string) string) (*globals, *invocation
 			}
 		}
 	}
+	return nil
+}
 
+// finishInvocation derives what the command needs beyond its arguments:
+// the call filter of list and watch, and the request id that makes a
+// control command safe to retry (--request-id, or a fresh random one).
+func finishInvocation(g *globals, inv *invocation, l *filterLists) error {
 	if inv.cmd == "list" || inv.cmd == "watch" {
-		f, err := buildFilter(devices, companies, states, uids, events)
+		f, err := buildFilter(l.devices, l.companies, l.states, l.uids, l.events)
 		if err != nil {
-			return g, inv, usageErrorf("%s: %v", inv.cmd, err)
+			return usageErrorf("%s: %v", inv.cmd, err)
 		}
 		inv.filter = f
 	}
 	if inv.watchFor < 0 {
-		return g, inv, usageErrorf("watch: --for must not be negative")
+		return usageErrorf("watch: --for must not be negative")
 	}
 	if inv.isControl() {
 		inv.requestID = g.requestID
@@ -331,7 +384,7 @@ func parseArgs(args []string, getenv func(string) string) (*globals, *invocation
 			inv.requestID = newRequestID()
 		}
 	}
-	return g, inv, nil
+	return nil
 }
 
 func (g *globals) noteSet(name string) {
