@@ -251,3 +251,23 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	waitFor(t, wout, `(?s)snapshot at rev 0: no calls\n.*NEW       ENTERED  uid=1 SIP/201 dial`)
 	stopWatch()
 }
+
+// TestControlPrintsBothCalls: a command whose response carries a second
+// call (xfer's transferred call) prints it on its own labelled line.
+func TestControlPrintsBothCalls(t *testing.T) {
+	addr, _ := startServer(t, "127.0.0.1:0")
+	out, _ := cli(t, addr, 0, "--login", "alice", "dial", "SIP/201", "202")
+	aliceUID := uidOf(t, out)
+	out, _ = cli(t, addr, 0, "--login", "admin", "list", "--device", "SIP/202")
+	m := regexp.MustCompile(`(?m)^(\d+)\s+SIP/202\s+ring`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("list lacks the ringing leg on SIP/202:\n%s", out)
+	}
+	cli(t, addr, 0, "--login", "admin", "talk", m[1])
+
+	out, _ = cli(t, addr, 0, "--login", "alice", "xfer", aliceUID, "203")
+	re := regexp.MustCompile(`^uid=` + aliceUID + ` SIP/201 dead \(caller\) .*\ntransferred: uid=` + m[1] + ` SIP/202 ring/up \(callee\) .*<203>`)
+	if !re.MatchString(out) {
+		t.Errorf("xfer printed\n%s\nwant alice's leg, then the transferred leg labelled", out)
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -651,106 +652,93 @@ func cmdDevices(ctx context.Context, g *globals, c callcontrolv1.DeviceServiceCl
 
 // cmdControl runs one control command and prints the call(s) as applied.
 func cmdControl(ctx context.Context, g *globals, c callcontrolv1.CallControlServiceClient, inv *invocation) error {
-	id := inv.requestID
-	var (
-		resp  proto.Message
-		lines []string
-		err   error
-	)
-	now := g.now()
-	line := func(label string, call *callcontrolv1.Call, already bool) {
-		if call == nil {
-			return
-		}
-		s := appliedLine(call, already, now)
-		if label != "" {
-			s = label + s
-		}
-		lines = append(lines, s)
-	}
-	switch inv.cmd {
-	case "dial":
-		var r *callcontrolv1.DialResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.DialResponse, error) {
-			return c.Dial(ctx, &callcontrolv1.DialRequest{Device: inv.device, Number: inv.number,
-				Autohold: inv.autohold, Autoanswer: inv.autoanswer, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), false)
-	case "hold":
-		var r *callcontrolv1.HoldResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.HoldResponse, error) {
-			return c.Hold(ctx, &callcontrolv1.HoldRequest{Uid: inv.uid, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), r.GetAlreadyApplied())
-	case "talk":
-		var r *callcontrolv1.TalkResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.TalkResponse, error) {
-			return c.Talk(ctx, &callcontrolv1.TalkRequest{Uid: inv.uid, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), r.GetAlreadyApplied())
-	case "hangup":
-		var r *callcontrolv1.HangupResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.HangupResponse, error) {
-			return c.Hangup(ctx, &callcontrolv1.HangupRequest{Uid: inv.uid, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), false)
-	case "send":
-		var r *callcontrolv1.SendResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.SendResponse, error) {
-			return c.Send(ctx, &callcontrolv1.SendRequest{Uid: inv.uid, Number: inv.number, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), false)
-		line("new call: ", r.GetNewCall(), false)
-	case "xfer":
-		var r *callcontrolv1.XferResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.XferResponse, error) {
-			return c.Xfer(ctx, &callcontrolv1.XferRequest{Uid: inv.uid, Number: inv.number, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), false)
-		line("transferred: ", r.GetTransferredCall(), false)
-	case "atxfer":
-		var r *callcontrolv1.AtXferResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.AtXferResponse, error) {
-			return c.AtXfer(ctx, &callcontrolv1.AtXferRequest{Uid: inv.uid, TargetUid: inv.targetUID, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), false)
-		line("target: ", r.GetTargetCall(), false)
-	case "mute":
-		var r *callcontrolv1.MuteResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.MuteResponse, error) {
-			return c.Mute(ctx, &callcontrolv1.MuteRequest{Uid: inv.uid, Mute: !inv.unmute, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), r.GetAlreadyApplied())
-	case "dtmf":
-		var r *callcontrolv1.DtmfResponse
-		r, err = unary(ctx, g, false, func(ctx context.Context) (*callcontrolv1.DtmfResponse, error) {
-			return c.Dtmf(ctx, &callcontrolv1.DtmfRequest{Uid: inv.uid, Tone: inv.tone, RequestId: id})
-		})
-		resp = r
-		line("", r.GetCall(), false)
-	default:
-		return usageErrorf("unknown command %q", inv.cmd)
-	}
+	resp, shown, err := sendControl(ctx, g, c, inv)
 	if err != nil {
 		return err
 	}
 	if g.json {
 		return printJSON(g.stdout, resp)
 	}
-	for _, l := range lines {
-		if _, err := fmt.Fprintln(g.stdout, l); err != nil {
+	now := g.now()
+	for _, a := range shown {
+		if a.call == nil {
+			continue
+		}
+		if _, err := fmt.Fprintln(g.stdout, a.label+appliedLine(a.call, a.already, now)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// shownCall is one call of a control command's response, as printed:
+// a label for the second call some commands return, and whether the
+// server reports the command was already in effect.
+type shownCall struct {
+	label   string
+	call    *callcontrolv1.Call
+	already bool
+}
+
+// sendControl sends inv's control RPC (with unary's retries) and returns
+// the response and the calls to print from it.
+func sendControl(ctx context.Context, g *globals, c callcontrolv1.CallControlServiceClient, inv *invocation) (proto.Message, []shownCall, error) {
+	id := inv.requestID
+	switch inv.cmd {
+	case "dial":
+		return control(ctx, g, c.Dial, &callcontrolv1.DialRequest{Device: inv.device, Number: inv.number,
+			Autohold: inv.autohold, Autoanswer: inv.autoanswer, RequestId: id},
+			func(r *callcontrolv1.DialResponse) []shownCall { return []shownCall{{call: r.GetCall()}} })
+	case "hold":
+		return control(ctx, g, c.Hold, &callcontrolv1.HoldRequest{Uid: inv.uid, RequestId: id},
+			func(r *callcontrolv1.HoldResponse) []shownCall {
+				return []shownCall{{call: r.GetCall(), already: r.GetAlreadyApplied()}}
+			})
+	case "talk":
+		return control(ctx, g, c.Talk, &callcontrolv1.TalkRequest{Uid: inv.uid, RequestId: id},
+			func(r *callcontrolv1.TalkResponse) []shownCall {
+				return []shownCall{{call: r.GetCall(), already: r.GetAlreadyApplied()}}
+			})
+	case "hangup":
+		return control(ctx, g, c.Hangup, &callcontrolv1.HangupRequest{Uid: inv.uid, RequestId: id},
+			func(r *callcontrolv1.HangupResponse) []shownCall { return []shownCall{{call: r.GetCall()}} })
+	case "send":
+		return control(ctx, g, c.Send, &callcontrolv1.SendRequest{Uid: inv.uid, Number: inv.number, RequestId: id},
+			func(r *callcontrolv1.SendResponse) []shownCall {
+				return []shownCall{{call: r.GetCall()}, {label: "new call: ", call: r.GetNewCall()}}
+			})
+	case "xfer":
+		return control(ctx, g, c.Xfer, &callcontrolv1.XferRequest{Uid: inv.uid, Number: inv.number, RequestId: id},
+			func(r *callcontrolv1.XferResponse) []shownCall {
+				return []shownCall{{call: r.GetCall()}, {label: "transferred: ", call: r.GetTransferredCall()}}
+			})
+	case "atxfer":
+		return control(ctx, g, c.AtXfer, &callcontrolv1.AtXferRequest{Uid: inv.uid, TargetUid: inv.targetUID, RequestId: id},
+			func(r *callcontrolv1.AtXferResponse) []shownCall {
+				return []shownCall{{call: r.GetCall()}, {label: "target: ", call: r.GetTargetCall()}}
+			})
+	case "mute":
+		return control(ctx, g, c.Mute, &callcontrolv1.MuteRequest{Uid: inv.uid, Mute: !inv.unmute, RequestId: id},
+			func(r *callcontrolv1.MuteResponse) []shownCall {
+				return []shownCall{{call: r.GetCall(), already: r.GetAlreadyApplied()}}
+			})
+	case "dtmf":
+		return control(ctx, g, c.Dtmf, &callcontrolv1.DtmfRequest{Uid: inv.uid, Tone: inv.tone, RequestId: id},
+			func(r *callcontrolv1.DtmfResponse) []shownCall { return []shownCall{{call: r.GetCall()}} })
+	}
+	return nil, nil, usageErrorf("unknown command %q", inv.cmd)
+}
+
+// control calls one generated client method through unary and picks the
+// calls to print from its response.
+func control[Req any, Resp proto.Message](ctx context.Context, g *globals,
+	method func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req,
+	shown func(Resp) []shownCall) (proto.Message, []shownCall, error) {
+	resp, err := unary(ctx, g, false, func(ctx context.Context) (Resp, error) { return method(ctx, req) })
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, shown(resp), nil
 }
 
 // helpText is the manual: all of it for "callctl help", one command's
