@@ -155,10 +155,10 @@ func toStoreFilter(f *callcontrolv1.CallFilter) callstore.Filter {
 	out.Devices = f.GetDevices()
 	out.Companies = f.GetCompanies()
 	for _, st := range f.GetStates() {
-		out.States = append(out.States, callstore.State(st))
+		out.States = append(out.States, stateFromProto(st))
 	}
 	for _, t := range f.GetEventTypes() {
-		out.Types = append(out.Types, callstore.EventType(t))
+		out.Types = append(out.Types, eventTypeFromProto(t))
 	}
 	return out
 }

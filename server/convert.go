@@ -47,15 +47,6 @@ func seconds(s int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.Unix(s, 0))
 }
 
-var featureList = [...]struct {
-	bit callstore.Features
-	pb  callcontrolv1.Feature
-}{
-	{callstore.FeatureHold, callcontrolv1.Feature_FEATURE_HOLD},
-	{callstore.FeatureTalk, callcontrolv1.Feature_FEATURE_TALK},
-	{callstore.FeatureAnswer, callcontrolv1.Feature_FEATURE_ANSWER},
-}
-
 // call converts one leg. visible decides whether the viewer may see the
 // queue-bridged call (qcall is null for a viewer without access to it);
 // nil means it may.
@@ -78,10 +69,10 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 		Company:       c.Company,
 		Cause:         c.Cause,
 		CauseTxt:      c.CauseTxt,
-		Party:         callcontrolv1.Party(c.Party),
-		State:         callcontrolv1.State(c.State),
-		NrState:       callcontrolv1.NearEndState(c.NRState),
-		JsState:       callcontrolv1.JsState(c.JSState),
+		Party:         partyToProto(c.Party),
+		State:         stateToProto(c.State),
+		NrState:       nrStateToProto(c.NRState),
+		JsState:       jsStateToProto(c.JSState),
 	}
 	if c.OwnerLogin != "" {
 		out.Owner = cv.contacts[c.OwnerLogin]
@@ -91,7 +82,7 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 		out.DtmfString = &d
 	}
 	if e := c.Extension; e != nil {
-		out.Extension = &callcontrolv1.Extension{Number: e.Number, Company: e.Company, Type: callcontrolv1.ExtensionType(e.Type), Name: e.Name}
+		out.Extension = &callcontrolv1.Extension{Number: e.Number, Company: e.Company, Type: extensionTypeToProto(e.Type), Name: e.Name}
 	}
 	for _, f := range featureList {
 		if c.Features&f.bit != 0 {
@@ -101,7 +92,7 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 	if c.JSState != callstore.JSNone {
 		j := c.JSInfo
 		out.JsInfo = &callcontrolv1.JsInfo{
-			State:       callcontrolv1.JsState(c.JSState),
+			State:       jsStateToProto(c.JSState),
 			Established: j.Established,
 			Ended:       j.Ended,
 			Onhold:      &callcontrolv1.JsHold{Local: j.HoldLocal, Remote: j.HoldRemote},

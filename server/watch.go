@@ -356,8 +356,8 @@ func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*ca
 	}
 	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer, xvis)
 	b, _ := proto.Marshal(&callcontrolv1.CallEvent{
-		Type: callcontrolv1.EventType(e.Type),
-		View: callcontrolv1.ViewChange(e.View),
+		Type: eventTypeToProto(e.Type),
+		View: viewToProto(e.View),
 		Call: pc,
 	})
 	c.store(rev, encEntry{index: e.Index, view: e.View, qvis: qvis, xvis: xvis, b: b})
