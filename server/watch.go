@@ -13,16 +13,17 @@ import (
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/wirefield"
 )
 
 // Field numbers of the frames that watch.go writes by hand (see
-// encodeCache.batchFrame). A test decodes such frames with the generated code,
-// so a renumbering in the proto cannot go unnoticed.
+// encodeCache.batchFrame); package wirefield checks them against the
+// generated descriptors.
 const (
-	fieldResponseEvents   = 4 // WatchCallsResponse.events
-	fieldBatchRevision    = 1 // EventBatch.revision
-	fieldBatchResumeToken = 2 // EventBatch.resume_token
-	fieldBatchEvents      = 3 // EventBatch.events
+	fieldResponseEvents   = wirefield.ResponseEvents
+	fieldBatchRevision    = wirefield.BatchRevision
+	fieldBatchResumeToken = wirefield.BatchResumeToken
+	fieldBatchEvents      = wirefield.BatchEvents
 )
 
 // WatchCalls streams the caller's view of the store: started, the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
@@ -122,7 +123,7 @@ func TestParseFrame(t *testing.T) {
 	ev := &callcontrolv1.CallEvent{Type: callcontrolv1.EventType_EVENT_TYPE_UPDATE, Call: &callcontrolv1.Call{Uid: 7, Device: "SIP/1"}}
 	for _, c := range []struct {
 		m      *callcontrolv1.WatchCallsResponse
-		kind   int
+		kind   protowire.Number
 		rev    int64
 		events int
 	}{
@@ -135,7 +136,7 @@ func TestParseFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 		kind, rev, n, err := parseFrame(b)
-		if err != nil || int(kind) != c.kind || rev != c.rev || n != c.events {
+		if err != nil || kind != c.kind || rev != c.rev || n != c.events {
 			t.Errorf("parseFrame(%v) = %d, %d, %d, %v; want %d, %d, %d", c.m, kind, rev, n, err, c.kind, c.rev, c.events)
 		}
 	}
@@ -157,7 +158,7 @@ func TestParseEventFrame(t *testing.T) {
 	}
 	for _, c := range []struct {
 		m    *callcontrolv1.WatchCallsResponse
-		kind int
+		kind protowire.Number
 		rev  int64
 		at   int64
 	}{
@@ -172,7 +173,7 @@ func TestParseEventFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 		kind, rev, got, err := parseEventFrame(b)
-		if err != nil || int(kind) != c.kind || rev != c.rev || got != c.at {
+		if err != nil || kind != c.kind || rev != c.rev || got != c.at {
 			t.Errorf("parseEventFrame(%v) = %d, %d, %d, %v; want %d, %d, %d", c.m, kind, rev, got, err, c.kind, c.rev, c.at)
 		}
 	}

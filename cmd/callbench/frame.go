@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"callcontrold/wirefield"
 )
 
 // The load client receives stream frames as bytes and reads only what it
@@ -46,11 +48,11 @@ func (rawCodec) Name() string { return proto.Name }
 // rawRecv is the call option that selects rawCodec for a stream.
 var rawRecv = grpc.ForceCodecV2(rawCodec{})
 
-// The WatchCallsResponse fields the client reads.
+// The WatchCallsResponse frames the client tells apart.
 const (
-	frameStarted  = 1 // WatchStarted: revision is field 4
-	frameEvents   = 4 // EventBatch: revision 1, events 3
-	frameProgress = 5 // Progress: revision 1
+	frameStarted  = wirefield.ResponseStarted
+	frameEvents   = wirefield.ResponseEvents
+	frameProgress = wirefield.ResponseProgress
 )
 
 // parseFrame returns which frame b is (its oneof field number), the
@@ -75,9 +77,9 @@ func parseFrame(b []byte) (kind protowire.Number, rev int64, events int, err err
 		}
 		b = b[n:]
 		kind = num
-		revField := protowire.Number(1)
+		revField := wirefield.BatchRevision // Progress.revision has the same number
 		if num == frameStarted {
-			revField = 4
+			revField = wirefield.StartedRevision
 		}
 		for len(inner) > 0 {
 			f, t, n := protowire.ConsumeTag(inner)
@@ -93,7 +95,7 @@ func parseFrame(b []byte) (kind protowire.Number, rev int64, events int, err err
 				}
 				rev, inner = int64(v), inner[n:]
 				continue
-			case num == frameEvents && f == 3:
+			case num == frameEvents && f == wirefield.BatchEvents:
 				events++
 			}
 			if n = protowire.ConsumeFieldValue(f, t, inner); n < 0 {
@@ -115,15 +117,6 @@ func mustKind(got, want protowire.Number) error {
 	}
 	return nil
 }
-
-// The fields parseEventFrame walks down to the fan-out's commit time:
-// WatchCallsResponse.events(4) → EventBatch.events(3) → CallEvent.call(3)
-// → Call.name(7).
-const (
-	batchEvents = 3 // EventBatch.events
-	eventCall   = 3 // CallEvent.call
-	callName    = 7 // Call.name
-)
 
 // parseEventFrame is parseFrame for the fan-out watchers: the frame's kind
 // and, for an event batch, its revision and the commit time the fan-out
@@ -161,24 +154,24 @@ func parseEventFrame(b []byte) (kind protowire.Number, rev, at int64, err error)
 			}
 			inner = inner[n:]
 			switch {
-			case f == 1 && t == protowire.VarintType:
+			case f == wirefield.BatchRevision && t == protowire.VarintType:
 				v, n := protowire.ConsumeVarint(inner)
 				if n < 0 {
 					return 0, 0, 0, protowire.ParseError(n)
 				}
 				rev, inner = int64(v), inner[n:]
 				continue
-			case f == batchEvents && t == protowire.BytesType && first:
+			case f == wirefield.BatchEvents && t == protowire.BytesType && first:
 				ev, n := protowire.ConsumeBytes(inner)
 				if n < 0 {
 					return 0, 0, 0, protowire.ParseError(n)
 				}
 				inner, first = inner[n:], false
-				call, err := subField(ev, eventCall)
+				call, err := subField(ev, wirefield.EventCall)
 				if err != nil {
 					return 0, 0, 0, err
 				}
-				name, err := subField(call, callName)
+				name, err := subField(call, wirefield.CallName)
 				if err != nil {
 					return 0, 0, 0, err
 				}
