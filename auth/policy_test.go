@@ -10,9 +10,9 @@ import (
 	"callcontrold/directory"
 )
 
-// TestPolicy has one row per rule of the reference's Permissions section
-// (visibility) and of ARCHITECTURE.md's control rules, over the demo
-// directory. Each row checks every policy function on one (login, device)
+// TestPolicy has one row per rule of visibility and control (README, "Who
+// sees what": the Call API's Permissions section, plus the control rules),
+// over the demo directory. Each row checks every policy function on one (login, device)
 // pair, so a row also proves what the rule does not grant.
 func TestPolicy(t *testing.T) {
 	dir := newDemoDirectory()
@@ -117,9 +117,10 @@ func TestPolicyNil(t *testing.T) {
 	}
 }
 
-// modelSees is the visibility table of ARCHITECTURE.md, written
-// independently of the implementation: the owner of the device, then the
-// four rules of the reference.
+// modelSees is the visibility table, written independently of the
+// implementation: the owner of the device sees its calls, then the Call
+// API's four role rules (admin and sys-admin all; company-admin its
+// companies; a user of "default" all; any other user its own company).
 func modelSees(p *Principal, c *callstore.Call) bool {
 	if c.OwnerLogin != "" && c.OwnerLogin == p.Login {
 		return true

@@ -109,7 +109,7 @@ func BenchmarkFanoutNonMatching(b *testing.B) {
 }
 
 // BenchmarkFanoutMatching is the delivery path: 1,000 device watchers and
-// 10 unfiltered ones (the architecture's WatchCalls scenario), each commit
+// 10 unfiltered ones (the fan-out scenario that docs/BENCHMARKS.md sets targets for), each commit
 // matching one device watcher and the 10 broad ones, consumers drained
 // inline every 64 commits. Reported per commit.
 func BenchmarkFanoutMatching(b *testing.B) {

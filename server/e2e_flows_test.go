@@ -86,7 +86,8 @@ type flowResult struct {
 	check func(t *testing.T, got map[string][]*callcontrolv1.EventBatch)
 }
 
-// The call flows of call-model-notes.md, driven through the API by the
+// The call flows of the simulated switch (answer, hold, mute and dtmf,
+// transfers, send, ring-all, hunt, queue, park), driven through the API by the
 // owning users while every login watches. Each watcher must see exactly
 // its share of the store's revisions (the Authorization table, its filter),
 // with the right event types and view changes, in revision order, one frame

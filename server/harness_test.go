@@ -456,7 +456,7 @@ type view struct {
 	filter *callcontrolv1.CallFilter
 }
 
-// visibleTo is the Authorization table of ARCHITECTURE.md, written out
+// visibleTo is the visibility table (README, "Who sees what"), written out
 // independently of package auth: admin and sys-admin see all; a
 // company-admin the devices of its companies; a user of "default" all; any
 // other user its own company; an owner always its own devices.

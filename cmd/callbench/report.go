@@ -37,7 +37,8 @@ type machine struct {
 	LoadAfter  string `json:"loadavg_after"`
 }
 
-// check is one target of ARCHITECTURE.md ("Performance").
+// check is one performance target (docs/BENCHMARKS.md lists them) and
+// whether the run met it.
 type check struct {
 	Name   string  `json:"name"`
 	Value  float64 `json:"value"`
