@@ -89,7 +89,7 @@ type flowResult struct {
 // The call flows of the simulated switch (answer, hold, mute and dtmf,
 // transfers, send, ring-all, hunt, queue, park), driven through the API by the
 // owning users while every login watches. Each watcher must see exactly
-// its share of the store's revisions (the Authorization table, its filter),
+// its share of the store's revisions (the visibility table, its filter),
 // with the right event types and view changes, in revision order, one frame
 // per revision; the admin's frames must also match the flow step by step.
 func TestFlowsWatchedByEveryLogin(t *testing.T) {
