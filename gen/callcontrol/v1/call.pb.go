@@ -30,13 +30,29 @@ const (
 	ExtensionType_EXTENSION_TYPE_UNSPECIFIED ExtensionType = 0
 	// Rings one device.
 	ExtensionType_EXTENSION_TYPE_DEVICE ExtensionType = 1
-	// A: rings all member devices at once.
+	// A: rings all member devices at once. The first to answer takes the
+	// call, the others end with cause 26 (Answered elsewhere); a member that
+	// declines (Hangup while ringing) ends with 21 (Call Rejected); when the
+	// last ringing member declines, the caller ends with 21 too.
 	ExtensionType_EXTENSION_TYPE_RING_ALL ExtensionType = 2
-	// H: rings member devices one after another.
+	// H: rings member devices one after another, in the directory's order,
+	// skipping busy ones. Each member rings for 10 seconds (the hunt step),
+	// then its leg ends with cause 19 (User alerting, no answer) and the
+	// next member rings; a member that declines (Hangup while ringing) ends
+	// with 21 (Call Rejected) and the next member rings at once. When no
+	// member is left the caller ends with the last member's cause.
 	ExtensionType_EXTENSION_TYPE_HUNT ExtensionType = 3
-	// Q: holds callers in a queue while members ring.
+	// Q: holds callers in a queue while members ring. The caller talks to
+	// the queue's own leg (device "Queue/q_<ext>", state UP) and every free
+	// member rings; a member that declines ends with 21 and the caller keeps
+	// waiting; nobody answering within the ring timeout ends the caller
+	// with 19.
 	ExtensionType_EXTENSION_TYPE_QUEUE ExtensionType = 4
-	// A park orbit: transferring a call there parks it, dialling it picks up.
+	// A park orbit: transferring a call there parks it (device
+	// "Park/<ext>", state PARK), dialling it picks the parked call up. An
+	// orbit holds one call: transferring to an occupied orbit fails with
+	// cause 17 (User busy). Dialling an empty orbit creates the dialling
+	// leg and ends it at once with cause 18 (No user responding).
 	ExtensionType_EXTENSION_TYPE_PARK ExtensionType = 5
 )
 

@@ -57,13 +57,18 @@ type CallControlServiceClient interface {
 	// GetCall returns one visible call.
 	GetCall(ctx context.Context, in *GetCallRequest, opts ...grpc.CallOption) (*GetCallResponse, error)
 	// Dial originates a call from one of the caller's devices: the device's
-	// dial(number, autohold, autoanswer).
+	// dial(number, autohold, autoanswer). What the number reaches decides
+	// what follows (see ExtensionType): dialling an empty park orbit, for
+	// one, returns the new leg, which then ends with cause 18.
 	Dial(ctx context.Context, in *DialRequest, opts ...grpc.CallOption) (*DialResponse, error)
 	// Hold puts the call on hold (call.hold).
 	Hold(ctx context.Context, in *HoldRequest, opts ...grpc.CallOption) (*HoldResponse, error)
 	// Talk answers a ringing call or takes a held call off hold (call.talk).
 	Talk(ctx context.Context, in *TalkRequest, opts ...grpc.CallOption) (*TalkResponse, error)
-	// Hangup hangs the call up (call.hangup).
+	// Hangup hangs the call up (call.hangup): the call ends with cause 16
+	// (Normal Clearing). Hanging up a call that rings on the caller's
+	// device declines it: it ends with cause 21 (Call Rejected), and a hunt
+	// group moves on to its next member, a queue keeps its caller waiting.
 	Hangup(ctx context.Context, in *HangupRequest, opts ...grpc.CallOption) (*HangupResponse, error)
 	// Send redirects a ringing inbound call to another number (call.send).
 	// Needs administrative ownership of the call.
@@ -75,7 +80,11 @@ type CallControlServiceClient interface {
 	// (call.atxfer(call)). Both of the caller's legs end; the other parties
 	// are bridged and each gets a TRANSFER event. One of the two calls may
 	// still be ringing out (semi-attended transfer): the other party then
-	// hears the ringing and is bridged when the target answers.
+	// hears the ringing and is bridged when the target answers. In that case
+	// only the other party gets a TRANSFER event (state RING, xfer_data
+	// naming it and the ringing legs); a ringing leg is in no bridge yet, so
+	// the target's leg gets an UPDATE (its caller is now the other party)
+	// and, once answered, both get UPDATEs to UP.
 	AtXfer(ctx context.Context, in *AtXferRequest, opts ...grpc.CallOption) (*AtXferResponse, error)
 	// Mute mutes or unmutes the call (call.mute). WebRTC devices only.
 	Mute(ctx context.Context, in *MuteRequest, opts ...grpc.CallOption) (*MuteResponse, error)
@@ -248,13 +257,18 @@ type CallControlServiceServer interface {
 	// GetCall returns one visible call.
 	GetCall(context.Context, *GetCallRequest) (*GetCallResponse, error)
 	// Dial originates a call from one of the caller's devices: the device's
-	// dial(number, autohold, autoanswer).
+	// dial(number, autohold, autoanswer). What the number reaches decides
+	// what follows (see ExtensionType): dialling an empty park orbit, for
+	// one, returns the new leg, which then ends with cause 18.
 	Dial(context.Context, *DialRequest) (*DialResponse, error)
 	// Hold puts the call on hold (call.hold).
 	Hold(context.Context, *HoldRequest) (*HoldResponse, error)
 	// Talk answers a ringing call or takes a held call off hold (call.talk).
 	Talk(context.Context, *TalkRequest) (*TalkResponse, error)
-	// Hangup hangs the call up (call.hangup).
+	// Hangup hangs the call up (call.hangup): the call ends with cause 16
+	// (Normal Clearing). Hanging up a call that rings on the caller's
+	// device declines it: it ends with cause 21 (Call Rejected), and a hunt
+	// group moves on to its next member, a queue keeps its caller waiting.
 	Hangup(context.Context, *HangupRequest) (*HangupResponse, error)
 	// Send redirects a ringing inbound call to another number (call.send).
 	// Needs administrative ownership of the call.
@@ -266,7 +280,11 @@ type CallControlServiceServer interface {
 	// (call.atxfer(call)). Both of the caller's legs end; the other parties
 	// are bridged and each gets a TRANSFER event. One of the two calls may
 	// still be ringing out (semi-attended transfer): the other party then
-	// hears the ringing and is bridged when the target answers.
+	// hears the ringing and is bridged when the target answers. In that case
+	// only the other party gets a TRANSFER event (state RING, xfer_data
+	// naming it and the ringing legs); a ringing leg is in no bridge yet, so
+	// the target's leg gets an UPDATE (its caller is now the other party)
+	// and, once answered, both get UPDATEs to UP.
 	AtXfer(context.Context, *AtXferRequest) (*AtXferResponse, error)
 	// Mute mutes or unmutes the call (call.mute). WebRTC devices only.
 	Mute(context.Context, *MuteRequest) (*MuteResponse, error)

@@ -154,8 +154,11 @@ func (x *PlaceInboundCallRequest) GetToExtension() string {
 // PlaceInboundCallResponse carries the legs the call created.
 type PlaceInboundCallResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The legs created at the destination (one per ringing device, or the
-	// queue's leg).
+	// The legs created at the destination: one per ringing device (one for
+	// a device or hunt group, one per free member for ring-all); for a
+	// queue, the queue's leg first, then one ringing leg per free member.
+	// Empty when the destination is busy (no free member): no leg rings
+	// and the external caller gets busy.
 	Calls         []*Call `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -35,7 +35,8 @@ const (
 // simulated switch runs, and only admin and sys-admin logins may use it.
 type SimulatorServiceClient interface {
 	// PlaceInboundCall places a call from an external number to an internal
-	// extension, as if it arrived over a trunk.
+	// extension, as if it arrived over a trunk. A park orbit cannot be
+	// called from outside (INVALID_ARGUMENT).
 	PlaceInboundCall(ctx context.Context, in *PlaceInboundCallRequest, opts ...grpc.CallOption) (*PlaceInboundCallResponse, error)
 	// AnswerRemote answers, as the external party, a call ringing out to it.
 	AnswerRemote(ctx context.Context, in *AnswerRemoteRequest, opts ...grpc.CallOption) (*AnswerRemoteResponse, error)
@@ -114,7 +115,8 @@ func (c *simulatorServiceClient) SetNumberBehaviour(ctx context.Context, in *Set
 // simulated switch runs, and only admin and sys-admin logins may use it.
 type SimulatorServiceServer interface {
 	// PlaceInboundCall places a call from an external number to an internal
-	// extension, as if it arrived over a trunk.
+	// extension, as if it arrived over a trunk. A park orbit cannot be
+	// called from outside (INVALID_ARGUMENT).
 	PlaceInboundCall(context.Context, *PlaceInboundCallRequest) (*PlaceInboundCallResponse, error)
 	// AnswerRemote answers, as the external party, a call ringing out to it.
 	AnswerRemote(context.Context, *AnswerRemoteRequest) (*AnswerRemoteResponse, error)
