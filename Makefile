@@ -29,6 +29,10 @@ test-deps: ## Install the Debian packages the real-endpoint tests need, when mis
 e2e-node: ## Node.js (@grpc/grpc-js) client against the running binary
 	bash e2e/node/run.sh
 
+.PHONY: e2e-python
+e2e-python: ## Python (grpcio) client against the running binary; installs python3-grpcio when missing
+	bash e2e/python/run.sh
+
 .PHONY: generate
 generate: ## Regenerate gen/ from proto/
 	$(TOOL) buf generate
