@@ -25,6 +25,16 @@ import (
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
+// roots are the files a client needs: the services, and the error
+// details the server sends.
+var roots = []protoreflect.FileDescriptor{
+	callcontrolv1.File_callcontrol_v1_call_control_service_proto,
+	callcontrolv1.File_callcontrol_v1_device_service_proto,
+	callcontrolv1.File_callcontrol_v1_simulator_service_proto,
+	status.File_google_rpc_status_proto,
+	errdetails.File_google_rpc_error_details_proto,
+}
+
 func main() {
 	out := flag.String("o", "", "write the FileDescriptorSet to this `file` (required)")
 	flag.Parse()
@@ -32,14 +42,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: descriptors -o FILE")
 		os.Exit(2)
 	}
-	set := fileSet(
-		callcontrolv1.File_callcontrol_v1_call_control_service_proto,
-		callcontrolv1.File_callcontrol_v1_device_service_proto,
-		callcontrolv1.File_callcontrol_v1_simulator_service_proto,
-		status.File_google_rpc_status_proto,
-		errdetails.File_google_rpc_error_details_proto,
-	)
-	b, err := proto.Marshal(set)
+	b, err := proto.Marshal(fileSet(roots...))
 	if err == nil {
 		err = os.WriteFile(*out, b, 0o644)
 	}
