@@ -50,9 +50,10 @@ const (
 	ExtensionType_EXTENSION_TYPE_QUEUE ExtensionType = 4
 	// A park orbit: transferring a call there parks it (device
 	// "Park/<ext>", state PARK), dialling it picks the parked call up. An
-	// orbit holds one call: transferring to an occupied orbit fails with
-	// cause 17 (User busy). Dialling an empty orbit creates the dialling
-	// leg and ends it at once with cause 18 (No user responding).
+	// orbit holds one call: the transfer itself succeeds, but a call
+	// transferred to an occupied orbit ends with cause 17 (User busy).
+	// Dialling an empty orbit creates the dialling leg and ends it at once
+	// with cause 18 (No user responding).
 	ExtensionType_EXTENSION_TYPE_PARK ExtensionType = 5
 )
 
