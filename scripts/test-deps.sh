@@ -11,6 +11,8 @@
 set -euo pipefail
 
 needs=(
+	"sipp:sip-tester"      # SIPp: scripted SIP user agents (pbx/sip/siptest)
+	"baresip:baresip-core" # baresip: a real soft phone, driven over ctrl_tcp
 )
 
 missing=()

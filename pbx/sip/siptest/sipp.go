@@ -1,0 +1,186 @@
+package siptest
+
+import (
+	"embed"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+//go:embed scenarios/*.xml
+var scenarios embed.FS
+
+// Scenario is one of the embedded SIPp scenarios.
+type Scenario string
+
+// The scenarios. Each is one call (one Call-ID) of SIPp.
+const (
+	// Register registers the AOR Service with Expires (0 unregisters),
+	// answering the 401 with AuthUser/AuthPassword.
+	Register Scenario = "register"
+	// UAC calls Service at Remote (answering a 407 or 401), waits for
+	// the answer, talks for Pause and hangs up.
+	UAC Scenario = "uac"
+	// UASAnswer rings for Pause, answers, follows hold and resume
+	// re-INVITEs, and ends on the caller's BYE.
+	UASAnswer Scenario = "uas_answer"
+	// UASBusy rings for Pause, then answers 486 Busy Here.
+	UASBusy Scenario = "uas_busy"
+	// UASReject rings for Pause, then answers 603 Decline.
+	UASReject Scenario = "uas_reject"
+	// UASNoAnswer rings until the caller's CANCEL.
+	UASNoAnswer Scenario = "uas_noanswer"
+)
+
+// SIPpOptions configure one SIPp run.
+type SIPpOptions struct {
+	Scenario Scenario
+	// Remote is where requests go (the switch). UAS scenarios may leave
+	// it zero when they only answer.
+	Remote netip.AddrPort
+	// Port is SIPp's own SIP port on 127.0.0.1; 0 picks a free one. Run
+	// Register and then a UAS scenario on the same port to have the
+	// switch's calls for that device reach the UAS.
+	Port int
+	// Transport is "udp" (default) or "tcp".
+	Transport string
+	// Service is the AOR user to register (Register) or the number to
+	// call (UAC).
+	Service string
+	// AuthUser and AuthPassword answer digest challenges; AuthUser is
+	// also the caller's user in UAC's From.
+	AuthUser, AuthPassword string
+	// Expires is Register's Expires value in seconds.
+	Expires int
+	// Calls bounds the run (-m); 1 when zero.
+	Calls int
+	// Pause is the ringing time of UAS scenarios and the talk time of
+	// UAC (-d).
+	Pause time.Duration
+	// Timeout ends the whole run as a failure (-timeout); 15s when zero.
+	Timeout time.Duration
+}
+
+// SIPp is a running SIPp process. It is killed when the test ends.
+type SIPp struct {
+	opts SIPpOptions
+	proc *process
+	dir  string
+	port int
+}
+
+// StartSIPp starts SIPp with an embedded scenario, everything bound to
+// 127.0.0.1 (SIP, media and its control port), bounded in calls and
+// time, without stdin.
+func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
+	t.Helper()
+	if o.Calls <= 0 {
+		o.Calls = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
+	}
+	if o.Transport == "" {
+		o.Transport = "udp"
+	}
+	if o.Port == 0 {
+		o.Port = FreePort(t)
+	}
+	xml, err := scenarios.ReadFile("scenarios/" + string(o.Scenario) + ".xml")
+	if err != nil {
+		t.Fatalf("unknown SIPp scenario %q", o.Scenario)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, string(o.Scenario)+".xml")
+	if err := os.WriteFile(file, xml, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args, err := o.args(file, FreePort(t), FreePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &SIPp{opts: o, dir: dir, port: o.Port}
+	s.proc = startProcess(t, "sipp", dir, args...)
+	return s
+}
+
+// args builds SIPp's command line. Keys ([expires], [caller]) are
+// passed only to the scenarios that use them: SIPp refuses to load a
+// scenario that references a key it was not given.
+func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, error) {
+	tr := map[string]string{"udp": "u1", "tcp": "t1"}[strings.ToLower(o.Transport)]
+	if tr == "" {
+		return nil, fmt.Errorf("sipp transport %q: want udp or tcp", o.Transport)
+	}
+	args := []string{
+		"-sf", file,
+		"-i", "127.0.0.1", "-bind_local", "-ci", "127.0.0.1",
+		"-p", strconv.Itoa(o.Port), "-cp", strconv.Itoa(controlPort),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(mediaPort),
+		"-t", tr,
+		"-m", strconv.Itoa(o.Calls),
+		"-timeout", strconv.Itoa(int(o.Timeout.Seconds()+0.5)) + "s", "-timeout_error",
+		"-d", strconv.Itoa(int(o.Pause.Milliseconds())),
+		"-nostdin",
+		"-trace_err", "-trace_screen",
+		// A failed call must not make SIPp send a BYE of its own.
+		"-default_behaviors", "all,-bye",
+	}
+	if o.Service != "" {
+		args = append(args, "-s", o.Service)
+	}
+	if o.AuthUser != "" {
+		args = append(args, "-au", o.AuthUser, "-ap", o.AuthPassword)
+	}
+	switch o.Scenario {
+	case Register:
+		args = append(args, "-key", "expires", strconv.Itoa(o.Expires))
+	case UAC:
+		caller := o.AuthUser
+		if caller == "" {
+			caller = "sipp"
+		}
+		args = append(args, "-key", "caller", caller)
+	}
+	if o.Remote.IsValid() {
+		args = append(args, o.Remote.String())
+	}
+	return args, nil
+}
+
+// Addr is SIPp's SIP address.
+func (s *SIPp) Addr() netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(s.port))
+}
+
+// Wait waits for SIPp to finish its calls and returns nil when every
+// call succeeded; otherwise the error carries SIPp's exit status, its
+// error log and its final screen.
+func (s *SIPp) Wait() error {
+	err := s.proc.wait(s.opts.Timeout + 10*time.Second)
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sipp %s: %v\n%s", s.opts.Scenario, err, s.report())
+}
+
+// report gathers SIPp's error log and final screen from its directory.
+func (s *SIPp) report() string {
+	var b strings.Builder
+	for _, pattern := range []string{"*_errors.log", "*_screen.log"} {
+		files, _ := filepath.Glob(filepath.Join(s.dir, pattern))
+		for _, f := range files {
+			data, _ := os.ReadFile(f)
+			if len(data) > 8<<10 {
+				data = data[len(data)-8<<10:]
+			}
+			fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), data)
+		}
+	}
+	return b.String()
+}

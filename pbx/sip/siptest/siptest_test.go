@@ -1,0 +1,122 @@
+package siptest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests check the helpers against each other, with no switch in
+// between: baresip calls SIPp and SIPp calls baresip.
+
+const eventWait = 15 * time.Second
+
+func TestBaresipCallsSIPp(t *testing.T) {
+	uas := StartSIPp(t, SIPpOptions{Scenario: UASAnswer, Pause: 200 * time.Millisecond})
+	phone := StartBaresip(t, BaresipOptions{User: "201", Password: "unused"})
+	if err := phone.Dial("sip:600@" + uas.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.WaitEvent(eventWait, "CALL_RINGING"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := phone.WaitEvent(eventWait, "CALL_ESTABLISHED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Direction != "outgoing" || !strings.Contains(ev.PeerURI, "600@") || ev.ID == "" {
+		t.Errorf("established %+v", ev)
+	}
+	// Hold and resume are re-INVITEs the UAS answers: baresip reports
+	// the answer's SDP each time.
+	for _, op := range []func() error{phone.Hold, phone.Resume} {
+		if err := op(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := phone.WaitEvent(eventWait, "CALL_REMOTE_SDP"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := phone.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.WaitEvent(eventWait, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSIPpCallsBaresip(t *testing.T) {
+	phone := StartBaresip(t, BaresipOptions{User: "201", Password: "unused"})
+	uac := StartSIPp(t, SIPpOptions{Scenario: UAC, Remote: phone.SIPAddr(), Service: "201", Pause: 300 * time.Millisecond})
+	ev, err := phone.WaitEvent(eventWait, "CALL_INCOMING")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Direction != "incoming" || !strings.Contains(ev.PeerURI, "sipp@") {
+		t.Errorf("incoming %+v", ev)
+	}
+	if err := phone.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.WaitEvent(eventWait, "CALL_ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	// SIPp hangs up after its pause.
+	if _, err := phone.WaitEvent(eventWait, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := uac.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSIPpRefusals(t *testing.T) {
+	for _, c := range []struct {
+		scenario Scenario
+		want     string
+	}{
+		{UASBusy, "486"},
+		{UASReject, "603"},
+	} {
+		t.Run(string(c.scenario), func(t *testing.T) {
+			uas := StartSIPp(t, SIPpOptions{Scenario: c.scenario, Pause: 100 * time.Millisecond})
+			phone := StartBaresip(t, BaresipOptions{User: "201", Password: "unused"})
+			if err := phone.Dial("sip:600@" + uas.Addr().String()); err != nil {
+				t.Fatal(err)
+			}
+			ev, err := phone.WaitEvent(eventWait, "CALL_CLOSED")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(ev.Param, c.want) {
+				t.Errorf("closed with %q, want %s", ev.Param, c.want)
+			}
+			if err := uas.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestSIPpNoAnswer(t *testing.T) {
+	uas := StartSIPp(t, SIPpOptions{Scenario: UASNoAnswer})
+	phone := StartBaresip(t, BaresipOptions{User: "201", Password: "unused"})
+	if err := phone.Dial("sip:600@" + uas.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.WaitEvent(eventWait, "CALL_RINGING"); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.Hangup(); err != nil { // a CANCEL
+		t.Fatal(err)
+	}
+	if _, err := phone.WaitEvent(eventWait, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
