@@ -23,8 +23,7 @@
 //
 //	for _, b := range reg.Bindings("SIP/201") {
 //		req := sipmsg.NewRequest(sipmsg.INVITE, b.Contact) // Request-URI: the Contact as registered
-//		req.SetDestination(b.Destination())                // sent to where the REGISTER came from
-//		req.SetTransport(b.Transport)
+//		ep.RouteTo(req, b) // to where the REGISTER came from, from the socket it went to
 //		...
 //	}
 //
@@ -44,4 +43,41 @@
 // its allowance refills. The digest uri is not compared with the
 // Request-URI, because SIPp answers with the server's address there.
 // Neither passwords nor HA1s are ever logged.
+//
+// # Tests with real phones
+//
+// Package siptest starts SIPp and baresip on loopback. A B2BUA test
+// starts the endpoint and registrar (127.0.0.1:0), lets real phones
+// register with the demo credentials (device SIP/N: user N, password
+// demo-sip-N), waits for the registrar's up events, and then drives
+// calls through the API while the phones act and report:
+//
+//	alice := siptest.StartBaresip(t, siptest.BaresipOptions{User: "201", Password: "demo-sip-201", Registrar: ep.Addr()})
+//	alice.WaitEvent(limit, "REGISTER_OK")           // and the registrar's DeviceEvent{Up: true}
+//	reception := siptest.StartBaresip(t, ... User: "202" ...)
+//
+//	Dial (API, SIP/201 → 202)   the B2BUA INVITEs 201 first (click-to-dial: AutoAnswer, or alice.Accept)
+//	                            then 202: reception.WaitEvent(limit, "CALL_INCOMING")
+//	answer                      reception.Accept(); both see CALL_ESTABLISHED, the API shows up/up
+//	hold                        Hold (API) → re-INVITE a=sendonly to the held party; or alice.Hold()
+//	                            (the phone's own re-INVITE) → the engine's held event
+//	talk                        Talk (API) → re-INVITE a=sendrecv; or alice.Resume()
+//	blind transfer              Xfer (API); or alice.Transfer("sip:203@…") (REFER: baresip hangs up
+//	                            on 202 Accepted, without waiting for the NOTIFY)
+//	hang up                     Hangup (API) → BYE to both; or reception.Hangup() → CALL_CLOSED on both
+//
+// SIPp covers the far ends that must behave exactly: register a device
+// with the Register scenario, then run a UAS scenario on the same Port
+// (the registrar's binding points there) to be that device:
+//
+//	siptest.StartSIPp(t, siptest.SIPpOptions{Scenario: siptest.Register, Remote: ep.Addr(), Port: p,
+//		Service: "203", AuthUser: "203", AuthPassword: "demo-sip-203", Expires: 600}).Wait()
+//	uas := siptest.StartSIPp(t, siptest.SIPpOptions{Scenario: siptest.UASBusy, Port: p})
+//	// Dial 203 through the API: the caller sees 486, the API shows cause 17; uas.Wait() == nil
+//
+// UASAnswer answers (and follows hold/resume re-INVITEs, ending on BYE),
+// UASBusy answers 486, UASReject 603, UASNoAnswer rings until CANCEL
+// (ring timeout, cause 19). UACAuth places a call from a registered
+// device through the switch, answering its 407. A UAS scenario counts
+// every new Call-ID as a call: do not send it OPTIONS keepalives.
 package sip

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo"
@@ -135,16 +136,26 @@ func (e *Endpoint) Client() *sipgo.Client { return e.client }
 func (e *Endpoint) UserAgent() *sipgo.UserAgent { return e.ua }
 
 // RouteTo addresses a request to a registered binding: the Request-URI
-// stays what the caller built (normally b.Contact), the request goes to
-// the binding's source over its transport, and over UDP it leaves from
-// the endpoint's own socket, the one the phone registered with (its NAT
+// stays what the caller built (normally b.Contact), and the request goes
+// where the phone registered from, over the same transport.
+//
+// Over UDP it goes to the REGISTER's source and leaves from the
+// endpoint's own socket, the one the phone registered with (its NAT
 // binding and firewall expect that address). Over TCP it reuses the
-// connection the phone registered on.
+// connection the phone registered on; when that connection is gone it
+// connects to the Contact's address, where the phone listens.
 func (e *Endpoint) RouteTo(req *sipmsg.Request, b Binding) {
-	req.SetDestination(b.Destination())
 	req.SetTransport(b.Transport)
-	if b.Transport == "UDP" {
+	switch b.Transport {
+	case "UDP":
+		req.SetDestination(b.Destination())
 		req.Laddr = sipmsg.Addr{IP: e.addr.Addr().AsSlice(), Port: int(e.addr.Port())}
+	default:
+		if c, _ := e.ua.TransportLayer().GetConnection(strings.ToLower(b.Transport), b.Destination()); c != nil {
+			req.SetDestination(b.Destination())
+		} else {
+			req.SetDestination(b.Contact.HostPort())
+		}
 	}
 }
 

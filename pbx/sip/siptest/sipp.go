@@ -23,9 +23,12 @@ const (
 	// Register registers the AOR Service with Expires (0 unregisters),
 	// answering the 401 with AuthUser/AuthPassword.
 	Register Scenario = "register"
-	// UAC calls Service at Remote (answering a 407 or 401), waits for
-	// the answer, talks for Pause and hangs up.
+	// UAC calls Service at Remote, waits for the answer, talks for
+	// Pause and hangs up.
 	UAC Scenario = "uac"
+	// UACAuth is UAC through a switch that challenges the INVITE (407),
+	// answered with AuthUser/AuthPassword.
+	UACAuth Scenario = "uac_auth"
 	// UASAnswer rings for Pause, answers, follows hold and resume
 	// re-INVITEs, and ends on the caller's BYE.
 	UASAnswer Scenario = "uas_answer"
@@ -131,6 +134,11 @@ func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, er
 		// A failed call must not make SIPp send a BYE of its own.
 		"-default_behaviors", "all,-bye",
 	}
+	if o.Calls <= 10 {
+		// Every message, for the failure report; a load run would
+		// spend its time writing them.
+		args = append(args, "-trace_msg")
+	}
 	if o.Service != "" {
 		args = append(args, "-s", o.Service)
 	}
@@ -140,7 +148,7 @@ func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, er
 	switch o.Scenario {
 	case Register:
 		args = append(args, "-key", "expires", strconv.Itoa(o.Expires))
-	case UAC:
+	case UAC, UACAuth:
 		caller := o.AuthUser
 		if caller == "" {
 			caller = "sipp"
@@ -172,7 +180,7 @@ func (s *SIPp) Wait() error {
 // report gathers SIPp's error log and final screen from its directory.
 func (s *SIPp) report() string {
 	var b strings.Builder
-	for _, pattern := range []string{"*_errors.log", "*_screen.log"} {
+	for _, pattern := range []string{"*_errors.log", "*_screen.log", "*_messages.log"} {
 		files, _ := filepath.Glob(filepath.Join(s.dir, pattern))
 		for _, f := range files {
 			data, _ := os.ReadFile(f)
