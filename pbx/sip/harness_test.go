@@ -92,7 +92,9 @@ func startSwitch(t *testing.T, dir *directory.Directory, cfg RegistrarConfig, at
 	}
 	ev := events{ch: make(chan DeviceEvent, 64)}
 	cfg.OnChange = func(e DeviceEvent) { ev.ch <- e }
-	cfg.Logger = quietLog(t)
+	if cfg.Logger == nil {
+		cfg.Logger = quietLog(t)
+	}
 	ep, err := NewEndpoint(EndpointConfig{Addr: "127.0.0.1:0", Logger: cfg.Logger})
 	if err != nil {
 		t.Fatal(err)
@@ -225,4 +227,22 @@ func (p *phone) register(transport, contact string, expires int, password string
 
 func sipgoAuth(user, password string) sipgo.DigestAuth {
 	return sipgo.DigestAuth{Username: user, Password: password}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -331,8 +331,12 @@ func deltaSeconds(s string) (int, bool) {
 func (r *Registrar) update(dev *directory.Device, changes []contactChange, meta Binding, now time.Time, req *sipmsg.Request) ([]Binding, *sipmsg.Response) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.live(dev.Name, now)
+	// Bindings that lapsed since the last sweep go first, with their
+	// down event, so the engine never sees up twice in a row.
+	r.expire(dev.Name, now)
+	old := r.bindings[dev.Name]
 	list := slices.Clone(old)
+	var evicted []Binding
 	for _, ch := range changes {
 		if ch.all {
 			list = nil
@@ -356,10 +360,16 @@ func (r *Registrar) update(dev *directory.Device, changes []contactChange, meta 
 		// a phone that restarted with a new Call-ID is never locked out
 		// by its own stale bindings.
 		if n := dev.SIP.MaxRegistrations; len(list) > n {
+			evicted = append(evicted, list[:len(list)-n]...)
 			list = slices.Delete(list, 0, len(list)-n)
 		}
 	}
-	r.setBindings(dev.Name, old, list, "registered", "unregistered")
+	r.setBindings(dev.Name, old, list, "registered", func(b Binding) string {
+		if slices.ContainsFunc(evicted, func(e Binding) bool { return sameContact(e.Contact, b.Contact) }) {
+			return "replaced (max_registrations)"
+		}
+		return "unregistered"
+	})
 	return slices.Clone(list), nil
 }
 
@@ -370,8 +380,9 @@ func (r *Registrar) live(device string, now time.Time) []Binding {
 }
 
 // setBindings stores a device's bindings and queues the up or down event
-// when it changed state; the caller holds r.mu.
-func (r *Registrar) setBindings(device string, old, list []Binding, upReason, downReason string) {
+// when it changed state; why gives the reason a binding was removed (the
+// down event's reason is the last one's). The caller holds r.mu.
+func (r *Registrar) setBindings(device string, old, list []Binding, upReason string, why func(Binding) string) {
 	if len(list) == 0 {
 		delete(r.bindings, device)
 	} else {
@@ -382,8 +393,10 @@ func (r *Registrar) setBindings(device string, old, list []Binding, upReason, do
 			r.log.Info("sip binding added", "device", device, "contact", b.Contact.String(), "source", b.Source.String(), "transport", b.Transport, "expires", b.Expires)
 		}
 	}
+	downReason := ""
 	for _, o := range old {
 		if !slices.ContainsFunc(list, func(b Binding) bool { return sameContact(o.Contact, b.Contact) }) {
+			downReason = why(o)
 			r.log.Info("sip binding removed", "device", device, "contact", o.Contact.String(), "reason", downReason)
 		}
 	}
@@ -457,9 +470,14 @@ func (r *Registrar) sweep() {
 	}
 	slices.Sort(devices) // a deterministic event order
 	for _, d := range devices {
-		old := r.bindings[d]
-		if list := r.live(d, now); len(list) != len(old) {
-			r.setBindings(d, old, list, "registered", "expired")
-		}
+		r.expire(d, now)
+	}
+}
+
+// expire removes a device's lapsed bindings; the caller holds r.mu.
+func (r *Registrar) expire(device string, now time.Time) {
+	old := r.bindings[device]
+	if list := r.live(device, now); len(list) != len(old) {
+		r.setBindings(device, old, list, "registered", func(Binding) string { return "expired" })
 	}
 }

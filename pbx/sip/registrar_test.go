@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -128,6 +129,44 @@ func TestRegisterExpiry(t *testing.T) {
 	sw.reg.sweep()
 	if ev := sw.events.next(t); ev.Device != "SIP/202" || ev.Up || ev.Reason != "expired" {
 		t.Fatalf("event %+v", ev)
+	}
+
+	// Lapsed but not yet swept when the phone registers again: the
+	// down event still comes first.
+	if res := p.register("", "<sip:202@127.0.0.1:4000>", 120, "demo-sip-202"); res.StatusCode != 200 {
+		t.Fatalf("register: %d", res.StatusCode)
+	}
+	sw.events.next(t)
+	clock.Advance(121 * time.Second)
+	if res := p.register("", "<sip:202@127.0.0.1:4001>", 120, "demo-sip-202"); res.StatusCode != 200 {
+		t.Fatalf("register: %d", res.StatusCode)
+	}
+	if ev := sw.events.next(t); ev.Up || ev.Reason != "expired" {
+		t.Fatalf("event %+v, want down (expired)", ev)
+	}
+	if ev := sw.events.next(t); !ev.Up || len(ev.Bindings) != 1 || ev.Bindings[0].Contact.Port != 4001 {
+		t.Fatalf("event %+v, want up with the new contact", ev)
+	}
+}
+
+// TestRegistrarLogsNoSecrets: whatever happens, neither the password
+// nor its HA1 reaches the log.
+func TestRegistrarLogsNoSecrets(t *testing.T) {
+	var logged syncBuffer
+	sw := startSwitch(t, nil, RegistrarConfig{Logger: slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	p := newPhone(t, sw.ep.Addr(), "201")
+	for _, pw := range []string{"demo-sip-201", "demo-sip-202", "demo-sip-201"} {
+		p.register("", "<sip:201@127.0.0.1:4000>", 600, pw)
+	}
+	p.register("", "<sip:201@127.0.0.1:4000>", 0, "demo-sip-201")
+	out := logged.String()
+	if !strings.Contains(out, "sip binding added") || !strings.Contains(out, "wrong credentials") {
+		t.Fatalf("the log lacks the registration lines:\n%s", out)
+	}
+	for _, secret := range []string{"demo-sip", directory.SIPHA1MD5("201", "callcontrold", "demo-sip-201"), directory.SIPHA1MD5("201", "callcontrold", "demo-sip-202")} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log shows %q:\n%s", secret, out)
+		}
 	}
 }
 
