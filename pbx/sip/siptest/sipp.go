@@ -62,6 +62,10 @@ type SIPpOptions struct {
 	Expires int
 	// Calls bounds the run (-m); 1 when zero.
 	Calls int
+	// Rate is the new calls per second of UAC scenarios (-r); SIPp's
+	// default (10) when zero. MaxConcurrent caps the calls in progress
+	// (-l); unbounded when zero.
+	Rate, MaxConcurrent int
 	// Pause is the ringing time of UAS scenarios and the talk time of
 	// UAC (-d).
 	Pause time.Duration
@@ -134,6 +138,12 @@ func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, er
 		// A failed call must not make SIPp send a BYE of its own.
 		"-default_behaviors", "all,-bye",
 	}
+	if o.Rate > 0 {
+		args = append(args, "-r", strconv.Itoa(o.Rate))
+	}
+	if o.MaxConcurrent > 0 {
+		args = append(args, "-l", strconv.Itoa(o.MaxConcurrent))
+	}
 	if o.Calls <= 10 {
 		// Every message, for the failure report; a load run would
 		// spend its time writing them.
@@ -175,6 +185,43 @@ func (s *SIPp) Wait() error {
 		return nil
 	}
 	return fmt.Errorf("sipp %s: %v\n%s", s.opts.Scenario, err, s.report())
+}
+
+// Stats reads the successful and failed call counts from SIPp's final
+// screen; it is meaningful once Wait has returned.
+func (s *SIPp) Stats() (successful, failed int, err error) {
+	files, _ := filepath.Glob(filepath.Join(s.dir, "*_screen.log"))
+	if len(files) == 0 {
+		return 0, 0, fmt.Errorf("sipp %s wrote no screen log", s.opts.Scenario)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		return 0, 0, err
+	}
+	found := 0
+	for line := range strings.Lines(string(data)) {
+		var dst *int
+		switch {
+		case strings.HasPrefix(strings.TrimSpace(line), "Successful call"):
+			dst = &successful
+		case strings.HasPrefix(strings.TrimSpace(line), "Failed call"):
+			dst = &failed
+		default:
+			continue
+		}
+		// "  Successful call  |  periodic  |  cumulative": the last column.
+		cols := strings.Split(line, "|")
+		n, err := strconv.Atoi(strings.TrimSpace(cols[len(cols)-1]))
+		if err != nil {
+			return 0, 0, fmt.Errorf("sipp screen line %q: %v", line, err)
+		}
+		*dst = n
+		found++
+	}
+	if found < 2 {
+		return 0, 0, fmt.Errorf("sipp screen log without call counts")
+	}
+	return successful, failed, nil
 }
 
 // report gathers SIPp's error log and final screen from its directory.

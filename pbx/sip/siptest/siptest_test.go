@@ -46,6 +46,25 @@ func TestBaresipCallsSIPp(t *testing.T) {
 	if err := uas.Wait(); err != nil {
 		t.Fatal(err)
 	}
+	if ok, failed, err := uas.Stats(); err != nil || ok != 1 || failed != 0 {
+		t.Fatalf("SIPp stats: %d successful, %d failed, %v", ok, failed, err)
+	}
+}
+
+// TestSIPpCallsSIPp is the direct baseline of a SIP benchmark: a SIPp
+// caller and a SIPp callee, many calls at a rate.
+func TestSIPpCallsSIPp(t *testing.T) {
+	const calls = 20
+	uas := StartSIPp(t, SIPpOptions{Scenario: UASAnswer, Calls: calls})
+	uac := StartSIPp(t, SIPpOptions{Scenario: UAC, Remote: uas.Addr(), Service: "600", Calls: calls, Rate: 50, MaxConcurrent: 10})
+	for _, s := range []*SIPp{uac, uas} {
+		if err := s.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, failed, err := s.Stats(); err != nil || ok != calls || failed != 0 {
+			t.Fatalf("SIPp stats: %d successful, %d failed, %v", ok, failed, err)
+		}
+	}
 }
 
 func TestSIPpCallsBaresip(t *testing.T) {
