@@ -16,13 +16,13 @@ import (
 
 // Event is a call or registration event baresip pushes over ctrl_tcp.
 type Event struct {
-	Type       string `json:"type"`       // CALL_INCOMING, CALL_RINGING, CALL_ESTABLISHED, CALL_CLOSED, CALL_TRANSFER, REGISTER_OK, REGISTER_FAIL, ...
+	Type       string `json:"type"`       // CALL_INCOMING, CALL_RINGING, CALL_ESTABLISHED, CALL_CLOSED, TRANSFER (a REFER received), REGISTER_OK, REGISTER_FAIL, ...
 	Class      string `json:"class"`      // "call", "register", "other"
 	AccountAOR string `json:"accountaor"` // the account it concerns
 	Direction  string `json:"direction"`  // "incoming" or "outgoing" (calls)
 	PeerURI    string `json:"peeruri"`    // the other party
 	ID         string `json:"id"`         // the call's id (its SIP Call-ID)
-	Param      string `json:"param"`      // detail: the reason of CALL_CLOSED, the target of CALL_TRANSFER
+	Param      string `json:"param"`      // detail: the reason of CALL_CLOSED, the target of TRANSFER
 }
 
 // CommandTimeout bounds each ctrl_tcp command.

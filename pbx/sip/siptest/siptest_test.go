@@ -139,3 +139,55 @@ func TestSIPpNoAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestBaresipAutoAnswer(t *testing.T) {
+	phone := StartBaresip(t, BaresipOptions{User: "201", Password: "unused", AutoAnswer: true})
+	uac := StartSIPp(t, SIPpOptions{Scenario: UAC, Remote: phone.SIPAddr(), Service: "201", Pause: 200 * time.Millisecond})
+	if _, err := phone.WaitEvent(eventWait, "CALL_ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := uac.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBaresipTransfer: phone A calls phone B, then blind-transfers B to
+// a SIPp callee: B gets the REFER, calls the target, and A hangs up.
+func TestBaresipTransfer(t *testing.T) {
+	target := StartSIPp(t, SIPpOptions{Scenario: UASAnswer})
+	a := StartBaresip(t, BaresipOptions{User: "201", Password: "unused"})
+	b := StartBaresip(t, BaresipOptions{User: "202", Password: "unused", AutoAnswer: true})
+	if err := a.Dial("sip:202@" + b.SIPAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WaitEvent(eventWait, "CALL_ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Transfer("sip:600@" + target.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := b.WaitEvent(eventWait, "TRANSFER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ev.Param, "600@") {
+		t.Errorf("transfer event %+v", ev)
+	}
+	if _, err := a.WaitEvent(eventWait, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	// B's new call to the target is answered; B then hangs up.
+	ev, err = b.WaitEvent(eventWait, "CALL_ESTABLISHED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ev.PeerURI, "600@") {
+		t.Errorf("B established %+v, want the transfer target", ev)
+	}
+	if err := b.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := target.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
