@@ -7,10 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"callcontrold/directory"
 )
@@ -67,50 +64,28 @@ func (a *Authenticator) Close() error {
 	return nil
 }
 
-// The reasons in the ErrorInfo of UNAUTHENTICATED errors, so that clients
-// can react (re-login on TOKEN_EXPIRED) without parsing messages.
-const (
-	errorDomain         = "callcontrol.v1" // the same domain as every other error of the service
-	reasonMissing       = "BEARER_TOKEN_MISSING"
-	reasonMalformed     = "BEARER_TOKEN_MALFORMED"
-	reasonUnknown       = "TOKEN_UNKNOWN"
-	reasonExpired       = "TOKEN_EXPIRED"
-	reasonInvalid       = "TOKEN_INVALID"
-	reasonAlgNotAllowed = "TOKEN_ALGORITHM_NOT_ALLOWED"
-)
-
-// unauthenticated builds the error of a failed authentication. The message
-// never contains the token: status messages end up in client and server
-// logs.
-func unauthenticated(reason, msg string) error {
-	st := status.New(codes.Unauthenticated, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
 // The fixed errors are built once: they are what a scanner or a
 // misconfigured client hits in a tight loop.
 var (
-	errMissingToken = unauthenticated(reasonMissing,
+	errMissingToken = unauthenticated(ReasonTokenMissing,
 		"missing bearer token: set metadata authorization: Bearer <token>")
-	errNotBearer = unauthenticated(reasonMalformed,
+	errNotBearer = unauthenticated(ReasonTokenMalformed,
 		`malformed authorization metadata: want "Bearer <token>"`)
-	errEmptyToken = unauthenticated(reasonMalformed,
+	errEmptyToken = unauthenticated(ReasonTokenMalformed,
 		`malformed authorization metadata: empty bearer token, want "Bearer <token>"`)
-	errTokenSpace = unauthenticated(reasonMalformed,
+	errTokenSpace = unauthenticated(ReasonTokenMalformed,
 		"malformed authorization metadata: bearer token contains white space")
-	errManyAuth = unauthenticated(reasonMalformed,
+	errManyAuth = unauthenticated(ReasonTokenMalformed,
 		"malformed authorization metadata: more than one authorization value")
-	errUnknownToken = unauthenticated(reasonUnknown, "unknown bearer token")
+	errUnknownToken = unauthenticated(ReasonTokenUnknown, "unknown bearer token")
 )
 
 // Authenticate reads "authorization: Bearer <token>" from the incoming
 // metadata and returns a child context carrying the [Principal]. It has
 // the signature of the go-grpc-middleware v2 auth.AuthFunc. Every failure
-// is UNAUTHENTICATED (who are you?); what the caller may do is decided
-// later by the policy functions (PERMISSION_DENIED).
+// is an [*AuthError] (who are you?, UNAUTHENTICATED once the server maps
+// it); what the caller may do is decided later by the policy functions
+// (PERMISSION_DENIED).
 //
 // A token with exactly two dots is a JWT when JWTs are configured;
 // anything else is looked up among the directory tokens.
@@ -149,7 +124,7 @@ func (a *Authenticator) authenticateToken(ctx context.Context, token string) (*P
 		return nil, errUnknownToken
 	}
 	if !validRole(u.Role) {
-		return nil, unauthenticated(reasonInvalid, "login "+u.Login+" has no valid role in the directory")
+		return nil, unauthenticated(ReasonTokenInvalid, "login "+u.Login+" has no valid role in the directory")
 	}
 	return &Principal{
 		Login:     u.Login,

@@ -2,16 +2,18 @@ package auth_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"callcontrold/auth"
 	"callcontrold/callstore"
@@ -19,8 +21,8 @@ import (
 )
 
 // The authenticator as the server wires it: behind a selector that lets
-// health checks and reflection through, and with the caller's identity
-// added to the request's log fields.
+// health checks and reflection through. Its errors are *auth.AuthError;
+// the server turns them into UNAUTHENTICATED with an ErrorInfo reason.
 func ExampleAuthenticator() {
 	a, err := auth.NewAuthenticator(context.Background(), auth.Config{Tokens: directory.Demo()})
 	if err != nil {
@@ -30,14 +32,11 @@ func ExampleAuthenticator() {
 
 	authenticate := func(ctx context.Context) (context.Context, error) {
 		ctx, err := a.Authenticate(ctx)
-		if err != nil {
-			return nil, err
+		var ae *auth.AuthError
+		if errors.As(err, &ae) {
+			return nil, status.Error(codes.Unauthenticated, ae.Msg)
 		}
-		f := auth.LogFields(ctx)
-		// AddFields reaches the logging interceptor's own "finished
-		// call" line (it runs before auth); InjectFields the handlers'.
-		logging.AddFields(ctx, f)
-		return logging.InjectFields(ctx, f), nil
+		return ctx, err
 	}
 	needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return c.Service != healthpb.Health_ServiceDesc.ServiceName &&

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -20,6 +21,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// asStatus does for these tests what server/errors.go does for the
+// service: an *AuthError leaves as UNAUTHENTICATED.
+func asStatus(f grpcauth.AuthFunc) grpcauth.AuthFunc {
+	return func(ctx context.Context) (context.Context, error) {
+		ctx, err := f(ctx)
+		if errors.Is(err, ErrUnauthenticated) {
+			return nil, status.Error(codes.Unauthenticated, err.Error())
+		}
+		return ctx, err
+	}
+}
+
 // startServer serves the health service on a real TCP listener behind the
 // go-grpc-middleware auth interceptors, as the server package wires it.
 // A second interceptor echoes the principal's login in the response
@@ -35,13 +48,13 @@ func startServer(t *testing.T, a *Authenticator, opts ...grpc.ServerOption) stri
 	}
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(
-			grpcauth.UnaryServerInterceptor(a.Authenticate),
+			grpcauth.UnaryServerInterceptor(asStatus(a.Authenticate)),
 			func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				echo(ctx)
 				return h(ctx, req)
 			}),
 		grpc.ChainStreamInterceptor(
-			grpcauth.StreamServerInterceptor(a.Authenticate),
+			grpcauth.StreamServerInterceptor(asStatus(a.Authenticate)),
 			func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 				echo(ss.Context())
 				return h(srv, ss)

@@ -25,6 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"callcontrold/directory"
+	"callcontrold/internal/echo"
 )
 
 // JWTConfig configures the verification of JWT bearer tokens against a
@@ -335,12 +336,12 @@ func allowedAlg(alg string) (jwa.SignatureAlgorithm, bool) {
 func (v *jwtVerifier) verify(ctx context.Context, token string) (*Principal, error) {
 	h, err := parseJWTHeader(token)
 	if err != nil {
-		return nil, unauthenticated(reasonMalformed, "malformed JWT: "+err.Error())
+		return nil, unauthenticated(ReasonTokenMalformed, "malformed JWT: "+err.Error())
 	}
 	alg, ok := allowedAlg(h.Alg)
 	if !ok {
-		return nil, unauthenticated(reasonAlgNotAllowed,
-			fmt.Sprintf("JWT algorithm %q is not allowed: want %s", h.Alg, allowedAlgorithmsText))
+		return nil, unauthenticated(ReasonAlgNotAllowed,
+			fmt.Sprintf("JWT algorithm %s is not allowed: want %s", echo.Quote(h.Alg), allowedAlgorithmsText))
 	}
 	var opts []jwt.ParseOption
 	for _, k := range *v.keys.Load() {
@@ -353,8 +354,8 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*Principal, err
 		case v.kick <- struct{}{}:
 		default:
 		}
-		return nil, unauthenticated(reasonInvalid,
-			fmt.Sprintf("JWT signing key (kid %q, %s) is not in the %s", h.Kid, h.Alg, v.source()))
+		return nil, unauthenticated(ReasonTokenInvalid,
+			fmt.Sprintf("JWT signing key (kid %s, %s) is not in the %s", echo.Quote(h.Kid), h.Alg, v.source()))
 	}
 	opts = append(opts, v.parseOpts...)
 	opts = append(opts, jwt.WithContext(ctx))
@@ -369,49 +370,49 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*Principal, err
 func jwtError(err error) error {
 	switch {
 	case errors.Is(err, jwt.TokenExpiredError()):
-		return unauthenticated(reasonExpired, "JWT expired")
+		return unauthenticated(ReasonTokenExpired, "JWT expired")
 	case errors.Is(err, jwt.TokenNotYetValidError()):
-		return unauthenticated(reasonInvalid, "JWT not valid yet (nbf)")
+		return unauthenticated(ReasonTokenInvalid, "JWT not valid yet (nbf)")
 	case errors.Is(err, jwt.InvalidIssuerError()):
-		return unauthenticated(reasonInvalid, "JWT issuer (iss) is not the configured issuer")
+		return unauthenticated(ReasonTokenInvalid, "JWT issuer (iss) is not the configured issuer")
 	case errors.Is(err, jwt.InvalidAudienceError()):
-		return unauthenticated(reasonInvalid, "JWT audience (aud) does not include this service")
+		return unauthenticated(ReasonTokenInvalid, "JWT audience (aud) does not include this service")
 	case errors.Is(err, jwt.InvalidIssuedAtError()):
-		return unauthenticated(reasonInvalid, "JWT issued in the future (iat)")
+		return unauthenticated(ReasonTokenInvalid, "JWT issued in the future (iat)")
 	case errors.Is(err, jwt.MissingRequiredClaimError()):
-		return unauthenticated(reasonInvalid, "JWT lacks a required claim (exp)")
+		return unauthenticated(ReasonTokenInvalid, "JWT lacks a required claim (exp)")
 	case errors.Is(err, jws.VerifyError()):
-		return unauthenticated(reasonInvalid, "JWT signature does not verify")
+		return unauthenticated(ReasonTokenInvalid, "JWT signature does not verify")
 	case errors.Is(err, jwt.ValidateError()):
-		return unauthenticated(reasonInvalid, "JWT claims are not valid")
+		return unauthenticated(ReasonTokenInvalid, "JWT claims are not valid")
 	}
-	return unauthenticated(reasonInvalid, "invalid JWT")
+	return unauthenticated(ReasonTokenInvalid, "invalid JWT")
 }
 
 func (v *jwtVerifier) principal(tok jwt.Token) (*Principal, error) {
 	login, _ := stringClaim(tok, v.cfg.LoginClaim)
 	if login == "" {
-		return nil, unauthenticated(reasonInvalid, fmt.Sprintf("JWT has no login claim %q", v.cfg.LoginClaim))
+		return nil, unauthenticated(ReasonTokenInvalid, fmt.Sprintf("JWT has no login claim %q", v.cfg.LoginClaim))
 	}
 	roleName, _ := stringClaim(tok, v.cfg.RoleClaim)
 	role, ok := directory.ParseRole(roleName)
 	if !ok {
-		return nil, unauthenticated(reasonInvalid,
-			fmt.Sprintf("JWT role claim %q: unknown role %q (want admin, sys-admin, company-admin or user)", v.cfg.RoleClaim, roleName))
+		return nil, unauthenticated(ReasonTokenInvalid,
+			fmt.Sprintf("JWT role claim %q: unknown role %s (want admin, sys-admin, company-admin or user)", v.cfg.RoleClaim, echo.Quote(roleName)))
 	}
 	company, _ := stringClaim(tok, v.cfg.CompanyClaim)
 	companies, err := stringsClaim(tok, v.cfg.CompaniesClaim)
 	if err != nil {
-		return nil, unauthenticated(reasonInvalid, fmt.Sprintf("JWT claim %q: %v", v.cfg.CompaniesClaim, err))
+		return nil, unauthenticated(ReasonTokenInvalid, fmt.Sprintf("JWT claim %q: %v", v.cfg.CompaniesClaim, err))
 	}
 	// A user without a company would see nothing, or, worse, be taken
 	// for a member of some default: refuse the token instead.
 	if role == directory.RoleUser && company == "" {
-		return nil, unauthenticated(reasonInvalid,
+		return nil, unauthenticated(ReasonTokenInvalid,
 			fmt.Sprintf("JWT for a user has no company claim %q", v.cfg.CompanyClaim))
 	}
 	if role == directory.RoleCompanyAdmin && len(companies) == 0 {
-		return nil, unauthenticated(reasonInvalid,
+		return nil, unauthenticated(ReasonTokenInvalid,
 			fmt.Sprintf("JWT for a company-admin has no companies claim %q", v.cfg.CompaniesClaim))
 	}
 	name, _ := stringClaim(tok, nameClaim)

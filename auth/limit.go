@@ -8,10 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // LimitConfig bounds what one login may cost the service. A zero or
@@ -19,21 +15,37 @@ import (
 type LimitConfig struct {
 	ControlRPS             float64 // sustained control RPCs per second per login
 	ControlBurst           int     // control RPCs allowed at once; <= 0 means max(1, ceil(ControlRPS))
+	ReadRPS                float64 // sustained reads (ListCalls, GetCall, ListDevices, GetDevice) per second per login
+	ReadBurst              int     // reads allowed at once; <= 0 means max(1, ceil(ReadRPS))
 	MaxWatchesPerPrincipal int     // concurrent WatchCalls streams per login
 }
+
+// WatchRetryAfter is the retry hint of a refused watch: a slot frees when
+// one of the login's streams ends, which the server cannot predict, so it
+// suggests a pause long enough not to spin.
+const WatchRetryAfter = 5 * time.Second
 
 // Limiter enforces a [LimitConfig] per login. Limits are keyed by login,
 // not by connection, so opening more connections buys nothing. It is safe
 // for concurrent use.
 type Limiter struct {
-	cfg LimitConfig
+	cfg     LimitConfig
+	control rateLimit
+	read    rateLimit
 
-	mu        sync.Mutex
-	buckets   map[string]*bucket // login → token bucket
-	nextSweep time.Time
-	watches   map[string]int // login → open watches; absent means 0
+	mu      sync.Mutex     // guards the maps of control, read and watches
+	watches map[string]int // login → open watches; absent means 0
 
 	now func() time.Time // the clock, replaced in tests
+}
+
+// rateLimit is one token bucket per login for one kind of RPC.
+type rateLimit struct {
+	what      string // "control RPCs", "reads"
+	rps       float64
+	burst     int
+	buckets   map[string]*bucket // login → token bucket
+	nextSweep time.Time
 }
 
 type bucket struct {
@@ -43,97 +55,115 @@ type bucket struct {
 
 // NewLimiter returns a limiter enforcing cfg.
 func NewLimiter(cfg LimitConfig) *Limiter {
-	if cfg.ControlRPS > 0 && cfg.ControlBurst <= 0 {
-		cfg.ControlBurst = max(1, int(math.Ceil(cfg.ControlRPS)))
+	newRate := func(what string, rps float64, burst int) rateLimit {
+		if rps > 0 && burst <= 0 {
+			burst = max(1, int(math.Ceil(rps)))
+		}
+		return rateLimit{what: what, rps: rps, burst: burst, buckets: make(map[string]*bucket)}
 	}
 	return &Limiter{
 		cfg:     cfg,
-		buckets: make(map[string]*bucket),
+		control: newRate("control RPCs", cfg.ControlRPS, cfg.ControlBurst),
+		read:    newRate("reads", cfg.ReadRPS, cfg.ReadBurst),
 		watches: make(map[string]int),
 		now:     time.Now,
 	}
 }
 
-// refill is how long an unused bucket takes to fill up. A bucket idle for
-// longer is full, exactly like a fresh one, so dropping it changes no
-// decision: that is what lets the map forget idle logins and stay bounded
-// by the logins active in the last refill period.
-func (l *Limiter) refill() time.Duration {
-	d := time.Duration(float64(l.cfg.ControlBurst) / l.cfg.ControlRPS * float64(time.Second))
-	return max(d, time.Second)
+// AllowControl takes one token from p's control bucket, or returns a
+// *LimitError saying when to retry. A refused request consumes nothing.
+func (l *Limiter) AllowControl(p *Principal) error {
+	if l == nil {
+		return nil
+	}
+	return l.allow(&l.control, p)
 }
 
-// AllowControl takes one token from p's control bucket, or returns
-// RESOURCE_EXHAUSTED with a RetryInfo (when to retry) and a QuotaFailure
-// (which quota). A refused request consumes nothing.
-func (l *Limiter) AllowControl(p *Principal) error {
-	if l == nil || l.cfg.ControlRPS <= 0 {
+// AllowRead is [Limiter.AllowControl] for the read budget: ListCalls,
+// GetCall, ListDevices and GetDevice.
+func (l *Limiter) AllowRead(p *Principal) error {
+	if l == nil {
+		return nil
+	}
+	return l.allow(&l.read, p)
+}
+
+func (l *Limiter) allow(r *rateLimit, p *Principal) error {
+	if r.rps <= 0 {
 		return nil
 	}
 	if p == nil {
-		return status.Error(codes.Unauthenticated, "control rate limit: request is not authenticated")
+		return errNoPrincipal
 	}
 	now := l.now()
-	b := l.bucket(p.Login, now)
-	r := b.lim.ReserveN(now, 1)
-	if !r.OK() { // cannot happen with burst >= 1; refuse rather than wait forever
-		return l.rateError(p.Login, time.Second)
+	b := l.bucket(r, p.Login, now)
+	res := b.lim.ReserveN(now, 1)
+	if !res.OK() { // cannot happen with burst >= 1; refuse rather than wait forever
+		return r.error(p.Login, time.Second)
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return l.rateError(p.Login, d)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return r.error(p.Login, d)
 	}
 	return nil
 }
 
-func (l *Limiter) bucket(login string, now time.Time) *bucket {
+// errNoPrincipal refuses a limited request that carries no caller: the
+// server never lets one through, so this is a wiring mistake, answered
+// like a missing token.
+var errNoPrincipal = unauthenticated(ReasonTokenMissing, "request is not authenticated: set metadata authorization: Bearer <token>")
+
+// refill is how long an unused bucket takes to fill up. A bucket idle for
+// longer is full, exactly like a fresh one, so dropping it changes no
+// decision: that is what lets the map forget idle logins and stay bounded
+// by the logins active in the last refill period.
+func (r *rateLimit) refill() time.Duration {
+	d := time.Duration(float64(r.burst) / r.rps * float64(time.Second))
+	return max(d, time.Second)
+}
+
+func (l *Limiter) bucket(r *rateLimit, login string, now time.Time) *bucket {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.After(l.nextSweep) {
+	if now.After(r.nextSweep) {
 		// Amortised: one pass over the map per refill period.
-		idle := l.refill()
+		idle := r.refill()
 		cutoff := now.Add(-idle).UnixNano()
-		for k, b := range l.buckets {
+		for k, b := range r.buckets {
 			if b.lastUsed.Load() < cutoff {
-				delete(l.buckets, k)
+				delete(r.buckets, k)
 			}
 		}
-		l.nextSweep = now.Add(idle)
+		r.nextSweep = now.Add(idle)
 	}
-	b, ok := l.buckets[login]
+	b, ok := r.buckets[login]
 	if !ok {
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.cfg.ControlRPS), l.cfg.ControlBurst)}
-		l.buckets[login] = b
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(r.rps), r.burst)}
+		r.buckets[login] = b
 	}
 	b.lastUsed.Store(now.UnixNano())
 	return b
 }
 
-func (l *Limiter) rateError(login string, retry time.Duration) error {
-	msg := fmt.Sprintf("control rate limit of login %s exceeded (%g requests/s, burst %d): retry in %v",
-		login, l.cfg.ControlRPS, l.cfg.ControlBurst, retry.Round(time.Millisecond))
-	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
-		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
-			Subject:     "login:" + login,
-			Description: fmt.Sprintf("control RPCs: %g per second, burst %d", l.cfg.ControlRPS, l.cfg.ControlBurst),
-		}}},
-	)
-	if err != nil {
-		return status.Error(codes.ResourceExhausted, msg)
+func (r *rateLimit) error(login string, retry time.Duration) error {
+	return &LimitError{
+		Login:      login,
+		Quota:      fmt.Sprintf("%s: %g per second, burst %d", r.what, r.rps, r.burst),
+		RetryAfter: retry,
+		Msg: fmt.Sprintf("%s rate limit of login %s exceeded (%g requests/s, burst %d): retry in %v",
+			r.what, login, r.rps, r.burst, retry.Round(time.Millisecond)),
 	}
-	return st.Err()
 }
 
-// AcquireWatch counts one more open watch for p, or returns
-// RESOURCE_EXHAUSTED with a QuotaFailure when p already holds the maximum.
-// The caller must call release when the stream ends; release is idempotent.
+// AcquireWatch counts one more open watch for p, or returns a *LimitError
+// when p already holds the maximum. The caller must call release when the
+// stream ends; release is idempotent.
 func (l *Limiter) AcquireWatch(p *Principal) (release func(), err error) {
 	if l == nil || l.cfg.MaxWatchesPerPrincipal <= 0 {
 		return func() {}, nil
 	}
 	if p == nil {
-		return nil, status.Error(codes.Unauthenticated, "watch limit: request is not authenticated")
+		return nil, errNoPrincipal
 	}
 	login := p.Login
 	l.mu.Lock()
@@ -161,16 +191,11 @@ func (l *Limiter) AcquireWatch(p *Principal) (release func(), err error) {
 }
 
 func (l *Limiter) watchError(login string) error {
-	msg := fmt.Sprintf("login %s already has %d open WatchCalls streams, the maximum: close one first",
-		login, l.cfg.MaxWatchesPerPrincipal)
-	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(
-		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
-			Subject:     "login:" + login,
-			Description: fmt.Sprintf("concurrent WatchCalls streams: at most %d", l.cfg.MaxWatchesPerPrincipal),
-		}}},
-	)
-	if err != nil {
-		return status.Error(codes.ResourceExhausted, msg)
+	return &LimitError{
+		Login:      login,
+		Quota:      fmt.Sprintf("concurrent WatchCalls streams: at most %d", l.cfg.MaxWatchesPerPrincipal),
+		RetryAfter: WatchRetryAfter,
+		Msg: fmt.Sprintf("login %s already has %d open WatchCalls streams, the maximum: close one first",
+			login, l.cfg.MaxWatchesPerPrincipal),
 	}
-	return st.Err()
 }

@@ -1,14 +1,11 @@
 package auth
 
 import (
+	"errors"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // fakeClock is a settable clock for the limiter.
@@ -29,25 +26,15 @@ func TestAllowControl(t *testing.T) {
 		}
 	}
 	err := l.AllowControl(alice)
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted {
-		t.Fatalf("request beyond the burst: got %v, want code ResourceExhausted", err)
+	var le *LimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("request beyond the burst: got %v, want a *LimitError", err)
 	}
-	var retry *errdetails.RetryInfo
-	var quota *errdetails.QuotaFailure
-	for _, d := range st.Details() {
-		switch d := d.(type) {
-		case *errdetails.RetryInfo:
-			retry = d
-		case *errdetails.QuotaFailure:
-			quota = d
-		}
+	if le.RetryAfter <= 0 || le.RetryAfter > time.Second {
+		t.Errorf("got RetryAfter %v, want a delay in (0, 1s]", le.RetryAfter)
 	}
-	if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 || retry.GetRetryDelay().AsDuration() > time.Second {
-		t.Errorf("got RetryInfo %v, want a delay in (0, 1s]", retry)
-	}
-	if quota == nil || len(quota.GetViolations()) != 1 || quota.GetViolations()[0].GetSubject() != "login:alice" {
-		t.Errorf("got QuotaFailure %v, want one violation for login:alice", quota)
+	if le.Login != "alice" || le.Quota != "control RPCs: 1 per second, burst 2" {
+		t.Errorf("got login %q, quota %q", le.Login, le.Quota)
 	}
 
 	// Limits are per login.
@@ -59,8 +46,34 @@ func TestAllowControl(t *testing.T) {
 	if err := l.AllowControl(alice); err != nil {
 		t.Errorf("after a second: %v", err)
 	}
-	if err := l.AllowControl(alice); status.Code(err) != codes.ResourceExhausted {
+	if err := l.AllowControl(alice); !errors.Is(err, ErrLimited) {
 		t.Errorf("second request after a second: got %v, want ResourceExhausted", err)
+	}
+}
+
+// Reads have their own budget: control RPCs do not spend it, and it
+// refuses like the control rate.
+func TestAllowRead(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	l := NewLimiter(LimitConfig{ControlRPS: 1, ControlBurst: 1, ReadRPS: 2})
+	l.now = clock.now
+	alice := &Principal{Login: "alice"}
+	must(t, l.AllowControl(alice))
+	for i := range 2 { // burst defaults to ceil(ReadRPS)
+		if err := l.AllowRead(alice); err != nil {
+			t.Fatalf("read %d within the burst: %v", i, err)
+		}
+	}
+	var le *LimitError
+	if err := l.AllowRead(alice); !errors.As(err, &le) || le.RetryAfter <= 0 || le.Quota != "reads: 2 per second, burst 2" {
+		t.Fatalf("read beyond the burst: got %v (%+v), want a *LimitError with a retry delay", err, le)
+	}
+	if err := l.AllowControl(alice); !errors.Is(err, ErrLimited) {
+		t.Errorf("control after reads: got %v, want the control limit (reads must not refill it)", err)
+	}
+	clock.advance(time.Second / 2)
+	if err := l.AllowRead(alice); err != nil {
+		t.Errorf("read after half a second: %v", err)
 	}
 }
 
@@ -73,7 +86,7 @@ func TestAllowControlEvictsIdleLogins(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(l.buckets); n != 1000 {
+	if n := len(l.control.buckets); n != 1000 {
 		t.Fatalf("got %d buckets, want 1000", n)
 	}
 	// Once a full refill period has passed every idle bucket is full and
@@ -82,7 +95,7 @@ func TestAllowControlEvictsIdleLogins(t *testing.T) {
 	if err := l.AllowControl(&Principal{Login: "late"}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(l.buckets); n != 1 {
+	if n := len(l.control.buckets); n != 1 {
 		t.Errorf("got %d buckets after the idle period, want 1", n)
 	}
 }
@@ -114,8 +127,9 @@ func TestAcquireWatch(t *testing.T) {
 	r2, err := l.AcquireWatch(alice)
 	must(t, err)
 	_, err = l.AcquireWatch(alice)
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("third watch: got %v, want ResourceExhausted", err)
+	var le *LimitError
+	if !errors.As(err, &le) || le.RetryAfter != WatchRetryAfter {
+		t.Fatalf("third watch: got %v, want a *LimitError with RetryAfter %v", err, WatchRetryAfter)
 	}
 	if _, err := l.AcquireWatch(&Principal{Login: "bob"}); err != nil {
 		t.Errorf("bob is limited by alice's watches: %v", err)
@@ -124,7 +138,7 @@ func TestAcquireWatch(t *testing.T) {
 	r1() // idempotent: must not free a second slot
 	r3, err := l.AcquireWatch(alice)
 	must(t, err)
-	if _, err := l.AcquireWatch(alice); status.Code(err) != codes.ResourceExhausted {
+	if _, err := l.AcquireWatch(alice); !errors.Is(err, ErrLimited) {
 		t.Errorf("after a double release: got %v, want ResourceExhausted", err)
 	}
 	r2()
@@ -132,7 +146,7 @@ func TestAcquireWatch(t *testing.T) {
 	if _, ok := l.watches["alice"]; ok {
 		t.Error("alice's counter kept after all her watches ended")
 	}
-	if _, err := l.AcquireWatch(nil); status.Code(err) != codes.Unauthenticated {
+	if _, err := l.AcquireWatch(nil); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("nil principal: got %v, want Unauthenticated", err)
 	}
 }

@@ -1,26 +1,25 @@
 package auth
 
-import (
-	"context"
+import "log/slog"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
-)
-
-// The log field keys, so that dashboards can rely on them.
+// The log attribute keys of the caller's identity: the one set every log
+// line of the service uses, so that dashboards can rely on them.
 const (
-	LogFieldLogin  = "auth.login"
-	LogFieldRole   = "auth.role"
-	LogFieldMethod = "auth.method"
+	LogKeyLogin  = "login"
+	LogKeyRole   = "role"
+	LogKeyMethod = "auth_method" // MethodToken or MethodJWT
 )
 
-// LogFields returns the caller's identity as go-grpc-middleware logging
-// fields, for logging.InjectFields after authentication, so that every log
-// line of the request says who made it. Nil when ctx carries no principal.
-// Tokens are never logged.
-func LogFields(ctx context.Context) logging.Fields {
-	p, ok := FromContext(ctx)
-	if !ok {
+// LogAttrs returns p's identity as log attributes (none for nil). Tokens
+// are never logged. The server adds these to every line logged with a
+// request's context (server/identity.go).
+func LogAttrs(p *Principal) []slog.Attr {
+	if p == nil {
 		return nil
 	}
-	return logging.Fields{LogFieldLogin, p.Login, LogFieldRole, p.Role.String(), LogFieldMethod, p.Method}
+	return []slog.Attr{
+		slog.String(LogKeyLogin, p.Login),
+		slog.String(LogKeyRole, p.Role.String()),
+		slog.String(LogKeyMethod, p.Method),
+	}
 }

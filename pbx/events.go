@@ -6,6 +6,7 @@ import (
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/echo"
 )
 
 // The methods in this file are how a driver reports signalling. Each is
@@ -146,7 +147,7 @@ func (e *Engine) Inbound(ctx context.Context, fromNumber, fromName, toExtension 
 	defer e.end()
 	x, ok := e.dir.Extension(toExtension)
 	if !ok {
-		return 0, nil, fmt.Errorf("%w: %q is not an extension", ErrInvalidNumber, toExtension)
+		return 0, nil, fmt.Errorf("%w: %s is not an extension", ErrInvalidNumber, echo.Quote(toExtension))
 	}
 	if x.Type == directory.ExtensionPark {
 		return 0, nil, fmt.Errorf("%w: park orbit %s cannot be called from outside", ErrInvalidNumber, x.Number)

@@ -8,6 +8,7 @@ import (
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/echo"
 )
 
 // begin takes the switch's lock for one operation.
@@ -114,7 +115,7 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 func (e *Engine) checkDial(device, number string, opts DialOptions) (*directory.Device, dest, error) {
 	dev, ok := e.dir.Device(device)
 	if !ok {
-		return nil, dest{}, fmt.Errorf("%w: no device %q", ErrNotFound, device)
+		return nil, dest{}, fmt.Errorf("%w: no device %s", ErrNotFound, echo.Quote(device))
 	}
 	if !isPhone(dev) {
 		return nil, dest{}, fmt.Errorf("%w: %s cannot dial", ErrNotSupported, dev.Name)
@@ -650,7 +651,7 @@ func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.C
 		return nil, fmt.Errorf("%w: dtmf needs a WebRTC device, %s is not", ErrNotSupported, l.dev.Name)
 	}
 	if len(tone) != 1 || !strings.Contains("0123456789*#", tone) {
-		return nil, fmt.Errorf("%w: %q (want one of 0-9, * or #)", ErrInvalidTone, tone)
+		return nil, fmt.Errorf("%w: %s (want one of 0-9, * or #)", ErrInvalidTone, echo.Quote(tone))
 	}
 	if l.c.State != callstore.StateUp {
 		return nil, stateErr("dtmf", l, "", callstore.StateUp)
@@ -673,7 +674,7 @@ func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.C
 func (e *Engine) DeviceState(name string) (DeviceState, error) {
 	dev, ok := e.dir.Device(name)
 	if !ok {
-		return DeviceState{}, fmt.Errorf("%w: no device %q", ErrNotFound, name)
+		return DeviceState{}, fmt.Errorf("%w: no device %s", ErrNotFound, echo.Quote(name))
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/echo"
 )
 
 // dest is a resolved number: an extension, or an external number.
@@ -45,11 +46,11 @@ func CheckExternal(number string) error {
 	case number == "":
 		return fmt.Errorf("%w: empty number", ErrInvalidNumber)
 	case len(number) > 32:
-		return fmt.Errorf("%w: %q is longer than 32 characters", ErrInvalidNumber, number)
+		return fmt.Errorf("%w: %s is longer than 32 characters", ErrInvalidNumber, echo.Quote(number))
 	case strings.Trim(digits, "0123456789") != "" || digits == "":
-		return fmt.Errorf("%w: %q: only digits and a leading + are allowed", ErrInvalidNumber, number)
+		return fmt.Errorf("%w: %s: only digits and a leading + are allowed", ErrInvalidNumber, echo.Quote(number))
 	case len(digits) < 5:
-		return fmt.Errorf("%w: %q is not an extension of this PBX", ErrInvalidNumber, number)
+		return fmt.Errorf("%w: %s is not an extension of this PBX", ErrInvalidNumber, echo.Quote(number))
 	}
 	return nil
 }

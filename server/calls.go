@@ -2,11 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"callcontrold/auth"
@@ -51,15 +50,9 @@ func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-ch
 func principalOf(ctx context.Context) (*auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "missing bearer token: set metadata authorization: Bearer <token>")
+		return nil, errNoPrincipal
 	}
 	return p, nil
-}
-
-// callNotFound is the answer for a call that does not exist and for one
-// the caller may not see: the two must be indistinguishable.
-func callNotFound(field string, uid int64) error {
-	return status.Errorf(codes.NotFound, "%s: call %d not found (it ended, or is not visible to you)", field, uid)
 }
 
 // visibleCall returns the live call if p may see it.
@@ -79,8 +72,8 @@ func (s *callService) controllableCall(p *auth.Principal, field string, uid int6
 		return nil, err
 	}
 	if !auth.CanControl(p, c) {
-		return nil, status.Errorf(codes.PermissionDenied,
-			"%s: call %d is on device %s, which %s does not own: only the device's owner controls its calls", field, uid, c.Device, p.Login)
+		return nil, permissionDenied(fmt.Sprintf(
+			"%s: call %d is on device %s, which %s does not own: only the device's owner controls its calls", field, uid, c.Device, p.Login))
 	}
 	return c, nil
 }
@@ -117,7 +110,7 @@ func control[R proto.Message](ctx context.Context, s *callService, method string
 	run := func() (proto.Message, error) {
 		if s.lim != nil {
 			if err := s.lim.AllowControl(p); err != nil {
-				return nil, err
+				return nil, s.status(ctx, err)
 			}
 		}
 		r, err := act(p)
@@ -227,10 +220,10 @@ func (s *callService) Dial(ctx context.Context, req *callcontrolv1.DialRequest) 
 	return control(ctx, s, "Dial", req, func(p *auth.Principal) (*callcontrolv1.DialResponse, error) {
 		dev, ok := s.dir.Device(req.GetDevice())
 		if !ok || !auth.CanSeeDevice(p, dev) {
-			return nil, status.Errorf(codes.NotFound, "device: %q not found (or not visible to you)", req.GetDevice())
+			return nil, deviceNotFound("device", req.GetDevice())
 		}
 		if !auth.CanControlDevice(p, dev) {
-			return nil, status.Errorf(codes.PermissionDenied, "device: %s does not own %s: dial from one of your own devices", p.Login, dev.Name)
+			return nil, permissionDenied(fmt.Sprintf("device: %s does not own %s: dial from one of your own devices", p.Login, dev.Name))
 		}
 		c, err := s.sw.Dial(ctx, dev.Name, req.GetNumber(), pbx.DialOptions{AutoHold: req.GetAutohold(), AutoAnswer: req.GetAutoanswer()})
 		if err != nil {
@@ -293,9 +286,9 @@ func (s *callService) Send(ctx context.Context, req *callcontrolv1.SendRequest) 
 			return nil, err
 		}
 		if !auth.CanSend(p, c) {
-			return nil, status.Errorf(codes.PermissionDenied,
+			return nil, permissionDenied(fmt.Sprintf(
 				"uid: send needs administrative ownership of call %d (admin or sys-admin, or company-admin of %q); %s is %s",
-				c.UID, c.DeviceCompany, p.Login, p.Role)
+				c.UID, c.DeviceCompany, p.Login, p.Role))
 		}
 		old, redirected, err := s.sw.Send(ctx, req.GetUid(), req.GetNumber())
 		if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"sort"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"callcontrold/auth"
 	"callcontrold/directory"
@@ -131,7 +129,7 @@ func (s *deviceService) GetDevice(ctx context.Context, req *callcontrolv1.GetDev
 	}
 	d, ok := s.dir.Device(req.GetName())
 	if !ok || !auth.CanSeeDevice(p, d) {
-		return nil, status.Errorf(codes.NotFound, "name: device %q not found (or not visible to you)", req.GetName())
+		return nil, deviceNotFound("name", req.GetName())
 	}
 	return &callcontrolv1.GetDeviceResponse{Device: s.device(d)}, nil
 }

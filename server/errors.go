@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -14,8 +15,28 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"callcontrold/auth"
 	"callcontrold/callstore"
+	"callcontrold/internal/echo"
 	"callcontrold/pbx"
+)
+
+// This file is the error boundary: the switch, the store and auth return
+// plain Go errors, handlers return them (or call the constructors below),
+// and only this file builds gRPC statuses.
+//
+// Every status must reach the client whole. Its message and details
+// travel in the response trailers, and clients bound those (8 KiB is the
+// default of the C-core clients and grpc-go's next default): a trailer
+// over the limit arrives as INTERNAL (RST_STREAM), not as the code it
+// was. So input is never quoted whole (echo.Quote keeps a prefix and says
+// the length), and the sizes below bound what any error can carry,
+// whatever a message was built from: at most about 4 KiB of trailers.
+const (
+	maxMessageLen     = 512 // status message, in bytes
+	maxViolations     = 10  // BadRequest field violations listed; the message counts the rest
+	maxFieldLen       = 64  // a violation's field path
+	maxDescriptionLen = 160 // a violation's description
 )
 
 // errorDomain is the ErrorInfo domain of every error this service raises.
@@ -31,30 +52,68 @@ const (
 	reasonFutureRevision  = "FUTURE_REVISION"
 	reasonDraining        = "DRAINING"
 	reasonRequestIDReused = "REQUEST_ID_REUSED"
+	reasonMalformed       = "MALFORMED_REQUEST"
 )
 
-// fieldViolation is one bad request field.
-type fieldViolation struct{ field, desc string }
-
-// invalidArgument is INVALID_ARGUMENT with a BadRequest naming the fields.
-func invalidArgument(violations ...fieldViolation) error {
-	msgs := make([]string, 0, len(violations))
-	br := &errdetails.BadRequest{}
-	for _, v := range violations {
-		msgs = append(msgs, v.field+": "+v.desc)
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: v.desc})
-	}
-	return withDetails(codes.InvalidArgument, strings.Join(msgs, "; "), br)
+// newStatus is status.New with the message bounded.
+func newStatus(c codes.Code, msg string) *status.Status {
+	return status.New(c, echo.Clip(msg, maxMessageLen))
 }
 
 func withDetails(c codes.Code, msg string, details ...protoadapt.MessageV1) error {
-	st := status.New(c, msg)
+	st := newStatus(c, msg)
 	for _, d := range details {
 		if ds, err := st.WithDetails(d); err == nil {
 			st = ds
 		}
 	}
 	return st.Err()
+}
+
+// fieldViolation is one bad request field.
+type fieldViolation struct{ field, desc string }
+
+// invalidArgument is INVALID_ARGUMENT with a BadRequest naming the fields:
+// the first maxViolations of them (a client fixes those and learns about
+// the rest on its next try; the message says how many there are).
+func invalidArgument(violations ...fieldViolation) error {
+	shown := violations[:min(len(violations), maxViolations)]
+	msgs := make([]string, 0, len(shown)+1)
+	br := &errdetails.BadRequest{}
+	for _, v := range shown {
+		field, desc := echo.Clip(v.field, maxFieldLen), echo.Clip(v.desc, maxDescriptionLen)
+		msgs = append(msgs, field+": "+desc)
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
+	}
+	if more := len(violations) - len(shown); more > 0 {
+		msgs = append(msgs, fmt.Sprintf("and %d more invalid fields", more))
+	}
+	return withDetails(codes.InvalidArgument, strings.Join(msgs, "; "), br)
+}
+
+// reusedRequestID refuses a request_id already used for another request.
+func reusedRequestID() error {
+	return withDetails(codes.InvalidArgument,
+		"request_id: already used for a different request; use a new request_id for a new request",
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+			Field: "request_id", Description: "already used for a different request",
+		}}},
+		&errdetails.ErrorInfo{Reason: reasonRequestIDReused, Domain: errorDomain})
+}
+
+// malformedRequest is the answer to a request message that does not
+// decode: the client's fault (INVALID_ARGUMENT), not the server's
+// (grpc-go reports it as INTERNAL). err is what reading the message
+// returned; other codes (a message over the size limit, a cancellation)
+// pass through.
+func malformedRequest(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Internal {
+		return err
+	}
+	return withDetails(codes.InvalidArgument,
+		"the request is not a valid protobuf message of the method's request type: "+st.Message(),
+		&errdetails.ErrorInfo{Reason: reasonMalformed, Domain: errorDomain})
 }
 
 // unavailableDraining tells a watcher that the server is going away and
@@ -65,8 +124,51 @@ func unavailableDraining(retryAfter time.Duration) error {
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
 }
 
+// errNoPrincipal: a handler of an authenticated service ran without a
+// caller (the auth interceptor guarantees one; this is the safe answer
+// should the wiring ever change).
+var errNoPrincipal = toStatusError(&auth.AuthError{Reason: auth.ReasonTokenMissing,
+	Msg: "missing bearer token: set metadata authorization: Bearer <token>"})
+
+// callNotFound is the answer for a call that does not exist and for one
+// the caller may not see: the two must be indistinguishable.
+func callNotFound(field string, uid int64) error {
+	return newStatus(codes.NotFound, fmt.Sprintf("%s: call %d not found (it ended, or is not visible to you)", field, uid)).Err()
+}
+
+// deviceNotFound is callNotFound for a device named by the request.
+func deviceNotFound(field, name string) error {
+	return newStatus(codes.NotFound, fmt.Sprintf("%s: device %s not found (or not visible to you)", field, echo.Quote(name))).Err()
+}
+
+// permissionDenied: the caller sees the call or device but may not do
+// this to it; msg says who may.
+func permissionDenied(msg string) error {
+	return newStatus(codes.PermissionDenied, msg).Err()
+}
+
+// simulatorUnavailable: SimulatorService without the simulated switch.
+func simulatorUnavailable() error {
+	return newStatus(codes.Unimplemented, "the simulator is only available with the simulated switch").Err()
+}
+
+// internalError hides a bug's details from the client; the log has them.
+func internalError() error { return newStatus(codes.Internal, "internal error").Err() }
+
+// retriable reports whether a retry could change err's outcome (so the
+// request_id cache must not remember it).
+func retriable(err error) bool {
+	switch status.Code(err) {
+	case codes.ResourceExhausted, codes.Unavailable, codes.Internal, codes.Canceled,
+		codes.DeadlineExceeded, codes.Unknown, codes.Aborted:
+		return true
+	}
+	return false
+}
+
 // toStatus maps a domain error to a gRPC status error: the only place that
-// does so. It matches with errors.Is/As so wrapped errors keep their code.
+// does so. It matches with errors.Is/As so wrapped errors keep their code;
+// an error it does not know is a bug: logged, and INTERNAL to the client.
 func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	if err == nil {
 		return nil
@@ -74,30 +176,42 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	var stateErr *pbx.StateError
-	var compacted *callstore.CompactedError
+	if st := toStatusError(err); st != nil {
+		return st
+	}
+	log.ErrorContext(ctx, "unmapped error", "error", err)
+	return internalError()
+}
+
+// toStatusError is toStatus without the fallback: nil for an unknown error.
+func toStatusError(err error) error {
+	var (
+		stateErr  *pbx.StateError
+		compacted *callstore.CompactedError
+		authErr   *auth.AuthError
+		limitErr  *auth.LimitError
+	)
 	switch {
+	case errors.As(err, &authErr):
+		return withDetails(codes.Unauthenticated, authErr.Msg,
+			&errdetails.ErrorInfo{Reason: authErr.Reason, Domain: errorDomain})
+	case errors.As(err, &limitErr):
+		return withDetails(codes.ResourceExhausted, limitErr.Msg,
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(limitErr.RetryAfter)},
+			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+				Subject:     echo.Clip("login:"+limitErr.Login, maxFieldLen),
+				Description: limitErr.Quota,
+			}}})
 	case errors.As(err, &stateErr):
-		allowed := make([]string, len(stateErr.Allowed))
-		for i, s := range stateErr.Allowed {
-			allowed[i] = s.String()
-		}
-		return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.ErrorInfo{
-			Reason: reasonCallState, Domain: errorDomain,
-			Metadata: map[string]string{
-				"operation":      stateErr.Op,
-				"state":          stateErr.State.String(),
-				"allowed_states": strings.Join(allowed, ","),
-			},
-		})
+		return stateStatus(err, stateErr)
 	case errors.Is(err, pbx.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return newStatus(codes.NotFound, err.Error()).Err()
 	case errors.Is(err, pbx.ErrInvalidNumber):
 		return invalidArgument(fieldViolation{"number", err.Error()})
 	case errors.Is(err, pbx.ErrInvalidTone):
 		return invalidArgument(fieldViolation{"tone", err.Error()})
 	case errors.Is(err, pbx.ErrInvalidArgument):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return newStatus(codes.InvalidArgument, err.Error()).Err()
 	case errors.Is(err, pbx.ErrLimit):
 		return withDetails(codes.FailedPrecondition, err.Error()+": hang up one of its calls first",
 			&errdetails.ErrorInfo{Reason: reasonCallLimit, Domain: errorDomain})
@@ -120,11 +234,23 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, callstore.ErrFutureRevision):
 		return withDetails(codes.OutOfRange, err.Error(),
 			&errdetails.ErrorInfo{Reason: reasonFutureRevision, Domain: errorDomain})
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
 	}
-	log.ErrorContext(ctx, "unmapped error", "error", err)
-	return status.Error(codes.Internal, "internal error")
+	return nil
+}
+
+func stateStatus(err error, stateErr *pbx.StateError) error {
+	allowed := make([]string, len(stateErr.Allowed))
+	for i, s := range stateErr.Allowed {
+		allowed[i] = s.String()
+	}
+	return withDetails(codes.FailedPrecondition, err.Error(), &errdetails.ErrorInfo{
+		Reason: reasonCallState, Domain: errorDomain,
+		Metadata: map[string]string{
+			"operation":      stateErr.Op,
+			"state":          stateErr.State.String(),
+			"allowed_states": strings.Join(allowed, ","),
+		},
+	})
 }

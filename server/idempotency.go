@@ -8,9 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -73,7 +70,7 @@ func (c *idempotencyCache) do(ctx context.Context, key idemKey, req proto.Messag
 			case <-e.done:
 				return e.resp, e.err, true
 			case <-ctx.Done():
-				return nil, status.FromContextError(ctx.Err()).Err(), false
+				return nil, toStatusError(ctx.Err()), false
 			}
 		}
 		c.removeLocked(el)
@@ -102,20 +99,3 @@ func (c *idempotencyCache) removeLocked(el *list.Element) {
 	delete(c.entries, el.Value.(*idemEntry).key)
 }
 
-func retriable(err error) bool {
-	switch status.Code(err) {
-	case codes.ResourceExhausted, codes.Unavailable, codes.Internal, codes.Canceled,
-		codes.DeadlineExceeded, codes.Unknown, codes.Aborted:
-		return true
-	}
-	return false
-}
-
-func reusedRequestID() error {
-	return withDetails(codes.InvalidArgument,
-		"request_id: already used for a different request; use a new request_id for a new request",
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
-			Field: "request_id", Description: "already used for a different request",
-		}}},
-		&errdetails.ErrorInfo{Reason: reasonRequestIDReused, Domain: errorDomain})
-}

@@ -54,8 +54,9 @@ func identityOf(ctx context.Context) *auth.Principal {
 	return nil
 }
 
-// identityHandler adds the caller's login and role to every record logged
-// with a request's context, by handlers and interceptors alike.
+// identityHandler adds the caller's identity (auth.LogAttrs: the one set
+// of keys) to every record logged with a request's context, by handlers
+// and interceptors alike.
 type identityHandler struct{ slog.Handler }
 
 // withIdentity wraps a logger's handler once.
@@ -68,7 +69,7 @@ func withIdentity(l *slog.Logger) *slog.Logger {
 
 func (h identityHandler) Handle(ctx context.Context, r slog.Record) error {
 	if p := identityOf(ctx); p != nil {
-		r.AddAttrs(slog.String("login", p.Login), slog.String("role", p.Role.String()))
+		r.AddAttrs(auth.LogAttrs(p)...)
 	}
 	return h.Handler.Handle(ctx, r)
 }

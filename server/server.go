@@ -24,7 +24,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"callcontrold/auth"
 	"callcontrold/callstore"
@@ -159,7 +158,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p)
-		return status.Error(codes.Internal, "internal error")
+		return internalError()
 	})}
 	// Health and reflection need no token: probes and grpcurl's list must
 	// work without one.
@@ -168,7 +167,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 			!strings.HasPrefix(c.Service, "grpc.reflection.")
 	})
 
-	authFn := recordIdentity(d.Authenticate)
+	authFn := recordIdentity(func(ctx context.Context) (context.Context, error) {
+		actx, err := d.Authenticate(ctx)
+		if err != nil {
+			return nil, toStatus(ctx, log, err)
+		}
+		return actx, nil
+	})
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec()),
 		grpc.ChainUnaryInterceptor(

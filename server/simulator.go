@@ -2,10 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"callcontrold/auth"
 	"callcontrold/callstore"
@@ -29,14 +28,14 @@ func newSimulatorService(d Deps, calls *callService) *simulatorService {
 // admit lets admin and sys-admin logins drive the simulator.
 func (s *simulatorService) admit(ctx context.Context) (*auth.Principal, error) {
 	if s.sim == nil {
-		return nil, status.Error(codes.Unimplemented, "the simulator is only available with the simulated switch")
+		return nil, simulatorUnavailable()
 	}
 	p, err := principalOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if p.Role != directory.RoleAdmin && p.Role != directory.RoleSysAdmin {
-		return nil, status.Errorf(codes.PermissionDenied, "the simulator is for admin and sys-admin logins; %s is %s", p.Login, p.Role)
+		return nil, permissionDenied(fmt.Sprintf("the simulator is for admin and sys-admin logins; %s is %s", p.Login, p.Role))
 	}
 	return p, nil
 }

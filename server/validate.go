@@ -5,6 +5,7 @@ import (
 	"regexp"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/echo"
 )
 
 // Input limits. Filters are bounded so that one watcher cannot make the
@@ -46,7 +47,7 @@ func (v *validator) uid(field string, uid int64) {
 
 func (v *validator) number(field, n string) {
 	if !numberRE.MatchString(n) {
-		v.add(field, "must be 1-32 digits (with optional leading +, * and #), got %q", n)
+		v.add(field, "must be 1-32 digits (with optional leading +, * and #), got %s", echo.Quote(n))
 	}
 }
 
@@ -67,7 +68,7 @@ func (v *validator) requestID(id string) {
 
 func (v *validator) tone(t string) {
 	if len(t) != 1 || !(t[0] >= '0' && t[0] <= '9' || t[0] == '*' || t[0] == '#') {
-		v.add("tone", "must be one DTMF tone: 0-9, * or #, got %q", t)
+		v.add("tone", "must be one DTMF tone: 0-9, * or #, got %s", echo.Quote(t))
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -53,7 +52,7 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 	if s.lim != nil {
 		release, err := s.lim.AcquireWatch(p)
 		if err != nil {
-			return err
+			return s.status(ctx, err)
 		}
 		defer release()
 	}
@@ -167,7 +166,7 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 			// The client left (or its deadline passed): report that code,
 			// so metrics and logs tell it from a server-side end.
 			ws.s.m.watchEnds.WithLabelValues("client").Inc()
-			return status.FromContextError(ctx.Err()).Err()
+			return toStatusError(ctx.Err())
 		case <-ws.s.drain:
 			// Send what is queued and a progress frame, so the client's
 			// token is as fresh as it can be, then tell it to come back.
