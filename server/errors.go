@@ -78,17 +78,19 @@ type fieldViolation struct{ field, desc string }
 // the rest on its next try; the message says how many there are).
 func invalidArgument(violations ...fieldViolation) error {
 	shown := violations[:min(len(violations), maxViolations)]
-	msgs := make([]string, 0, len(shown)+1)
+	msgs := make([]string, 0, len(shown))
 	br := &errdetails.BadRequest{}
 	for _, v := range shown {
 		field, desc := echo.Clip(v.field, maxFieldLen), echo.Clip(v.desc, maxDescriptionLen)
 		msgs = append(msgs, field+": "+desc)
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
 	}
-	if more := len(violations) - len(shown); more > 0 {
-		msgs = append(msgs, fmt.Sprintf("and %d more invalid fields", more))
+	msg := strings.Join(msgs, "; ")
+	if len(violations) > len(shown) {
+		// First, so that clipping the message cannot cut it off.
+		msg = fmt.Sprintf("%d invalid fields, the first %d: %s", len(violations), len(shown), msg)
 	}
-	return withDetails(codes.InvalidArgument, strings.Join(msgs, "; "), br)
+	return withDetails(codes.InvalidArgument, msg, br)
 }
 
 // reusedRequestID refuses a request_id already used for another request.
