@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 
-
 	"callcontrold/auth"
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"

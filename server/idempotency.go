@@ -98,4 +98,3 @@ func (c *idempotencyCache) removeLocked(el *list.Element) {
 	c.lru.Remove(el)
 	delete(c.entries, el.Value.(*idemEntry).key)
 }
-

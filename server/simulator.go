@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
