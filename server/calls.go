@@ -55,6 +55,19 @@ func principalOf(ctx context.Context) (*auth.Principal, error) {
 	return p, nil
 }
 
+// reader returns the caller of a read (ListCalls, GetCall, ListDevices,
+// GetDevice) once it fits the caller's read budget.
+func reader(ctx context.Context, lim *auth.Limiter, log *slog.Logger) (*auth.Principal, error) {
+	p, err := principalOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := lim.AllowRead(p); err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	return p, nil
+}
+
 // visibleCall returns the live call if p may see it.
 func (s *callService) visibleCall(p *auth.Principal, field string, uid int64) (*callstore.Call, error) {
 	c, ok := s.store.Get(uid)
@@ -173,7 +186,7 @@ func (s *callService) ListCalls(ctx context.Context, req *callcontrolv1.ListCall
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	p, err := principalOf(ctx)
+	p, err := reader(ctx, s.lim, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +211,7 @@ func (s *callService) GetCall(ctx context.Context, req *callcontrolv1.GetCallReq
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	p, err := principalOf(ctx)
+	p, err := reader(ctx, s.lim, s.log)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"sort"
 
 	"callcontrold/auth"
@@ -17,10 +18,12 @@ type deviceService struct {
 	dir      *directory.Directory
 	devices  DeviceStater
 	contacts map[string]*callcontrolv1.Contact
+	lim      *auth.Limiter
+	log      *slog.Logger
 }
 
-func newDeviceService(dir *directory.Directory, devices DeviceStater, cv *converter) *deviceService {
-	return &deviceService{dir: dir, devices: devices, contacts: cv.contacts}
+func newDeviceService(d Deps, cv *converter, log *slog.Logger) *deviceService {
+	return &deviceService{dir: d.Directory, devices: d.Devices, contacts: cv.contacts, lim: d.Limiter, log: log}
 }
 
 func (s *deviceService) device(d *directory.Device) *callcontrolv1.Device {
@@ -95,7 +98,7 @@ func (s *deviceService) ListDevices(ctx context.Context, req *callcontrolv1.List
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	p, err := principalOf(ctx)
+	p, err := reader(ctx, s.lim, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +125,7 @@ func (s *deviceService) GetDevice(ctx context.Context, req *callcontrolv1.GetDev
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	p, err := principalOf(ctx)
+	p, err := reader(ctx, s.lim, s.log)
 	if err != nil {
 		return nil, err
 	}

@@ -364,6 +364,35 @@ func TestLimits(t *testing.T) {
 			t.Errorf("alice ListCalls: %v", err)
 		}
 	})
+	t.Run("read budget", func(t *testing.T) {
+		h := newHarness(t, withLimits(auth.LimitConfig{ReadRPS: 0.001, ReadBurst: 3}))
+		a := h.dialCall("alice", "SIP/201", "202") // control: not charged to reads
+		c := h.as("alice")
+		if _, err := c.calls.ListCalls(h.ctx(), &callcontrolv1.ListCallsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.calls.GetCall(h.ctx(), &callcontrolv1.GetCallRequest{Uid: a.GetUid()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.devices.ListDevices(h.ctx(), &callcontrolv1.ListDevicesRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.devices.GetDevice(h.ctx(), &callcontrolv1.GetDeviceRequest{Name: "SIP/201"})
+		st := statusOf(t, err, codes.ResourceExhausted)
+		if ri, ok := detail[*errdetails.RetryInfo](st); !ok || ri.GetRetryDelay().AsDuration() <= 0 {
+			t.Errorf("RetryInfo %v", ri)
+		}
+		if qf, ok := detail[*errdetails.QuotaFailure](st); !ok || qf.GetViolations()[0].GetSubject() != "login:alice" {
+			t.Errorf("QuotaFailure %v", qf)
+		}
+		_, err = c.calls.ListCalls(h.ctx(), &callcontrolv1.ListCallsRequest{})
+		statusOf(t, err, codes.ResourceExhausted)
+		// Per login, and control RPCs have their own budget.
+		if _, err := h.as("admin").calls.ListCalls(h.ctx(), &callcontrolv1.ListCallsRequest{}); err != nil {
+			t.Errorf("admin ListCalls: %v", err)
+		}
+		h.hangup("alice", a.GetUid())
+	})
 	t.Run("watch cap", func(t *testing.T) {
 		h := newHarness(t, withLimits(auth.LimitConfig{MaxWatchesPerPrincipal: 2}))
 		w1 := h.watch("bob", &callcontrolv1.WatchCallsRequest{})
@@ -372,7 +401,13 @@ func TestLimits(t *testing.T) {
 		w2.start()
 		w3 := h.watch("bob", &callcontrolv1.WatchCallsRequest{})
 		_, err := w3.end()
-		statusOf(t, err, codes.ResourceExhausted)
+		st := statusOf(t, err, codes.ResourceExhausted)
+		if ri, ok := detail[*errdetails.RetryInfo](st); !ok || ri.GetRetryDelay().AsDuration() <= 0 {
+			t.Errorf("RetryInfo %v", ri)
+		}
+		if qf, ok := detail[*errdetails.QuotaFailure](st); !ok || qf.GetViolations()[0].GetSubject() != "login:bob" {
+			t.Errorf("QuotaFailure %v", qf)
+		}
 		// Another login is not affected.
 		h.watch("alice", &callcontrolv1.WatchCallsRequest{}).start()
 		// Closing a watch frees its slot (the server notices the

@@ -209,7 +209,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 
 	s.calls = newCallService(cfg, d, log, m, s.drain)
 	callcontrolv1.RegisterCallControlServiceServer(s.grpc, s.calls)
-	callcontrolv1.RegisterDeviceServiceServer(s.grpc, newDeviceService(d.Directory, d.Devices, s.calls.cv))
+	callcontrolv1.RegisterDeviceServiceServer(s.grpc, newDeviceService(d, s.calls.cv, log))
 	callcontrolv1.RegisterSimulatorServiceServer(s.grpc, newSimulatorService(d, s.calls))
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

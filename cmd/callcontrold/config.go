@@ -33,6 +33,8 @@ type config struct {
 
 	controlRPS   float64
 	controlBurst int
+	readRPS      float64
+	readBurst    int
 	maxWatches   int
 
 	historySize      int
@@ -70,6 +72,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required JWT audience (aud)")
 	fs.Float64Var(&c.controlRPS, "control-rps", 50, "control RPCs per second allowed per login (0: unlimited)")
 	fs.IntVar(&c.controlBurst, "control-burst", 100, "burst of control RPCs allowed per login")
+	fs.Float64Var(&c.readRPS, "read-rps", 100, "reads (ListCalls, GetCall, ListDevices, GetDevice) per second allowed per login (0: unlimited)")
+	fs.IntVar(&c.readBurst, "read-burst", 200, "burst of reads allowed per login")
 	fs.IntVar(&c.maxWatches, "max-watches", 100, "concurrent WatchCalls streams per login (0: unlimited)")
 	fs.IntVar(&c.historySize, "history-size", 100000, "revisions retained for WatchCalls resume")
 	fs.IntVar(&c.watcherQueue, "watcher-queue", 1024, "revisions a watcher may have queued before it catches up from history")
@@ -184,8 +188,8 @@ func (c *config) validate() error {
 	if c.progressInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--progress-interval must be at least 100ms, got %v", c.progressInterval))
 	}
-	if c.demoTraffic < 0 || c.controlRPS < 0 {
-		errs = append(errs, errors.New("--demo-traffic and --control-rps must not be negative"))
+	if c.demoTraffic < 0 || c.controlRPS < 0 || c.readRPS < 0 {
+		errs = append(errs, errors.New("--demo-traffic, --control-rps and --read-rps must not be negative"))
 	}
 	switch c.logFormat {
 	case "text", "json":

@@ -121,9 +121,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Devices:      sw,
 		Simulator:    sw,
 		Authenticate: authn.Authenticate,
-		Limiter:      auth.NewLimiter(auth.LimitConfig{ControlRPS: cfg.controlRPS, ControlBurst: cfg.controlBurst, MaxWatchesPerPrincipal: cfg.maxWatches}),
-		Logger:       log,
-		Registry:     reg,
+		Limiter: auth.NewLimiter(auth.LimitConfig{
+			ControlRPS: cfg.controlRPS, ControlBurst: cfg.controlBurst,
+			ReadRPS: cfg.readRPS, ReadBurst: cfg.readBurst,
+			MaxWatchesPerPrincipal: cfg.maxWatches,
+		}),
+		Logger:   log,
+		Registry: reg,
 	})
 	if err != nil {
 		return err
