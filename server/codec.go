@@ -15,12 +15,17 @@ import (
 type rawFrame []byte
 
 // frameCodec is the proto codec, except that a rawFrame passes through
-// untouched. It keeps the name "proto", so clients see the ordinary
-// content-type and every other message is encoded as usual.
-type frameCodec struct{ proto encoding.CodecV2 }
+// untouched, and that a request which does not decode is recorded in
+// failures rather than failed (decode.go says why). It keeps the name
+// "proto", so clients see the ordinary content-type and every other
+// message is encoded as usual.
+type frameCodec struct {
+	proto    encoding.CodecV2
+	failures *decodeFailures
+}
 
-func newFrameCodec() encoding.CodecV2 {
-	return frameCodec{proto: encoding.GetCodecV2(proto.Name)}
+func newFrameCodec(failures *decodeFailures) encoding.CodecV2 {
+	return frameCodec{proto: encoding.GetCodecV2(proto.Name), failures: failures}
 }
 
 func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -34,7 +39,10 @@ func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if _, ok := v.(*rawFrame); ok {
 		return fmt.Errorf("rawFrame is send-only")
 	}
-	return c.proto.Unmarshal(data, v)
+	if err := c.proto.Unmarshal(data, v); err != nil {
+		c.failures.put(v, err)
+	}
+	return nil
 }
 
 func (c frameCodec) Name() string { return c.proto.Name() }

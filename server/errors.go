@@ -104,17 +104,11 @@ func reusedRequestID() error {
 }
 
 // malformedRequest is the answer to a request message that does not
-// decode: the client's fault (INVALID_ARGUMENT), not the server's
-// (grpc-go reports it as INTERNAL). err is what reading the message
-// returned; other codes (a message over the size limit, a cancellation)
-// pass through.
+// decode (err is the codec's error): the client's fault, INVALID_ARGUMENT,
+// where grpc-go itself would say INTERNAL (see decode.go).
 func malformedRequest(err error) error {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Internal {
-		return err
-	}
 	return withDetails(codes.InvalidArgument,
-		"the request is not a valid protobuf message of the method's request type: "+st.Message(),
+		"the request is not a valid protobuf message of the method's request type: "+err.Error(),
 		&errdetails.ErrorInfo{Reason: reasonMalformed, Domain: errorDomain})
 }
 

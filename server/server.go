@@ -167,6 +167,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 			!strings.HasPrefix(c.Service, "grpc.reflection.")
 	})
 
+	failures := &decodeFailures{}
 	authFn := recordIdentity(func(ctx context.Context) (context.Context, error) {
 		actx, err := d.Authenticate(ctx)
 		if err != nil {
@@ -175,7 +176,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return actx, nil
 	})
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(newFrameCodec()),
+		grpc.ForceServerCodecV2(newFrameCodec(failures)),
 		grpc.ChainUnaryInterceptor(
 			rpcMetrics.UnaryServerInterceptor(),
 			identityUnary,
@@ -208,11 +209,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(opts...)
 
 	s.calls = newCallService(cfg, d, log, m, s.drain)
-	callcontrolv1.RegisterCallControlServiceServer(s.grpc, s.calls)
-	callcontrolv1.RegisterDeviceServiceServer(s.grpc, newDeviceService(d, s.calls.cv, log))
-	callcontrolv1.RegisterSimulatorServiceServer(s.grpc, newSimulatorService(d, s.calls))
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	reg := decodeRegistrar{s: s.grpc, failures: failures}
+	callcontrolv1.RegisterCallControlServiceServer(reg, s.calls)
+	callcontrolv1.RegisterDeviceServiceServer(reg, newDeviceService(d, s.calls.cv, log))
+	callcontrolv1.RegisterSimulatorServiceServer(reg, newSimulatorService(d, s.calls))
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
 	rpcMetrics.InitializeMetrics(s.grpc)
 
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
