@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -47,9 +48,10 @@ var fakeEpoch = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 var logins = []string{"admin", "sysadmin", "acme-admin", "alice", "bob"}
 
 type harnessOptions struct {
-	cfg   server.Config
-	store callstore.Options
-	limit auth.LimitConfig
+	cfg    server.Config
+	store  callstore.Options
+	limit  auth.LimitConfig
+	tracer trace.TracerProvider
 }
 
 type option func(*harnessOptions)
@@ -59,6 +61,8 @@ func withConfig(f func(*server.Config)) option { return func(o *harnessOptions) 
 func withStore(s callstore.Options) option { return func(o *harnessOptions) { o.store = s } }
 
 func withLimits(l auth.LimitConfig) option { return func(o *harnessOptions) { o.limit = l } }
+
+func withTracer(tp trace.TracerProvider) option { return func(o *harnessOptions) { o.tracer = tp } }
 
 type harness struct {
 	t     *testing.T
@@ -106,14 +110,15 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		t.Fatal(err)
 	}
 	h.srv, err = server.New(o.cfg, server.Deps{
-		Store:        h.store,
-		Directory:    h.dir,
-		Switch:       h.sim,
-		Devices:      h.sim,
-		Simulator:    h.sim,
-		Authenticate: authn.Authenticate,
-		Limiter:      auth.NewLimiter(o.limit),
-		Logger:       log,
+		Store:          h.store,
+		Directory:      h.dir,
+		Switch:         h.sim,
+		Devices:        h.sim,
+		Simulator:      h.sim,
+		Authenticate:   authn.Authenticate,
+		Limiter:        auth.NewLimiter(o.limit),
+		Logger:         log,
+		TracerProvider: o.tracer,
 	})
 	if err != nil {
 		t.Fatal(err)

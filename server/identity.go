@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"callcontrold/auth"
@@ -55,9 +56,16 @@ func identityOf(ctx context.Context) *auth.Principal {
 }
 
 // identityHandler adds the caller's identity (auth.LogAttrs: the one set
-// of keys) to every record logged with a request's context, by handlers
-// and interceptors alike.
+// of keys) and the request's trace and span ids to every record logged
+// with a request's context, by handlers and interceptors alike.
 type identityHandler struct{ slog.Handler }
+
+// The log keys of the request's trace (W3C ids in hex, as tracing
+// backends show them).
+const (
+	logKeyTraceID = "trace_id"
+	logKeySpanID  = "span_id"
+)
 
 // withIdentity wraps a logger's handler once.
 func withIdentity(l *slog.Logger) *slog.Logger {
@@ -70,6 +78,9 @@ func withIdentity(l *slog.Logger) *slog.Logger {
 func (h identityHandler) Handle(ctx context.Context, r slog.Record) error {
 	if p := identityOf(ctx); p != nil {
 		r.AddAttrs(auth.LogAttrs(p)...)
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String(logKeyTraceID, sc.TraceID().String()), slog.String(logKeySpanID, sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -98,6 +99,9 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Registry receives the server's metrics (nil: not registered).
 	Registry prometheus.Registerer
+	// TracerProvider records a span per RPC (nil: spans are not
+	// recorded; see tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // DeviceStater reports the live state of a device; the switch knows it.
@@ -177,6 +181,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	})
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
+		tracingOption(d.TracerProvider),
 		grpc.ChainUnaryInterceptor(
 			rpcMetrics.UnaryServerInterceptor(),
 			identityUnary,

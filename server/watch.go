@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -71,7 +72,7 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 	}
 	defer w.Close()
 
-	ws := &watchStream{s: s, stream: stream, visible: visible, epoch: s.store.Epoch()}
+	ws := &watchStream{s: s, stream: stream, visible: visible, epoch: s.store.Epoch(), span: trace.SpanFromContext(ctx)}
 	if err := ws.send("started", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
 		ProgressInterval: durationpb.New(s.cfg.ProgressInterval),
 		HistoryWindow:    int64(s.store.HistorySize()),
@@ -93,6 +94,7 @@ type watchStream struct {
 	stream  callcontrolv1.CallControlService_WatchCallsServer
 	visible func(*callstore.Call) bool
 	epoch   uint64
+	span    trace.Span // the RPC's span: one event per frame of events
 	batches []callstore.Batch
 	scratch [][]byte // event encodings of the frame being built
 }
@@ -146,6 +148,7 @@ func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, en
 		sent = true
 		ws.s.m.eventFrames.Inc()
 		ws.s.m.eventsSent.Add(float64(len(b.Events)))
+		addBatchEvent(ws.span, b.Revision, len(b.Events))
 		b.Events = nil // let the events go before the next Drain reuses the slice
 	}
 	return sent, progress, ended, nil
