@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/telemetry"
 )
 
 // The caller's span, as a W3C traceparent header.
@@ -117,5 +118,27 @@ func TestTracing(t *testing.T) {
 		if s.Name() == "grpc.health.v1.Health/Check" {
 			t.Errorf("a health check got a span")
 		}
+	}
+}
+
+// A client instrumented like callctl (telemetry.ClientHandler) starts the
+// trace; the server's span is the child of the client's.
+func TestTracingFromAnInstrumentedClient(t *testing.T) {
+	serverRec, clientRec := tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()
+	serverTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(serverRec))
+	clientTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(clientRec))
+	t.Cleanup(func() {
+		_ = serverTP.Shutdown(context.Background())
+		_ = clientTP.Shutdown(context.Background())
+	})
+	h := newHarness(t, withTracer(serverTP))
+	c := h.dial("demo-alice", grpc.WithStatsHandler(telemetry.ClientHandler(clientTP)))
+	if _, err := c.calls.ListCalls(h.ctx(), &callcontrolv1.ListCallsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	const name = "callcontrol.v1.CallControlService/ListCalls"
+	client, server := endedSpan(t, clientRec, name), endedSpan(t, serverRec, name)
+	if server.Parent().SpanID() != client.SpanContext().SpanID() || server.SpanContext().TraceID() != client.SpanContext().TraceID() {
+		t.Errorf("server span %v has parent %v, want the client span %v", server.SpanContext(), server.Parent(), client.SpanContext())
 	}
 }

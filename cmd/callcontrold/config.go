@@ -49,6 +49,8 @@ type config struct {
 
 	logLevel  string
 	logFormat string
+
+	otlpEndpoint string
 }
 
 func envName(flagName string) string {
@@ -84,6 +86,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, wait this long for calls to finish before closing connections")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "export traces (a span per RPC) to this OTLP/gRPC collector: `URL` (http:// for plaintext) or host:port (TLS); empty: no tracing")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "callcontrold serves the Call API of an IP PBX over gRPC.\n\nUsage: callcontrold [flags]\n\n")
 		fmt.Fprintf(out, "Every flag can also be set by an environment variable (%sFLAG_NAME, e.g. %s)\nor in the --config file; flags win over the environment, which wins over the file.\nAn empty environment variable counts as unset: to turn a setting off (e.g. --metrics-addr=),\nuse the flag or the file.\n\nFlags:\n", envPrefix, envName("metrics-addr"))

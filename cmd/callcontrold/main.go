@@ -26,6 +26,7 @@ import (
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/telemetry"
 	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
@@ -104,6 +105,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer authn.Close()
 
+	tp, stopTracing, err := telemetry.Tracing(ctx, "callcontrold", cfg.otlpEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: flushing spans", "error", err)
+		}
+	}()
+
 	srvCfg := server.Config{ProgressInterval: cfg.progressInterval, MaxConnectionAge: cfg.maxConnectionAge}
 	if cfg.tlsCert != "" {
 		tc, err := auth.TLSConfig(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA)
@@ -126,8 +139,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			ReadRPS: cfg.readRPS, ReadBurst: cfg.readBurst,
 			MaxWatchesPerPrincipal: cfg.maxWatches,
 		}),
-		Logger:   log,
-		Registry: reg,
+		Logger:         log,
+		Registry:       reg,
+		TracerProvider: tp,
 	})
 	if err != nil {
 		return err
@@ -167,7 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("serving", "addr", lis.Addr().String(), "tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "",
-		"directory", directoryName(cfg), "switch", "simulated")
+		"directory", directoryName(cfg), "switch", "simulated", "otlp_endpoint", cfg.otlpEndpoint)
 
 	select {
 	case err := <-serveErr:

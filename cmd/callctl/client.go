@@ -76,11 +76,11 @@ func isLoopback(addr string) bool {
 
 // dial opens a client connection. grpc.NewClient connects lazily, so a
 // server that is down shows up as UNAVAILABLE on the first RPC.
-func dial(g *globals) (*grpc.ClientConn, error) {
+func dial(g *globals, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if g.addr == "" {
 		return nil, usageErrorf("--addr is empty")
 	}
-	var opts []grpc.DialOption
+	opts := extra
 	secure := g.useTLS()
 	if secure {
 		cfg, err := tlsConfig(g)

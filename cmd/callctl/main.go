@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/telemetry"
 )
 
 const defaultAddr = "localhost:50051"
@@ -498,7 +499,14 @@ func newRequestID() string {
 
 // execute runs a parsed command against the server.
 func execute(ctx context.Context, g *globals, inv *invocation) error {
-	conn, err := dial(g)
+	// Tracing is on when the standard OTLP endpoint variable is set: a
+	// client span per RPC, the parent of the server's.
+	tp, stopTracing, err := telemetry.Tracing(ctx, "callctl", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
+	conn, err := dial(g, grpc.WithStatsHandler(telemetry.ClientHandler(tp)))
 	if err != nil {
 		return err
 	}
