@@ -181,7 +181,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	})
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
-		tracingOption(d.TracerProvider),
 		grpc.ChainUnaryInterceptor(
 			rpcMetrics.UnaryServerInterceptor(),
 			identityUnary,
@@ -211,6 +210,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(cfg.TLS))
 	}
+	// Before the chains above: the trace context interceptor runs first.
+	opts = append(tracingOptions(d.TracerProvider), opts...)
 	s.grpc = grpc.NewServer(opts...)
 
 	s.calls = newCallService(cfg, d, log, m, s.drain)

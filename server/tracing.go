@@ -1,14 +1,16 @@
 package server
 
 import (
+	"context"
+
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel/attribute"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // Tracing: every RPC gets a server span (OpenTelemetry, through the
@@ -17,25 +19,67 @@ import (
 // request's context name its trace and span (identity.go). Health checks
 // get no span: probes would drown the traces.
 //
-// Without a tracer provider (Deps.TracerProvider nil) the provider is a
-// no-op one: nothing is recorded or exported, but a caller's trace context
-// still reaches the log lines. The handler's own metrics are off (a no-op
-// meter): the Prometheus metrics cover the same ground.
+// Without a tracer provider (Deps.TracerProvider nil: no exporter, the
+// default) there is no stats handler at all, since it costs on every
+// message of every stream; an interceptor only reads the caller's trace
+// context, so that log lines still name the caller's trace (and its
+// span). The handler's own metrics are off (a no-op meter): the
+// Prometheus metrics cover the same ground.
 
 // tracePropagator reads and writes W3C trace context.
 var tracePropagator = propagation.TraceContext{}
 
-func tracingOption(tp trace.TracerProvider) grpc.ServerOption {
+// tracingOptions returns the server options of tracing with tp.
+func tracingOptions(tp trace.TracerProvider) []grpc.ServerOption {
 	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
+		return []grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(traceContextUnary),
+			grpc.ChainStreamInterceptor(traceContextStream),
+		}
 	}
-	return grpc.StatsHandler(otelgrpc.NewServerHandler(
+	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(tp),
 		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelgrpc.WithPropagators(tracePropagator),
 		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
-	))
+	))}
 }
+
+// withCallerTrace returns ctx with the caller's span context, if the
+// request carries one.
+func withCallerTrace(ctx context.Context) context.Context {
+	if len(metadata.ValueFromIncomingContext(ctx, "traceparent")) == 0 {
+		return ctx // the common case: no lookup beyond this one
+	}
+	return tracePropagator.Extract(ctx, incomingCarrier{ctx})
+}
+
+func traceContextUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return h(withCallerTrace(ctx), req)
+}
+
+func traceContextStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx := ss.Context()
+	if tctx := withCallerTrace(ctx); tctx != ctx {
+		ss = &ctxStream{ServerStream: ss, ctx: tctx}
+	}
+	return h(srv, ss)
+}
+
+// incomingCarrier reads a request's metadata for the propagator without
+// copying it.
+type incomingCarrier struct{ ctx context.Context }
+
+func (c incomingCarrier) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (incomingCarrier) Set(string, string) {}
+
+func (incomingCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
 // watchBatchEvent names the span event of one WatchCalls frame of events:
 // one per frame (a revision), not per event.
