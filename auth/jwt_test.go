@@ -246,6 +246,12 @@ func TestJWTInvalid(t *testing.T) {
 		{"no role", k.rsa.sign(t, with(func(c *claims) { c.role = "" })), "unknown role"},
 		{"user without company", k.rsa.sign(t, with(func(c *claims) { c.role, c.company = "user", "" })), "no company claim"},
 		{"no login", k.rsa.sign(t, with(func(c *claims) { c.sub = "" })), `no login claim "sub"`},
+		// Header values are quoted by prefix and length, never whole.
+		{"10 KB algorithm", seg(map[string]string{"alg": strings.Repeat("A", 10240)}) + "." + adminPayload + ".",
+			`algorithm "` + strings.Repeat("A", 40) + `"... (10240 bytes) is not allowed`},
+		{"10 KB kid", seg(map[string]string{"alg": "ES256", "kid": strings.Repeat("k", 10240)}) + "." + adminPayload + "." + parts[2],
+			`kid "` + strings.Repeat("k", 40) + `"... (10240 bytes)`},
+		{"10 KB role", k.rsa.sign(t, with(func(c *claims) { c.role = strings.Repeat("r", 10240) })), `"... (10240 bytes)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,7 +4,11 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestQuote(t *testing.T) {
 	tests := []struct{ in, want string }{
