@@ -52,6 +52,7 @@ type harnessOptions struct {
 	store  callstore.Options
 	limit  auth.LimitConfig
 	tracer trace.TracerProvider
+	log    *slog.Logger
 }
 
 type option func(*harnessOptions)
@@ -63,6 +64,9 @@ func withStore(s callstore.Options) option { return func(o *harnessOptions) { o.
 func withLimits(l auth.LimitConfig) option { return func(o *harnessOptions) { o.limit = l } }
 
 func withTracer(tp trace.TracerProvider) option { return func(o *harnessOptions) { o.tracer = tp } }
+
+// withLogger replaces the server's (discarding) logger.
+func withLogger(l *slog.Logger) option { return func(o *harnessOptions) { o.log = l } }
 
 type harness struct {
 	t     *testing.T
@@ -102,7 +106,10 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		f(&o)
 	}
 	h := &harness{t: t, dir: directory.Demo(), clock: pbx.NewFakeClock(fakeEpoch), clients: map[string]*client{}}
-	log := testLogger()
+	log := o.log
+	if log == nil {
+		log = testLogger()
+	}
 	h.store = callstore.New(o.store)
 	h.sim = sim.New(h.dir, h.store, sim.Options{Clock: h.clock, Logger: log})
 	authn, err := auth.NewAuthenticator(context.Background(), auth.Config{Tokens: h.dir, Logger: log})
