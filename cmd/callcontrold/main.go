@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/credentials"
 
 	"callcontrold/auth"
@@ -105,17 +106,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer authn.Close()
 
-	tp, stopTracing, err := telemetry.Tracing(ctx, "callcontrold", cfg.otlpEndpoint)
+	tp, stopTracing, err := startTracing(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(sctx); err != nil {
-			log.Warn("tracing: flushing spans", "error", err)
-		}
-	}()
+	defer stopTracing()
 
 	srvCfg := server.Config{ProgressInterval: cfg.progressInterval, MaxConnectionAge: cfg.maxConnectionAge}
 	if cfg.tlsCert != "" {
@@ -198,6 +193,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-serveErr
 	log.Info("stopped")
 	return nil
+}
+
+// startTracing sets up the tracer provider of --otlp-endpoint (a no-op one
+// without it); stop flushes the spans still batched.
+func startTracing(ctx context.Context, cfg *config, log *slog.Logger) (tp trace.TracerProvider, stop func(), err error) {
+	tp, shutdown, err := telemetry.Tracing(ctx, "callcontrold", cfg.otlpEndpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tp, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.Warn("tracing: flushing spans", "error", err)
+		}
+	}, nil
 }
 
 func directoryName(c *config) string {
