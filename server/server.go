@@ -172,13 +172,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	})
 
 	failures := &decodeFailures{}
-	authFn := recordIdentity(func(ctx context.Context) (context.Context, error) {
-		actx, err := d.Authenticate(ctx)
-		if err != nil {
-			return nil, toStatus(ctx, log, err)
-		}
-		return actx, nil
-	})
+	authFn := authenticate(d.Authenticate, log)
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
 		grpc.ChainUnaryInterceptor(
@@ -260,6 +254,19 @@ func (s *Server) Shutdown(ctx context.Context) {
 			s.grpc.Stop()
 			<-done
 		}
+	})
+}
+
+// authenticate is f with its errors turned into statuses (the auth
+// interceptor returns them as they are) and the principal recorded for
+// the log lines (identity.go).
+func authenticate(f grpcauth.AuthFunc, log *slog.Logger) grpcauth.AuthFunc {
+	return recordIdentity(func(ctx context.Context) (context.Context, error) {
+		actx, err := f(ctx)
+		if err != nil {
+			return nil, toStatus(ctx, log, err)
+		}
+		return actx, nil
 	})
 }
 
