@@ -6,9 +6,10 @@
 // set of plain functions ([CanSeeCall], [CanControl], [CanSend], ...)
 // implementing the Permissions section of the Call API reference; they are
 // allocation-free and safe for concurrent use because the watch fan-out
-// calls them once per event per watcher. [Limiter] caps control RPC rates
-// and concurrent watches per login; [TLSConfig] builds the optional
-// TLS/mTLS server configuration.
+// calls them once per event per watcher. [Limiter] caps control and read
+// RPC rates and concurrent watches per login; [TLSConfig] builds the
+// optional TLS/mTLS server configuration. Errors are plain Go errors
+// ([AuthError], [LimitError]); the server turns them into statuses.
 package auth
 
 import (
