@@ -27,7 +27,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// DeviceService shows the devices the caller may see.
+// DeviceService shows the devices the caller may see. Its reads share the
+// caller's read budget with ListCalls and GetCall (RESOURCE_EXHAUSTED with
+// a RetryInfo when spent).
 type DeviceServiceClient interface {
 	// ListDevices returns the visible devices, ordered by name, one page at a
 	// time.
@@ -68,7 +70,9 @@ func (c *deviceServiceClient) GetDevice(ctx context.Context, in *GetDeviceReques
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
 //
-// DeviceService shows the devices the caller may see.
+// DeviceService shows the devices the caller may see. Its reads share the
+// caller's read budget with ListCalls and GetCall (RESOURCE_EXHAUSTED with
+// a RetryInfo when spent).
 type DeviceServiceServer interface {
 	// ListDevices returns the visible devices, ordered by name, one page at a
 	// time.
