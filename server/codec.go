@@ -15,8 +15,8 @@ import (
 type rawFrame []byte
 
 // frameCodec is the proto codec, except that a rawFrame passes through
-// untouched, and that a request which does not decode is recorded in
-// failures rather than failed (decode.go says why). It keeps the name
+// untouched, and that a request of a wrapped service which does not
+// decode is recorded in failures rather than failed (decode.go says why). It keeps the name
 // "proto", so clients see the ordinary content-type and every other
 // message is encoded as usual.
 type frameCodec struct {
@@ -39,10 +39,11 @@ func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if _, ok := v.(*rawFrame); ok {
 		return fmt.Errorf("rawFrame is send-only")
 	}
-	if err := c.proto.Unmarshal(data, v); err != nil {
-		c.failures.put(v, err)
+	err := c.proto.Unmarshal(data, v)
+	if err != nil && c.failures.record(v, err) {
+		return nil
 	}
-	return nil
+	return err
 }
 
 func (c frameCodec) Name() string { return c.proto.Name() }

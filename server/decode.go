@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // A request whose message does not decode is the client's fault, but
@@ -17,14 +20,46 @@ import (
 // the handlers of every service, wrapped by decodeRegistrar, take it back
 // and answer INVALID_ARGUMENT (malformedRequest in errors.go) from inside
 // the interceptor chain, after authentication, like any other refusal.
+//
+// Only the request types of services registered through decodeRegistrar
+// are let through: a service registered on the grpc.Server directly
+// keeps grpc-go's behaviour, and no failure is recorded that no handler
+// would take back.
 type decodeFailures struct {
+	types   sync.Map     // request message full name → struct{}: the wrapped ones
 	pending atomic.Int64 // entries in m: the common case (none) costs one load
 	m       sync.Map     // request message (a pointer) → its decode error
 }
 
-func (f *decodeFailures) put(msg any, err error) {
+// record keeps err for msg and reports whether it did: only for the
+// request types of wrapped services.
+func (f *decodeFailures) record(msg any, err error) bool {
+	m, ok := msg.(proto.Message)
+	if !ok {
+		return false
+	}
+	if _, wrapped := f.types.Load(m.ProtoReflect().Descriptor().FullName()); !wrapped {
+		return false
+	}
 	f.m.Store(msg, err)
 	f.pending.Add(1)
+	return true
+}
+
+// wrap notes the request types of the service sd names, so that the codec
+// lets their decode failures through to the wrapped handlers.
+func (f *decodeFailures) wrap(sd *grpc.ServiceDesc) {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(sd.ServiceName))
+	if err != nil {
+		return // not a registered proto service: grpc-go's behaviour
+	}
+	sv, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return
+	}
+	for i := range sv.Methods().Len() {
+		f.types.Store(sv.Methods().Get(i).Input().FullName(), struct{}{})
+	}
 }
 
 // take returns and forgets the decode failure of msg, if any.
@@ -60,6 +95,7 @@ type decodeRegistrar struct {
 }
 
 func (r decodeRegistrar) RegisterService(sd *grpc.ServiceDesc, impl any) {
+	r.failures.wrap(sd)
 	wrapped := *sd
 	wrapped.Methods = make([]grpc.MethodDesc, len(sd.Methods))
 	for i, m := range sd.Methods {

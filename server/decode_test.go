@@ -16,6 +16,7 @@ import (
 // record cannot grow.
 func TestDecodeFailuresAreTakenOnce(t *testing.T) {
 	f := &decodeFailures{}
+	f.wrap(&callcontrolv1.CallControlService_ServiceDesc)
 	c := newFrameCodec(f)
 	bad, good := &callcontrolv1.DialRequest{}, &callcontrolv1.DialRequest{}
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer{0xff, 0xff}}, bad); err != nil {
@@ -35,6 +36,13 @@ func TestDecodeFailuresAreTakenOnce(t *testing.T) {
 	}
 	if n := f.pending.Load(); n != 0 {
 		t.Errorf("%d failures pending, want 0", n)
+	}
+	// A type no wrapped service receives fails as grpc-go would have it.
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer{0xff, 0xff}}, &callcontrolv1.Call{}); err == nil {
+		t.Errorf("a Call that does not decode was let through")
+	}
+	if n := f.pending.Load(); n != 0 {
+		t.Errorf("%d failures pending after a type not wrapped, want 0", n)
 	}
 	// A transport error passes through untouched.
 	gone := errors.New("stream reset")
