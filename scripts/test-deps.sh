@@ -13,6 +13,7 @@ set -euo pipefail
 needs=(
 	"sipp:sip-tester"      # SIPp: scripted SIP user agents (pbx/sip/siptest)
 	"baresip:baresip-core" # baresip: a real soft phone, driven over ctrl_tcp
+	"chromium:chromium"    # the console's browser test (web/e2e)
 )
 
 missing=()

@@ -111,13 +111,14 @@ type DeviceStater interface {
 
 // Server is a ready-to-serve gRPC server.
 type Server struct {
-	cfg    Config
-	grpc   *grpc.Server
-	health *health.Server
-	log    *slog.Logger
-	calls  *callService
-	drain  chan struct{} // closed when the server starts shutting down
-	once   sync.Once
+	cfg       Config
+	grpc      *grpc.Server
+	health    *health.Server
+	log       *slog.Logger
+	calls     *callService
+	drain     chan struct{} // closed when the server starts shutting down
+	once      sync.Once
+	drainOnce sync.Once
 }
 
 // serviceNames are the services registered besides health and reflection,
@@ -240,8 +241,7 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 // are closed hard.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.once.Do(func() {
-		s.health.Shutdown()
-		close(s.drain)
+		s.Drain()
 		done := make(chan struct{})
 		go func() {
 			s.grpc.GracefulStop()
@@ -267,6 +267,18 @@ func authenticate(f grpcauth.AuthFunc, log *slog.Logger) grpcauth.AuthFunc {
 			return nil, toStatus(ctx, log, err)
 		}
 		return actx, nil
+	})
+}
+
+// Drain is the first step of Shutdown, on its own: health turns
+// NOT_SERVING and every watch gets a progress frame and ends with
+// UNAVAILABLE + RetryInfo, while connections stay open. The HTTP side
+// calls it before Shutdown, because GracefulStop cancels the requests
+// served through ServeHTTP at once, before their final frames.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() {
+		s.health.Shutdown()
+		close(s.drain)
 	})
 }
 

@@ -24,6 +24,8 @@ type config struct {
 
 	addr            string
 	metricsAddr     string
+	httpAddr        string
+	httpCORSOrigins string
 	directoryFile   string
 	allowDemoPublic bool
 
@@ -62,6 +64,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&c.configFile, "config", "", "YAML `file` of settings: keys are flag names (e.g. \"metrics-addr: :9090\")")
 	fs.StringVar(&c.addr, "addr", "localhost:50051", "gRPC listen `address`")
+	fs.StringVar(&c.httpAddr, "http-addr", "localhost:8080", "HTTP listen `address` for Connect, gRPC-Web, gRPC and the console; empty disables")
+	fs.StringVar(&c.httpCORSOrigins, "http-cors-origins", "", "comma-separated browser `origins` allowed to call the API from other sites (\"*\": any); none by default")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "localhost:9090", "Prometheus /metrics listen `address`; empty disables")
 	fs.StringVar(&c.directoryFile, "directory", "", "directory YAML `file` (companies, users, devices, extensions); empty uses the embedded demo directory")
 	fs.BoolVar(&c.allowDemoPublic, "allow-demo-public", false, "allow the demo directory (whose tokens are public) on a non-loopback address")

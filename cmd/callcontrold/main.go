@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"callcontrold/internal/telemetry"
 	"callcontrold/pbx/sim"
 	"callcontrold/server"
+	"callcontrold/web"
 )
 
 func main() {
@@ -76,11 +78,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var dir *directory.Directory
 	if cfg.directoryFile == "" {
 		dir = directory.Demo()
-		if !isLoopback(cfg.addr) {
-			if !cfg.allowDemoPublic {
-				return fmt.Errorf("refusing to serve the demo directory on %s: its tokens are public; listen on a loopback address, pass --directory, or --allow-demo-public", cfg.addr)
+		for _, addr := range []string{cfg.addr, cfg.httpAddr} {
+			if addr == "" || isLoopback(addr) {
+				continue
 			}
-			log.Warn("serving the demo directory on a non-loopback address: its tokens (demo-<login>) are public", "addr", cfg.addr)
+			if !cfg.allowDemoPublic {
+				return fmt.Errorf("refusing to serve the demo directory on %s: its tokens are public; listen on a loopback address, pass --directory, or --allow-demo-public", addr)
+			}
+			log.Warn("serving the demo directory on a non-loopback address: its tokens (demo-<login>) are public", "addr", addr)
 		}
 	} else if dir, err = directory.Load(cfg.directoryFile); err != nil {
 		return err
@@ -113,12 +118,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer stopTracing()
 
 	srvCfg := server.Config{ProgressInterval: cfg.progressInterval, MaxConnectionAge: cfg.maxConnectionAge}
+	var tlsConf *tls.Config
 	if cfg.tlsCert != "" {
-		tc, err := auth.TLSConfig(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA)
-		if err != nil {
+		if tlsConf, err = auth.TLSConfig(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA); err != nil {
 			return err
 		}
-		srvCfg.TLS = credentials.NewTLS(tc)
+		srvCfg.TLS = credentials.NewTLS(tlsConf)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -164,6 +169,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("metrics", "addr", mlis.Addr().String(), "path", "/metrics")
 	}
 
+	var webSrv *web.Server
+	if cfg.httpAddr != "" {
+		if webSrv, err = web.Listen(cfg.httpAddr, srv.GRPC(), web.Config{AllowedOrigins: strings.Split(cfg.httpCORSOrigins, ",")}, tlsConf); err != nil {
+			lis.Close()
+			return err
+		}
+		go func() {
+			if err := webSrv.Serve(); err != nil {
+				log.Error("http server", "error", err)
+			}
+		}()
+		log.Info("http: console, Connect, gRPC-Web and gRPC", "url", webSrv.URL())
+	}
+
 	if cfg.demoTraffic > 0 {
 		go func() {
 			if err := sim.RunTraffic(ctx, sw, cfg.demoTraffic, nil); err != nil && !errors.Is(err, context.Canceled) {
@@ -186,6 +205,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("shutting down: draining watchers and in-flight calls", "timeout", cfg.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
+	if webSrv != nil {
+		webSrv.Shutdown(sctx, srv.Drain) // its watch streams end before GracefulStop
+	}
 	srv.Shutdown(sctx)
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(sctx)

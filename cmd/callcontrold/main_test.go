@@ -200,11 +200,11 @@ func (b *syncBuffer) String() string {
 
 // proc is a running callcontrold.
 type proc struct {
-	addr, metricsAddr string
-	cmd               *exec.Cmd
-	log               *syncBuffer
-	done              chan struct{} // closed when the process has exited
-	waitErr           error         // valid once done is closed
+	addr, metricsAddr, httpAddr string
+	cmd                         *exec.Cmd
+	log                         *syncBuffer
+	done                        chan struct{} // closed when the process has exited
+	waitErr                     error         // valid once done is closed
 }
 
 func (s *proc) exited() bool {
@@ -239,10 +239,11 @@ func startServer(t *testing.T, bin string, extraArgs ...string) *proc {
 
 func launch(t *testing.T, bin string, extraArgs ...string) *proc {
 	t.Helper()
-	s := &proc{addr: freeAddr(t), metricsAddr: freeAddr(t), log: &syncBuffer{}, done: make(chan struct{})}
+	s := &proc{addr: freeAddr(t), metricsAddr: freeAddr(t), httpAddr: freeAddr(t), log: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{
 		"--addr=" + s.addr,
 		"--metrics-addr=" + s.metricsAddr,
+		"--http-addr=" + s.httpAddr,
 		"--shutdown-timeout=" + shutdownTimeout.String(),
 	}, extraArgs...)
 	s.cmd = exec.Command(bin, args...)
@@ -318,22 +319,27 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
-	t.Run("refuses demo directory on a public address", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, "--addr=0.0.0.0:0", "--metrics-addr=127.0.0.1:0")
-		cmd.Env = cleanEnv()
-		r := runCmd(t, cmd)
-		if r.code == 0 {
-			t.Fatalf("want a non-zero exit\n%s", r)
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the binary did not exit by itself (it should refuse at once)\n%s", r)
-		}
-		if !strings.Contains(r.stderr, "--allow-demo-public") {
-			t.Errorf("the refusal does not mention --allow-demo-public\n%s", r)
-		}
-	})
+	for _, tc := range []struct{ name, grpcAddr, httpAddr string }{
+		{"gRPC", "0.0.0.0:0", "127.0.0.1:0"},
+		{"HTTP", "127.0.0.1:0", "0.0.0.0:0"},
+	} {
+		t.Run("refuses demo directory on a public "+tc.name+" address", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "--addr="+tc.grpcAddr, "--metrics-addr=127.0.0.1:0", "--http-addr="+tc.httpAddr)
+			cmd.Env = cleanEnv()
+			r := runCmd(t, cmd)
+			if r.code == 0 {
+				t.Fatalf("want a non-zero exit\n%s", r)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the binary did not exit by itself (it should refuse at once)\n%s", r)
+			}
+			if !strings.Contains(r.stderr, "--allow-demo-public") || !strings.Contains(r.stderr, "0.0.0.0:0") {
+				t.Errorf("the refusal does not name the public address and --allow-demo-public\n%s", r)
+			}
+		})
+	}
 
 	t.Run("running server", func(t *testing.T) {
 		s := startServer(t, bin)
@@ -478,6 +484,33 @@ func testRunningServer(t *testing.T, s *proc) {
 		// The Dial above was counted.
 		if !regexp.MustCompile(`(?m)^grpc_server_handled_total\{[^}]*grpc_code="OK",grpc_method="Dial"[^}]*\} [1-9]`).Match(body) {
 			t.Errorf("/metrics does not count the successful Dial")
+		}
+	})
+
+	t.Run("HTTP port: Connect JSON and the console", func(t *testing.T) {
+		tr := &http.Transport{DisableKeepAlives: true}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/callcontrol.v1.CallControlService/ListCalls", strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer demo-alice")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"calls"`) {
+			t.Errorf("ListCalls over Connect: %s\n%s", resp.Status, body)
+		}
+		resp, err = c.Get("http://" + s.httpAddr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "<html") {
+			t.Errorf("GET / (console): %s\n%s", resp.Status, body)
 		}
 	})
 }
