@@ -34,13 +34,26 @@ e2e-python: ## Python (grpcio) client against the running binary; installs pytho
 	bash e2e/python/run.sh
 
 .PHONY: generate
-generate: ## Regenerate gen/ from proto/
+generate: web-deps ## Regenerate gen/ (Go) and web/gen (TypeScript) from proto/, and the console's web/dist
 	$(TOOL) buf generate
+	$(TOOL) buf generate --template buf.gen.ts.yaml
+	cd web && npm run --silent build
+
+# web/'s npm packages (protoc-gen-es, esbuild, puppeteer-core...), installed
+# from the lock file when it changed.
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+.PHONY: web-deps
+web-deps: web/node_modules/.package-lock.json ## Install web/'s locked npm packages
+
+GENERATED := gen web/gen web/dist
 
 .PHONY: check-generate
-check-generate: generate ## Regenerate and fail if gen/ was stale
-	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run 'make generate' and commit"; exit 1; }
+check-generate: generate ## Regenerate (Go, TypeScript, console) and fail if anything committed was stale
+	cd web && npm run --silent typecheck
+	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "untracked generated files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
 lint: ## buf lint, buf format check, gofmt, go vet, go.mod tidy

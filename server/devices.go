@@ -107,7 +107,8 @@ func (s *deviceService) ListDevices(ctx context.Context, req *callcontrolv1.List
 	resp := &callcontrolv1.ListDevicesResponse{}
 	for ; i < len(all); i++ {
 		d := all[i]
-		if !auth.CanSeeDevice(p, d) || (req.GetCompany() != "" && d.Company != req.GetCompany()) {
+		if !auth.CanSeeDevice(p, d) || (req.GetCompany() != "" && d.Company != req.GetCompany()) ||
+			(req.GetControllable() && !auth.CanControlDevice(p, d)) {
 			continue
 		}
 		if len(resp.Devices) == size {

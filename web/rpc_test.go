@@ -159,3 +159,33 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestListDevicesControllable: the console asks which phones are the
+// caller's own with ListDevices(controllable).
+func TestListDevicesControllable(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		token string
+		want  []string
+	}{
+		{"demo-alice", []string{"SIP/201", "SIP/201_2"}},
+		{"demo-bob", []string{"SIP/webrtc11"}},
+		{"demo-sysadmin", nil},
+	} {
+		code, _, body := h.post("/callcontrol.v1.DeviceService/ListDevices", "application/json", tc.token, `{"controllable":true}`)
+		if code != http.StatusOK {
+			t.Fatalf("%s: got %d: %s", tc.token, code, body)
+		}
+		var resp callcontrolv1.ListDevicesResponse
+		if err := protojson.Unmarshal([]byte(body), &resp); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range resp.GetDevices() {
+			got = append(got, d.GetName())
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%s: controllable devices %v, want %v", tc.token, got, tc.want)
+		}
+	}
+}

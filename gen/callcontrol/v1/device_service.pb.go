@@ -29,7 +29,10 @@ type ListDevicesRequest struct {
 	// Largest number of devices to return; 0 means 100, at most 1000.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the devices the caller may control (its own phones, where Dial
+	// may originate and whose calls it may hold, answer and hang up).
+	Controllable  bool `protobuf:"varint,4,opt,name=controllable,proto3" json:"controllable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -83,6 +86,13 @@ func (x *ListDevicesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListDevicesRequest) GetControllable() bool {
+	if x != nil {
+		return x.Controllable
+	}
+	return false
 }
 
 // ListDevicesResponse is one page of devices.
@@ -236,12 +246,13 @@ var File_callcontrol_v1_device_service_proto protoreflect.FileDescriptor
 
 const file_callcontrol_v1_device_service_proto_rawDesc = "" +
 	"\n" +
-	"#callcontrol/v1/device_service.proto\x12\x0ecallcontrol.v1\x1a\x1bcallcontrol/v1/device.proto\"j\n" +
+	"#callcontrol/v1/device_service.proto\x12\x0ecallcontrol.v1\x1a\x1bcallcontrol/v1/device.proto\"\x8e\x01\n" +
 	"\x12ListDevicesRequest\x12\x18\n" +
 	"\acompany\x18\x01 \x01(\tR\acompany\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"o\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\"\n" +
+	"\fcontrollable\x18\x04 \x01(\bR\fcontrollable\"o\n" +
 	"\x13ListDevicesResponse\x120\n" +
 	"\adevices\x18\x01 \x03(\v2\x16.callcontrol.v1.DeviceR\adevices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n" +
