@@ -33,6 +33,10 @@ e2e-node: ## Node.js (@grpc/grpc-js) client against the running binary
 e2e-python: ## Python (grpcio) client against the running binary; installs python3-grpcio when missing
 	bash e2e/python/run.sh
 
+.PHONY: e2e-browser
+e2e-browser: ## The console in headless Chromium against the running binary (screenshot: artifacts/console.png)
+	bash web/e2e/run.sh
+
 .PHONY: generate
 generate: web-deps ## Regenerate gen/ (Go) and web/gen (TypeScript) from proto/, and the console's web/dist
 	$(TOOL) buf generate

@@ -76,10 +76,13 @@ func NewHandler(gs *grpc.Server, cfg Config) (http.Handler, error) {
 
 // strictJSON is vanguard's JSON codec, except that an unknown field is an
 // error (INVALID_ARGUMENT) instead of being dropped: a JSON client that
-// misspells "number" should hear so, not dial nothing.
+// misspells "number" should hear so, not dial nothing. Fields at their
+// zero value are left out, as connect-go and protojson do by default
+// (vanguard would write every absent message as null).
 func strictJSON(res vanguard.TypeResolver) vanguard.Codec {
 	c := vanguard.NewJSONCodec(res)
 	c.UnmarshalOptions.DiscardUnknown = false
+	c.MarshalOptions.EmitUnpopulated = false
 	return requestCodec{c}
 }
 

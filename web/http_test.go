@@ -101,4 +101,3 @@ func TestTruncatedBody(t *testing.T) {
 		t.Errorf("truncated body: got HTTP %d %s, want 408 deadline_exceeded", resp.StatusCode, body)
 	}
 }
-

@@ -7,6 +7,7 @@ import { Party, State } from "../gen/callcontrol/v1/call_pb.js";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { clock, el, setText } from "./dom.js";
 import { stateWord } from "./errors.js";
+import { waitingSince } from "./wallboard.js";
 
 // Controls are what the table asks of the page: each returns when the
 // call is applied (or the error is shown).
@@ -62,18 +63,21 @@ export class CallTable {
 
   private newRow(uid: string): HTMLTableRowElement {
     const row = el("tr", { "data-uid": uid });
-    for (const name of ["phone", "state", "party", "duration", "actions"]) row.append(el("td", { class: name }));
+    for (const name of ["phone", "state", "party", "duration"]) row.append(el("td", { class: name }));
+    row.append(el("td", { class: "actions" }, el("div", { class: "buttons" })));
     return row;
   }
 
   private update(row: HTMLTableRowElement, c: Call, own: Call[], now: number): void {
-    const [phone, state, party, duration, actions] = Array.from(row.cells);
+    const [phone, state, party, duration, actionCell] = Array.from(row.cells);
+    const actions = actionCell.firstElementChild as HTMLElement;
     const mine = this.phones.own.has(c.device);
-    row.className = `state-${State[c.state]?.toLowerCase() ?? "unknown"}${mine ? " mine" : ""}`;
+    const queued = waitingSince(c) !== undefined;
+    row.className = `state-${State[c.state]?.toLowerCase() ?? "unknown"}${mine ? " mine" : ""}${queued ? " queued" : ""}`;
     setText(phone, this.phones.names.get(c.device) ?? c.device);
     phone.title = c.device;
     const muted = c.jsInfo?.muted?.audio ?? false;
-    setText(state, stateName(c.state) + (muted ? " · muted" : ""));
+    setText(state, queued ? "in queue" : stateName(c.state) + (muted ? " · muted" : ""));
     row.dataset.state = State[c.state] ?? "";
     setText(party, otherParty(c));
     const since = c.start ?? c.stamp;
@@ -112,7 +116,10 @@ export class CallTable {
       }
       out.push(numberForm("Transfer", "xfer", (n) => this.controls.xfer(c, n)));
       for (const o of others) {
-        out.push(b(`Connect to ${o.number || o.name || o.device}`, "atxfer", () => this.controls.atxfer(c, o)));
+        const label = o.number || o.name || o.device;
+        const btn = b(`Connect to ${label}`, "atxfer", () => this.controls.atxfer(c, o));
+        btn.title = `Attended transfer: bridge this call's other party with ${label}, and leave both`;
+        out.push(btn);
       }
       if (webrtc && c.state === State.UP) out.push(keypad((t) => this.controls.dtmf(c, t)));
     }

@@ -14,7 +14,7 @@ const isQueue = (device: string) => device.startsWith("Queue/");
 
 // waitingSince is when a queued call started waiting, or undefined if the
 // call is not waiting in a queue.
-function waitingSince(c: Call): number | undefined {
+export function waitingSince(c: Call): number | undefined {
   if (!isQueue(c.device) || !c.inq || c.outq || c.state === State.DEAD) return undefined;
   return timestampMs(c.inq);
 }
