@@ -77,7 +77,8 @@ export class CallTable {
     setText(phone, this.phones.names.get(c.device) ?? c.device);
     phone.title = c.device;
     const muted = c.jsInfo?.muted?.audio ?? false;
-    setText(state, queued ? "in queue" : stateName(c.state) + (muted ? " · muted" : ""));
+    const sent = c.dtmfString ? ` · sent ${c.dtmfString}` : "";
+    setText(state, queued ? "in queue" : stateName(c.state) + (muted ? " · muted" : "") + sent);
     row.dataset.state = State[c.state] ?? "";
     setText(party, otherParty(c));
     const since = c.start ?? c.stamp;

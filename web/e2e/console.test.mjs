@@ -17,7 +17,7 @@ import { Proxy, launchBrowser, rpc, startServer } from "./harness.mjs";
 
 const bin = process.env.CALLCONTROLD_BIN;
 const artifacts = process.env.ARTIFACTS_DIR || path.resolve(import.meta.dirname, "../../artifacts");
-const timeout = 15000; // a liveness bound for every wait, not a timing assertion
+const timeout = 30000; // a liveness bound for every wait, not a timing assertion
 
 let server, proxy, base, direct, browser, userDataDir;
 
@@ -200,6 +200,21 @@ async function flow(alice, admin, consoleErrors) {
   await alice.keyboard.press("Enter");
   await alice.waitForSelector("#message:not([hidden])", { timeout });
   assert.match(await alice.$eval("#message", (e) => e.textContent), /Dial: Check the input: number:/);
+
+  // bob's browser phone (WebRTC) has mute and a DTMF keypad.
+  const bob = await (await browser.createBrowserContext()).newPage();
+  bob.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await signIn(bob, "demo-bob");
+  await bob.type("#dial-number", "+15550199");
+  await bob.keyboard.press("Enter");
+  await waitRow(bob, "SIP/webrtc11", "UP"); // the far end answers by itself
+  await clickAction(bob, "SIP/webrtc11", "mute");
+  await bob.waitForFunction(() => document.querySelector("#calls-body tr td.state")?.textContent === "talking · muted", { timeout });
+  const key = await bob.waitForSelector('#calls-body [data-tone="5"]', { timeout });
+  await key.click();
+  await bob.waitForFunction(() => document.querySelector("#calls-body tr td.state")?.textContent === "talking · muted · sent 5", { timeout });
+  await clickAction(bob, "SIP/webrtc11", "hangup");
+  await waitNoRows(bob);
 
   // The server drains (SIGTERM) and a new process takes its place: the
   // pages reconnect, are refused their old token (another epoch) and

@@ -74,6 +74,7 @@ export function launchBrowser(userDataDir) {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--window-size=1400,1000"],
     defaultViewport: { width: 1400, height: 1000 },
+    timeout: 60000,
   });
 }
 
