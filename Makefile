@@ -26,7 +26,7 @@ test-deps: ## Install the Debian packages the real-endpoint tests need, when mis
 	@bash scripts/test-deps.sh
 
 .PHONY: e2e-node
-e2e-node: ## Node.js (@grpc/grpc-js) client against the running binary
+e2e-node: ## Node.js clients against the running binary: @grpc/grpc-js, and the generated TS client over Connect and gRPC-Web
 	bash e2e/node/run.sh
 
 .PHONY: e2e-python

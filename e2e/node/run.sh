@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Node.js (@grpc/grpc-js) client against the running callcontrold binary:
-# builds the binary, starts it on a free loopback port, waits for the gRPC
-# health check to say SERVING, installs the client's locked dependencies
-# (npm ci, only when node_modules is absent) and runs client.mjs. The
-# server is stopped on exit; the exit status is the client's.
+# Node.js clients against the running callcontrold binary: @grpc/grpc-js on
+# the gRPC port (client.mjs), then the generated TypeScript client with
+# connect-node on the HTTP port, Connect and gRPC-Web (connect-client.mjs).
+# Builds the binary, starts it on free loopback ports, waits for the gRPC
+# health check to say SERVING, installs the clients' locked dependencies
+# (npm ci, when node_modules is absent or older than the lock file) and
+# runs both clients. The server is stopped on exit; the exit status is the
+# clients'.
 #
 # Run from anywhere: bash e2e/node/run.sh   (or: make e2e-node)
 set -euo pipefail
@@ -48,8 +51,9 @@ addr=""
 for attempt in 1 2 3; do
 	port="$(free_port)"
 	addr="127.0.0.1:$port"
-	log "starting callcontrold on $addr (attempt $attempt)"
-	"$tmp/callcontrold" --addr="$addr" --metrics-addr= --http-addr= --progress-interval=1s --shutdown-timeout=5s \
+	http_addr="127.0.0.1:$(free_port)"
+	log "starting callcontrold on $addr, HTTP on $http_addr (attempt $attempt)"
+	"$tmp/callcontrold" --addr="$addr" --metrics-addr= --http-addr="$http_addr" --progress-interval=1s --shutdown-timeout=5s \
 		>"$tmp/server.log" 2>&1 &
 	server_pid=$!
 	ready=""
@@ -71,14 +75,19 @@ for attempt in 1 2 3; do
 done
 log "callcontrold is SERVING on $addr"
 
+# Both packages' locked dependencies, installed when missing or stale:
+# e2e/node's, and web/'s (the generated client in web/gen imports
+# @bufbuild/protobuf from there).
+for dir in "$here" "$root/web"; do
+	if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+		log "npm ci in ${dir#"$root"/}"
+		(cd "$dir" && npm ci --no-audit --no-fund)
+	fi
+done
 cd "$here"
-if [[ ! -d node_modules ]]; then
-	log "npm ci"
-	npm ci --no-audit --no-fund
-fi
 
 set +e
-node client.mjs "$addr"
+node client.mjs "$addr" && node connect-client.mjs "http://$http_addr"
 code=$?
 set -e
 if [[ $code -ne 0 ]]; then
