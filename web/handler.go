@@ -3,13 +3,15 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
-	"connectrpc.com/vanguard/vanguardgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // Config tunes the HTTP side. The zero value of every field means its
@@ -42,23 +44,45 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NewHandler serves every service registered on gs over Connect, gRPC-Web
+// NewHandler serves every service registered on gs (with its descriptor
+// in the global registry, as generated code does) over Connect, gRPC-Web
 // and gRPC, and the console at "/". Requests run through gs itself (its
 // ServeHTTP), so its interceptors apply to them as to any gRPC call.
 // Register every service on gs before calling NewHandler.
 func NewHandler(gs *grpc.Server, cfg Config) (http.Handler, error) {
 	cfg = cfg.withDefaults()
 	console := consoleHandler()
-	transcoder, err := vanguardgrpc.NewTranscoder(gs,
+	methods := rpcMethods(gs)
+	var services []*vanguard.Service
+	for name := range gs.GetServiceInfo() {
+		// A service registered without a descriptor in the global registry
+		// (a hand-written one, such as a benchmark's no-op service) cannot
+		// be transcoded: it stays gRPC-only.
+		if _, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name)); err != nil {
+			for path := range methods {
+				if strings.HasPrefix(path, "/"+name+"/") {
+					delete(methods, path)
+				}
+			}
+			continue
+		}
+		services = append(services, vanguard.NewService(name, gs))
+	}
+	// As vanguardgrpc.NewTranscoder, which refuses such services: every
+	// request goes to gs as gRPC with binary protobuf.
+	transcoder, err := vanguard.NewTranscoder(services,
 		vanguard.WithCodec(strictJSON),
 		vanguard.WithCodec(protoCodec),
 		vanguard.WithUnknownHandler(console),
-		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(cfg.MaxBodyBytes))),
+		vanguard.WithDefaultServiceOptions(
+			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC),
+			vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithMaxMessageBufferBytes(uint32(cfg.MaxBodyBytes)),
+		),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	methods := rpcMethods(gs)
 	rpc := guardRPC(transcoder, methods, rpcLimits{
 		maxBody:     cfg.MaxBodyBytes,
 		bodyTimeout: cfg.BodyTimeout,

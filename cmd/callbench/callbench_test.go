@@ -275,6 +275,10 @@ func TestSmoke(t *testing.T) {
 	if rep.Memory.Calls != 300 || rep.Memory.HeapAfter == 0 {
 		t.Errorf("memory: %+v", rep.Memory)
 	}
+	if k := rep.Connect; k == nil || k.GRPC.RPCs == 0 || k.ConnectProto.RPCs == 0 || k.ConnectJSON.RPCs == 0 ||
+		k.WatchGRPC.Messages == 0 || k.WatchConnectPB.Messages == 0 || k.WatchConnectJSON.Messages == 0 {
+		t.Errorf("connect: %+v", k)
+	}
 	var out bytes.Buffer
 	if err := rep.write(&out, ""); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,9 @@
 //  3. fan-out: 1,000 device-filtered + 10 unfiltered watchers under 10k
 //     transitions/s: events dropped, commit→receive latency (the watchers
 //     run in a child process: this binary re-executed, see fanout_child.go);
-//  4. memory: heap and RSS with 100k live calls.
+//  4. connect: the HTTP side (Connect, JSON and binary) beside gRPC, unary
+//     and WatchCalls (connect.go);
+//  5. memory: heap and RSS with 100k live calls.
 //
 // It prints a table, then a JSON summary. See docs/BENCHMARKS.md.
 package main
@@ -50,7 +52,7 @@ type config struct {
 // 10–11 ms after it, against 0.87 and 6 ms before it, same binary). Its
 // figure is a heap delta between two collections, so what ran before does
 // not count in it.
-var allScenarios = []string{"unary", "stream", "fanout", "memory"}
+var allScenarios = []string{"unary", "stream", "connect", "fanout", "memory"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
@@ -227,6 +229,8 @@ func runMeasured(ctx context.Context, name string, e *env, c *config, rep *repor
 		rep.Unary, err = runUnary(ctx, e, c.unary)
 	case "stream":
 		rep.Stream, err = runStream(ctx, e, c.stream)
+	case "connect":
+		rep.Connect, err = runConnect(ctx, e, c.unary, c.stream)
 	case "fanout":
 		rep.Fanout, err = runFanout(ctx, e, c.fanout)
 	case "memory":

@@ -13,17 +13,18 @@ import (
 
 // report is the JSON summary.
 type report struct {
-	Command string        `json:"command"`
-	Smoke   bool          `json:"smoke"`
-	Machine machine       `json:"machine"`
-	Started time.Time     `json:"started"`
-	Seconds float64       `json:"seconds"`
-	Unary   *unaryResult  `json:"unary,omitempty"`
-	Stream  *streamResult `json:"streaming,omitempty"`
-	Fanout  *fanoutResult `json:"fanout,omitempty"`
-	Memory  *memoryResult `json:"memory,omitempty"`
-	Checks  []check       `json:"checks"`
-	AllMet  bool          `json:"all_met"`
+	Command string         `json:"command"`
+	Smoke   bool           `json:"smoke"`
+	Machine machine        `json:"machine"`
+	Started time.Time      `json:"started"`
+	Seconds float64        `json:"seconds"`
+	Unary   *unaryResult   `json:"unary,omitempty"`
+	Stream  *streamResult  `json:"streaming,omitempty"`
+	Connect *connectResult `json:"connect,omitempty"`
+	Fanout  *fanoutResult  `json:"fanout,omitempty"`
+	Memory  *memoryResult  `json:"memory,omitempty"`
+	Checks  []check        `json:"checks"`
+	AllMet  bool           `json:"all_met"`
 }
 
 type machine struct {
@@ -107,6 +108,7 @@ func (r *report) table(w io.Writer) {
 		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s)\t\t\n",
 			s.Streams, s.Noop.PerSecond, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec)
 	}
+	r.Connect.table(tw)
 	if f := r.Fanout; f != nil {
 		fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped)\t%.3f / %.3f (max %.3f)\t\n",
 			f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.Latency.P50, f.Latency.P99, f.Latency.Max)
