@@ -46,8 +46,14 @@ async function signIn(token: string): Promise<void> {
   try {
     [own, visible] = await Promise.all([allDevices(api, true), allDevices(api, false)]);
   } catch (e) {
-    sessionStorage.removeItem(tokenKey);
-    showSignIn(ConnectError.from(e).code === Code.Unauthenticated ? "That token was not accepted." : describe(e));
+    if (ConnectError.from(e).code === Code.Unauthenticated) {
+      sessionStorage.removeItem(tokenKey);
+      showSignIn("That token was not accepted.");
+    } else {
+      // The server could not be reached: keep the token for another try.
+      showSignIn(describe(e));
+      byId<HTMLInputElement>("token").value = token;
+    }
     return;
   }
   sessionStorage.setItem(tokenKey, token);

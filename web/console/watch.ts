@@ -40,8 +40,10 @@ export class CallWatch {
       let delay = 0;
       try {
         await this.stream();
-        // A stream that ends without an error is resumed at once.
+        // A stream that ends without an error is resumed, after a breath
+        // so that a server ending streams at once is not hammered.
         failures = 0;
+        delay = 250;
       } catch (e) {
         if (this.abort.signal.aborted) return;
         const err = ConnectError.from(e);
