@@ -24,6 +24,7 @@ import (
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	"callcontrold/server"
 	"callcontrold/web"
 )
@@ -44,7 +45,7 @@ type harness struct {
 	web   *web.Server
 	reg   *prometheus.Registry
 	clock *pbx.FakeClock
-	sim   *pbx.Sim
+	sim   *sim.Switch
 }
 
 type harnessConfig struct {
@@ -63,14 +64,14 @@ func newHarness(t *testing.T, configure ...func(*harnessConfig)) *harness {
 	dir := directory.Demo()
 	store := callstore.New(callstore.Options{})
 	clock := pbx.NewFakeClock(time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC))
-	sim := pbx.NewSim(dir, store, pbx.SimOptions{Clock: clock, Logger: log})
+	sw := sim.New(dir, store, sim.Options{Clock: clock, Logger: log})
 	authn, err := auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	srv, err := server.New(cfg.server, server.Deps{
-		Store: store, Directory: dir, Switch: sim, Devices: sim, Simulator: sim,
+		Store: store, Directory: dir, Switch: sw, Devices: sw, Simulator: sw,
 		Authenticate: authn.Authenticate,
 		Limiter:      auth.NewLimiter(cfg.limit),
 		Logger:       log,
@@ -85,13 +86,13 @@ func newHarness(t *testing.T, configure ...func(*harnessConfig)) *harness {
 	}
 	served := make(chan error, 1)
 	go func() { served <- ws.Serve() }()
-	h := &harness{t: t, base: "http://" + ws.Addr().String(), srv: srv, web: ws, reg: reg, clock: clock, sim: sim}
+	h := &harness{t: t, base: "http://" + ws.Addr().String(), srv: srv, web: ws, reg: reg, clock: clock, sim: sw}
 	t.Cleanup(func() {
 		h.shutdown()
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		sim.Close()
+		sw.Close()
 		store.Close()
 		authn.Close()
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -16,8 +17,9 @@ import (
 // slow or idle clients without cutting long streams, HTTP/1.1 and HTTP/2
 // (h2c in cleartext, so gRPC clients can use the port too).
 type Server struct {
-	http *http.Server
-	lis  net.Listener
+	http   *http.Server
+	lis    net.Listener
+	served chan struct{} // closed when Start's Serve returned; nil without Start
 }
 
 // Listen builds the handler for gs (see NewHandler) and listens on addr.
@@ -34,6 +36,25 @@ func Listen(addr string, gs *grpc.Server, cfg Config, tlsConf *tls.Config) (*Ser
 	}
 	s := newServer(h, tlsConf)
 	s.lis = lis
+	return s, nil
+}
+
+// Start listens on addr (see Listen), serves in the background, logging
+// a failure of the listener to log, and logs the console's URL. Shutdown
+// stops it.
+func Start(addr string, gs *grpc.Server, cfg Config, tlsConf *tls.Config, log *slog.Logger) (*Server, error) {
+	s, err := Listen(addr, gs, cfg, tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	s.served = make(chan struct{})
+	go func() {
+		defer close(s.served)
+		if err := s.Serve(); err != nil {
+			log.Error("http server", "error", err)
+		}
+	}()
+	log.Info("http: console, Connect, gRPC-Web and gRPC", "url", s.URL())
 	return s, nil
 }
 
@@ -98,5 +119,8 @@ func (s *Server) Shutdown(ctx context.Context, drain func()) {
 		_ = s.http.Close()
 	}
 	_ = s.lis.Close() // in case Serve never ran
+	if s.served != nil {
+		<-s.served
+	}
 
 }

@@ -171,16 +171,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	var webSrv *web.Server
 	if cfg.httpAddr != "" {
-		if webSrv, err = web.Listen(cfg.httpAddr, srv.GRPC(), web.Config{AllowedOrigins: strings.Split(cfg.httpCORSOrigins, ",")}, tlsConf); err != nil {
+		webCfg := web.Config{AllowedOrigins: strings.Split(cfg.httpCORSOrigins, ",")}
+		if webSrv, err = web.Start(cfg.httpAddr, srv.GRPC(), webCfg, tlsConf, log); err != nil {
 			lis.Close()
 			return err
 		}
-		go func() {
-			if err := webSrv.Serve(); err != nil {
-				log.Error("http server", "error", err)
-			}
-		}()
-		log.Info("http: console, Connect, gRPC-Web and gRPC", "url", webSrv.URL())
 	}
 
 	if cfg.demoTraffic > 0 {

@@ -78,7 +78,7 @@ for attempt in 1 2 3; do
 	port="$(free_port)"
 	addr="127.0.0.1:$port"
 	log "starting callcontrold on $addr (attempt $attempt)"
-	"$tmp/callcontrold" --addr="$addr" --metrics-addr= --progress-interval=1s --shutdown-timeout=5s \
+	"$tmp/callcontrold" --addr="$addr" --metrics-addr= --http-addr= --progress-interval=1s --shutdown-timeout=5s \
 		>"$tmp/server.log" 2>&1 &
 	server_pid=$!
 	ready=""
