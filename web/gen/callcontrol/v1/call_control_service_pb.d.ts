@@ -1112,7 +1112,9 @@ export declare const CallControlService: GenService<{
   },
   /**
    * Dial originates a call from one of the caller's devices: the device's
-   * dial(number, autohold, autoanswer).
+   * dial(number, autohold, autoanswer). What the number reaches decides
+   * what follows (see ExtensionType): dialling an empty park orbit, for
+   * one, returns the new leg, which then ends with cause 18.
    *
    * @generated from rpc callcontrol.v1.CallControlService.Dial
    */
@@ -1142,7 +1144,10 @@ export declare const CallControlService: GenService<{
     output: typeof TalkResponseSchema;
   },
   /**
-   * Hangup hangs the call up (call.hangup).
+   * Hangup hangs the call up (call.hangup): the call ends with cause 16
+   * (Normal Clearing). Hanging up a call that rings on the caller's
+   * device declines it: it ends with cause 21 (Call Rejected), and a hunt
+   * group moves on to its next member, a queue keeps its caller waiting.
    *
    * @generated from rpc callcontrol.v1.CallControlService.Hangup
    */
@@ -1178,7 +1183,11 @@ export declare const CallControlService: GenService<{
    * (call.atxfer(call)). Both of the caller's legs end; the other parties
    * are bridged and each gets a TRANSFER event. One of the two calls may
    * still be ringing out (semi-attended transfer): the other party then
-   * hears the ringing and is bridged when the target answers.
+   * hears the ringing and is bridged when the target answers. In that case
+   * only the other party gets a TRANSFER event (state RING, xfer_data
+   * naming it and the ringing legs); a ringing leg is in no bridge yet, so
+   * the target's leg gets an UPDATE (its caller is now the other party)
+   * and, once answered, both get UPDATEs to UP.
    *
    * @generated from rpc callcontrol.v1.CallControlService.AtXfer
    */

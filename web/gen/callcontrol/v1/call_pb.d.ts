@@ -515,28 +515,45 @@ export enum ExtensionType {
   DEVICE = 1,
 
   /**
-   * A: rings all member devices at once.
+   * A: rings all member devices at once. The first to answer takes the
+   * call, the others end with cause 26 (Answered elsewhere); a member that
+   * declines (Hangup while ringing) ends with 21 (Call Rejected); when the
+   * last ringing member declines, the caller ends with 21 too.
    *
    * @generated from enum value: EXTENSION_TYPE_RING_ALL = 2;
    */
   RING_ALL = 2,
 
   /**
-   * H: rings member devices one after another.
+   * H: rings member devices one after another, in the directory's order,
+   * skipping busy ones. Each member rings for 10 seconds (the hunt step),
+   * then its leg ends with cause 19 (User alerting, no answer) and the
+   * next member rings; a member that declines (Hangup while ringing) ends
+   * with 21 (Call Rejected) and the next member rings at once. When no
+   * member is left the caller ends with the last member's cause.
    *
    * @generated from enum value: EXTENSION_TYPE_HUNT = 3;
    */
   HUNT = 3,
 
   /**
-   * Q: holds callers in a queue while members ring.
+   * Q: holds callers in a queue while members ring. The caller talks to
+   * the queue's own leg (device "Queue/q_<ext>", state UP) and every free
+   * member rings; a member that declines ends with 21 and the caller keeps
+   * waiting; nobody answering within the ring timeout ends the caller
+   * with 19.
    *
    * @generated from enum value: EXTENSION_TYPE_QUEUE = 4;
    */
   QUEUE = 4,
 
   /**
-   * A park orbit: transferring a call there parks it, dialling it picks up.
+   * A park orbit: transferring a call there parks it (device
+   * "Park/<ext>", state PARK), dialling it picks the parked call up. An
+   * orbit holds one call: the transfer itself succeeds, but a call
+   * transferred to an occupied orbit ends with cause 17 (User busy).
+   * Dialling an empty orbit creates the dialling leg and ends it at once
+   * with cause 18 (No user responding).
    *
    * @generated from enum value: EXTENSION_TYPE_PARK = 5;
    */

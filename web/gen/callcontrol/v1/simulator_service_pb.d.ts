@@ -53,8 +53,11 @@ export declare const PlaceInboundCallRequestSchema: GenMessage<PlaceInboundCallR
  */
 export declare type PlaceInboundCallResponse = Message<"callcontrol.v1.PlaceInboundCallResponse"> & {
   /**
-   * The legs created at the destination (one per ringing device, or the
-   * queue's leg).
+   * The legs created at the destination: one per ringing device (one for
+   * a device or hunt group, one per free member for ring-all); for a
+   * queue, the queue's leg first, then one ringing leg per free member.
+   * Empty when the destination is busy (no free member): no leg rings
+   * and the external caller gets busy.
    *
    * @generated from field: repeated callcontrol.v1.Call calls = 1;
    */
@@ -313,7 +316,8 @@ export declare const NumberBehaviourSchema: GenEnum<NumberBehaviour>;
 export declare const SimulatorService: GenService<{
   /**
    * PlaceInboundCall places a call from an external number to an internal
-   * extension, as if it arrived over a trunk.
+   * extension, as if it arrived over a trunk. A park orbit cannot be
+   * called from outside (INVALID_ARGUMENT).
    *
    * @generated from rpc callcontrol.v1.SimulatorService.PlaceInboundCall
    */
