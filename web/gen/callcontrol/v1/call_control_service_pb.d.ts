@@ -1079,12 +1079,17 @@ export declare const ViewChangeSchema: GenEnum<ViewChange>;
  * accepted) and takes an optional request_id: a retry with the same id and
  * the same request returns the first result instead of acting twice.
  *
- * Errors: INVALID_ARGUMENT with a BadRequest naming the field;
+ * Errors: INVALID_ARGUMENT with a BadRequest naming the fields (at most
+ * 10; input is quoted by a 40-byte prefix and its length, so every error
+ * fits a client's 8 KiB trailer limit), or with an ErrorInfo reason
+ * MALFORMED_REQUEST for a message that is not valid protobuf;
  * NOT_FOUND for a call the caller cannot see (whether or not it exists);
  * PERMISSION_DENIED for a visible call the caller may not control;
  * FAILED_PRECONDITION with an ErrorInfo (metadata "state" and
  * "allowed_states") when the call's state does not allow the operation;
- * RESOURCE_EXHAUSTED when the caller's rate limit is spent.
+ * RESOURCE_EXHAUSTED with a RetryInfo and a QuotaFailure when the
+ * caller's budget of control RPCs or of reads (ListCalls, GetCall), or its
+ * number of open watches, is spent.
  *
  * @generated from service callcontrol.v1.CallControlService
  */

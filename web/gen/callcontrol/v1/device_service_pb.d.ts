@@ -121,7 +121,9 @@ export declare type GetDeviceResponse = Message<"callcontrol.v1.GetDeviceRespons
 export declare const GetDeviceResponseSchema: GenMessage<GetDeviceResponse>;
 
 /**
- * DeviceService shows the devices the caller may see.
+ * DeviceService shows the devices the caller may see. Its reads share the
+ * caller's read budget with ListCalls and GetCall (RESOURCE_EXHAUSTED with
+ * a RetryInfo when spent).
  *
  * @generated from service callcontrol.v1.DeviceService
  */

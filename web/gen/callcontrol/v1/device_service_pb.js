@@ -40,7 +40,9 @@ export const GetDeviceResponseSchema = /*@__PURE__*/
   messageDesc(file_callcontrol_v1_device_service, 3);
 
 /**
- * DeviceService shows the devices the caller may see.
+ * DeviceService shows the devices the caller may see. Its reads share the
+ * caller's read budget with ListCalls and GetCall (RESOURCE_EXHAUSTED with
+ * a RetryInfo when spent).
  *
  * @generated from service callcontrol.v1.DeviceService
  */
