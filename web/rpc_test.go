@@ -120,6 +120,7 @@ func TestBadInput(t *testing.T) {
 		{"form content type", "POST", "ListCalls", "application/x-www-form-urlencoded", `a=b`, "demo-alice", false, 415, "invalid_argument", "unsupported content type"},
 		{"malformed JSON", "POST", "ListCalls", "application/json", `{"filter":`, "demo-alice", false, 400, "invalid_argument", "malformed json"},
 		{"JSON of the wrong type", "POST", "Hold", "application/json", `{"uid":"nope"}`, "demo-alice", false, 400, "invalid_argument", "uid"},
+		{"malformed binary body", "POST", "ListCalls", "application/proto", "\xff\xff", "demo-alice", false, 400, "invalid_argument", "not a valid protobuf"},
 		{"unknown field", "POST", "Dial", "application/json", `{"device":"SIP/201","nubmer":"202"}`, "demo-alice", false, 400, "invalid_argument", `unknown field "nubmer"`},
 		{"unknown method", "POST", "Teleport", "application/json", `{}`, "demo-alice", false, 404, "unimplemented", "unknown method"},
 		{"GET on a method", "GET", "ListCalls", "", ``, "demo-alice", false, 405, "invalid_argument", "POST"},
