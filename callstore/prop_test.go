@@ -42,6 +42,7 @@ type modelWatcher struct {
 	pending  int  // expected batches queued since the last Drain
 	mayLag   bool // the watcher may legitimately fall behind the history
 	ended    error
+	evicted  error // the store ended it on its own (WatchRequest.Evicted)
 }
 
 type propModel struct {
@@ -224,7 +225,12 @@ func genFilter(t *rapid.T) Filter {
 func (m *propModel) watch(t *rapid.T) {
 	mw := &modelWatcher{f: genFilter(t), vis: propVisible[rapid.IntRange(0, len(propVisible)-1).Draw(t, "visible")]}
 	cur := int64(len(m.log))
-	req := WatchRequest{Filter: mw.f, Visible: mw.vis}
+	req := WatchRequest{Filter: mw.f, Visible: mw.vis, Evicted: func(err error) {
+		if mw.evicted != nil || mw.ended != nil {
+			t.Fatalf("Evicted called on a watcher already ended (%v, %v)", mw.evicted, mw.ended)
+		}
+		mw.evicted = err
+	}}
 	resume := rapid.Bool().Draw(t, "resume")
 	if resume {
 		req.Resume, req.Epoch = true, m.s.Epoch()
@@ -322,8 +328,11 @@ func (m *propModel) drain(t *rapid.T) {
 		if !mw.mayLag {
 			t.Fatalf("compacted a watcher that never overflowed its queue")
 		}
-		if ce.Oldest != m.oldest() || prog >= ce.Oldest {
-			t.Fatalf("CompactedError{Oldest: %d} at progress %d, want Oldest %d > progress", ce.Oldest, prog, m.oldest())
+		if ce.Oldest > m.oldest() || prog >= ce.Oldest || (mw.evicted == nil && ce.Oldest != m.oldest()) {
+			t.Fatalf("CompactedError{Oldest: %d} at progress %d (evicted: %v), want progress < Oldest <= %d", ce.Oldest, prog, mw.evicted, m.oldest())
+		}
+		if mw.evicted != nil && !errors.Is(err, mw.evicted) && err.Error() != mw.evicted.Error() {
+			t.Fatalf("Drain error %v, want the eviction's %v", err, mw.evicted)
 		}
 		mw.ended = err
 		m.tokens = append(m.tokens, prog)
@@ -334,8 +343,8 @@ func (m *propModel) close(t *rapid.T) {
 	mw := m.pick(t)
 	mw.w.Close()
 	_, prog, err := mw.w.Drain(nil)
-	if !errors.Is(err, ErrClosed) {
-		t.Fatalf("Drain after Close = %v, want ErrClosed", err)
+	if want := error(ErrClosed); mw.evicted != nil && !errors.Is(err, ErrCompacted) || mw.evicted == nil && !errors.Is(err, want) {
+		t.Fatalf("Drain after Close = %v, want ErrClosed, or ErrCompacted once evicted (%v)", err, mw.evicted)
 	}
 	if prog < mw.progress {
 		t.Fatalf("progress after Close = %d, want >= %d", prog, mw.progress)
@@ -353,7 +362,10 @@ func (m *propModel) check(t *rapid.T) {
 	}
 	n := 0
 	for _, mw := range m.ws {
-		if mw.ended == nil {
+		if mw.evicted != nil && !mw.mayLag {
+			t.Fatalf("the store evicted a watcher that never overflowed its queue: %v", mw.evicted)
+		}
+		if mw.ended == nil && mw.evicted == nil {
 			n++
 		}
 	}

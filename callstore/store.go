@@ -48,6 +48,7 @@ type Store struct {
 	wBroad    []*Watcher
 	watchers  map[*Watcher]struct{}
 	changeSeq uint64         // numbers the changes of all commits, for de-duplicating index hits
+	laggers   lagHeap        // lagging watchers by the next revision they need
 	touched   []*Watcher     // scratch: watchers with events in the commit being fanned out
 	pending   []pendingEvent // scratch: those events, in change order
 }
@@ -232,6 +233,9 @@ func (s *Store) Commit(changes ...Change) (int64, error) {
 	}
 	if len(s.watchers) > 0 {
 		s.fanoutLocked(e)
+	}
+	if len(s.laggers) > 0 {
+		s.evictPassedLocked(s.hist.oldest(rev))
 	}
 	s.rev.Store(rev)
 	s.mu.Unlock()

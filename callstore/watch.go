@@ -1,6 +1,7 @@
 package callstore
 
 import (
+	"errors"
 	"slices"
 	"sync"
 )
@@ -51,14 +52,22 @@ type WatchRequest struct {
 	Resume   bool             // resume after (Epoch, Revision): exactly the later events, no snapshot
 	Epoch    uint64           // Resume: the token's epoch
 	Revision int64            // Resume: the token's revision
+	// Evicted, if set, is called once when the store itself ends the
+	// watcher because the retained history passed the next revision it
+	// needs (err is a *CompactedError). It runs on the committer with the
+	// store locked, so it must be quick and must not call the store; it
+	// exists so that a consumer blocked elsewhere (on a client that stopped
+	// reading) can be interrupted.
+	Evicted func(err error)
 }
 
 // Watcher receives the events of one watch. One goroutine consumes it:
 // wait on Ready, then Drain.
 type Watcher struct {
-	s     *Store
-	m     *matcher
-	ready chan struct{}
+	s       *Store
+	m       *matcher
+	ready   chan struct{}
+	evicted func(error)
 
 	// Guarded by s.mu (held for writing by the committer).
 	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
@@ -67,8 +76,11 @@ type Watcher struct {
 	pendAt     int          // fill position in pendBuf
 	pendBuf    []WatchEvent // their window of the commit's slab
 	registered bool
+	lagIdx     int   // position in s.laggers, -1 when not there
+	lagKey     int64 // s.laggers' key: at most the watcher's next revision
 
 	drainMu sync.Mutex // one Drain at a time: replay must not run twice
+	handed  int64      // guarded by drainMu: the progress the last Drain returned
 
 	// Guarded by mu; lock order s.mu then mu. While lagging, the committer
 	// leaves the watcher alone and Drain replays history from next.
@@ -96,9 +108,11 @@ const replayBudget = 4096
 // before OldestRevision(). ErrClosed once the store is closed.
 func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev int64, err error) {
 	w = &Watcher{
-		s:     s,
-		m:     compile(&req.Filter, req.Visible),
-		ready: make(chan struct{}, 1),
+		s:       s,
+		m:       compile(&req.Filter, req.Visible),
+		ready:   make(chan struct{}, 1),
+		evicted: req.Evicted,
+		lagIdx:  -1,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,10 +129,12 @@ func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev 
 		case req.Revision < oldest:
 			return nil, nil, 0, &CompactedError{Oldest: oldest}
 		}
+		w.handed = req.Revision
 		s.registerLocked(w)
 		if req.Revision < cur {
 			w.lagging, w.next = true, req.Revision+1
 			s.nlag.Add(1)
+			s.laggers.add(w, w.next)
 			w.signal()
 		}
 		return w, nil, req.Revision, nil
@@ -126,6 +142,7 @@ func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev 
 	if req.Snapshot {
 		snapshot = s.listLocked(w.m, 0, 0)
 	}
+	w.handed = cur
 	s.registerLocked(w)
 	return w, snapshot, cur, nil
 }
@@ -146,10 +163,24 @@ func (w *Watcher) signal() {
 // a valid resume token even when nothing matched for a while. err is
 // non-nil once the watcher has ended, after which no more batches come:
 // ErrClosed, or a *CompactedError if it fell behind the retained history.
-// Batches handed out with an error are still valid and precede the end.
+// Batches handed out with ErrClosed are still valid and precede the end.
+// A *CompactedError comes alone, with the progress of the previous Drain:
+// the consumer must start over from a snapshot, so the batches before the
+// gap it fell into are worth nothing to it.
 func (w *Watcher) Drain(dst []Batch) (batches []Batch, progress int64, err error) {
 	w.drainMu.Lock()
 	defer w.drainMu.Unlock()
+	base := len(dst)
+	dst, progress, err = w.drain(dst)
+	if errors.Is(err, ErrCompacted) {
+		clear(dst[base:])
+		return dst[:base], w.handed, err
+	}
+	w.handed = progress
+	return dst, progress, err
+}
+
+func (w *Watcher) drain(dst []Batch) ([]Batch, int64, error) {
 	// Every commit up to pub has finished its fan-out, so while the watcher
 	// is active, everything up to pub is in the queue or handed out.
 	pub := w.s.rev.Load()
@@ -332,6 +363,7 @@ func (s *Store) unregisterLocked(w *Watcher) {
 		return
 	}
 	w.registered = false
+	s.laggers.remove(w)
 	delete(s.watchers, w)
 	s.nwatch.Add(-1)
 	m := w.m
@@ -446,6 +478,7 @@ func (w *Watcher) push(rev int64, evs []WatchEvent) {
 	case len(w.queue) >= w.s.qsize:
 		w.lagging, w.next = true, rev
 		w.s.nlag.Add(1)
+		w.s.laggers.add(w, rev)
 	default:
 		w.queue = append(w.queue, Batch{Revision: rev, Events: evs})
 	}

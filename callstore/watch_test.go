@@ -294,28 +294,114 @@ func TestWatchLaggingCatchesUp(t *testing.T) {
 
 func TestWatchLaggingCompacted(t *testing.T) {
 	s := New(Options{HistorySize: 3, WatcherQueue: 1})
-	w, _, _, err := s.Watch(WatchRequest{})
+	var evicted []error
+	w, _, _, err := s.Watch(WatchRequest{Evicted: func(err error) { evicted = append(evicted, err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	// Revision 1 is queued, 2 overflows the queue (the watcher needs 2
+	// next), and commit 5 pushes revision 2 out of the 3 retained: the
+	// store ends the watcher then, without waiting for a Drain.
 	for i := int64(1); i <= 10; i++ {
 		mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+		if i == 5 && s.Watchers() != 0 {
+			t.Fatalf("after commit 5: Watchers() = %d, want 0: the history passed the watcher", s.Watchers())
+		}
+	}
+	var ce *CompactedError
+	if len(evicted) != 1 || !errors.As(evicted[0], &ce) || ce.Oldest != 2 {
+		t.Fatalf("Evicted hook got %v, want one *CompactedError{Oldest: 2}", evicted)
 	}
 	got, prog, err := w.Drain(nil)
-	var ce *CompactedError
-	if !errors.As(err, &ce) || ce.Oldest != 7 {
-		t.Fatalf("Drain() error = %v, want *CompactedError{Oldest: 7}", err)
+	if !errors.As(err, &ce) || ce.Oldest != 2 {
+		t.Fatalf("Drain() error = %v, want *CompactedError{Oldest: 2}", err)
 	}
-	if diff := cmp.Diff([]int64{1}, uids(callsOf(got))); diff != "" || prog != 1 {
-		t.Errorf("Drain() = %v, progress %d, want uid 1 then the error, progress 1", diff, prog)
+	if len(got) != 0 || prog != 0 {
+		t.Errorf("Drain() = %d batches, progress %d, want none (the queued one is useless now), progress 0 (nothing handed out)", len(got), prog)
 	}
-	if s.Watchers() != 0 || s.Lagging() != 0 {
-		t.Errorf("Watchers() = %d, Lagging() = %d after compaction, want 0, 0", s.Watchers(), s.Lagging())
+	if s.Watchers() != 0 || s.Lagging() != 0 || len(s.laggers) != 0 {
+		t.Errorf("Watchers() = %d, Lagging() = %d, laggers %d after compaction, want 0, 0, 0", s.Watchers(), s.Lagging(), len(s.laggers))
 	}
 	got, _, err = w.Drain(nil)
 	if len(got) != 0 || !errors.As(err, &ce) {
 		t.Errorf("second Drain() = %v, %v, want nothing and the same error", got, err)
+	}
+}
+
+// A consumer that does Drain finds out itself when the history passed it
+// between two commits' checks (here: a resumed watcher that starts out
+// lagging, then drains once, partially): no batch comes with the error.
+func TestWatchDrainCompactedDropsBatches(t *testing.T) {
+	s := New(Options{HistorySize: 4, WatcherQueue: 1})
+	for i := int64(1); i <= 3; i++ {
+		mustCommit(t, s, Change{Type: EventNew, Call: leg(i, "d", "c", StateRing)})
+	}
+	w, _, _, err := s.Watch(WatchRequest{Resume: true, Epoch: s.Epoch(), Revision: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(4, "d", "c", StateRing)})
+	if s.Watchers() != 1 {
+		t.Fatalf("Watchers() = %d, want 1: revision 1 is still retained", s.Watchers())
+	}
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(5, "d", "c", StateRing)})
+	got, _, err := w.Drain(nil)
+	if !errors.Is(err, ErrCompacted) || len(got) != 0 {
+		t.Errorf("Drain() = %d batches, %v, want none and ErrCompacted", len(got), err)
+	}
+}
+
+// Many lagging watchers at different positions: each is ended exactly
+// when the history passes it, those that caught up never are, and the
+// heap never holds a watcher twice.
+func TestEvictPassedManyLaggers(t *testing.T) {
+	const history = 20
+	s := New(Options{HistorySize: history, WatcherQueue: 1})
+	var ws []*Watcher
+	for range 30 {
+		w, _, _, err := s.Watch(WatchRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ws = append(ws, w)
+		// Two commits per watcher: the second overflows its queue, so
+		// watcher i lags needing revision 2i+2 (counting from 0).
+		for range 2 {
+			mustCommit(t, s, Change{Type: EventNew, Call: leg(s.NewUID(), "d", "c", StateRing)})
+		}
+		// Watchers 0, 3, 6, ... keep up.
+		for j, w := range ws {
+			if j%3 == 0 {
+				for lagging := true; lagging; {
+					if _, _, err := w.Drain(nil); err != nil {
+						t.Fatalf("watcher %d: %v", j, err)
+					}
+					w.mu.Lock()
+					lagging = w.lagging
+					w.mu.Unlock()
+				}
+			}
+		}
+	}
+	oldest := s.OldestRevision()
+	for j, w := range ws {
+		w.mu.Lock()
+		ended := w.err != nil
+		w.mu.Unlock()
+		wantEnded := j%3 != 0 && int64(2*j+2) <= oldest
+		if ended != wantEnded {
+			t.Errorf("watcher %d (needs %d, oldest %d): ended %v, want %v", j, 2*j+2, oldest, ended, wantEnded)
+		}
+	}
+	seen := map[*Watcher]bool{}
+	for i, w := range s.laggers {
+		if seen[w] || w.lagIdx != i {
+			t.Errorf("laggers[%d]: duplicate or wrong index %d", i, w.lagIdx)
+		}
+		seen[w] = true
 	}
 }
 
