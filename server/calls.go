@@ -32,6 +32,8 @@ type callService struct {
 	idem  *idempotencyCache
 	enc   *encodeCache
 	drain <-chan struct{}
+	// watches enforces the server-wide watch cap and ends stalled watches.
+	watches *watchRegistry
 }
 
 func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-chan struct{}) *callService {

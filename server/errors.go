@@ -53,6 +53,8 @@ const (
 	reasonDraining        = "DRAINING"
 	reasonRequestIDReused = "REQUEST_ID_REUSED"
 	reasonMalformed       = "MALFORMED_REQUEST"
+	reasonWatchStalled    = "WATCH_STALLED"
+	reasonWatcherLimit    = "WATCHER_LIMIT"
 )
 
 // newStatus is status.New with the message bounded.
@@ -182,10 +184,12 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 // toStatusError is toStatus without the fallback: nil for an unknown error.
 func toStatusError(err error) error {
 	var (
-		stateErr  *pbx.StateError
-		compacted *callstore.CompactedError
-		authErr   *auth.AuthError
-		limitErr  *auth.LimitError
+		stateErr   *pbx.StateError
+		compacted  *callstore.CompactedError
+		authErr    *auth.AuthError
+		limitErr   *auth.LimitError
+		stalled    *watchStalledError
+		watchLimit *watcherLimitError
 	)
 	switch {
 	case errors.As(err, &authErr):
@@ -222,6 +226,21 @@ func toStatusError(err error) error {
 			Reason: reasonCompacted, Domain: errorDomain,
 			Metadata: map[string]string{"oldest_revision": strconv.FormatInt(compacted.Oldest, 10)},
 		})
+	case errors.As(err, &stalled):
+		// OUT_OF_RANGE like a compacted watch, so a client that re-snapshots
+		// on any OUT_OF_RANGE is right; one that resumes first may get
+		// away with it while its token is still retained.
+		return withDetails(codes.OutOfRange, err.Error()+": resume with the last resume_token (re-snapshot if that is refused)", &errdetails.ErrorInfo{
+			Reason: reasonWatchStalled, Domain: errorDomain,
+			Metadata: map[string]string{
+				"oldest_revision": strconv.FormatInt(stalled.oldest, 10),
+				"send_timeout":    stalled.after.String(),
+			},
+		})
+	case errors.As(err, &watchLimit):
+		return withDetails(codes.ResourceExhausted, err.Error(),
+			&errdetails.ErrorInfo{Reason: reasonWatcherLimit, Domain: errorDomain, Metadata: map[string]string{"max_watchers": strconv.Itoa(watchLimit.max)}},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(watchLimit.retry)})
 	case errors.Is(err, callstore.ErrEpoch):
 		// The same answer as a compacted revision: the client's only
 		// correct move is a fresh snapshot.

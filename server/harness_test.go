@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -76,6 +77,7 @@ type harness struct {
 	clock *pbx.FakeClock
 	srv   *server.Server
 	addr  string
+	reg   *prometheus.Registry // the server's metrics
 
 	mu      sync.Mutex
 	clients map[string]*client
@@ -105,7 +107,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	h := &harness{t: t, dir: directory.Demo(), clock: pbx.NewFakeClock(fakeEpoch), clients: map[string]*client{}}
+	h := &harness{t: t, dir: directory.Demo(), clock: pbx.NewFakeClock(fakeEpoch), clients: map[string]*client{}, reg: prometheus.NewRegistry()}
 	log := o.log
 	if log == nil {
 		log = testLogger()
@@ -126,6 +128,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		Limiter:        auth.NewLimiter(o.limit),
 		Logger:         log,
 		TracerProvider: o.tracer,
+		Registry:       h.reg,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ type metrics struct {
 	watchEnds    *prometheus.CounterVec
 	collectors   []prometheus.Collector
 	idempotentHi prometheus.Counter
+	limitHits    *prometheus.CounterVec
 }
 
 func newMetrics(store *callstore.Store) *metrics {
@@ -36,9 +37,13 @@ func newMetrics(store *callstore.Store) *metrics {
 			Help: "Control requests answered from the request_id cache instead of acting again.",
 		}),
 	}
+	m.limitHits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "callcontrold_transport_limit_hits_total",
+		Help: "Times a transport or watch limit refused, replaced or ended a connection, stream or watch, by limit.",
+	}, []string{"limit"})
 	m.eventFrames = m.framesSent.WithLabelValues("events")
 	m.collectors = []prometheus.Collector{
-		m.eventsSent, m.framesSent, m.watchEnds, m.idempotentHi,
+		m.eventsSent, m.framesSent, m.watchEnds, m.idempotentHi, m.limitHits,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "callcontrold_live_calls",
 			Help: "Live call legs in the store.",
@@ -57,6 +62,20 @@ func newMetrics(store *callstore.Store) *metrics {
 		}, func() float64 { return float64(store.Revision()) }),
 	}
 	return m
+}
+
+// addTransportGauges adds the gauges of the transport limits.
+func (m *metrics) addTransportGauges(connections, pending func() int) {
+	m.collectors = append(m.collectors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callcontrold_connections",
+			Help: "Open client connections counted against --max-connections (-1 when uncapped).",
+		}, func() float64 { return float64(connections()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callcontrold_pending_requests",
+			Help: "Streams whose request message has not arrived yet.",
+		}, func() float64 { return float64(pending()) }),
+	)
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -50,14 +51,62 @@ type Config struct {
 	// MaxConnectionAge / Grace: connections are recycled so load spreads
 	// across replicas behind a mesh; watchers resume with their token.
 	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
-	// DrainRetryAfter is the RetryInfo delay sent to watchers on shutdown.
-	DrainRetryAfter time.Duration
+	// DrainRetryAfter and DrainRetryJitter: on shutdown every watcher is
+	// told (RetryInfo) to come back after DrainRetryAfter plus a uniformly
+	// random share of DrainRetryJitter, so a restart is not met by every
+	// client at the same instant. Negative jitter: none.
+	DrainRetryAfter, DrainRetryJitter time.Duration
+	// DrainSendTimeout: while draining, a watch that stays in one send this
+	// long (its client does not read) is cut instead of holding the drain.
+	DrainSendTimeout time.Duration
+
+	// Transport limits (see limits.go). Zero means the default; negative
+	// means no limit, except for ConnectionTimeout.
+	//
+	// MaxConnections: connections open at once; at the cap a new one
+	// replaces the oldest that has not sent a byte, or is closed.
+	MaxConnections int
+	// MaxConcurrentStreams: streams per connection (HTTP/2 SETTINGS).
+	MaxConcurrentStreams int
+	// MaxHeaderListSize: bytes of request headers per stream.
+	MaxHeaderListSize int
+	// ConnectionTimeout: TLS and HTTP/2 handshake of a new connection.
+	ConnectionTimeout time.Duration
+	// MaxConnectionIdle: a connection without streams this long is closed
+	// (GOAWAY; clients reconnect on their next call).
+	MaxConnectionIdle time.Duration
+	// RequestReadTimeout: a stream's request message must arrive within
+	// this of its headers.
+	RequestReadTimeout time.Duration
+	// MaxPendingRequests: streams, server-wide, waiting for their request
+	// message; a new one cancels the oldest.
+	MaxPendingRequests int
+	// MaxWatchers: WatchCalls streams open at once, server-wide (the
+	// per-login cap is the Limiter's).
+	MaxWatchers int
+	// WatchSendTimeout: a watch whose frames wait this long to go out (its
+	// client reads nothing, or too slowly to keep up) ends with
+	// OUT_OF_RANGE.
+	WatchSendTimeout time.Duration
 	// IdempotencyTTL and IdempotencySize bound the request_id cache.
 	IdempotencyTTL  time.Duration
 	IdempotencySize int
 	// TLS, if set, serves TLS (and mTLS when it requires client certs).
 	TLS credentials.TransportCredentials
 }
+
+// Defaults of the transport and watch limits.
+const (
+	DefaultMaxConnections       = 4096
+	DefaultMaxConcurrentStreams = 1000
+	DefaultMaxHeaderListSize    = 16 << 10
+	DefaultMaxPendingRequests   = 1024
+	DefaultMaxWatchers          = 20000
+	DefaultConnectionTimeout    = 10 * time.Second
+	DefaultMaxConnectionIdle    = 15 * time.Minute
+	DefaultRequestReadTimeout   = 10 * time.Second
+	DefaultWatchSendTimeout     = 30 * time.Second
+)
 
 func (c Config) withDefaults() Config {
 	def := func(d *time.Duration, v time.Duration) {
@@ -72,6 +121,27 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxConnectionAge, 30*time.Minute)
 	def(&c.MaxConnectionAgeGrace, 10*time.Minute)
 	def(&c.DrainRetryAfter, time.Second)
+	def(&c.DrainSendTimeout, time.Second)
+	limit := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	limit(&c.MaxConnections, DefaultMaxConnections)
+	limit(&c.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	limit(&c.MaxHeaderListSize, DefaultMaxHeaderListSize)
+	limit(&c.MaxPendingRequests, DefaultMaxPendingRequests)
+	limit(&c.MaxWatchers, DefaultMaxWatchers)
+	def(&c.ConnectionTimeout, DefaultConnectionTimeout)
+	unset := func(d *time.Duration, v time.Duration) { // negative stays: no limit
+		if *d == 0 {
+			*d = v
+		}
+	}
+	unset(&c.DrainRetryJitter, 4*time.Second)
+	unset(&c.MaxConnectionIdle, DefaultMaxConnectionIdle)
+	unset(&c.RequestReadTimeout, DefaultRequestReadTimeout)
+	unset(&c.WatchSendTimeout, DefaultWatchSendTimeout)
 	def(&c.IdempotencyTTL, 10*time.Minute)
 	if c.SnapshotChunkSize <= 0 {
 		c.SnapshotChunkSize = 500
@@ -119,6 +189,10 @@ type Server struct {
 	drain     chan struct{} // closed when the server starts shutting down
 	once      sync.Once
 	drainOnce sync.Once
+
+	hits    *limitHit
+	pending *pendingRequests
+	lis     atomic.Pointer[limitListener] // the last one Serve wrapped, for the gauge
 }
 
 // serviceNames are the services registered besides health and reflection,
@@ -145,6 +219,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 
 	rpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	m := newMetrics(d.Store)
+	s.hits = newLimitHit(m, log)
+	s.pending = &pendingRequests{max: cfg.MaxPendingRequests, timeout: cfg.RequestReadTimeout, hits: s.hits}
+	m.addTransportGauges(s.openConnections, s.pending.Pending)
 	if d.Registry != nil {
 		if err := d.Registry.Register(rpcMetrics); err != nil {
 			return nil, fmt.Errorf("server: register rpc metrics: %w", err)
@@ -177,6 +254,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
 		grpc.ChainUnaryInterceptor(
+			s.pending.unary,
 			rpcMetrics.UnaryServerInterceptor(),
 			identityUnary,
 			logging.UnaryServerInterceptor(logger, logOpts...),
@@ -184,12 +262,71 @@ func New(cfg Config, d Deps) (*Server, error) {
 			recovery.UnaryServerInterceptor(recoverOpts...),
 		),
 		grpc.ChainStreamInterceptor(
+			s.pending.stream,
 			rpcMetrics.StreamServerInterceptor(),
 			identityStream,
 			logging.StreamServerInterceptor(logger, logOpts...),
 			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
 			recovery.StreamServerInterceptor(recoverOpts...),
 		),
+	}
+	opts = append(opts, transportOptions(cfg, s.pending)...)
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(cfg.TLS))
+	}
+	// Before the chains above: the trace context interceptor runs first.
+	opts = append(tracingOptions(d.TracerProvider), opts...)
+	s.grpc = grpc.NewServer(opts...)
+
+	s.calls = newCallService(cfg, d, log, m, s.drain)
+	s.calls.watches = newWatchRegistry(cfg.MaxWatchers, cfg.WatchSendTimeout, s.hits)
+	reg := decodeRegistrar{s: s.grpc, failures: failures}
+	callcontrolv1.RegisterCallControlServiceServer(reg, s.calls)
+	callcontrolv1.RegisterDeviceServiceServer(reg, newDeviceService(d, s.calls.cv, log))
+	callcontrolv1.RegisterSimulatorServiceServer(reg, newSimulatorService(d, s.calls))
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
+	rpcMetrics.InitializeMetrics(s.grpc)
+
+	s.setServing(d.Simulator != nil)
+	return s, nil
+}
+
+// setServing marks every service SERVING, the simulator only with one.
+func (s *Server) setServing(simulator bool) {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, name := range serviceNames {
+		st := healthpb.HealthCheckResponse_SERVING
+		if name == callcontrolv1.SimulatorService_ServiceDesc.ServiceName && !simulator {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Serve accepts connections on lis until Shutdown, at most
+// Config.MaxConnections at once.
+func (s *Server) Serve(lis net.Listener) error {
+	lis = newLimitListener(lis, s.cfg.MaxConnections, s.hits)
+	if ll, ok := lis.(*limitListener); ok {
+		s.lis.Store(ll)
+	}
+	return s.grpc.Serve(lis)
+}
+
+// openConnections is the gauge of connections holding a slot (-1: no cap,
+// not counted).
+func (s *Server) openConnections() int {
+	if ll := s.lis.Load(); ll != nil {
+		return ll.Open()
+	}
+	return -1
+}
+
+// transportOptions are the grpc options of keepalive and of the
+// transport limits (see limits.go).
+func transportOptions(cfg Config, pending *pendingRequests) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             cfg.KeepaliveMinTime,
 			PermitWithoutStream: true,
@@ -199,46 +336,29 @@ func New(cfg Config, d Deps) (*Server, error) {
 			Timeout:               cfg.KeepaliveTimeout,
 			MaxConnectionAge:      cfg.MaxConnectionAge,
 			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			MaxConnectionIdle:     max(cfg.MaxConnectionIdle, 0), // 0: grpc's infinity
 		}),
 		grpc.MaxRecvMsgSize(1 << 20), // requests are small; refuse floods early
+		grpc.InTapHandle(pending.tap),
+		grpc.ConnectionTimeout(cfg.ConnectionTimeout),
 	}
-	if cfg.TLS != nil {
-		opts = append(opts, grpc.Creds(cfg.TLS))
+	if cfg.MaxConcurrentStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentStreams)))
 	}
-	// Before the chains above: the trace context interceptor runs first.
-	opts = append(tracingOptions(d.TracerProvider), opts...)
-	s.grpc = grpc.NewServer(opts...)
-
-	s.calls = newCallService(cfg, d, log, m, s.drain)
-	reg := decodeRegistrar{s: s.grpc, failures: failures}
-	callcontrolv1.RegisterCallControlServiceServer(reg, s.calls)
-	callcontrolv1.RegisterDeviceServiceServer(reg, newDeviceService(d, s.calls.cv, log))
-	callcontrolv1.RegisterSimulatorServiceServer(reg, newSimulatorService(d, s.calls))
-	healthpb.RegisterHealthServer(reg, s.health)
-	reflection.Register(reg)
-	rpcMetrics.InitializeMetrics(s.grpc)
-
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range serviceNames {
-		st := healthpb.HealthCheckResponse_SERVING
-		if name == callcontrolv1.SimulatorService_ServiceDesc.ServiceName && d.Simulator == nil {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-		}
-		s.health.SetServingStatus(name, st)
+	if cfg.MaxHeaderListSize > 0 {
+		opts = append(opts, grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderListSize)))
 	}
-	return s, nil
+	return opts
 }
-
-// Serve accepts connections on lis until Shutdown.
-func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 
 // GRPC exposes the underlying server (tests register extra services).
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Shutdown drains: health turns NOT_SERVING so load balancers move away,
 // every watch gets a progress frame and ends with UNAVAILABLE + RetryInfo,
-// in-flight unary calls finish. If ctx ends first, remaining connections
-// are closed hard.
+// in-flight unary calls finish. A watch whose client does not read is cut
+// after DrainSendTimeout in one send, so it cannot hold the drain. If ctx
+// ends first, remaining connections are closed hard.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.once.Do(func() {
 		s.Drain()
@@ -247,26 +367,33 @@ func (s *Server) Shutdown(ctx context.Context) {
 			s.grpc.GracefulStop()
 			close(done)
 		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.log.Warn("graceful stop timed out; closing remaining connections")
-			s.grpc.Stop()
-			<-done
+		tick := time.NewTicker(s.cfg.DrainSendTimeout)
+		defer tick.Stop()
+		for quiet := 0; ; {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				s.calls.watches.cutStalled()
+				// With no handler left for a whole tick, what still holds
+				// GracefulStop is a stream whose last frames and status wait
+				// for a client that does not read: do not wait for it.
+				if quiet++; s.pending.running.Load() > 0 {
+					quiet = 0
+				}
+				if quiet >= 2 {
+					s.log.Warn("drained: closing connections whose clients do not read")
+					s.grpc.Stop()
+					<-done
+					return
+				}
+			case <-ctx.Done():
+				s.log.Warn("graceful stop timed out; closing remaining connections")
+				s.grpc.Stop()
+				<-done
+				return
+			}
 		}
-	})
-}
-
-// authenticate is f with its errors turned into statuses (the auth
-// interceptor returns them as they are) and the principal recorded for
-// the log lines (identity.go).
-func authenticate(f grpcauth.AuthFunc, log *slog.Logger) grpcauth.AuthFunc {
-	return recordIdentity(func(ctx context.Context) (context.Context, error) {
-		actx, err := f(ctx)
-		if err != nil {
-			return nil, toStatus(ctx, log, err)
-		}
-		return actx, nil
 	})
 }
 
@@ -294,4 +421,17 @@ func codeToLevel(c codes.Code) logging.Level {
 	default:
 		return logging.LevelError
 	}
+}
+
+// authenticate is f with its errors turned into statuses (the auth
+// interceptor returns them as they are) and the principal recorded for
+// the log lines (identity.go).
+func authenticate(f grpcauth.AuthFunc, log *slog.Logger) grpcauth.AuthFunc {
+	return recordIdentity(func(ctx context.Context) (context.Context, error) {
+		actx, err := f(ctx)
+		if err != nil {
+			return nil, toStatus(ctx, log, err)
+		}
+		return actx, nil
+	})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,13 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 	if err != nil {
 		return err
 	}
+	visible := auth.VisibleFunc(p)
+	ws := newWatchStream(s, stream, visible)
+	if err := s.watches.add(ws, s.retryDelay()); err != nil {
+		s.m.watchEnds.WithLabelValues("refused").Inc()
+		return s.status(ctx, err)
+	}
+	defer s.watches.remove(ws)
 	if s.lim != nil {
 		release, err := s.lim.AcquireWatch(p)
 		if err != nil {
@@ -57,7 +65,6 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 		}
 		defer release()
 	}
-	visible := auth.VisibleFunc(p)
 	w, snapshot, startRev, err := s.store.Watch(callstore.WatchRequest{
 		Filter:   toStoreFilter(req.GetFilter()),
 		Visible:  visible,
@@ -65,6 +72,7 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 		Resume:   resume,
 		Epoch:    tok.Epoch,
 		Revision: tok.Revision,
+		Evicted:  ws.evict,
 	})
 	if err != nil {
 		s.m.watchEnds.WithLabelValues("refused").Inc()
@@ -72,7 +80,16 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 	}
 	defer w.Close()
 
-	ws := &watchStream{s: s, stream: stream, visible: visible, epoch: s.store.Epoch(), span: trace.SpanFromContext(ctx)}
+	err = ws.serve(w, snapshot, startRev, !resume && !req.GetSkipSnapshot())
+	if errors.Is(err, errSendAbandoned) {
+		return ws.end(ws.evictCause())
+	}
+	return err
+}
+
+// serve sends the started frame, the snapshot, then runs the loop.
+func (ws *watchStream) serve(w *callstore.Watcher, snapshot []*callstore.Call, startRev int64, withSnapshot bool) error {
+	s := ws.s
 	if err := ws.send("started", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
 		ProgressInterval: durationpb.New(s.cfg.ProgressInterval),
 		HistoryWindow:    int64(s.store.HistorySize()),
@@ -81,7 +98,7 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 	}}}); err != nil {
 		return err
 	}
-	if !resume && !req.GetSkipSnapshot() {
+	if withSnapshot {
 		if err := ws.sendSnapshot(snapshot, startRev); err != nil {
 			return err
 		}
@@ -97,6 +114,15 @@ type watchStream struct {
 	span    trace.Span // the RPC's span: one event per frame of events
 	batches []callstore.Batch
 	scratch [][]byte // event encodings of the frame being built
+
+	frames []any // the frames of one pump
+
+	// Eviction and stall detection; see watchsend.go.
+	sendSeq atomic.Uint64 // odd while a send is under way (watchRegistry)
+	sent    chan error    // the send helper's result
+	evictMu sync.Mutex
+	evicted chan struct{} // closed by evict
+	cause   error         // why, guarded by evictMu
 }
 
 func (ws *watchStream) token(rev int64) string {
@@ -104,7 +130,8 @@ func (ws *watchStream) token(rev int64) string {
 }
 
 func (ws *watchStream) send(kind string, m proto.Message) error {
-	if err := ws.stream.SendMsg(m); err != nil {
+	ws.frames = append(ws.frames[:0], m)
+	if err := ws.sendFrames(ws.frames); err != nil {
 		return err
 	}
 	ws.s.m.framesSent.WithLabelValues(kind).Inc()
@@ -139,19 +166,28 @@ func (ws *watchStream) sendProgress(rev int64) error {
 // anything, the watcher's progress revision, and the watcher's end.
 func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, ended error, err error) {
 	ws.batches, progress, ended = w.Drain(ws.batches[:0])
+	if len(ws.batches) == 0 {
+		return false, progress, ended, nil
+	}
+	ws.frames = ws.frames[:0]
+	events := 0
 	for i := range ws.batches {
 		b := &ws.batches[i]
-		frame := ws.s.enc.batchFrame(b, ws.epoch, ws.visible, &ws.scratch)
-		if err := ws.stream.SendMsg(frame); err != nil {
-			return sent, progress, ended, err
-		}
-		sent = true
-		ws.s.m.eventFrames.Inc()
-		ws.s.m.eventsSent.Add(float64(len(b.Events)))
+		ws.frames = append(ws.frames, ws.s.enc.batchFrame(b, ws.epoch, ws.visible, &ws.scratch))
+		events += len(b.Events)
+	}
+	if err := ws.sendFrames(ws.frames); err != nil {
+		return false, progress, ended, err
+	}
+	clear(ws.frames) // do not pin the frames until the next pump
+	for i := range ws.batches {
+		b := &ws.batches[i]
 		addBatchEvent(ws.span, b.Revision, len(b.Events))
 		b.Events = nil // let the events go before the next Drain reuses the slice
 	}
-	return sent, progress, ended, nil
+	ws.s.m.eventFrames.Add(float64(len(ws.batches)))
+	ws.s.m.eventsSent.Add(float64(events))
+	return true, progress, ended, nil
 }
 
 func (ws *watchStream) loop(w *callstore.Watcher) error {
@@ -165,6 +201,8 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 	lastFrame := time.Now()
 	for {
 		select {
+		case <-ws.evicted:
+			return ws.end(ws.evictCause())
 		case <-ctx.Done():
 			// The client left (or its deadline passed): report that code,
 			// so metrics and logs tell it from a server-side end.
@@ -178,7 +216,7 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 				_ = ws.sendProgress(progress)
 			}
 			ws.s.m.watchEnds.WithLabelValues("drain").Inc()
-			return unavailableDraining(ws.s.cfg.DrainRetryAfter)
+			return unavailableDraining(ws.s.retryDelay())
 		case <-w.Ready():
 			sent, _, ended, err := ws.pump(w)
 			if err != nil {
@@ -215,10 +253,17 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 
 func (ws *watchStream) end(err error) error {
 	ctx := ws.stream.Context()
+	var stalled *watchStalledError
 	switch {
 	case errors.Is(err, callstore.ErrClosed):
 		ws.s.m.watchEnds.WithLabelValues("store_closed").Inc()
-		return unavailableDraining(ws.s.cfg.DrainRetryAfter)
+		return unavailableDraining(ws.s.retryDelay())
+	case errors.Is(err, errDrainStalled):
+		ws.s.m.watchEnds.WithLabelValues("drain").Inc()
+		return unavailableDraining(ws.s.retryDelay())
+	case errors.As(err, &stalled):
+		ws.s.m.watchEnds.WithLabelValues("stalled").Inc()
+		stalled.oldest = ws.s.store.OldestRevision()
 	case errors.Is(err, callstore.ErrCompacted):
 		ws.s.m.watchEnds.WithLabelValues("too_slow").Inc()
 	default:

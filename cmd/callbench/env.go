@@ -106,9 +106,12 @@ type envOptions struct {
 func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 	e := &env{dir: dir}
 	// As callcontrold builds it (cmd/callcontrold/main.go), except: the
-	// rate and watch limits are off (auth.LimitConfig{}), and the logs go
-	// to io.Discard at the default level (info), so the logging
-	// interceptor still formats every finished call.
+	// rate and watch limits are off (auth.LimitConfig{}), the streams per
+	// connection are not capped (the fan-out scenario puts up to 10,010
+	// watches on two connections; a real client that does so must raise
+	// --max-concurrent-streams too), and the logs go to io.Discard at the
+	// default level (info), so the logging interceptor still formats every
+	// finished call.
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e.store = callstore.New(callstore.Options{})
 	e.sim = sim.New(dir, e.store, sim.Options{MaxCallsPerDevice: opts.maxCallsPerDevice, Logger: log})
@@ -118,7 +121,7 @@ func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	e.srv, err = server.New(server.Config{}, server.Deps{
+	e.srv, err = server.New(server.Config{MaxConcurrentStreams: -1}, server.Deps{
 		Store:        e.store,
 		Directory:    dir,
 		Switch:       e.sim,

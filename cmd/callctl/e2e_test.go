@@ -24,7 +24,8 @@ import (
 // the test ends; it returns the address it listens on.
 func startServer(t *testing.T, addr string) (string, func()) {
 	t.Helper()
-	return startServerWith(t, addr, server.Config{DrainRetryAfter: 50 * time.Millisecond})
+	// A short, fixed retry delay: the restart test waits for it.
+	return startServerWith(t, addr, server.Config{DrainRetryAfter: 50 * time.Millisecond, DrainRetryJitter: -1})
 }
 
 // startServerWith is startServer with the server's configuration (TLS).

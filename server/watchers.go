@@ -1,0 +1,158 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// watchRegistry knows every open WatchCalls stream: it enforces the
+// server-wide watcher cap and ends the watches whose client does not keep
+// up. A watch whose client stopped reading blocks in SendMsg (HTTP/2 flow
+// control) and would hold its snapshot, its batches and its store watcher
+// for as long as the client stays connected; the store cannot see it,
+// because from the store's side it merely stopped draining.
+//
+// Stall detection costs the send path two atomic increments: a stream's
+// sendSeq is odd while a send (of everything the watch had queued) is
+// under way. A sweeper goroutine, running only while there are watches,
+// looks every stallTimeout/stallChecks; a stream seen in the same send
+// stallChecks times in a row is ended: its client reads nothing, or too
+// slowly to keep up, and its frames are going stale.
+type watchRegistry struct {
+	max          int           // <= 0: no cap
+	stallTimeout time.Duration // <= 0: no stall detection
+	hits         *limitHit
+
+	mu      sync.Mutex
+	streams map[*watchStream]*stallState
+	stop    chan struct{} // closed to stop the sweeper; nil while none runs
+}
+
+// stallChecks is how many sweeps a send must outlast to count as stalled.
+const stallChecks = 4
+
+// stallState is the sweeper's memory of one stream, guarded by mu.
+type stallState struct {
+	seq    uint64 // sendSeq at the last sweep
+	checks int    // sweeps in a row that found the same send under way
+}
+
+// watchStalledError: a send of the watch lasted longer than the stall
+// timeout. oldest is the store's oldest resumable revision when it ended.
+type watchStalledError struct {
+	after  time.Duration
+	oldest int64
+}
+
+func (e *watchStalledError) Error() string {
+	return fmt.Sprintf("the watch's frames waited more than %v to go out: the client is not reading its stream, or reads too slowly to keep up", e.after)
+}
+
+// watcherLimitError: the server-wide watcher cap is reached.
+type watcherLimitError struct {
+	max   int
+	retry time.Duration
+}
+
+func (e *watcherLimitError) Error() string {
+	return fmt.Sprintf("the server has %d watches open, its limit: retry later", e.max)
+}
+
+// errDrainStalled is why a drain cuts a watch that makes no send progress.
+var errDrainStalled = errors.New("the server is draining and the watch made no send progress")
+
+func newWatchRegistry(max int, stall time.Duration, hits *limitHit) *watchRegistry {
+	return &watchRegistry{max: max, stallTimeout: stall, hits: hits, streams: map[*watchStream]*stallState{}}
+}
+
+// add registers ws, unless the cap is reached.
+func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.max > 0 && len(r.streams) >= r.max {
+		r.hits.hit(limitWatchersTotal, "watcher limit reached: refused a watch", "max_watchers", r.max)
+		return &watcherLimitError{max: r.max, retry: retry}
+	}
+	r.streams[ws] = &stallState{}
+	if r.stallTimeout > 0 && r.stop == nil {
+		r.stop = make(chan struct{})
+		go r.sweep(r.stop)
+	}
+	return nil
+}
+
+func (r *watchRegistry) remove(ws *watchStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.streams, ws)
+	if len(r.streams) == 0 && r.stop != nil {
+		close(r.stop)
+		r.stop = nil
+	}
+}
+
+// Len returns the number of registered watches.
+func (r *watchRegistry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.streams)
+}
+
+func (r *watchRegistry) sweep(stop <-chan struct{}) {
+	t := time.NewTicker(max(r.stallTimeout/stallChecks, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, ws := range r.stalled(stallChecks) {
+				r.hits.hit(limitWatchStalled, "ended a watch whose client stopped reading", "send_timeout", r.stallTimeout)
+				ws.evict(&watchStalledError{after: r.stallTimeout})
+			}
+		}
+	}
+}
+
+// stalled returns the streams found in the same send for checks sweeps
+// in a row, this one included.
+func (r *watchRegistry) stalled(checks int) []*watchStream {
+	var out []*watchStream
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ws, st := range r.streams {
+		seq := ws.sendSeq.Load()
+		if seq&1 == 0 || seq != st.seq {
+			st.seq, st.checks = seq, 0
+			continue
+		}
+		if st.checks++; st.checks >= checks {
+			out = append(out, ws)
+		}
+	}
+	return out
+}
+
+// cutStalled ends, during a drain, the watches found in the same send as
+// at the previous call: they would hold the drain for its whole timeout.
+func (r *watchRegistry) cutStalled() {
+	for _, ws := range r.stalled(1) {
+		r.hits.hit(limitWatchDrainStalled, "draining: cut a watch whose client stopped reading")
+		ws.evict(errDrainStalled)
+	}
+}
+
+// retryDelay is the RetryInfo delay told to watchers: DrainRetryAfter plus
+// a uniformly random share of DrainRetryJitter, so that the clients of a
+// restarting server, all told at the same instant, do not all come back
+// (and re-snapshot: a new process has a new epoch) at the same instant.
+func (s *callService) retryDelay() time.Duration {
+	d := s.cfg.DrainRetryAfter
+	if j := s.cfg.DrainRetryJitter; j > 0 {
+		d += rand.N(j)
+	}
+	return d
+}

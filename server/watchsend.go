@@ -1,0 +1,85 @@
+package server
+
+import (
+	"errors"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"callcontrold/callstore"
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+)
+
+// Evicting a watch whose client stopped reading.
+//
+// Such a watch blocks in SendMsg (HTTP/2 flow control) for as long as the
+// client stays connected. grpc offers one way to unblock it: cancel the
+// stream's context; but the failed SendMsg then answers CANCELLED itself,
+// before the handler can return the status the eviction owes the client
+// (OUT_OF_RANGE with its ErrorInfo, or UNAVAILABLE with RetryInfo during
+// a drain). So the sends of a watch run on a short-lived helper goroutine,
+// one per batch of frames, while the handler waits for it or for the
+// eviction. Evicted, the handler returns its status at once: grpc queues
+// it behind the frames already in flight (the client reads it after
+// them), frees the handler's snapshot, batches and store watcher, and
+// cancels the stream, which ends the helper's blocked send.
+
+// errSendAbandoned: the watch was evicted while a send was under way.
+var errSendAbandoned = errors.New("watch evicted during a send")
+
+func newWatchStream(s *callService, stream callcontrolv1.CallControlService_WatchCallsServer, visible func(*callstore.Call) bool) *watchStream {
+	return &watchStream{
+		s: s, stream: stream, visible: visible, epoch: s.store.Epoch(),
+		span: trace.SpanFromContext(stream.Context()),
+		sent: make(chan error, 1), evicted: make(chan struct{}),
+	}
+}
+
+// evict ends the watch from outside its goroutine: the store (history
+// passed it), the stall sweeper or a drain. The first cause wins. Safe from
+// any goroutine and quick: the store calls it with its lock held.
+func (ws *watchStream) evict(err error) {
+	ws.evictMu.Lock()
+	defer ws.evictMu.Unlock()
+	if ws.cause == nil {
+		ws.cause = err
+		close(ws.evicted)
+	}
+}
+
+// evictCause returns why the watch was evicted, or nil.
+func (ws *watchStream) evictCause() error {
+	ws.evictMu.Lock()
+	defer ws.evictMu.Unlock()
+	return ws.cause
+}
+
+// sendFrames sends msgs in order and returns the first error, or
+// errSendAbandoned if the watch is evicted first. The caller must not
+// touch msgs after errSendAbandoned: the helper may still be reading it.
+//
+// sendSeq is odd while a call is under way: the stall sweeper ends a
+// watch whose call lasts longer than WatchSendTimeout. One call sends
+// everything the watch had queued, so that bounds how long a frame waits
+// to go out: it catches a client that reads nothing and one that reads
+// too slowly to keep up (each call then carries more, and lasts longer).
+func (ws *watchStream) sendFrames(msgs []any) error {
+	ws.sendSeq.Add(1)
+	defer ws.sendSeq.Add(1)
+	go ws.sendHelper(msgs)
+	select {
+	case err := <-ws.sent:
+		return err
+	case <-ws.evicted:
+		return errSendAbandoned
+	}
+}
+
+func (ws *watchStream) sendHelper(msgs []any) {
+	var err error
+	for _, m := range msgs {
+		if err = ws.stream.SendMsg(m); err != nil {
+			break
+		}
+	}
+	ws.sent <- err // buffered: nobody may be waiting any more
+}
