@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"callcontrold/server"
 )
 
 // envPrefix prefixes the environment variable of every flag: --metrics-addr
@@ -48,6 +51,20 @@ type config struct {
 
 	maxConnectionAge time.Duration
 	shutdownTimeout  time.Duration
+	drainRetryAfter  time.Duration
+	drainRetryJitter time.Duration
+
+	// Transport and watch limits (0: none, except the handshake timeout
+	// and the header list size).
+	maxConnections       int
+	maxConcurrentStreams int
+	maxHeaderListSize    int
+	connectionTimeout    time.Duration
+	maxConnectionIdle    time.Duration
+	requestReadTimeout   time.Duration
+	maxPendingRequests   int
+	maxWatchesTotal      int
+	watchSendTimeout     time.Duration
 
 	logLevel  string
 	logFormat string
@@ -88,6 +105,9 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&c.demoTraffic, "demo-traffic", 0, "simulated switch: start `N` calls per second of mixed demo traffic")
 	fs.DurationVar(&c.maxConnectionAge, "max-connection-age", 30*time.Minute, "recycle connections after this long (watchers resume with their token)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, wait this long for calls to finish before closing connections")
+	fs.DurationVar(&c.drainRetryAfter, "drain-retry-after", time.Second, "on SIGTERM, watchers are told (RetryInfo) to come back after this long plus a random share of --drain-retry-jitter")
+	fs.DurationVar(&c.drainRetryJitter, "drain-retry-jitter", 4*time.Second, "spread of the drain's retry delay, so watchers do not all come back at the same instant (0: none)")
+	addLimitFlags(fs, c)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "export traces (a span per RPC) to this OTLP/gRPC collector: `URL` (http:// for plaintext) or host:port (TLS); empty: no tracing")
@@ -97,6 +117,20 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// addLimitFlags adds the transport and watch limits. Their defaults are
+// server's, so the two cannot drift apart.
+func addLimitFlags(fs *flag.FlagSet, c *config) {
+	fs.IntVar(&c.maxConnections, "max-connections", server.DefaultMaxConnections, "client connections open at once; at the cap a new one replaces the oldest that has not sent a byte, or is refused (0: unlimited)")
+	fs.IntVar(&c.maxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "streams (calls and watches) per connection; a client wanting more waits for one to end (0: unlimited)")
+	fs.IntVar(&c.maxHeaderListSize, "max-header-list-size", server.DefaultMaxHeaderListSize, "`bytes` of request headers (metadata, tokens included) per call")
+	fs.DurationVar(&c.connectionTimeout, "connection-timeout", server.DefaultConnectionTimeout, "a new connection must finish its TLS and HTTP/2 handshake within this")
+	fs.DurationVar(&c.maxConnectionIdle, "max-connection-idle", server.DefaultMaxConnectionIdle, "close a connection without calls or watches for this long (clients reconnect; 0: never)")
+	fs.DurationVar(&c.requestReadTimeout, "request-read-timeout", server.DefaultRequestReadTimeout, "a call's request message must arrive within this of its headers (0: no limit)")
+	fs.IntVar(&c.maxPendingRequests, "max-pending-requests", server.DefaultMaxPendingRequests, "calls, server-wide, whose request message has not arrived yet; a new one cancels the oldest (0: unlimited)")
+	fs.IntVar(&c.maxWatchesTotal, "max-watches-total", server.DefaultMaxWatchers, "concurrent WatchCalls streams, server-wide (0: unlimited; --max-watches is per login)")
+	fs.DurationVar(&c.watchSendTimeout, "watch-send-timeout", server.DefaultWatchSendTimeout, "end a watch (OUT_OF_RANGE, WATCH_STALLED) whose frames wait this long to go out: its client reads nothing, or too slowly to keep up (0: never)")
 }
 
 // parseConfig reads args, then fills every flag not given on the command
@@ -198,6 +232,7 @@ func (c *config) validate() error {
 	if c.demoTraffic < 0 || c.controlRPS < 0 || c.readRPS < 0 {
 		errs = append(errs, errors.New("--demo-traffic, --control-rps and --read-rps must not be negative"))
 	}
+	errs = append(errs, c.validateLimits()...)
 	switch c.logFormat {
 	case "text", "json":
 	default:
@@ -209,4 +244,35 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", c.logLevel))
 	}
 	return errors.Join(errs...)
+}
+
+func (c *config) validateLimits() []error {
+	var errs []error
+	for name, v := range map[string]int{
+		"--max-connections": c.maxConnections, "--max-concurrent-streams": c.maxConcurrentStreams,
+		"--max-pending-requests": c.maxPendingRequests, "--max-watches-total": c.maxWatchesTotal,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0: unlimited), got %d", name, v))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"--max-connection-idle": c.maxConnectionIdle, "--request-read-timeout": c.requestReadTimeout,
+		"--watch-send-timeout": c.watchSendTimeout, "--drain-retry-jitter": c.drainRetryJitter,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0: none), got %v", name, d))
+		}
+	}
+	if c.maxHeaderListSize < 1024 {
+		errs = append(errs, fmt.Errorf("--max-header-list-size must be at least 1024 bytes, got %d", c.maxHeaderListSize))
+	}
+	if c.connectionTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--connection-timeout must be at least 100ms, got %v", c.connectionTimeout))
+	}
+	if c.drainRetryAfter < 0 {
+		errs = append(errs, fmt.Errorf("--drain-retry-after must not be negative, got %v", c.drainRetryAfter))
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errs
 }

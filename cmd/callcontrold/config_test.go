@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"callcontrold/server"
 )
 
 // env is a fake environment for parseConfig.
@@ -229,6 +231,12 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"line 1", "history-size", "line 2", "watcher-queue"},
 		},
 		{
+			name: "negative limits are refused, each by name",
+			args: []string{"--max-connections=-1", "--watch-send-timeout=-1s", "--max-header-list-size=10"},
+			env:  env{"CALLCONTROLD_MAX_WATCHES_TOTAL": "-5"},
+			want: []string{"--max-connections must not be negative", "--watch-send-timeout must not be negative", "--max-header-list-size must be at least 1024", "--max-watches-total must not be negative"},
+		},
+		{
 			name: "malformed YAML",
 			file: "addr: [unclosed\n",
 			want: []string{"callcontrold.yaml", "line"},
@@ -325,5 +333,38 @@ func TestParseConfigHelp(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q", want)
 		}
+	}
+}
+
+// The limits reach server.Config: defaults as the server's, a value as
+// given, and 0 on the command line ("none") as a negative value (the
+// server's zero means "default").
+func TestServerConfigLimits(t *testing.T) {
+	c, err := parseConfig(nil, env{}.get, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := serverConfig(c)
+	if got.MaxConnections != server.DefaultMaxConnections || got.MaxConcurrentStreams != server.DefaultMaxConcurrentStreams ||
+		got.MaxHeaderListSize != server.DefaultMaxHeaderListSize || got.WatchSendTimeout != server.DefaultWatchSendTimeout ||
+		got.MaxWatchers != server.DefaultMaxWatchers || got.RequestReadTimeout != server.DefaultRequestReadTimeout ||
+		got.DrainRetryJitter != 4*time.Second {
+		t.Errorf("defaults reach server.Config as %+v", got)
+	}
+	file := filepath.Join(t.TempDir(), "limits.yaml")
+	if err := os.WriteFile(file, []byte("max-pending-requests: 7\nconnection-timeout: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = parseConfig([]string{"--config", file, "--max-connections=0", "--watch-send-timeout=0", "--drain-retry-jitter=0"},
+		env{"CALLCONTROLD_MAX_WATCHES_TOTAL": "12"}.get, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = serverConfig(c)
+	if got.MaxConnections >= 0 || got.WatchSendTimeout >= 0 || got.DrainRetryJitter >= 0 {
+		t.Errorf("0 (none) reaches server.Config as %d, %v, %v, want negative", got.MaxConnections, got.WatchSendTimeout, got.DrainRetryJitter)
+	}
+	if got.MaxWatchers != 12 || got.MaxPendingRequests != 7 || got.ConnectionTimeout != 3*time.Second {
+		t.Errorf("env and file values reach server.Config as %d, %d, %v, want 12, 7, 3s", got.MaxWatchers, got.MaxPendingRequests, got.ConnectionTimeout)
 	}
 }
