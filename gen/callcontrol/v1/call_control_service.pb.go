@@ -93,8 +93,10 @@ const (
 	// The call was in the view and still is.
 	ViewChange_VIEW_CHANGE_STAYED ViewChange = 2
 	// The call was in the view and no longer is; the watcher hears no more of
-	// it unless it enters again. A DEAD call does not "leave": its last event
-	// is STAYED (or ENTERED) with state DEAD.
+	// it unless it enters again. The view is the filter applied to the call
+	// before and after the change, so a call that ends is LEFT when the
+	// watch's state filter excludes DEAD, and STAYED (or ENTERED) otherwise.
+	// Either way its DEAD event is its last: drop a call on LEFT or on DEAD.
 	ViewChange_VIEW_CHANGE_LEFT ViewChange = 3
 )
 
@@ -153,7 +155,10 @@ type CallFilter struct {
 	// Only calls on devices of these companies (at most 100).
 	Companies []string `protobuf:"bytes,3,rep,name=companies,proto3" json:"companies,omitempty"`
 	// Only calls in these states. A call that moves out of the set LEFT the
-	// view; one that moves in ENTERED it.
+	// view; one that moves in ENTERED it. Ending is such a move: unless DEAD
+	// is in the set, a call that ends LEFT the view with its DEAD event (a
+	// watch on HOLD sees a held call that hangs up leave, with state DEAD
+	// and its cause).
 	States []State `protobuf:"varint,4,rep,packed,name=states,proto3,enum=callcontrol.v1.State" json:"states,omitempty"`
 	// Only events of these types (WatchCalls only; ignored by ListCalls).
 	EventTypes    []EventType `protobuf:"varint,5,rep,packed,name=event_types,json=eventTypes,proto3,enum=callcontrol.v1.EventType" json:"event_types,omitempty"`
@@ -1493,8 +1498,9 @@ type WatchCallsRequest struct {
 	// Which calls. Visibility is applied on top.
 	Filter *CallFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Resume after this token (from an EventBatch, SnapshotEnd or Progress
-	// frame): no snapshot; exactly the events after it. A token of another
-	// server process is OUT_OF_RANGE with ErrorInfo reason EPOCH_MISMATCH; one
+	// frame): no snapshot; exactly the events after it. A token is good for
+	// the server process that issued it: one from before a restart, or of
+	// another process, is OUT_OF_RANGE with ErrorInfo reason EPOCH_MISMATCH; one
 	// older than the retained history is OUT_OF_RANGE with reason
 	// REVISION_COMPACTED and metadata oldest_revision. Either way: watch
 	// again without a token (a fresh snapshot). A malformed token is

@@ -98,6 +98,27 @@ type CallControlServiceClient interface {
 	// WatchCalls streams the visible calls that match the filter: by default
 	// a snapshot, then every change after it, in revision order, with resume
 	// tokens. See WatchCallsResponse for the frames and their order.
+	//
+	// A watch ends with one of these statuses; re-snapshotting (watching
+	// again without a token) is right after any of them:
+	//   - UNAVAILABLE, ErrorInfo reason DRAINING, after a last progress frame:
+	//     the server is shutting down. Come back after the RetryInfo delay
+	//     (randomized per watch, so clients do not all return at once) and
+	//     resume with the last token. If the server restarted meanwhile, the
+	//     resume is OUT_OF_RANGE with reason EPOCH_MISMATCH: a token is only
+	//     good for the server process that issued it (today one process holds
+	//     the calls), so re-snapshot.
+	//   - OUT_OF_RANGE, reason REVISION_COMPACTED, metadata oldest_revision:
+	//     the client read too slowly and the retained history no longer holds
+	//     the next revision it needs. It ends as soon as that happens, after
+	//     the frames already in flight; re-snapshot.
+	//   - OUT_OF_RANGE, reason WATCH_STALLED, metadata oldest_revision and
+	//     send_timeout: frames waited longer than send_timeout to go out (the
+	//     client reads nothing, or too slowly to keep up). Re-snapshot, or
+	//     resume with the last token if the client can now keep up.
+	//   - RESOURCE_EXHAUSTED, reason WATCHER_LIMIT, with RetryInfo: the server
+	//     has as many watches open as it allows (the per-login cap answers
+	//     RESOURCE_EXHAUSTED too). Retry after the delay.
 	WatchCalls(ctx context.Context, in *WatchCallsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCallsResponse], error)
 }
 
@@ -303,6 +324,27 @@ type CallControlServiceServer interface {
 	// WatchCalls streams the visible calls that match the filter: by default
 	// a snapshot, then every change after it, in revision order, with resume
 	// tokens. See WatchCallsResponse for the frames and their order.
+	//
+	// A watch ends with one of these statuses; re-snapshotting (watching
+	// again without a token) is right after any of them:
+	//   - UNAVAILABLE, ErrorInfo reason DRAINING, after a last progress frame:
+	//     the server is shutting down. Come back after the RetryInfo delay
+	//     (randomized per watch, so clients do not all return at once) and
+	//     resume with the last token. If the server restarted meanwhile, the
+	//     resume is OUT_OF_RANGE with reason EPOCH_MISMATCH: a token is only
+	//     good for the server process that issued it (today one process holds
+	//     the calls), so re-snapshot.
+	//   - OUT_OF_RANGE, reason REVISION_COMPACTED, metadata oldest_revision:
+	//     the client read too slowly and the retained history no longer holds
+	//     the next revision it needs. It ends as soon as that happens, after
+	//     the frames already in flight; re-snapshot.
+	//   - OUT_OF_RANGE, reason WATCH_STALLED, metadata oldest_revision and
+	//     send_timeout: frames waited longer than send_timeout to go out (the
+	//     client reads nothing, or too slowly to keep up). Re-snapshot, or
+	//     resume with the last token if the client can now keep up.
+	//   - RESOURCE_EXHAUSTED, reason WATCHER_LIMIT, with RetryInfo: the server
+	//     has as many watches open as it allows (the per-login cap answers
+	//     RESOURCE_EXHAUSTED too). Retry after the delay.
 	WatchCalls(*WatchCallsRequest, grpc.ServerStreamingServer[WatchCallsResponse]) error
 	mustEmbedUnimplementedCallControlServiceServer()
 }

@@ -43,7 +43,10 @@ export declare type CallFilter = Message<"callcontrol.v1.CallFilter"> & {
 
   /**
    * Only calls in these states. A call that moves out of the set LEFT the
-   * view; one that moves in ENTERED it.
+   * view; one that moves in ENTERED it. Ending is such a move: unless DEAD
+   * is in the set, a call that ends LEFT the view with its DEAD event (a
+   * watch on HOLD sees a held call that hangs up leave, with state DEAD
+   * and its cause).
    *
    * @generated from field: repeated callcontrol.v1.State states = 4;
    */
@@ -713,8 +716,9 @@ export declare type WatchCallsRequest = Message<"callcontrol.v1.WatchCallsReques
 
   /**
    * Resume after this token (from an EventBatch, SnapshotEnd or Progress
-   * frame): no snapshot; exactly the events after it. A token of another
-   * server process is OUT_OF_RANGE with ErrorInfo reason EPOCH_MISMATCH; one
+   * frame): no snapshot; exactly the events after it. A token is good for
+   * the server process that issued it: one from before a restart, or of
+   * another process, is OUT_OF_RANGE with ErrorInfo reason EPOCH_MISMATCH; one
    * older than the retained history is OUT_OF_RANGE with reason
    * REVISION_COMPACTED and metadata oldest_revision. Either way: watch
    * again without a token (a fresh snapshot). A malformed token is
@@ -1058,8 +1062,10 @@ export enum ViewChange {
 
   /**
    * The call was in the view and no longer is; the watcher hears no more of
-   * it unless it enters again. A DEAD call does not "leave": its last event
-   * is STAYED (or ENTERED) with state DEAD.
+   * it unless it enters again. The view is the filter applied to the call
+   * before and after the change, so a call that ends is LEFT when the
+   * watch's state filter excludes DEAD, and STAYED (or ENTERED) otherwise.
+   * Either way its DEAD event is its last: drop a call on LEFT or on DEAD.
    *
    * @generated from enum value: VIEW_CHANGE_LEFT = 3;
    */
@@ -1225,6 +1231,27 @@ export declare const CallControlService: GenService<{
    * WatchCalls streams the visible calls that match the filter: by default
    * a snapshot, then every change after it, in revision order, with resume
    * tokens. See WatchCallsResponse for the frames and their order.
+   *
+   * A watch ends with one of these statuses; re-snapshotting (watching
+   * again without a token) is right after any of them:
+   * - UNAVAILABLE, ErrorInfo reason DRAINING, after a last progress frame:
+   *   the server is shutting down. Come back after the RetryInfo delay
+   *   (randomized per watch, so clients do not all return at once) and
+   *   resume with the last token. If the server restarted meanwhile, the
+   *   resume is OUT_OF_RANGE with reason EPOCH_MISMATCH: a token is only
+   *   good for the server process that issued it (today one process holds
+   *   the calls), so re-snapshot.
+   * - OUT_OF_RANGE, reason REVISION_COMPACTED, metadata oldest_revision:
+   *   the client read too slowly and the retained history no longer holds
+   *   the next revision it needs. It ends as soon as that happens, after
+   *   the frames already in flight; re-snapshot.
+   * - OUT_OF_RANGE, reason WATCH_STALLED, metadata oldest_revision and
+   *   send_timeout: frames waited longer than send_timeout to go out (the
+   *   client reads nothing, or too slowly to keep up). Re-snapshot, or
+   *   resume with the last token if the client can now keep up.
+   * - RESOURCE_EXHAUSTED, reason WATCHER_LIMIT, with RetryInfo: the server
+   *   has as many watches open as it allows (the per-login cap answers
+   *   RESOURCE_EXHAUSTED too). Retry after the delay.
    *
    * @generated from rpc callcontrol.v1.CallControlService.WatchCalls
    */
