@@ -120,6 +120,8 @@ func resnapshotReason(err error, rev int64) string {
 		return "resume refused: " + status.Convert(err).Message()
 	case ei.GetReason() == "EPOCH_MISMATCH":
 		return "the resume token is from another server process (the server restarted)"
+	case ei.GetReason() == "WATCH_STALLED":
+		return fmt.Sprintf("the server ended the watch: nothing was read for %s", ei.GetMetadata()["send_timeout"])
 	case ei.GetMetadata()["oldest_revision"] != "":
 		return fmt.Sprintf("rev %d is no longer retained (oldest is %s)", rev, ei.GetMetadata()["oldest_revision"])
 	}
