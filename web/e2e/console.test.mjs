@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Proxy, launchBrowser, rpc, startServer } from "./harness.mjs";
+import { Proxy, launchBrowser, rpc, startServer, within } from "./harness.mjs";
 
 const bin = process.env.CALLCONTROLD_BIN;
 const artifacts = process.env.ARTIFACTS_DIR || path.resolve(import.meta.dirname, "../../artifacts");
@@ -24,7 +24,7 @@ let server, proxy, base, direct, browser, userDataDir;
 before(async () => {
   assert.ok(bin, "CALLCONTROLD_BIN must name the callcontrold binary");
   server = startServer(bin);
-  direct = await server.ready;
+  direct = await within(server.ready, timeout, "the server's first serving log line");
   proxy = new Proxy(direct);
   base = await proxy.listen();
   userDataDir = await mkdtemp(path.join(os.tmpdir(), "callcontrold-chromium-"));
@@ -32,7 +32,7 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
+  await within(browser?.close() ?? Promise.resolve(), timeout, "closing the browser").catch((e) => console.error(String(e)));
   await proxy?.close();
   server?.proc.kill("SIGKILL");
   if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
@@ -220,11 +220,12 @@ async function flow(alice, admin, consoleErrors) {
   // pages reconnect, are refused their old token (another epoch) and
   // re-snapshot: an empty switch.
   server.proc.kill("SIGTERM");
-  const { code } = await server.exited;
+  // --shutdown-timeout=5s bounds the drain; twice the timeout here.
+  const { code } = await within(server.exited, 2 * timeout, "the drained server's exit");
   assert.equal(code, 0, `the server did not drain cleanly:\n${server.log()}`);
   await waitLink(alice, "reconnecting");
   server = startServer(bin);
-  direct = await server.ready;
+  direct = await within(server.ready, timeout, "the new server's serving log line");
   proxy.resume(direct);
   for (const p of [alice, admin]) {
     await waitLink(p, "live");

@@ -85,8 +85,19 @@ export async function rpc(base, token, method, body = {}) {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
     body: JSON.stringify(body),
+    signal: AbortSignal.timeout(30000), // a liveness bound: fail, never hang
   });
   const json = await res.json();
   if (!res.ok) throw new Error(`${method}: HTTP ${res.status}: ${JSON.stringify(json)}`);
   return json;
+}
+
+// within rejects with what was awaited if promise has not settled in ms:
+// the test then fails with the server's log instead of hanging.
+export function within(promise, ms, what) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }

@@ -18,5 +18,5 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/callcontrold" ./cmd/callcontrold
 mkdir -p artifacts
-CALLCONTROLD_BIN="$tmp/callcontrold" ARTIFACTS_DIR="$root/artifacts" node --test --test-reporter=spec web/e2e/console.test.mjs
+CALLCONTROLD_BIN="$tmp/callcontrold" ARTIFACTS_DIR="$root/artifacts" node --test --test-timeout=300000 --test-reporter=spec web/e2e/console.test.mjs
 echo "screenshot: artifacts/console.png"
