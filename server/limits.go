@@ -191,10 +191,11 @@ func (c *limitConn) Close() error {
 	return c.Conn.Close()
 }
 
-// Errors a stream's context is cancelled with (context.Cause).
+// Errors a stream's context is cancelled with (context.Cause), and that
+// the abort function of AwaitRequest receives.
 var (
-	errRequestReadTimeout = errors.New("the request message did not arrive in time after the headers")
-	errPendingEvicted     = errors.New("too many streams are waiting for their request message: this one waited longest")
+	ErrRequestReadTimeout = errors.New("the request message did not arrive in time after the headers")
+	ErrPendingEvicted     = errors.New("too many requests are waiting for their request message: this one waited longest")
 )
 
 // streamCtl is what the server keeps of a stream from its headers until
@@ -239,6 +240,13 @@ func (p *pendingRequests) tap(ctx context.Context, info *tap.Info) (context.Cont
 	st := &streamCtl{cancel: cancel}
 	ctx = context.WithValue(ctx, streamCtlKey{}, st)
 	st.ctx = ctx
+	p.admit(st, info.FullMethodName)
+	return ctx, nil
+}
+
+// admit puts st on the list, cancelling the oldest stream at the cap, and
+// arms its read timeout. st.ctx and st.cancel must be set.
+func (p *pendingRequests) admit(st *streamCtl, method string) {
 	p.mu.Lock()
 	var victim *streamCtl
 	if p.max > 0 && p.l.Len() >= p.max {
@@ -248,18 +256,28 @@ func (p *pendingRequests) tap(ctx context.Context, info *tap.Info) (context.Cont
 	st.elem = p.l.PushBack(st)
 	p.mu.Unlock()
 	if victim != nil && victim.ctx.Err() == nil { // not a stream that ended meanwhile
-		victim.cancel(errPendingEvicted)
+		victim.cancel(ErrPendingEvicted)
 		p.hits.hit(limitPendingRequests, "too many streams waiting for their request message: cancelled the oldest", "max_pending_requests", p.max)
 	}
 	if p.timeout > 0 {
 		st.timer = time.AfterFunc(p.timeout, func() {
-			if p.remove(st) && ctx.Err() == nil {
-				st.cancel(errRequestReadTimeout)
-				p.hits.hit(limitRequestReadTime, "a stream sent no request message in time: cancelled", "method", info.FullMethodName, "timeout", p.timeout)
+			if p.remove(st) && st.ctx.Err() == nil {
+				st.cancel(ErrRequestReadTimeout)
+				p.hits.hit(limitRequestReadTime, "a stream sent no request message in time: cancelled", "method", method, "timeout", p.timeout)
 			}
 		})
 	}
-	return ctx, nil
+}
+
+// received marks st as having delivered its request.
+func (p *pendingRequests) received(st *streamCtl) {
+	if st.read.Load() || !st.read.CompareAndSwap(false, true) {
+		return
+	}
+	p.remove(st)
+	if st.timer != nil {
+		st.timer.Stop()
+	}
 }
 
 // remove takes st off the list; false if it was not on it.
@@ -276,13 +294,8 @@ func (p *pendingRequests) remove(st *streamCtl) bool {
 
 // requestRead marks the stream of ctx as having delivered its request.
 func (p *pendingRequests) requestRead(ctx context.Context) {
-	st := streamCtlOf(ctx)
-	if st == nil || st.read.Load() || !st.read.CompareAndSwap(false, true) {
-		return
-	}
-	p.remove(st)
-	if st.timer != nil {
-		st.timer.Stop()
+	if st := streamCtlOf(ctx); st != nil {
+		p.received(st)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -187,12 +186,13 @@ type Server struct {
 	log       *slog.Logger
 	calls     *callService
 	drain     chan struct{} // closed when the server starts shutting down
+	stopped   chan struct{} // closed when Shutdown has returned
 	once      sync.Once
 	drainOnce sync.Once
 
 	hits    *limitHit
 	pending *pendingRequests
-	lis     atomic.Pointer[limitListener] // the last one Serve wrapped, for the gauge
+	listeners limitListeners // capped listeners, for the gauge
 }
 
 // serviceNames are the services registered besides health and reflection,
@@ -215,13 +215,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log = slog.Default()
 	}
 	log = withIdentity(log)
-	s := &Server{cfg: cfg, log: log, health: health.NewServer(), drain: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, health: health.NewServer(), drain: make(chan struct{}), stopped: make(chan struct{})}
 
 	rpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	m := newMetrics(d.Store)
 	s.hits = newLimitHit(m, log)
 	s.pending = &pendingRequests{max: cfg.MaxPendingRequests, timeout: cfg.RequestReadTimeout, hits: s.hits}
-	m.addTransportGauges(s.openConnections, s.pending.Pending)
+	m.addTransportGauges(s.listeners.open, s.pending.Pending)
 	if d.Registry != nil {
 		if err := d.Registry.Register(rpcMetrics); err != nil {
 			return nil, fmt.Errorf("server: register rpc metrics: %w", err)
@@ -307,20 +307,7 @@ func (s *Server) setServing(simulator bool) {
 // Serve accepts connections on lis until Shutdown, at most
 // Config.MaxConnections at once.
 func (s *Server) Serve(lis net.Listener) error {
-	lis = newLimitListener(lis, s.cfg.MaxConnections, s.hits)
-	if ll, ok := lis.(*limitListener); ok {
-		s.lis.Store(ll)
-	}
-	return s.grpc.Serve(lis)
-}
-
-// openConnections is the gauge of connections holding a slot (-1: no cap,
-// not counted).
-func (s *Server) openConnections() int {
-	if ll := s.lis.Load(); ll != nil {
-		return ll.Open()
-	}
-	return -1
+	return s.grpc.Serve(s.LimitListener(lis))
 }
 
 // transportOptions are the grpc options of keepalive and of the
@@ -361,6 +348,7 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 // ends first, remaining connections are closed hard.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.once.Do(func() {
+		defer close(s.stopped)
 		s.Drain()
 		done := make(chan struct{})
 		go func() {
@@ -374,7 +362,6 @@ func (s *Server) Shutdown(ctx context.Context) {
 			case <-done:
 				return
 			case <-tick.C:
-				s.calls.watches.cutStalled()
 				// With no handler left for a whole tick, what still holds
 				// GracefulStop is a stream whose last frames and status wait
 				// for a client that does not read: do not wait for it.
@@ -399,14 +386,36 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 // Drain is the first step of Shutdown, on its own: health turns
 // NOT_SERVING and every watch gets a progress frame and ends with
-// UNAVAILABLE + RetryInfo, while connections stay open. The HTTP side
-// calls it before Shutdown, because GracefulStop cancels the requests
-// served through ServeHTTP at once, before their final frames.
+// UNAVAILABLE + RetryInfo, while connections stay open. A watch whose
+// client does not read is cut after DrainSendTimeout in one send, by a
+// goroutine that runs until no watch is left. The HTTP side calls Drain
+// before Shutdown, because GracefulStop cancels the requests served
+// through ServeHTTP at once, before their final frames.
 func (s *Server) Drain() {
 	s.drainOnce.Do(func() {
 		s.health.Shutdown()
 		close(s.drain)
+		go s.cutStalledWatches()
 	})
+}
+
+// cutStalledWatches cuts, every DrainSendTimeout, the watches found in the
+// same send as at the previous tick, until no watch is left (a drain
+// refuses new ones) or Shutdown has returned.
+func (s *Server) cutStalledWatches() {
+	tick := time.NewTicker(s.cfg.DrainSendTimeout)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-tick.C:
+		}
+		if s.calls.watches.Len() == 0 {
+			return
+		}
+		s.calls.watches.cutStalled()
+	}
 }
 
 // codeToLevel logs client-caused outcomes quietly and server faults loudly.

@@ -82,6 +82,13 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 
 	err = ws.serve(w, snapshot, startRev, !resume && !req.GetSkipSnapshot())
 	if errors.Is(err, errSendAbandoned) {
+		// A send is still blocked. grpc's own transport ends it when the
+		// stream is cancelled; through ServeHTTP nothing does, so the HTTP
+		// listener resets a stream still there a moment later (a client
+		// that resumed reading gets the status meanwhile).
+		if abort := streamAbortOf(ctx); abort != nil {
+			time.AfterFunc(s.cfg.DrainSendTimeout, abort)
+		}
 		return ws.end(ws.evictCause())
 	}
 	return err

@@ -29,6 +29,11 @@ type Config struct {
 	// UnaryWriteTimeout limits the time to write a unary response
 	// (default 30s). Streams have none: WatchCalls stays open.
 	UnaryWriteTimeout time.Duration
+	// Transport, if set, applies the gRPC server's transport limits to the
+	// HTTP port too (see limits.go); cmd/callcontrold passes its
+	// *server.Server. Without it, only net/http's defaults and the limits
+	// above apply.
+	Transport Transport
 }
 
 func (c Config) withDefaults() Config {
@@ -87,6 +92,7 @@ func NewHandler(gs *grpc.Server, cfg Config) (http.Handler, error) {
 		maxBody:     cfg.MaxBodyBytes,
 		bodyTimeout: cfg.BodyTimeout,
 		unaryWrite:  cfg.UnaryWriteTimeout,
+		transport:   cfg.Transport,
 	})
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := methods[r.URL.Path]; ok {

@@ -52,6 +52,9 @@ type harnessConfig struct {
 	web    web.Config
 	server server.Config
 	limit  auth.LimitConfig
+	// noTransport leaves the gRPC server's transport limits off the HTTP
+	// port (cmd/callcontrold applies them).
+	noTransport bool
 }
 
 func newHarness(t *testing.T, configure ...func(*harnessConfig)) *harness {
@@ -79,6 +82,9 @@ func newHarness(t *testing.T, configure ...func(*harnessConfig)) *harness {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !cfg.noTransport {
+		cfg.web.Transport = srv
 	}
 	ws, err := web.Listen("127.0.0.1:0", srv.GRPC(), cfg.web, nil)
 	if err != nil {

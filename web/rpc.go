@@ -13,6 +13,8 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
+
+	"callcontrold/server"
 )
 
 // rpcMethods maps every method path the gRPC server serves
@@ -51,6 +53,7 @@ type rpcLimits struct {
 	maxBody     int64         // bytes of request body
 	bodyTimeout time.Duration // to receive the whole request body
 	unaryWrite  time.Duration // to write a unary response
+	transport   Transport     // nil: no pending-request budget, no stream reset
 }
 
 // guardRPC checks a request for a known method before the transcoder sees
@@ -91,8 +94,14 @@ func guardRPC(next http.Handler, methods map[string]grpc.MethodInfo, lim rpcLimi
 		}
 		if !m.IsServerStream {
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(lim.unaryWrite))
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		// A stream has no write deadline (WatchCalls stays open while its
+		// client reads); the server resets one whose client stopped.
+		reset := newStreamReset(w)
+		defer reset.end()
+		next.ServeHTTP(w, r.WithContext(server.WithStreamAbort(r.Context(), reset.reset)))
 	})
 }
 
@@ -110,9 +119,17 @@ func readBody(w http.ResponseWriter, r *http.Request, lim rpcLimits) bool {
 	}
 	rc := http.NewResponseController(w)
 	deadline := rc.SetReadDeadline(time.Now().Add(lim.bodyTimeout)) == nil
+	pending := awaitBody(lim.transport, w, r)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	pending.done()
 	var tooLarge *http.MaxBytesError
-	switch {
+	switch cause := pending.abortCause(); {
+	case err != nil && errors.Is(cause, server.ErrPendingEvicted):
+		writeError(w, http.StatusServiceUnavailable, connect.CodeUnavailable, "request body not received: "+cause.Error())
+		return false
+	case err != nil && cause != nil:
+		writeError(w, http.StatusRequestTimeout, connect.CodeDeadlineExceeded, "request body not received: "+cause.Error())
+		return false
 	case errors.As(err, &tooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted,
 			fmt.Sprintf("request body is over the limit of %d bytes", lim.maxBody))

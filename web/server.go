@@ -36,6 +36,10 @@ func Listen(addr string, gs *grpc.Server, cfg Config, tlsConf *tls.Config) (*Ser
 	}
 	s := newServer(h, tlsConf)
 	s.lis = lis
+	if cfg.Transport != nil {
+		applyLimits(s.http, cfg.Transport.ListenerLimits())
+		s.lis = cfg.Transport.LimitListener(lis)
+	}
 	return s, nil
 }
 

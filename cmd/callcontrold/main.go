@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	var webSrv *web.Server
 	if cfg.httpAddr != "" {
-		webCfg := web.Config{AllowedOrigins: strings.Split(cfg.httpCORSOrigins, ",")}
+		webCfg := web.Config{AllowedOrigins: strings.Split(cfg.httpCORSOrigins, ","), Transport: srv}
 		if webSrv, err = web.Start(cfg.httpAddr, srv.GRPC(), webCfg, tlsConf, log); err != nil {
 			lis.Close()
 			return err
