@@ -190,8 +190,8 @@ type Server struct {
 	once      sync.Once
 	drainOnce sync.Once
 
-	hits    *limitHit
-	pending *pendingRequests
+	hits      *limitHit
+	pending   *pendingRequests
 	listeners limitListeners // capped listeners, for the gauge
 }
 
