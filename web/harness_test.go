@@ -46,6 +46,7 @@ type harness struct {
 	reg   *prometheus.Registry
 	clock *pbx.FakeClock
 	sim   *sim.Switch
+	store *callstore.Store
 }
 
 type harnessConfig struct {
@@ -92,7 +93,7 @@ func newHarness(t *testing.T, configure ...func(*harnessConfig)) *harness {
 	}
 	served := make(chan error, 1)
 	go func() { served <- ws.Serve() }()
-	h := &harness{t: t, base: "http://" + ws.Addr().String(), srv: srv, web: ws, reg: reg, clock: clock, sim: sw}
+	h := &harness{t: t, base: "http://" + ws.Addr().String(), srv: srv, web: ws, reg: reg, clock: clock, sim: sw, store: store}
 	t.Cleanup(func() {
 		h.shutdown()
 		if err := <-served; err != nil {

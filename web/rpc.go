@@ -94,6 +94,8 @@ func guardRPC(next http.Handler, methods map[string]grpc.MethodInfo, lim rpcLimi
 		}
 		if !m.IsServerStream {
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(lim.unaryWrite))
+		}
+		if !m.IsServerStream || lim.transport == nil {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -123,7 +125,13 @@ func readBody(w http.ResponseWriter, r *http.Request, lim rpcLimits) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	pending.done()
 	var tooLarge *http.MaxBytesError
-	switch cause := pending.abortCause(); {
+	cause := pending.abortCause()
+	if err != nil && cause != nil && r.ProtoMajor == 1 {
+		// The connection's read deadline has passed: it cannot carry
+		// another request.
+		w.Header().Set("Connection", "close")
+	}
+	switch {
 	case err != nil && errors.Is(cause, server.ErrPendingEvicted):
 		writeError(w, http.StatusServiceUnavailable, connect.CodeUnavailable, "request body not received: "+cause.Error())
 		return false
