@@ -57,6 +57,8 @@ type Config struct {
 	DrainRetryAfter, DrainRetryJitter time.Duration
 	// DrainSendTimeout: while draining, a watch that stays in one send this
 	// long (its client does not read) is cut instead of holding the drain.
+	// Also how long an ended watch's stream served through ServeHTTP may
+	// stay blocked in a write before it is reset (WithStreamAbort).
 	DrainSendTimeout time.Duration
 
 	// Transport limits (see limits.go). Zero means the default; negative
