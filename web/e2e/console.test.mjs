@@ -24,7 +24,9 @@ let server, proxy, base, direct, browser, userDataDir;
 before(async () => {
   assert.ok(bin, "CALLCONTROLD_BIN must name the callcontrold binary");
   server = startServer(bin);
-  direct = await within(server.ready, timeout, "the server's first serving log line");
+  direct = await within(server.ready, timeout, "the server's first serving log line").catch((e) => {
+    throw new Error(`${e.message}; its log so far:\n${server.log()}`);
+  });
   proxy = new Proxy(direct);
   base = await proxy.listen();
   userDataDir = await mkdtemp(path.join(os.tmpdir(), "callcontrold-chromium-"));
@@ -225,7 +227,9 @@ async function flow(alice, admin, consoleErrors) {
   assert.equal(code, 0, `the server did not drain cleanly:\n${server.log()}`);
   await waitLink(alice, "reconnecting");
   server = startServer(bin);
-  direct = await within(server.ready, timeout, "the new server's serving log line");
+  direct = await within(server.ready, timeout, "the new server's serving log line").catch((e) => {
+    throw new Error(`${e.message}; its log so far:\n${server.log()}`);
+  });
   proxy.resume(direct);
   for (const p of [alice, admin]) {
     await waitLink(p, "live");
