@@ -432,17 +432,22 @@ func TestDrainWithStuckHTTPWatcher(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			good := watchUntilSnapshotEnd(t, ctx, h.watchClient(&http.Client{}, connect.WithProtoJSON()), "demo-alice")
+			// The good watcher reads all along, as a live client does: one
+			// that reads only once the drain began may still be working
+			// through its backlog when the drain cuts blocked sends.
+			ended := make(chan error, 1)
+			go func() { ended <- drainEnd(good) }()
 			stuckWatches(t, h, 1, p.opts...)
 			traffic(t, h, 500)
-			drainPromptly(t, h, good)
+			drainPromptly(t, h, ended)
 		})
 	}
 }
 
 // drainPromptly shuts h down with a shutdown timeout far above the
-// liveness bound, and checks that the reading watcher good ends as a
-// drain ends a watch.
-func drainPromptly(t *testing.T, h *harness, good *connect.ServerStreamForClient[callcontrolv1.WatchCallsResponse]) {
+// liveness bound, and checks that the reading watcher, whose drainEnd
+// reports on ended, ends as a drain ends a watch.
+func drainPromptly(t *testing.T, h *harness, ended <-chan error) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -452,8 +457,6 @@ func drainPromptly(t *testing.T, h *harness, good *connect.ServerStreamForClient
 		h.web.Shutdown(sctx, h.srv.Drain)
 		h.srv.Shutdown(sctx)
 	}()
-	ended := make(chan error, 1)
-	go func() { ended <- drainEnd(good) }()
 	select {
 	case err := <-ended:
 		if err != nil {
