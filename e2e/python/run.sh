@@ -19,6 +19,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
+# shellcheck source=../lib.sh
+source "$root/e2e/lib.sh"
 
 log() { printf '[e2e-python] %s\n' "$*"; }
 
@@ -32,29 +34,13 @@ if ! "$python" -c 'import grpc, google.protobuf' 2>/dev/null; then
 		echo "e2e-python: $python lacks grpcio or protobuf: install them for it, or use /usr/bin/python3" >&2
 		exit 1
 	fi
-	if ((EUID == 0)); then
-		as_root=()
-	elif command -v sudo >/dev/null 2>&1; then
-		as_root=(sudo)
-	else
-		echo "e2e-python: not root and no sudo: install ${packages[*]} (Debian packages) and rerun" >&2
-		exit 1
-	fi
 	log "installing ${packages[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	"${as_root[@]}" apt-get update -qq
-	"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+	bash scripts/apt-install.sh "${packages[@]}"
 fi
 
 tmp="$(mktemp -d)"
-server_pid=""
 cleanup() {
-	if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -TERM "$server_pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
+	stop_callcontrold
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -65,40 +51,10 @@ log "building callcontrold and writing the API's descriptors"
 go build -o "$tmp/callcontrold" ./cmd/callcontrold
 go run ./e2e/python/descriptors -o "$tmp/callcontrol.binpb"
 
-free_port() {
-	"$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-probe() { go tool -modfile=tools/go.mod grpc-health-probe "$@"; }
-
-# Start the server; a port taken between free_port and the listen is
-# retried on a new port.
-addr=""
-for attempt in 1 2 3; do
-	port="$(free_port)"
-	addr="127.0.0.1:$port"
-	log "starting callcontrold on $addr (attempt $attempt)"
-	"$tmp/callcontrold" --addr="$addr" --metrics-addr= --http-addr= --progress-interval=1s --shutdown-timeout=5s \
-		>"$tmp/server.log" 2>&1 &
-	server_pid=$!
-	ready=""
-	for _ in $(seq 300); do
-		if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-		if probe -addr="$addr" -connect-timeout=1s -rpc-timeout=1s >/dev/null 2>&1; then ready=1; break; fi
-		sleep 0.2
-	done
-	if [[ -n "$ready" ]]; then break; fi
-	if ! kill -0 "$server_pid" 2>/dev/null && grep -q 'address already in use' "$tmp/server.log" && [[ $attempt -lt 3 ]]; then
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=""
-		continue
-	fi
-	log "FAIL: callcontrold did not become SERVING on $addr"
-	probe -addr="$addr" -connect-timeout=1s -rpc-timeout=1s || true
-	sed 's/^/[server] /' "$tmp/server.log" >&2
-	exit 1
-done
-log "callcontrold is SERVING on $addr"
+log "starting callcontrold"
+start_callcontrold "$tmp/callcontrold" "$tmp/server.log"
+addr="$grpc_addr"
+log "callcontrold is SERVING on $addr (HTTP $http_url)"
 
 set +e
 "$python" "$here/client.py" "$addr" "$tmp/callcontrol.binpb"
