@@ -85,8 +85,9 @@ type streamAbortKey struct{}
 // blocks for as long as its client does not read, and neither cancelling
 // the stream nor the handler's return unblocks it: when the server ends a
 // watch stuck in a send (stalled, or cut by a drain) and the stream is
-// still there DrainSendTimeout later, it calls abort, which must reset the
-// stream (an HTTP write deadline in the past). abort may be called from
+// still there DrainSendTimeout later, or a drain ends a watch and its
+// stream is still there two DrainSendTimeouts later, it calls abort,
+// which must reset the stream (an HTTP write deadline in the past). abort may be called from
 // any goroutine, after the request has ended too.
 func WithStreamAbort(ctx context.Context, abort func()) context.Context {
 	return context.WithValue(ctx, streamAbortKey{}, abort)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -86,12 +87,36 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 		// stream is cancelled; through ServeHTTP nothing does, so the HTTP
 		// listener resets a stream still there a moment later (a client
 		// that resumed reading gets the status meanwhile).
-		if abort := streamAbortOf(ctx); abort != nil {
-			time.AfterFunc(s.cfg.DrainSendTimeout, abort)
-		}
+		abortStreamAfter(ctx, s.cfg.DrainSendTimeout)
 		return ws.end(ws.evictCause())
 	}
+	if s.draining() {
+		// Ended by the drain, its last frames and status may still queue
+		// behind frames a client that stopped reading has not taken (the
+		// sends went through, the writes did not): reset a stream still
+		// there after two DrainSendTimeouts, as Shutdown stops the gRPC
+		// port's connections after two quiet ones.
+		abortStreamAfter(ctx, 2*s.cfg.DrainSendTimeout)
+	}
 	return err
+}
+
+// abortStreamAfter resets the HTTP stream of ctx's request after d, if
+// it is served through ServeHTTP (see WithStreamAbort) and still there.
+func abortStreamAfter(ctx context.Context, d time.Duration) {
+	if abort := streamAbortOf(ctx); abort != nil {
+		time.AfterFunc(d, abort)
+	}
+}
+
+// draining reports whether the server has begun to drain.
+func (s *callService) draining() bool {
+	select {
+	case <-s.drain:
+		return true
+	default:
+		return false
+	}
 }
 
 // serve sends the started frame, the snapshot, then runs the loop.
@@ -220,7 +245,12 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 			// token is as fresh as it can be, then tell it to come back.
 			_, progress, _, err := ws.pump(w)
 			if err == nil {
-				_ = ws.sendProgress(progress)
+				err = ws.sendProgress(progress)
+			}
+			if errors.Is(err, errSendAbandoned) {
+				// The drain cut it in a send its client does not read:
+				// the caller must also have the HTTP stream reset.
+				return err
 			}
 			ws.s.m.watchEnds.WithLabelValues("drain").Inc()
 			return unavailableDraining(ws.s.retryDelay())
