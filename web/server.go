@@ -19,6 +19,7 @@ import (
 type Server struct {
 	http   *http.Server
 	lis    net.Listener
+	tls    bool          // serves TLS (http.Server's TLSConfig is no guide: Serve sets one for HTTP/2)
 	served chan struct{} // closed when Start's Serve returned; nil without Start
 }
 
@@ -65,7 +66,7 @@ func Start(addr string, gs *grpc.Server, cfg Config, tlsConf *tls.Config, log *s
 // URL is the console's address, e.g. http://127.0.0.1:8080/.
 func (s *Server) URL() string {
 	scheme := "http"
-	if s.http.TLSConfig != nil {
+	if s.tls {
 		scheme = "https"
 	}
 	return scheme + "://" + s.lis.Addr().String() + "/"
@@ -83,7 +84,7 @@ func newServer(h http.Handler, tlsConf *tls.Config) *Server {
 	} else {
 		tlsConf = tlsConf.Clone()
 	}
-	return &Server{http: &http.Server{
+	return &Server{tls: tlsConf != nil, http: &http.Server{
 		Handler:   h,
 		TLSConfig: tlsConf,
 		Protocols: &protocols,
@@ -100,7 +101,7 @@ func newServer(h http.Handler, tlsConf *tls.Config) *Server {
 // Shutdown.
 func (s *Server) Serve() error {
 	var err error
-	if s.http.TLSConfig != nil {
+	if s.tls {
 		err = s.http.ServeTLS(s.lis, "", "")
 	} else {
 		err = s.http.Serve(s.lis)

@@ -1,12 +1,14 @@
 package web_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -85,5 +87,32 @@ func TestTLS(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != tc.proto {
 			t.Errorf("%s: got %s over HTTP/%d", tc.name, resp.Status, resp.ProtoMajor)
 		}
+	}
+}
+
+// TestCleartextURL: without TLS, the URL Start logs and URL returns are
+// http:// however the serving goroutine and the caller interleave (to
+// serve HTTP/2, http.Server.Serve gives itself a TLS config).
+func TestCleartextURL(t *testing.T) {
+	h := newHarness(t)
+	var logged bytes.Buffer
+	ws, err := web.Start("127.0.0.1:0", h.srv.GRPC(), web.Config{}, nil, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startLog := logged.String()     // Start logs the URL before it returns; later lines are failures
+	resp, err := http.Get(ws.URL()) // the console: Serve is running by now
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	ws.Shutdown(t.Context(), nil)
+	want := "http://" + ws.Addr().String() + "/"
+	if ws.URL() != want {
+		t.Errorf("URL() = %q, want %q", ws.URL(), want)
+	}
+	if !strings.Contains(startLog, "url="+want) {
+		t.Errorf("Start logged %q, want url=%s", startLog, want)
 	}
 }
