@@ -34,10 +34,14 @@ type watchRegistry struct {
 // stallChecks is how many sweeps a send must outlast to count as stalled.
 const stallChecks = 4
 
-// stallState is the sweeper's memory of one stream, guarded by mu.
+// stallState is the memory of one stream, guarded by mu: the sweeper's,
+// and apart from it the drain's, which looks on its own clock (were they
+// shared, a send the sweeper saw a moment before a drain's look would be
+// cut although it had barely begun).
 type stallState struct {
-	seq    uint64 // sendSeq at the last sweep
-	checks int    // sweeps in a row that found the same send under way
+	seq      uint64 // sendSeq at the last sweep
+	checks   int    // sweeps in a row that found the same send under way
+	drainSeq uint64 // sendSeq at the drain's last look
 }
 
 // watchStalledError: a send of the watch lasted longer than the stall
@@ -136,10 +140,26 @@ func (r *watchRegistry) stalled(checks int) []*watchStream {
 	return out
 }
 
+// drainStalled returns the streams found in the same send as at the
+// previous call.
+func (r *watchRegistry) drainStalled() []*watchStream {
+	var out []*watchStream
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ws, st := range r.streams {
+		seq := ws.sendSeq.Load()
+		if seq&1 == 1 && seq == st.drainSeq {
+			out = append(out, ws)
+		}
+		st.drainSeq = seq
+	}
+	return out
+}
+
 // cutStalled ends, during a drain, the watches found in the same send as
 // at the previous call: they would hold the drain for its whole timeout.
 func (r *watchRegistry) cutStalled() {
-	for _, ws := range r.stalled(1) {
+	for _, ws := range r.drainStalled() {
 		r.hits.hit(limitWatchDrainStalled, "draining: cut a watch whose client stopped reading")
 		ws.evict(errDrainStalled)
 	}
