@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"callcontrold/auth"
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	"callcontrold/pbx"
+	ccserver "callcontrold/server"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+)
+
+// callcontrold, as cmd/callbench builds it: the real store, simulated
+// switch, authenticator, interceptor chain and services (server.New), the
+// limits off (auth.LimitConfig{}: the benchmark measures the service, not
+// its limits), logs discarded at level info. The driver commits straight
+// to the store, as the switch does.
+
+const (
+	peerCallcontrold = "callcontrold"
+	adminToken       = "bench-admin"
+	fanoutDevices    = 1000 // SIP/f0000..: one filtered watcher each
+)
+
+func fanoutDevice(i int) string { return fmt.Sprintf("SIP/f%04d", i) }
+
+// benchDirectoryYAML: company default, an admin (who watches) and the user
+// owning the fan-out devices.
+func benchDirectoryYAML() []byte {
+	var b strings.Builder
+	h := sha256.Sum256([]byte(adminToken))
+	fmt.Fprintf(&b, "ring_timeout: 1h\ncompanies:\n  - {name: default, display_name: Default company}\nusers:\n")
+	fmt.Fprintf(&b, "  - {id: 1, login: admin, name: Bench admin, role: admin, company: default, token_sha256: [%s]}\n", hex.EncodeToString(h[:]))
+	fmt.Fprintf(&b, "  - {id: 2, login: load, name: Load user, role: user, company: default}\ndevices:\n")
+	for i := range fanoutDevices {
+		fmt.Fprintf(&b, "  - {name: %s, display_name: Fan-out line %d, company: default, owner: load, features: [answer, hold, talk]}\n", fanoutDevice(i), i)
+	}
+	return []byte(b.String())
+}
+
+type ccServer struct {
+	store *callstore.Store
+	sim   *pbx.Sim
+	authn *auth.Authenticator
+	srv   *ccserver.Server
+	lis   net.Listener
+	serve chan error
+}
+
+func startCallcontrold() (server, error) {
+	dir, err := directory.Parse(benchDirectoryYAML(), "peerbench directory")
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := &ccServer{store: callstore.New(callstore.Options{})}
+	s.sim = pbx.NewSim(dir, s.store, pbx.SimOptions{Logger: log})
+	if s.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log}); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.srv, err = ccserver.New(ccserver.Config{}, ccserver.Deps{
+		Store: s.store, Directory: dir, Switch: s.sim, Devices: s.sim, Simulator: s.sim,
+		Authenticate: s.authn.Authenticate, Limiter: auth.NewLimiter(auth.LimitConfig{}),
+		Logger: log, Registry: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.serve = make(chan error, 1)
+	go func() { s.serve <- s.srv.Serve(s.lis) }()
+	return s, nil
+}
+
+func (s *ccServer) addr() string  { return s.lis.Addr().String() }
+func (s *ccServer) newUID() int64 { return s.store.NewUID() }
+func (s *ccServer) writers() int  { return 1 }
+
+func (s *ccServer) put(ch callstore.Change) error {
+	ch.Call.Name = stamp()
+	_, err := s.store.Commit(ch)
+	return err
+}
+
+func (s *ccServer) close() {
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.srv.Shutdown(ctx)
+		cancel()
+		if s.serve != nil {
+			<-s.serve
+		}
+	}
+	if s.authn != nil {
+		_ = s.authn.Close()
+	}
+	if s.sim != nil {
+		s.sim.Close()
+	}
+	s.store.Close()
+}
+
+// ccClient watches callcontrold: WatchCalls as admin, filtered to one
+// device or unfiltered.
+type ccClient struct{}
+
+var ccWatchDesc = &grpc.StreamDesc{ServerStreams: true}
+
+// The WatchCallsResponse frames the client reads (oneof field numbers),
+// and the path down to an event's Call.name: events(4) → EventBatch.events
+// (3) → CallEvent.call (3) → Call.name (7).
+const (
+	frameStarted     = 1
+	frameSnapshotEnd = 3
+	frameEvents      = 4
+)
+
+func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snapshot bool) (grpc.ClientStream, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+adminToken)
+	req := &callcontrolv1.WatchCallsRequest{SkipSnapshot: !snapshot}
+	if device >= 0 {
+		req.Filter = &callcontrolv1.CallFilter{Devices: []string{fanoutDevice(device)}}
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	s, err := cc.NewStream(ctx, ccWatchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawCodecOption)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SendMsg(&rawMsg{b: b}); err != nil {
+		return nil, err
+	}
+	if err := s.CloseSend(); err != nil {
+		return nil, err
+	}
+	// started, then (with a snapshot) its chunks and its end.
+	want := protowire.Number(frameStarted)
+	if snapshot {
+		want = frameSnapshotEnd
+	}
+	var m rawMsg
+	for {
+		if err := s.RecvMsg(&m); err != nil {
+			return nil, err
+		}
+		kind, _, err := oneof(m.b)
+		if err != nil {
+			return nil, err
+		}
+		if kind == want {
+			return s, nil
+		}
+		if kind != frameStarted && kind != 2 {
+			return nil, fmt.Errorf("watch: frame %d before the snapshot's end", kind)
+		}
+	}
+}
+
+func (ccClient) events(b []byte, fn func(at int64)) error {
+	kind, batch, err := oneof(b)
+	if err != nil || kind != frameEvents {
+		return err
+	}
+	return eachField(batch, 3, func(ev []byte) error {
+		call, err := subField(ev, 3)
+		if err != nil {
+			return err
+		}
+		name, err := subField(call, 7)
+		fn(decimal(name))
+		return err
+	})
+}
