@@ -66,6 +66,8 @@ lint: ## buf lint, buf format check, gofmt, go vet, go.mod tidy
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	go vet ./...
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
+	cd bench/etcd && go vet ./...
+	@cd bench/etcd && go mod tidy -diff || { echo "bench/etcd: go.mod/go.sum are not tidy: run 'go mod tidy' there and commit"; exit 1; }
 
 .PHONY: breaking
 breaking: ## buf breaking against the previous commit (when it had the proto)
@@ -74,13 +76,15 @@ breaking: ## buf breaking against the previous commit (when it had the proto)
 	else echo "no proto in HEAD~1: nothing to compare"; fi
 
 .PHONY: bench
-bench: ## Benchmarks: callstore in-process and the gRPC load client (see docs/BENCHMARKS.md)
+bench: ## Benchmarks: callstore in-process, the gRPC load client, callcontrold beside etcd (see docs/BENCHMARKS.md)
 	go test -run '^$$' -bench . -benchmem ./callstore/
 	go run ./cmd/callbench
+	cd bench/etcd && go run .
 
 .PHONY: bench-smoke
 bench-smoke: ## Run every gRPC benchmark scenario for a moment (CI: checks they run, measures nothing)
 	go run ./cmd/callbench --smoke
+	cd bench/etcd && go test -count=1 ./... && go run . --smoke
 
 .PHONY: tools
 tools: ## Build the pinned tools (buf, generators, grpcurl, grpc-health-probe)

@@ -29,13 +29,16 @@ import (
 // callcontrold, as cmd/callbench builds it: the real store, simulated
 // switch, authenticator, interceptor chain and services (server.New), the
 // limits off (auth.LimitConfig{}: the benchmark measures the service, not
-// its limits), logs discarded at level info. The driver commits straight
-// to the store, as the switch does.
+// its limits), logs discarded at level info, and the history callcontrold
+// retains by default (--history-size 100000: 10 s at 10k changes/s; etcd
+// keeps all of it until compacted). The driver commits straight to the
+// store, as the switch does.
 
 const (
 	peerCallcontrold = "callcontrold"
 	adminToken       = "bench-admin"
 	fanoutDevices    = 1000 // SIP/f0000..: one filtered watcher each
+	ccHistorySize    = 100000
 )
 
 func fanoutDevice(i int) string { return fmt.Sprintf("SIP/f%04d", i) }
@@ -69,7 +72,7 @@ func startCallcontrold() (server, error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := &ccServer{store: callstore.New(callstore.Options{})}
+	s := &ccServer{store: callstore.New(callstore.Options{HistorySize: ccHistorySize})}
 	s.sim = pbx.NewSim(dir, s.store, pbx.SimOptions{Logger: log})
 	if s.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log}); err != nil {
 		s.close()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ import (
 //	parent → child: drive <rate> <count> <devices>
 //	                                        commit count changes at rate/s over devices
 //	child → parent: driven <count> <ns>     done, in that many nanoseconds
-//	parent → child: mem                     collect garbage twice, then report
+//	parent → child: mem                     collect garbage, free to the OS, report
 //	child → parent: mem <heap> <goroutines> runtime.MemStats.HeapAlloc
 //	parent closes stdin                     the child shuts down and exits 0
 //
@@ -94,8 +95,10 @@ func childMain(name string, stdin io.Reader, stdout io.Writer) int {
 			}
 			fmt.Fprintln(stdout, "driven", count, time.Since(start).Nanoseconds())
 		case len(f) == 1 && f[0] == "mem":
+			// Return freed memory to the OS too, so that the resident set
+			// the parent reads next is what is in use.
 			runtime.GC()
-			runtime.GC()
+			debug.FreeOSMemory()
 			var m runtime.MemStats
 			runtime.ReadMemStats(&m)
 			fmt.Fprintln(stdout, "mem", m.HeapAlloc, runtime.NumGoroutine())

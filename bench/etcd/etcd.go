@@ -120,6 +120,25 @@ func legMessage(c *callstore.Call) *callcontrolv1.Call {
 	return m
 }
 
+// etcdWatchRequest is the WatchRequest creating a watch of device's
+// prefix (device >= 0) or of every leg (-1).
+func etcdWatchRequest(device int) []byte {
+	key := etcdPrefix
+	if device >= 0 {
+		key += fanoutDevice(device) + "/"
+	}
+	end := []byte(key)
+	end[len(end)-1]++ // the prefix's range end: "/" + 1 = "0"
+	var create []byte
+	create = protowire.AppendTag(create, 1, protowire.BytesType)
+	create = protowire.AppendBytes(create, []byte(key))
+	create = protowire.AppendTag(create, 2, protowire.BytesType)
+	create = protowire.AppendBytes(create, end)
+	var req []byte
+	req = protowire.AppendTag(req, etcdCreateRequest, protowire.BytesType)
+	return protowire.AppendBytes(req, create)
+}
+
 // etcdClient watches etcd through its raw gRPC watch API, one Watch stream
 // per watcher (as many streams as callcontrold's watchers), requests
 // encoded and responses read with protowire like callcontrold's.
@@ -141,21 +160,7 @@ const (
 )
 
 func (etcdClient) open(ctx context.Context, cc *grpc.ClientConn, device int, _ bool) (grpc.ClientStream, error) {
-	key := etcdPrefix
-	if device >= 0 {
-		key += fanoutDevice(device) + "/"
-	}
-	end := []byte(key)
-	end[len(end)-1]++ // the prefix's range end: "/" + 1 = "0"
-	var create []byte
-	create = protowire.AppendTag(create, 1, protowire.BytesType)
-	create = protowire.AppendBytes(create, []byte(key))
-	create = protowire.AppendTag(create, 2, protowire.BytesType)
-	create = protowire.AppendBytes(create, end)
-	var req []byte
-	req = protowire.AppendTag(req, etcdCreateRequest, protowire.BytesType)
-	req = protowire.AppendBytes(req, create)
-
+	req := etcdWatchRequest(device)
 	s, err := cc.NewStream(ctx, etcdWatchDesc, etcdWatchMethod, rawCodecOption)
 	if err != nil {
 		return nil, err

@@ -56,7 +56,7 @@ type check struct {
 // setup says what is compared, in the output itself.
 const setup = "each server in its own child process on loopback, writer inside it; " +
 	"etcd v3.7.3 embedded, one member, fsync OFF (UnsafeNoFsync), raw gRPC Watch API, one stream per watcher; " +
-	"callcontrold as cmd/callcontrold builds it (limits off), WatchCalls as admin"
+	"callcontrold as cmd/callcontrold builds it (limits off, history 100,000 revisions), WatchCalls as admin"
 
 func newReport(c *config) *report {
 	return &report{

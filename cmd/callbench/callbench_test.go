@@ -225,6 +225,18 @@ func TestFanoutChildFails(t *testing.T) {
 	}
 }
 
+func TestIdleConnsFlag(t *testing.T) {
+	c, err := parseFlags([]string{"--idle-conns", "3, 7"}, &bytes.Buffer{})
+	if err != nil || !slices.Equal(c.idle.conns, []int{3, 7}) {
+		t.Errorf("--idle-conns 3,7: %v, %v", c, err)
+	}
+	for _, bad := range []string{"", "0", "x", "10,"} {
+		if _, err := parseFlags([]string{"--idle-conns", bad}, &bytes.Buffer{}); err == nil {
+			t.Errorf("--idle-conns %q: no error", bad)
+		}
+	}
+}
+
 func TestReportChecks(t *testing.T) {
 	c, err := parseFlags([]string{"--smoke"}, &bytes.Buffer{})
 	if err != nil {
@@ -260,7 +272,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}
-	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Memory == nil || len(rep.Checks) != 5 {
+	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || len(rep.Checks) != 7 {
 		t.Fatalf("incomplete report: %+v", rep)
 	}
 	if rep.Unary.Noop.RPCs == 0 || rep.Unary.Control.RPCs == 0 {
@@ -271,6 +283,16 @@ func TestSmoke(t *testing.T) {
 	}
 	if f := rep.Fanout; f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.WatcherProc != "child" || f.Latency.Max == 0 {
 		t.Errorf("fan-out: %+v", f)
+	}
+	if len(rep.Idle.Rounds) != 2 {
+		t.Errorf("idle: %d rounds, want 2 (smoke: 2 and 20 connections)", len(rep.Idle.Rounds))
+	}
+	for _, rd := range rep.Idle.Rounds {
+		// 200 streams hold a few hundred KB of heap in the server: the
+		// reading must see them.
+		if rd.Streams != 200 || rd.HeapPerStream <= 0 || rd.RSSStreams == 0 {
+			t.Errorf("idle round: %+v", rd)
+		}
 	}
 	if rep.Memory.Calls != 300 || rep.Memory.HeapAfter == 0 {
 		t.Errorf("memory: %+v", rep.Memory)

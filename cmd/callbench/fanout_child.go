@@ -56,6 +56,8 @@ func childMode() (code int, ok bool) {
 		return 0, false
 	case childFanout:
 		return fanoutChildMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr), true
+	case childIdle:
+		return idleChildMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr), true
 	default:
 		fmt.Fprintf(os.Stderr, "callbench: unknown %s=%q\n", childEnv, os.Getenv(childEnv))
 		return 2, true

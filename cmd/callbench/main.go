@@ -12,7 +12,10 @@
 //     run in a child process: this binary re-executed, see fanout_child.go);
 //  4. connect: the HTTP side (Connect, JSON and binary) beside gRPC, unary
 //     and WatchCalls (connect.go);
-//  5. memory: heap and RSS with 100k live calls.
+//  5. idle: the server's memory per idle filtered WatchCalls stream
+//     (10,000 streams after their snapshot, over 10 and 1,000 connections;
+//     the clients run in a child process, see idle.go);
+//  6. memory: heap and RSS with 100k live calls.
 //
 // It prints a table, then a JSON summary. See docs/BENCHMARKS.md.
 package main
@@ -28,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +44,7 @@ type config struct {
 	unary      unaryConfig
 	stream     streamConfig
 	fanout     fanoutConfig
+	idle       idleConfig
 	memory     memoryConfig
 	jsonFile   string
 	profileDir string
@@ -52,13 +57,13 @@ type config struct {
 // 10–11 ms after it, against 0.87 and 6 ms before it, same binary). Its
 // figure is a heap delta between two collections, so what ran before does
 // not count in it.
-var allScenarios = []string{"unary", "stream", "connect", "fanout", "memory"}
+var allScenarios = []string{"unary", "stream", "connect", "fanout", "idle", "memory"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &config{}
-	var scen string
+	var scen, idleConns string
 	var unaryDur, streamDur, fanDur time.Duration
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny durations and sizes: checks that every scenario runs (CI), measures nothing")
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
@@ -73,6 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.fanout.rate, "rate", 10000, "fan-out: transitions per second")
 	fs.DurationVar(&fanDur, "fanout-duration", 10*time.Second, "fan-out: measured time (after 2s of warm-up)")
 	fs.BoolVar(&c.fanout.inProcess, "fanout-inprocess", false, "fan-out: run the watchers in this process (as before) instead of a child process")
+	fs.IntVar(&c.idle.streams, "idle-streams", 10000, "idle: idle filtered WatchCalls streams")
+	fs.StringVar(&idleConns, "idle-conns", "10,1000", "idle: comma-separated connection counts, one round each")
 	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof) and the memory scenario's heap profile into `dir`")
@@ -101,19 +108,28 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.unary.duration, c.unary.rounds, c.unary.warmup = unaryDur, 2, time.Second
 	c.stream.conns, c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.window = 2, streamDur, 2, 500*time.Millisecond, 256
 	c.fanout.duration, c.fanout.warmup = fanDur, 2*time.Second
+	c.idle.settle = time.Second
+	for f := range strings.SplitSeq(idleConns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--idle-conns: %q is not a positive number", f)
+		}
+		c.idle.conns = append(c.idle.conns, n)
+	}
 	if c.smoke {
 		c.unary.duration, c.unary.rounds, c.unary.warmup = 200*time.Millisecond, 1, 50*time.Millisecond
 		c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.streams = 200*time.Millisecond, 1, 50*time.Millisecond, min(c.stream.streams, 4)
 		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond
 		c.memory.calls = min(c.memory.calls, 5000)
+		c.idle.streams, c.idle.conns, c.idle.settle = min(c.idle.streams, 200), []int{2, 20}, 100*time.Millisecond
 	}
 	c.memory.profileDir = c.profileDir
 	c.fanout.profileDir = c.profileDir
 	switch {
 	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
 		return nil, fmt.Errorf("--concurrency must be 1..%d", loadDevices)
-	case c.unary.conns < 1 || c.stream.streams < 1:
-		return nil, errors.New("--unary-conns and --streams must be at least 1")
+	case c.unary.conns < 1 || c.stream.streams < 1 || c.idle.streams < 1:
+		return nil, errors.New("--unary-conns, --streams and --idle-streams must be at least 1")
 	case c.fanout.filtered < 0 || c.fanout.filtered > fanoutDevices || c.fanout.unfiltered < 0 || c.fanout.filtered+c.fanout.unfiltered == 0:
 		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
 	case c.fanout.rate <= 0:
@@ -233,6 +249,8 @@ func runMeasured(ctx context.Context, name string, e *env, c *config, rep *repor
 		rep.Connect, err = runConnect(ctx, e, c.unary, c.stream)
 	case "fanout":
 		rep.Fanout, err = runFanout(ctx, e, c.fanout)
+	case "idle":
+		rep.Idle, err = runIdle(ctx, e, c.idle)
 	case "memory":
 		rep.Memory, err = runMemory(ctx, e, c.memory)
 	}

@@ -22,6 +22,7 @@ type report struct {
 	Stream  *streamResult  `json:"streaming,omitempty"`
 	Connect *connectResult `json:"connect,omitempty"`
 	Fanout  *fanoutResult  `json:"fanout,omitempty"`
+	Idle    *idleResult    `json:"idle,omitempty"`
 	Memory  *memoryResult  `json:"memory,omitempty"`
 	Checks  []check        `json:"checks"`
 	AllMet  bool           `json:"all_met"`
@@ -80,6 +81,11 @@ func (r *report) finish() {
 		add("fan-out events dropped", float64(f.Dropped), "<=", 0)
 		add("fan-out p99 commit→receive (ms)", f.Latency.P99, "<=", 5)
 	}
+	if i := r.Idle; i != nil {
+		for _, rd := range i.Rounds {
+			add(fmt.Sprintf("idle stream RSS, %d conns (bytes)", rd.Conns), round3(rd.RSSPerStream), "<=", 8192)
+		}
+	}
 	if m := r.Memory; m != nil {
 		add("heap per live call (bytes)", round3(m.HeapPerCall), "<=", 1024)
 	}
@@ -112,6 +118,9 @@ func (r *report) table(w io.Writer) {
 	if f := r.Fanout; f != nil {
 		fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped)\t%.3f / %.3f (max %.3f)\t\n",
 			f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.Latency.P50, f.Latency.P99, f.Latency.Max)
+	}
+	if i := r.Idle; i != nil && len(i.Rounds) > 0 {
+		fmt.Fprintf(tw, "idle x%d\tmemory/stream\t\t%s\t\t\n", i.Rounds[0].Streams, i.summary())
 	}
 	if mm := r.Memory; mm != nil {
 		fmt.Fprintf(tw, "memory\t%d live calls\t\theap %.0f B/call, RSS %.0f B/call (RSS %.0f MiB)\t\t\n",

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+)
+
+// The idle scenario: what an idle WatchCalls stream costs the server.
+// Streams filtered to one device each (device i%1,000), opened with their
+// snapshot and left idle once it has arrived, over 10 and then 1,000
+// client connections. The streams' client side runs in a child process
+// (this binary re-executed with CALLBENCH_CHILD=idle-watchers), so the
+// server's process (this one) holds only the server's side; its heap
+// (after two collections) and resident set (VmRSS) are read before the
+// connections, once they are up, and once every stream has its snapshot.
+//
+// Protocol (one line each way at a time):
+//
+//	parent starts:  callbench -addr A -streams N -conns C
+//	child → parent: connected      every connection is ready
+//	parent → child: open
+//	child → parent: ready          every stream has its snapshot
+//	parent closes stdin            the child closes everything and exits 0
+const childIdle = "idle-watchers"
+
+// The snapshot's WatchCallsResponse frames (see frame.go for the others).
+const (
+	frameSnapshot    = 2
+	frameSnapshotEnd = 3
+)
+
+type idleConfig struct {
+	streams int
+	conns   []int         // one round per connection count
+	settle  time.Duration // after the streams are open, before the reading
+}
+
+// idleRound is one round: streams over conns connections.
+type idleRound struct {
+	Streams int `json:"streams"`
+	Conns   int `json:"connections"`
+	// The server's process memory before the connections, with them, and
+	// with the streams too.
+	HeapBase      uint64 `json:"heap_base_bytes"`
+	HeapConnected uint64 `json:"heap_connected_bytes"`
+	HeapStreams   uint64 `json:"heap_streams_bytes"`
+	RSSBase       uint64 `json:"rss_base_bytes"`
+	RSSConnected  uint64 `json:"rss_connected_bytes"`
+	RSSStreams    uint64 `json:"rss_streams_bytes"`
+	// Per stream: the streams' own growth, and with the connections'
+	// share (total growth / streams).
+	HeapPerStream     float64 `json:"heap_bytes_per_stream"`
+	RSSPerStream      float64 `json:"rss_bytes_per_stream"`
+	RSSPerStreamConns float64 `json:"rss_bytes_per_stream_with_connections"`
+	Goroutines        int     `json:"server_goroutines"`
+	OpenSeconds       float64 `json:"open_seconds"`
+}
+
+type idleResult struct {
+	Rounds []idleRound `json:"rounds"`
+}
+
+// serverMemory collects garbage, returns freed memory to the OS (so that
+// rounds start alike) and reads this process's heap and resident set.
+func serverMemory() (heap, res uint64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc, rss()
+}
+
+func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
+	res := &idleResult{}
+	for _, conns := range cfg.conns {
+		r, err := idleOnce(ctx, e, cfg, conns)
+		if err != nil {
+			return nil, fmt.Errorf("%d streams over %d connections: %w", cfg.streams, conns, err)
+		}
+		res.Rounds = append(res.Rounds, *r)
+	}
+	return res, nil
+}
+
+func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRound, error) {
+	r := &idleRound{Streams: cfg.streams, Conns: conns}
+	r.HeapBase, r.RSSBase = serverMemory()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd := exec.CommandContext(cctx, exe, "-addr", e.addr, "-streams", strconv.Itoa(cfg.streams), "-conns", strconv.Itoa(conns))
+	cmd.Env = append(os.Environ(), childEnv+"="+childIdle)
+	cmd.Stderr = stderr
+	cmd.WaitDelay = 5 * time.Second
+	setChildAttrs(cmd)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	}()
+	out := bufio.NewScanner(stdout)
+	expect := func(want string) error {
+		t := time.AfterFunc(2*time.Minute, cancel)
+		defer t.Stop()
+		if !out.Scan() || out.Text() != want {
+			cancel()
+			return fmt.Errorf("idle watchers' process: want %q, got %q (%v); its stderr:\n%s",
+				want, out.Text(), errors.Join(out.Err(), cmd.Wait()), stderr.String())
+		}
+		return nil
+	}
+	if err := expect("connected"); err != nil {
+		return nil, err
+	}
+	r.HeapConnected, r.RSSConnected = serverMemory()
+	t := time.Now()
+	if _, err := fmt.Fprintln(stdin, "open"); err != nil {
+		return nil, err
+	}
+	if err := expect("ready"); err != nil {
+		return nil, err
+	}
+	r.OpenSeconds = time.Since(t).Seconds()
+	select {
+	case <-time.After(cfg.settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r.HeapStreams, r.RSSStreams = serverMemory()
+	r.Goroutines = runtime.NumGoroutine()
+	n := float64(cfg.streams)
+	r.HeapPerStream = (float64(r.HeapStreams) - float64(r.HeapConnected)) / n
+	r.RSSPerStream = (float64(r.RSSStreams) - float64(r.RSSConnected)) / n
+	r.RSSPerStreamConns = (float64(r.RSSStreams) - float64(r.RSSBase)) / n
+	return r, nil
+}
+
+// idleChildMain is the child: it opens the connections and, when told,
+// the streams, then waits for its stdin to close.
+func idleChildMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if err := idleChild(args, stdin, stdout); err != nil {
+		fmt.Fprintln(stderr, "callbench idle watchers:", err)
+		return 1
+	}
+	return 0
+}
+
+func idleChild(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("callbench idle watchers", flag.ContinueOnError)
+	addr := fs.String("addr", "", "server address")
+	streams := fs.Int("streams", 0, "streams")
+	nconns := fs.Int("conns", 1, "client connections")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *addr == "" || fs.NArg() > 0 || *streams < 1 || *nconns < 1 {
+		return errors.New("usage: -addr HOST:PORT -streams N -conns N")
+	}
+	ctx, cancel := context.WithCancel(withToken(context.Background(), adminToken))
+	defer cancel()
+	conns := make([]*grpc.ClientConn, *nconns)
+	for i := range conns {
+		cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		conns[i] = cc
+		if err := waitReady(ctx, cc); err != nil {
+			return err
+		}
+	}
+	sc := bufio.NewScanner(stdin)
+	if _, err := fmt.Fprintln(stdout, "connected"); err != nil {
+		return err
+	}
+	if !sc.Scan() || sc.Text() != "open" {
+		return fmt.Errorf("want open, got %q (%v)", sc.Text(), sc.Err())
+	}
+	if err := openIdle(ctx, conns, *streams); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(stdout, "ready"); err != nil {
+		return err
+	}
+	for sc.Scan() {
+	}
+	return nil
+}
+
+// waitReady connects cc and waits until it is ready (30 s at most).
+func waitReady(ctx context.Context, cc *grpc.ClientConn) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cc.Connect()
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("connection not ready: %v", s)
+		}
+	}
+	return nil
+}
+
+// openIdle opens n streams, stream i filtered to fanoutDevice(i%1000) on
+// conns[i%len(conns)], each with its snapshot, a few at a time; it
+// returns once every one has received its snapshot's end. The streams
+// stay open (nobody reads them any more) until ctx ends.
+func openIdle(ctx context.Context, conns []*grpc.ClientConn, n int) error {
+	var next atomic.Int64
+	errs := make([]error, 16)
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && errs[w] == nil; i = int(next.Add(1) - 1) {
+				errs[w] = openSnapshotWatch(ctx, conns[i%len(conns)], fanoutDevice(i%fanoutDevices))
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func openSnapshotWatch(ctx context.Context, cc *grpc.ClientConn, device string) error {
+	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawRecv)
+	if err != nil {
+		return err
+	}
+	req := &callcontrolv1.WatchCallsRequest{Filter: &callcontrolv1.CallFilter{Devices: []string{device}}}
+	if err := s.SendMsg(req); err != nil {
+		return err
+	}
+	if err := s.CloseSend(); err != nil {
+		return err
+	}
+	var m rawMsg
+	for {
+		if err := s.RecvMsg(&m); err != nil {
+			return fmt.Errorf("watch %s: %w", device, err)
+		}
+		kind, _, _, err := parseFrame(m.b)
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case frameSnapshotEnd:
+			return nil
+		case frameStarted, frameSnapshot:
+		default:
+			return fmt.Errorf("watch %s: frame %d before the snapshot's end", device, kind)
+		}
+	}
+}
+
+// idleSummary is the table's cell for the idle scenario.
+func (r *idleResult) summary() string {
+	var b strings.Builder
+	for i, rd := range r.Rounds {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f B/stream",
+			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream)
+	}
+	return b.String()
+}
