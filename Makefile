@@ -82,9 +82,17 @@ bench: ## Benchmarks: callstore in-process, the gRPC load client, callcontrold b
 	cd bench/etcd && go run .
 
 .PHONY: bench-smoke
-bench-smoke: ## Run every gRPC benchmark scenario for a moment (CI: checks they run, measures nothing)
+bench-smoke: ## Run every benchmark scenario and the soak for a moment (CI: checks they run, measures nothing)
 	go run ./cmd/callbench --smoke
 	cd bench/etcd && go test -count=1 ./... && go run . --smoke
+	go build -o $(BIN)/ ./cmd/callcontrold ./cmd/callsoak
+	$(BIN)/callsoak --smoke --server $(BIN)/callcontrold
+
+SOAK_FLAGS ?=
+.PHONY: soak
+soak: ## Soak: callcontrold with demo traffic and 1,000 watchers for 10 minutes; memory must stay flat (SOAK_FLAGS=--duration 30m)
+	go build -o $(BIN)/ ./cmd/callcontrold ./cmd/callsoak
+	$(BIN)/callsoak --server $(BIN)/callcontrold $(SOAK_FLAGS)
 
 .PHONY: tools
 tools: ## Build the pinned tools (buf, generators, grpcurl, grpc-health-probe)
