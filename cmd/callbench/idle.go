@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,9 +51,10 @@ const (
 )
 
 type idleConfig struct {
-	streams int
-	conns   []int         // one round per connection count
-	settle  time.Duration // after the streams are open, before the reading
+	profileDir string // non-empty: write heap-idle-<conns>.pprof and goroutines-idle-<conns>.txt there
+	streams    int
+	conns      []int         // one round per connection count
+	settle     time.Duration // after the streams are open, before the reading
 }
 
 // idleRound is one round: streams over conns connections.
@@ -60,15 +63,18 @@ type idleRound struct {
 	Conns   int `json:"connections"`
 	// The server's process memory before the connections, with them, and
 	// with the streams too.
-	HeapBase      uint64 `json:"heap_base_bytes"`
-	HeapConnected uint64 `json:"heap_connected_bytes"`
-	HeapStreams   uint64 `json:"heap_streams_bytes"`
-	RSSBase       uint64 `json:"rss_base_bytes"`
-	RSSConnected  uint64 `json:"rss_connected_bytes"`
-	RSSStreams    uint64 `json:"rss_streams_bytes"`
+	HeapBase       uint64 `json:"heap_base_bytes"`
+	StackConnected uint64 `json:"stack_connected_bytes"` // goroutine stacks (not in the heap)
+	StackStreams   uint64 `json:"stack_streams_bytes"`
+	HeapConnected  uint64 `json:"heap_connected_bytes"`
+	HeapStreams    uint64 `json:"heap_streams_bytes"`
+	RSSBase        uint64 `json:"rss_base_bytes"`
+	RSSConnected   uint64 `json:"rss_connected_bytes"`
+	RSSStreams     uint64 `json:"rss_streams_bytes"`
 	// Per stream: the streams' own growth, and with the connections'
 	// share (total growth / streams).
 	HeapPerStream     float64 `json:"heap_bytes_per_stream"`
+	StackPerStream    float64 `json:"stack_bytes_per_stream"`
 	RSSPerStream      float64 `json:"rss_bytes_per_stream"`
 	RSSPerStreamConns float64 `json:"rss_bytes_per_stream_with_connections"`
 	Goroutines        int     `json:"server_goroutines"`
@@ -80,13 +86,14 @@ type idleResult struct {
 }
 
 // serverMemory collects garbage, returns freed memory to the OS (so that
-// rounds start alike) and reads this process's heap and resident set.
-func serverMemory() (heap, res uint64) {
+// rounds start alike) and reads this process's heap, goroutine stacks and
+// resident set.
+func serverMemory() (heap, stack, res uint64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, rss()
+	return m.HeapAlloc, m.StackInuse, rss()
 }
 
 func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
@@ -103,7 +110,7 @@ func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
 
 func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRound, error) {
 	r := &idleRound{Streams: cfg.streams, Conns: conns}
-	r.HeapBase, r.RSSBase = serverMemory()
+	r.HeapBase, _, r.RSSBase = serverMemory()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -145,7 +152,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	if err := expect("connected"); err != nil {
 		return nil, err
 	}
-	r.HeapConnected, r.RSSConnected = serverMemory()
+	r.HeapConnected, r.StackConnected, r.RSSConnected = serverMemory()
 	t := time.Now()
 	if _, err := fmt.Fprintln(stdin, "open"); err != nil {
 		return nil, err
@@ -159,13 +166,37 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	r.HeapStreams, r.RSSStreams = serverMemory()
+	r.HeapStreams, r.StackStreams, r.RSSStreams = serverMemory()
 	r.Goroutines = runtime.NumGoroutine()
+	if cfg.profileDir != "" {
+		// The heap, and every goroutine's stack (the idle streams' handlers
+		// are most of them: see what one costs).
+		if err := writeProfile(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", conns), "heap", 0); err != nil {
+			return nil, err
+		}
+		if err := writeProfile(cfg.profileDir, fmt.Sprintf("goroutines-idle-%d.txt", conns), "goroutine", 2); err != nil {
+			return nil, err
+		}
+	}
 	n := float64(cfg.streams)
 	r.HeapPerStream = (float64(r.HeapStreams) - float64(r.HeapConnected)) / n
+	r.StackPerStream = (float64(r.StackStreams) - float64(r.StackConnected)) / n
 	r.RSSPerStream = (float64(r.RSSStreams) - float64(r.RSSConnected)) / n
 	r.RSSPerStreamConns = (float64(r.RSSStreams) - float64(r.RSSBase)) / n
 	return r, nil
+}
+
+// writeProfile writes the named runtime profile into dir/file.
+func writeProfile(dir, file, profile string, debug int) error {
+	f, err := os.Create(filepath.Join(dir, file))
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(profile).WriteTo(f, debug); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // idleChildMain is the child: it opens the connections and, when told,
@@ -291,8 +322,8 @@ func (r *idleResult) summary() string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f B/stream",
-			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream)
+		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f",
+			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream)
 	}
 	return b.String()
 }

@@ -124,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.idle.streams, c.idle.conns, c.idle.settle = min(c.idle.streams, 200), []int{2, 20}, 100*time.Millisecond
 	}
 	c.memory.profileDir = c.profileDir
+	c.idle.profileDir = c.profileDir
 	c.fanout.profileDir = c.profileDir
 	switch {
 	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
