@@ -82,6 +82,7 @@ type fanoutConfig struct {
 }
 
 type fanoutResult struct {
+	TargetRate    float64 `json:"target_transitions_per_second"`
 	Rate          float64 `json:"transitions_per_second"`
 	Commits       int     `json:"commits"`
 	Expected      uint64  `json:"expected_deliveries"`
@@ -170,7 +171,7 @@ func runFanoutPhase(ctx context.Context, c *child, p peerClient, cfg fanoutConfi
 	cancel()
 	wg.Wait()
 
-	res := &fanoutResult{Rate: float64(total) / driven.Seconds(), Commits: total, Seconds: elapsed.Seconds(),
+	res := &fanoutResult{TargetRate: cfg.rate, Rate: float64(total) / driven.Seconds(), Commits: total, Seconds: elapsed.Seconds(),
 		Latency: lat.summary(), CPUSeconds: (cpu1 - cpu0).Seconds()}
 	var bytes uint64
 	for i, w := range ws {

@@ -145,8 +145,13 @@ func (r *report) table(w io.Writer) {
 	}
 	_ = tw.Flush()
 	for _, p := range r.Peers {
-		if f := p.Fanout; f.Failures > 0 {
+		f := p.Fanout
+		if f.Failures > 0 {
 			fmt.Fprintf(w, "%s: %d watchers failed, first: %s\n", p.Name, f.Failures, f.FirstError)
+		}
+		if f.Rate < 0.95*f.TargetRate {
+			fmt.Fprintf(w, "WARNING: %s committed %.0f changes/s of the %.0f asked (its writer could not keep up): the two servers did not carry the same load, compare with care\n",
+				p.Name, f.Rate, f.TargetRate)
 		}
 	}
 	fmt.Fprintln(w)

@@ -104,8 +104,32 @@ func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
 			return nil, fmt.Errorf("%d streams over %d connections: %w", cfg.streams, conns, err)
 		}
 		res.Rounds = append(res.Rounds, *r)
+		// The child is gone, but the server ends its streams on its own
+		// time: wait for that, so that the next round (or scenario) starts
+		// from the same memory.
+		if err := waitNoWatchers(ctx, e); err != nil {
+			return nil, err
+		}
+		debug.FreeOSMemory()
 	}
 	return res, nil
+}
+
+// waitNoWatchers waits until the server's store has no watcher left (30 s
+// at most).
+func waitNoWatchers(ctx context.Context, e *env) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for e.store.Watchers() > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d watchers still registered 30s after their client exited", e.store.Watchers())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRound, error) {
