@@ -40,7 +40,7 @@ import (
 const (
 	peerEtcd     = "etcd"
 	etcdPrefix   = "/calls/"
-	etcdWriters  = 64
+	etcdWriters  = 256
 	etcdPutLimit = 10 * time.Second
 )
 

@@ -44,6 +44,7 @@ type config struct {
 	slow        int
 	slowDelay   time.Duration
 	conns       int
+	history     int
 	strict      bool
 	smoke       bool
 	growthLimit float64
@@ -62,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.slow, "slow", 50, "unfiltered watchers that pause after every frame")
 	fs.DurationVar(&c.slowDelay, "slow-delay", 100*time.Millisecond, "a slow watcher's pause after each frame")
 	fs.IntVar(&c.conns, "conns", 10, "client connections the watchers share")
+	fs.IntVar(&c.history, "history-size", 1000, "the server's --history-size: small enough that the history ring is full before the warm-up ends (at the default 100,000 it fills for hours at demo rates, which would look like growth)")
 	fs.Float64Var(&c.growthLimit, "growth-limit", 0.10, "flat: the last third's mean RSS and heap at most this fraction above the first third's (after the warm-up)")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 if memory did not stay flat")
 	fs.BoolVar(&c.smoke, "smoke", false, "a few seconds, 100 watchers: checks the soak runs (judges nothing)")
@@ -80,8 +82,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--duration and --interval must be positive, --interval at most --duration")
 	case c.filtered < 0 || c.unfiltered < 1 || c.slow < 0 || c.conns < 1 || c.slowDelay < 0:
 		return nil, errors.New("--filtered, --slow must be >= 0, --unfiltered and --conns >= 1, --slow-delay >= 0")
-	case c.traffic <= 0:
-		return nil, errors.New("--demo-traffic must be positive")
+	case c.traffic <= 0 || c.history < 1:
+		return nil, errors.New("--demo-traffic and --history-size must be positive")
 	}
 	return c, nil
 }
@@ -121,8 +123,8 @@ func run(ctx context.Context, c *config, out io.Writer) (flat bool, err error) {
 	}
 	defer ws.stop()
 
-	fmt.Fprintf(out, "callsoak: %s --demo-traffic %g, %d watchers (%d device-filtered, %d unfiltered, %d slow: %v after each frame) on %d connections, %v, a sample every %v\n",
-		c.server, c.traffic, c.filtered+c.unfiltered+c.slow, c.filtered, c.unfiltered, c.slow, c.slowDelay, c.conns, c.duration, c.interval)
+	fmt.Fprintf(out, "callsoak: %s --demo-traffic %g --history-size %d, %d watchers (%d device-filtered, %d unfiltered, %d slow: %v after each frame) on %d connections, %v, a sample every %v\n",
+		c.server, c.traffic, c.history, c.filtered+c.unfiltered+c.slow, c.filtered, c.unfiltered, c.slow, c.slowDelay, c.conns, c.duration, c.interval)
 	if c.smoke {
 		fmt.Fprintln(out, "SMOKE RUN: a few seconds; the figures mean nothing")
 	}
@@ -130,7 +132,7 @@ func run(ctx context.Context, c *config, out io.Writer) (flat bool, err error) {
 	start := time.Now()
 	tick := time.NewTicker(c.interval)
 	defer tick.Stop()
-	for time.Since(start) < c.duration {
+	for range int(c.duration / c.interval) {
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
@@ -173,6 +175,7 @@ func startServer(ctx context.Context, c *config) (*server, error) {
 	cmd := exec.CommandContext(ctx, c.server,
 		"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
 		"--demo-traffic", strconv.FormatFloat(c.traffic, 'g', -1, 64),
+		"--history-size", strconv.Itoa(c.history),
 		"--max-watches", "0", "--log-format", "json", "--log-level", "info")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = os.Environ()

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func series(n int, f func(i int) uint64) []sample {
 	var ss []sample
 	for i := range n {
-		ss = append(ss, sample{At: time.Duration(i) * time.Second, RSS: f(i), Heap: f(i) / 4, Goroutines: 1100})
+		ss = append(ss, sample{At: time.Duration(i) * time.Second, RSS: f(i), Heap: f(i) / 4, Live: f(i) / 8, Goroutines: 1100})
 	}
 	return ss
 }

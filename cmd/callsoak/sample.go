@@ -23,6 +23,7 @@ type sample struct {
 	At         time.Duration
 	RSS        uint64 // VmRSS of the server's process
 	Heap       uint64 // go_memstats_heap_alloc_bytes (live and not yet collected)
+	Live       uint64 // live heap after the last collection: the GC's goal ÷ (1 + GOGC/100)
 	Goroutines int
 	Revision   int64
 	Watchers   int // registered in the store
@@ -34,7 +35,7 @@ type sample struct {
 }
 
 func takeSample(ctx context.Context, srv *server, ws *watchers, at time.Duration) (sample, error) {
-	m, err := srv.metrics(ctx, "go_memstats_heap_alloc_bytes", "go_goroutines", "callcontrold_store_revisions_total",
+	m, err := srv.metrics(ctx, "go_memstats_heap_alloc_bytes", "go_memstats_next_gc_bytes", "go_gc_gogc_percent", "go_goroutines", "callcontrold_store_revisions_total",
 		"callcontrold_watchers", "callcontrold_lagging_watchers", "callcontrold_live_calls")
 	if err != nil {
 		return sample{}, err
@@ -45,6 +46,7 @@ func takeSample(ctx context.Context, srv *server, ws *watchers, at time.Duration
 	}
 	s := sample{
 		At: at, RSS: rss, Heap: uint64(m["go_memstats_heap_alloc_bytes"]),
+		Live:       uint64(m["go_memstats_next_gc_bytes"] * 100 / (100 + max(m["go_gc_gogc_percent"], 0))),
 		Goroutines: int(m["go_goroutines"]), Revision: int64(m["callcontrold_store_revisions_total"]),
 		Watchers: int(m["callcontrold_watchers"]), Lagging: int(m["callcontrold_lagging_watchers"]),
 		LiveCalls: int(m["callcontrold_live_calls"]), Frames: ws.frames(),
@@ -62,14 +64,14 @@ func clock(d time.Duration) string {
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 func (s sample) line() string {
-	return fmt.Sprintf("  %s: RSS %.1f MiB, heap %.1f MiB, %d goroutines, revision %d, %d live calls, %d watchers (%d lagging), lag fast %d / slow %d revisions",
-		clock(s.At), mib(s.RSS), mib(s.Heap), s.Goroutines, s.Revision, s.LiveCalls, s.Watchers, s.Lagging, s.LagFast, s.LagSlow)
+	return fmt.Sprintf("  %s: RSS %.1f MiB, heap %.1f MiB (live %.1f), %d goroutines, revision %d, %d live calls, %d watchers (%d lagging), lag fast %d / slow %d revisions",
+		clock(s.At), mib(s.RSS), mib(s.Heap), mib(s.Live), s.Goroutines, s.Revision, s.LiveCalls, s.Watchers, s.Lagging, s.LagFast, s.LagSlow)
 }
 
 func printTable(w io.Writer, samples []sample) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "time\tRSS MiB\theap MiB\tgoroutines\trevision\trev/s\tlive calls\twatchers\tlagging\tlag fast\tlag slow\tframes/s\t")
+	fmt.Fprintln(tw, "time\tRSS MiB\theap MiB\tlive MiB\tgoroutines\trevision\trev/s\tlive calls\twatchers\tlagging\tlag fast\tlag slow\tframes/s\t")
 	var prev sample
 	for i, s := range samples {
 		var revRate, frameRate float64
@@ -79,7 +81,7 @@ func printTable(w io.Writer, samples []sample) {
 				revRate, frameRate = float64(s.Revision-prev.Revision)/dt, float64(s.Frames-prev.Frames)/dt
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%d\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t\n", clock(s.At), mib(s.RSS), mib(s.Heap), s.Goroutines,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t\n", clock(s.At), mib(s.RSS), mib(s.Heap), mib(s.Live), s.Goroutines,
 			s.Revision, revRate, s.LiveCalls, s.Watchers, s.Lagging, s.LagFast, s.LagSlow, frameRate)
 		prev = s
 	}
@@ -96,6 +98,8 @@ type verdict struct {
 // steady state) and are left out; of the rest, the mean RSS and heap of
 // the last third must be at most limit (a fraction) above those of the
 // first third, and the goroutines of the last third at most 5% (+10) above.
+// The heap judged is the live heap after the last collection (what
+// heap_alloc swings around, without the garbage).
 // A leak grows with time; a steady state only wobbles around its mean.
 // It needs 6 samples after the warm-up.
 func judge(samples []sample, limit float64) verdict {
@@ -121,7 +125,7 @@ func judge(samples []sample, limit float64) verdict {
 		slack float64
 	}{
 		{"RSS", func(s sample) float64 { return float64(s.RSS) }, limit, 0},
-		{"heap", func(s sample) float64 { return float64(s.Heap) }, limit, 0},
+		{"live heap", func(s sample) float64 { return float64(s.Live) }, limit, 0},
 		{"goroutines", func(s sample) float64 { return float64(s.Goroutines) }, 0.05, 10},
 	} {
 		a, b := mean(first, m.f), mean(last, m.f)
@@ -134,7 +138,7 @@ func judge(samples []sample, limit float64) verdict {
 			fails = append(fails, m.name)
 		}
 	}
-	text := fmt.Sprintf("memory: last third vs first third after the warm-up (%d samples each): %s (limits: RSS and heap +%.0f%%, goroutines +5%% +10)",
+	text := fmt.Sprintf("memory: last third vs first third after the warm-up (%d samples each): %s (limits: RSS and live heap +%.0f%%, goroutines +5%% +10)",
 		third, strings.Join(parts, ", "), 100*limit)
 	if len(fails) > 0 {
 		return verdict{text: text + ": NOT FLAT (" + strings.Join(fails, ", ") + ")"}
