@@ -252,7 +252,7 @@ func TestReportChecks(t *testing.T) {
 	for _, c := range r.Checks {
 		met = append(met, c.Met)
 	}
-	if want := []bool{true, false, true, true, false}; !slices.Equal(met, want) || r.AllMet {
+	if want := []bool{true, false, true, false, false}; !slices.Equal(met, want) || r.AllMet {
 		t.Errorf("checks met = %v (all %v), want %v", met, r.AllMet, want)
 	}
 }

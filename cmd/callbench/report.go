@@ -72,14 +72,14 @@ func (r *report) finish() {
 		r.Checks = append(r.Checks, check{Name: name, Value: v, Op: op, Target: target, Met: met})
 	}
 	if u := r.Unary; u != nil {
-		add("unary control/no-op rate", round3(u.Ratio), ">=", 0.85)
+		add("unary control/no-op rate", round3(u.Ratio), ">=", 0.9)
 	}
 	if s := r.Stream; s != nil {
-		add("WatchCalls/raw streaming messages/s", round3(s.Ratio), ">=", 0.5)
+		add("WatchCalls/raw streaming messages/s", round3(s.Ratio), ">=", 0.8)
 	}
 	if f := r.Fanout; f != nil {
 		add("fan-out events dropped", float64(f.Dropped), "<=", 0)
-		add("fan-out p99 commit→receive (ms)", f.Latency.P99, "<=", 5)
+		add("fan-out p99 commit→receive (ms)", f.Latency.P99, "<=", 2)
 	}
 	if i := r.Idle; i != nil {
 		for _, rd := range i.Rounds {
@@ -87,7 +87,7 @@ func (r *report) finish() {
 		}
 	}
 	if m := r.Memory; m != nil {
-		add("heap per live call (bytes)", round3(m.HeapPerCall), "<=", 1024)
+		add("heap per live call (bytes)", round3(m.HeapPerCall), "<=", 512)
 	}
 	r.AllMet = true
 	for _, c := range r.Checks {
