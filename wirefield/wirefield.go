@@ -12,9 +12,11 @@ import "google.golang.org/protobuf/encoding/protowire"
 
 // WatchCallsResponse's frame oneof.
 const (
-	ResponseStarted  protowire.Number = 1 // WatchCallsResponse.started (WatchStarted)
-	ResponseEvents   protowire.Number = 4 // WatchCallsResponse.events (EventBatch)
-	ResponseProgress protowire.Number = 5 // WatchCallsResponse.progress (Progress)
+	ResponseStarted     protowire.Number = 1 // WatchCallsResponse.started (WatchStarted)
+	ResponseSnapshot    protowire.Number = 2 // WatchCallsResponse.snapshot (SnapshotChunk)
+	ResponseSnapshotEnd protowire.Number = 3 // WatchCallsResponse.snapshot_end (SnapshotEnd)
+	ResponseEvents      protowire.Number = 4 // WatchCallsResponse.events (EventBatch)
+	ResponseProgress    protowire.Number = 5 // WatchCallsResponse.progress (Progress)
 )
 
 // The fields inside the frames, and down to a call's name (which the

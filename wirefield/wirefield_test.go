@@ -30,6 +30,8 @@ func TestNumbersMatchDescriptors(t *testing.T) {
 		kind      protoreflect.Kind
 	}{
 		{"ResponseStarted", ResponseStarted, &callcontrolv1.WatchCallsResponse{}, "started", protoreflect.MessageKind},
+		{"ResponseSnapshot", ResponseSnapshot, &callcontrolv1.WatchCallsResponse{}, "snapshot", protoreflect.MessageKind},
+		{"ResponseSnapshotEnd", ResponseSnapshotEnd, &callcontrolv1.WatchCallsResponse{}, "snapshot_end", protoreflect.MessageKind},
 		{"ResponseEvents", ResponseEvents, &callcontrolv1.WatchCallsResponse{}, "events", protoreflect.MessageKind},
 		{"ResponseProgress", ResponseProgress, &callcontrolv1.WatchCallsResponse{}, "progress", protoreflect.MessageKind},
 		{"StartedRevision", StartedRevision, &callcontrolv1.WatchStarted{}, "revision", protoreflect.Int64Kind},

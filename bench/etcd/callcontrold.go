@@ -20,10 +20,11 @@ import (
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
-	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
 	ccserver "callcontrold/server"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/wirefield"
 )
 
 // callcontrold, as cmd/callbench builds it: the real store, simulated
@@ -59,7 +60,7 @@ func benchDirectoryYAML() []byte {
 
 type ccServer struct {
 	store *callstore.Store
-	sim   *pbx.Sim
+	sim   *sim.Switch
 	authn *auth.Authenticator
 	srv   *ccserver.Server
 	lis   net.Listener
@@ -73,7 +74,7 @@ func startCallcontrold() (server, error) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := &ccServer{store: callstore.New(callstore.Options{HistorySize: ccHistorySize})}
-	s.sim = pbx.NewSim(dir, s.store, pbx.SimOptions{Logger: log})
+	s.sim = sim.New(dir, s.store, sim.Options{Logger: log})
 	if s.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log}); err != nil {
 		s.close()
 		return nil, err
@@ -131,12 +132,13 @@ type ccClient struct{}
 var ccWatchDesc = &grpc.StreamDesc{ServerStreams: true}
 
 // The WatchCallsResponse frames the client reads (oneof field numbers),
-// and the path down to an event's Call.name: events(4) → EventBatch.events
-// (3) → CallEvent.call (3) → Call.name (7).
+// and the path down to an event's Call.name (wirefield: the numbers are
+// checked against the generated descriptors there).
 const (
-	frameStarted     = 1
-	frameSnapshotEnd = 3
-	frameEvents      = 4
+	frameStarted     = wirefield.ResponseStarted
+	frameSnapshot    = wirefield.ResponseSnapshot
+	frameSnapshotEnd = wirefield.ResponseSnapshotEnd
+	frameEvents      = wirefield.ResponseEvents
 )
 
 func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snapshot bool) (grpc.ClientStream, error) {
@@ -176,7 +178,7 @@ func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snaps
 		if kind == want {
 			return s, nil
 		}
-		if kind != frameStarted && kind != 2 {
+		if kind != frameStarted && kind != frameSnapshot {
 			return nil, fmt.Errorf("watch: frame %d before the snapshot's end", kind)
 		}
 	}
@@ -187,12 +189,12 @@ func (ccClient) events(b []byte, fn func(at int64)) error {
 	if err != nil || kind != frameEvents {
 		return err
 	}
-	return eachField(batch, 3, func(ev []byte) error {
-		call, err := subField(ev, 3)
+	return eachField(batch, wirefield.BatchEvents, func(ev []byte) error {
+		call, err := subField(ev, wirefield.EventCall)
 		if err != nil {
 			return err
 		}
-		name, err := subField(call, 7)
+		name, err := subField(call, wirefield.CallName)
 		fn(decimal(name))
 		return err
 	})

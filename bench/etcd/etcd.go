@@ -20,6 +20,7 @@ import (
 	"callcontrold/callstore"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/wirefield"
 )
 
 // etcd, embedded (go.etcd.io/etcd/server/v3/embed): one member, loopback
@@ -196,7 +197,7 @@ func (etcdClient) events(b []byte, fn func(at int64)) error {
 		if err != nil {
 			return err
 		}
-		name, err := subField(value, 7)
+		name, err := subField(value, wirefield.CallName)
 		fn(decimal(name))
 		return err
 	})

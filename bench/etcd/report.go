@@ -44,7 +44,7 @@ type ratios struct {
 	HeapPerStream float64 `json:"idle_heap_per_stream"`
 }
 
-// check is one target of the architecture's "Performance" section.
+// check is one target, met or missed.
 type check struct {
 	Name   string  `json:"name"`
 	Value  float64 `json:"value"`

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/wirefield"
 )
 
 // The idle scenario: what an idle WatchCalls stream costs the server.
@@ -46,8 +47,8 @@ const childIdle = "idle-watchers"
 
 // The snapshot's WatchCallsResponse frames (see frame.go for the others).
 const (
-	frameSnapshot    = 2
-	frameSnapshotEnd = 3
+	frameSnapshot    = wirefield.ResponseSnapshot
+	frameSnapshotEnd = wirefield.ResponseSnapshotEnd
 )
 
 type idleConfig struct {

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"callcontrold/wirefield"
 )
 
 // sample is one reading of the server.
@@ -212,11 +214,14 @@ func frameRevision(b []byte) (rev int64, ok bool) {
 			return 0, false
 		}
 		b = b[n:]
-		field := protowire.Number(1)
+		var field protowire.Number
 		switch num {
-		case 1:
-			field = 4
-		case 4, 5:
+		case wirefield.ResponseStarted:
+			field = wirefield.StartedRevision
+		case wirefield.ResponseEvents:
+			field = wirefield.BatchRevision
+		case wirefield.ResponseProgress:
+			field = wirefield.ProgressRevision
 		default:
 			continue
 		}
