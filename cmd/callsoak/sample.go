@@ -26,6 +26,7 @@ type sample struct {
 	RSS        uint64 // VmRSS of the server's process
 	Heap       uint64 // go_memstats_heap_alloc_bytes (live and not yet collected)
 	Live       uint64 // live heap after the last collection: the GC's goal ÷ (1 + GOGC/100)
+	Stacks     uint64 // go_memstats_stack_inuse_bytes: goroutine stacks, not in the heap
 	Goroutines int
 	Revision   int64
 	Watchers   int // registered in the store
@@ -37,7 +38,7 @@ type sample struct {
 }
 
 func takeSample(ctx context.Context, srv *server, ws *watchers, at time.Duration) (sample, error) {
-	m, err := srv.metrics(ctx, "go_memstats_heap_alloc_bytes", "go_memstats_next_gc_bytes", "go_gc_gogc_percent", "go_goroutines", "callcontrold_store_revisions_total",
+	m, err := srv.metrics(ctx, "go_memstats_heap_alloc_bytes", "go_memstats_next_gc_bytes", "go_gc_gogc_percent", "go_memstats_stack_inuse_bytes", "go_goroutines", "callcontrold_store_revisions_total",
 		"callcontrold_watchers", "callcontrold_lagging_watchers", "callcontrold_live_calls")
 	if err != nil {
 		return sample{}, err
@@ -49,6 +50,7 @@ func takeSample(ctx context.Context, srv *server, ws *watchers, at time.Duration
 	s := sample{
 		At: at, RSS: rss, Heap: uint64(m["go_memstats_heap_alloc_bytes"]),
 		Live:       uint64(m["go_memstats_next_gc_bytes"] * 100 / (100 + max(m["go_gc_gogc_percent"], 0))),
+		Stacks:     uint64(m["go_memstats_stack_inuse_bytes"]),
 		Goroutines: int(m["go_goroutines"]), Revision: int64(m["callcontrold_store_revisions_total"]),
 		Watchers: int(m["callcontrold_watchers"]), Lagging: int(m["callcontrold_lagging_watchers"]),
 		LiveCalls: int(m["callcontrold_live_calls"]), Frames: ws.frames(),
@@ -66,14 +68,14 @@ func clock(d time.Duration) string {
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 func (s sample) line() string {
-	return fmt.Sprintf("  %s: RSS %.1f MiB, heap %.1f MiB (live %.1f), %d goroutines, revision %d, %d live calls, %d watchers (%d lagging), lag fast %d / slow %d revisions",
-		clock(s.At), mib(s.RSS), mib(s.Heap), mib(s.Live), s.Goroutines, s.Revision, s.LiveCalls, s.Watchers, s.Lagging, s.LagFast, s.LagSlow)
+	return fmt.Sprintf("  %s: RSS %.1f MiB, heap %.1f MiB (live %.1f), stacks %.1f MiB, %d goroutines, revision %d, %d live calls, %d watchers (%d lagging), lag fast %d / slow %d revisions",
+		clock(s.At), mib(s.RSS), mib(s.Heap), mib(s.Live), mib(s.Stacks), s.Goroutines, s.Revision, s.LiveCalls, s.Watchers, s.Lagging, s.LagFast, s.LagSlow)
 }
 
 func printTable(w io.Writer, samples []sample) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "time\tRSS MiB\theap MiB\tlive MiB\tgoroutines\trevision\trev/s\tlive calls\twatchers\tlagging\tlag fast\tlag slow\tframes/s\t")
+	fmt.Fprintln(tw, "time\tRSS MiB\theap MiB\tlive MiB\tstacks MiB\tgoroutines\trevision\trev/s\tlive calls\twatchers\tlagging\tlag fast\tlag slow\tframes/s\t")
 	var prev sample
 	for i, s := range samples {
 		var revRate, frameRate float64
@@ -83,7 +85,7 @@ func printTable(w io.Writer, samples []sample) {
 				revRate, frameRate = float64(s.Revision-prev.Revision)/dt, float64(s.Frames-prev.Frames)/dt
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t\n", clock(s.At), mib(s.RSS), mib(s.Heap), mib(s.Live), s.Goroutines,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.0f\t%d\t%d\t%d\t%d\t%d\t%.0f\t\n", clock(s.At), mib(s.RSS), mib(s.Heap), mib(s.Live), mib(s.Stacks), s.Goroutines,
 			s.Revision, revRate, s.LiveCalls, s.Watchers, s.Lagging, s.LagFast, s.LagSlow, frameRate)
 		prev = s
 	}
