@@ -61,7 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.filtered, "filtered", 800, "watchers filtered to one device (round-robin over the demo directory's devices)")
 	fs.IntVar(&c.unfiltered, "unfiltered", 150, "unfiltered watchers reading as fast as they can")
 	fs.IntVar(&c.slow, "slow", 50, "unfiltered watchers that pause after every frame")
-	fs.DurationVar(&c.slowDelay, "slow-delay", 100*time.Millisecond, "a slow watcher's pause after each frame")
+	fs.DurationVar(&c.slowDelay, "slow-delay", 200*time.Millisecond, "a slow watcher's pause after each frame (200 ms: 5 frames/s, half the demo traffic's revisions, so slow watchers overflow their queue, fall out of the history and reopen within minutes)")
 	fs.IntVar(&c.conns, "conns", 10, "client connections the watchers share")
 	fs.IntVar(&c.history, "history-size", 1000, "the server's --history-size: small enough that the history ring is full before the warm-up ends (at the default 100,000 it fills for hours at demo rates, which would look like growth)")
 	fs.Float64Var(&c.growthLimit, "growth-limit", 0.10, "flat: the last third's mean RSS and heap at most this fraction above the first third's (after the warm-up)")
