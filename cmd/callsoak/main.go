@@ -61,10 +61,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.filtered, "filtered", 800, "watchers filtered to one device (round-robin over the demo directory's devices)")
 	fs.IntVar(&c.unfiltered, "unfiltered", 150, "unfiltered watchers reading as fast as they can")
 	fs.IntVar(&c.slow, "slow", 50, "unfiltered watchers that pause after every frame")
-	fs.DurationVar(&c.slowDelay, "slow-delay", 200*time.Millisecond, "a slow watcher's pause after each frame (200 ms: 5 frames/s, half the demo traffic's revisions, so slow watchers overflow their queue, fall out of the history and reopen within minutes)")
+	fs.DurationVar(&c.slowDelay, "slow-delay", time.Second, "a slow watcher's pause after each frame (1 s: 1 frame/s against about 11 revisions/s, so slow watchers fill their queue in the store within about 2 minutes and turn lagging)")
 	fs.IntVar(&c.conns, "conns", 10, "client connections the watchers share")
 	fs.IntVar(&c.history, "history-size", 1000, "the server's --history-size: small enough that the history ring is full before the warm-up ends (at the default 100,000 it fills for hours at demo rates, which would look like growth)")
-	fs.Float64Var(&c.growthLimit, "growth-limit", 0.10, "flat: the last third's mean RSS and heap at most this fraction above the first third's (after the warm-up)")
+	fs.Float64Var(&c.growthLimit, "growth-limit", 0.10, "flat: the last third's mean RSS and live heap at most this fraction above the first third's (after the warm-up: the first 30% of the samples)")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 if memory did not stay flat")
 	fs.BoolVar(&c.smoke, "smoke", false, "a few seconds, 100 watchers: checks the soak runs (judges nothing)")
 	if err := fs.Parse(args); err != nil {
@@ -315,7 +315,13 @@ func (ws *watchers) firstErr() error {
 func startWatchers(ctx context.Context, addr string, c *config) (*watchers, error) {
 	ws := &watchers{}
 	for range c.conns {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// Fixed 64 KiB flow-control windows (grpc-go's default start,
+		// without its growth from bandwidth estimates): a slow reader's
+		// backlog then stays in the server, in the store's bounded queue
+		// and history, which is what the soak exercises, instead of piling
+		// up by the megabyte in this client.
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 		if err != nil {
 			ws.stop()
 			return nil, err

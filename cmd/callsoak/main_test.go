@@ -24,9 +24,9 @@ func series(n int, f func(i int) uint64) []sample {
 }
 
 func TestJudge(t *testing.T) {
-	// Warm-up growth (the first 20%) and wobble around a steady state: flat.
+	// Warm-up growth (the first 30%) and wobble around a steady state: flat.
 	steady := series(20, func(i int) uint64 {
-		if i < 4 {
+		if i < 6 {
 			return uint64(10+5*i) << 20
 		}
 		return uint64(30+i%3) << 20
@@ -47,8 +47,8 @@ func TestJudge(t *testing.T) {
 	if v := judge(g, 0.10); v.flat || !strings.Contains(v.text, "goroutines") {
 		t.Errorf("growing goroutines judged flat: %s", v.text)
 	}
-	if v := judge(series(5, func(int) uint64 { return 1 }), 0.10); v.flat || !strings.Contains(v.text, "not judged") {
-		t.Errorf("5 samples: %s", v.text)
+	if v := judge(series(7, func(int) uint64 { return 1 }), 0.10); v.flat || !strings.Contains(v.text, "not judged") {
+		t.Errorf("7 samples: %s", v.text)
 	}
 }
 

@@ -97,9 +97,9 @@ type verdict struct {
 	text string
 }
 
-// judge decides whether memory stayed flat. The first 20% of the samples
-// are the warm-up (live calls and the watchers' buffers grow to their
-// steady state) and are left out; of the rest, the mean RSS and heap of
+// judge decides whether memory stayed flat. The first 30% of the samples
+// are the warm-up (live calls, the history ring and the slow watchers'
+// queues grow to their bounds) and are left out; of the rest, the mean RSS and heap of
 // the last third must be at most limit (a fraction) above those of the
 // first third, and the goroutines of the last third at most 5% (+10) above.
 // The heap judged is the live heap after the last collection (what
@@ -107,7 +107,7 @@ type verdict struct {
 // A leak grows with time; a steady state only wobbles around its mean.
 // It needs 6 samples after the warm-up.
 func judge(samples []sample, limit float64) verdict {
-	rest := samples[len(samples)/5:]
+	rest := samples[len(samples)*3/10:]
 	if len(rest) < 6 {
 		return verdict{text: fmt.Sprintf("memory: not judged (%d samples after the warm-up, 6 needed)", len(rest))}
 	}
