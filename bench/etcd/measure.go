@@ -127,7 +127,11 @@ func runFanoutPhase(ctx context.Context, c *child, p peerClient, cfg fanoutConfi
 		}
 		return -1
 	}
+	watchdog := time.AfterFunc(2*time.Minute, cancel) // bounded, as in runIdlePhase
 	streams, err := openAll(wctx, p, conns, cfg.filtered+cfg.unfiltered, device, false)
+	if !watchdog.Stop() {
+		err = errors.Join(err, errors.New("not open after 2 minutes"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open watches: %w", err)
 	}
@@ -266,16 +270,30 @@ func runIdlePhase(ctx context.Context, c *child, p peerClient, cfg idleConfig) (
 	for _, cc := range conns {
 		cc.Connect()
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if _, err := openAll(wctx, p, conns, len(conns), func(int) int { return 0 }, true); err != nil {
+	// One watch per connection, ended again, so that each connection is
+	// up and has served a stream before the first reading (ended: the
+	// server allows server.DefaultMaxConcurrentStreams, 1,000, per
+	// connection, and 10,000 streams on 10 connections use them all).
+	warm, endWarm := context.WithCancel(ctx)
+	_, err = openAll(warm, p, conns, len(conns), func(int) int { return 0 }, true)
+	endWarm()
+	if err != nil {
 		return nil, fmt.Errorf("warm-up watch: %w", err)
 	}
 	if res.Before, err = c.memory(); err != nil {
 		return nil, err
 	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Bounded: opening gives up after 2 minutes (a stream that cannot
+	// open, e.g. over the server's per-connection limit, would wait).
+	watchdog := time.AfterFunc(2*time.Minute, cancel)
 	t := time.Now()
-	if _, err := openAll(wctx, p, conns, cfg.streams, func(i int) int { return i % fanoutDevices }, true); err != nil {
+	_, err = openAll(wctx, p, conns, cfg.streams, func(i int) int { return i % fanoutDevices }, true)
+	if !watchdog.Stop() {
+		err = errors.Join(err, errors.New("not open after 2 minutes"))
+	}
+	if err != nil {
 		return nil, fmt.Errorf("open idle watches: %w", err)
 	}
 	res.OpenSeconds = time.Since(t).Seconds()
