@@ -30,7 +30,7 @@
 // flush): signals from two operations never cross, and a driver may
 // report an event from inside a signal (the simulator answers at once)
 // without deadlocking. The only driver methods called under the lock are
-// Refuse and Status, which answer from the driver's memory.
+// Refuse, Status and CanAnswer, which answer from the driver's memory.
 //
 // # Operations whose effect is the far end's
 //

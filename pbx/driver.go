@@ -17,7 +17,7 @@ import (
 // back as an event. The context is the engine's: it ends when the engine
 // closes.
 //
-// Refuse and Status are different: the engine asks them while it holds
+// Refuse, Status and CanAnswer are different: the engine asks them while it holds
 // its lock, so they must answer from memory at once and never call the
 // engine.
 type Driver interface {
@@ -27,6 +27,9 @@ type Driver interface {
 	Refuse(t Target) int32
 	// Status is the registration health of a device. It must not block.
 	Status(device string) DeviceStatus
+	// CanAnswer says whether a device can be told to answer a ringing
+	// call (the API's Talk). It must not block.
+	CanAnswer(device string) bool
 
 	// Offhook asks the device of a leg the API dialled to go off-hook
 	// (click-to-dial: the caller's own phone rings first). The driver

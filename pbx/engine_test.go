@@ -58,6 +58,7 @@ func (r *recorder) Refuse(t Target) int32 {
 	return 0
 }
 func (r *recorder) Status(string) DeviceStatus { return StatusUp }
+func (r *recorder) CanAnswer(string) bool        { return true }
 func (r *recorder) Offhook(_ context.Context, l LegRef, auto bool) {
 	r.add("offhook %s auto=%v", l.Device, auto)
 }
@@ -146,14 +147,14 @@ func TestSignals(t *testing.T) {
 	expectSignals(t, rec, "hangup SIP/201 cause=16") // not SIP/202: it hung up itself
 
 	rec.react = nil
-	x := okCall(t)(e.Originated(ctx, "SIP/203", "+15550100"))
+	x := okCall(t)(e.Originated(ctx, "SIP/203", "+15550100", nil))
 	expectSignals(t, rec, "originate remote1 +15550100 from SIP/203")
 	okCalls(t)(e.RemoteAnswered(ctx, 1))
 	expectSignals(t, rec, "bridge remote1 SIP/203")
 	okCall(t)(e.Hangup(ctx, x.UID))
 	expectSignals(t, rec, "hangup SIP/203 cause=16", "hangup remote1 cause=16")
 
-	busy := okCall(t)(e.Originated(ctx, "SIP/203", "+15550110"))
+	busy := okCall(t)(e.Originated(ctx, "SIP/203", "+15550110", nil))
 	if !busy.Dead() || busy.Cause != CauseUserBusy {
 		t.Errorf("a number the driver refuses: %v cause %d, want dead 17", busy.State, busy.Cause)
 	}
@@ -224,7 +225,7 @@ func TestAsyncAnswer(t *testing.T) {
 	}
 
 	rec.react = nil // from now on phones never answer
-	c := okCall(t)(e.Originated(ctx, "SIP/203", "202"))
+	c := okCall(t)(e.Originated(ctx, "SIP/203", "202", nil))
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	_, _, err := e.Talk(short, e.store.ByDevice("SIP/202")[1].UID)

@@ -70,19 +70,22 @@ func (e *StateError) Is(target error) bool { return target == ErrBadState }
 // Q.850 cause codes the switch uses.
 const (
 	CauseUnallocated      int32 = 1
+	CauseNoRoute          int32 = 3
 	CauseNormalClearing   int32 = 16
 	CauseUserBusy         int32 = 17
 	CauseNoUserResponding int32 = 18
 	CauseNoAnswer         int32 = 19
+	CauseAbsent           int32 = 20
 	CauseRejected         int32 = 21
 	CauseRedirected       int32 = 23
 	CauseAnsweredElse     int32 = 26
+	CauseOutOfOrder       int32 = 27
 )
 
 var causeTexts = map[int32]string{
 	1: "Unallocated (unassigned) number", 3: "No route to destination",
 	16: "Normal Clearing", 17: "User busy", 18: "No user responding",
-	19: "User alerting, no answer", 21: "Call Rejected", 22: "Number changed",
+	19: "User alerting, no answer", 20: "Subscriber absent", 21: "Call Rejected", 22: "Number changed",
 	23: "Redirected to new destination", 26: "Answered elsewhere",
 	27: "Destination out of order", 28: "Invalid number format",
 	31: "Normal, unspecified", 34: "Circuit/channel congestion",

@@ -107,8 +107,11 @@ func (e *Engine) Held(ctx context.Context, uid int64, held bool) (*callstore.Cal
 
 // Originated reports that a phone dialled a number (it sent the call to
 // the PBX off hook already): the leg is committed in state dial, then
-// routed in a second revision, as for Dial.
-func (e *Engine) Originated(ctx context.Context, device, number string) (*callstore.Call, error) {
+// routed in a second revision, as for Dial. bind (if not nil) learns the
+// new leg's uid before anything about it is signalled, so the driver can
+// file the phone's dialog under it; it runs under the engine's lock and
+// must neither block nor call the engine.
+func (e *Engine) Originated(ctx context.Context, device, number string, bind func(uid int64)) (*callstore.Call, error) {
 	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
@@ -121,6 +124,9 @@ func (e *Engine) Originated(ctx context.Context, device, number string) (*callst
 	a := e.newLeg(t, dev, callstore.PartyCaller)
 	a.c.NRState = callstore.NRDial
 	a.c.Number = number
+	if bind != nil {
+		bind(a.c.UID)
+	}
 	if err := e.commit(t); err != nil {
 		return nil, err
 	}

@@ -248,7 +248,7 @@ func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bo
 		}
 		return nil, l.cur, true, nil
 	case l.ringing != nil:
-		if !l.dev.Features.Answer {
+		if !l.dev.Features.Answer || !e.drv.CanAnswer(l.dev.Name) {
 			return nil, nil, false, fmt.Errorf("%w: %s cannot answer remotely", ErrNotSupported, l.dev.Name)
 		}
 		ref := l.ref()

@@ -190,7 +190,7 @@ var Flows = []Flow{
 		h.D.RemoteHangup(h.T, calls[0].UID)
 		h.Expect("UPDATE SIP/201 dead/dead callee cause=16 | UPDATE SIP/201_2 dead/dead callee cause=16 | UPDATE SIP/202 dead/dead callee cause=16")
 	}},
-	{"blind transfer", nil, func(h *H) {
+	{"blind transfer", []Cap{CapWebRTC}, func(h *H) {
 		a, b := h.Connect("SIP/201", "202", "SIP/202")
 		x, p := h.CC(h.E.Xfer(h.Ctx, b.UID, "301"))
 		h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | TRANSFER SIP/201 ring/up caller xfer=2 | NEW SIP/webrtc11 ring/ringing callee")
@@ -204,7 +204,7 @@ var Flows = []Flow{
 		h.AnswerCall(c.UID)
 		h.Expect("UPDATE SIP/webrtc11 up/up callee | UPDATE SIP/201 up/up caller")
 	}},
-	{"attended transfer", nil, func(h *H) {
+	{"attended transfer", []Cap{CapWebRTC}, func(h *H) {
 		a, b1 := h.Connect("SIP/201", "202", "SIP/202")
 		h.CB(h.E.Hold(h.Ctx, b1.UID))
 		b2 := h.Dial("SIP/202", "301")
@@ -225,7 +225,7 @@ var Flows = []Flow{
 			h.T.Errorf("bridge: %d<->%d labels %q %q", a.PeerUID, c.PeerUID, a.Label, c.Label)
 		}
 	}},
-	{"semi-attended transfer: the target still rings", nil, func(h *H) {
+	{"semi-attended transfer: the target still rings", []Cap{CapWebRTC}, func(h *H) {
 		a, b1 := h.Connect("SIP/201", "202", "SIP/202")
 		h.CB(h.E.Hold(h.Ctx, b1.UID))
 		b2 := h.Dial("SIP/202", "301")
@@ -262,7 +262,7 @@ var Flows = []Flow{
 			h.T.Errorf("a talks to %q, want +15550140", a.Number)
 		}
 	}},
-	{"atxfer of two ringing calls", nil, func(h *H) {
+	{"atxfer of two ringing calls", []Cap{CapWebRTC}, func(h *H) {
 		b1 := h.Dial("SIP/202", "201")
 		b2 := h.Dial("SIP/202", "301")
 		h.Skip()
@@ -281,7 +281,7 @@ var Flows = []Flow{
 			h.T.Errorf("send: %q %+v", old.CauseTxt, nw)
 		}
 	}},
-	{"send an internal ringing call", nil, func(h *H) {
+	{"send an internal ringing call", []Cap{CapWebRTC}, func(h *H) {
 		h.Dial("SIP/201", "202")
 		h.Skip()
 		_, nw := h.CC(h.E.Send(h.Ctx, h.On("SIP/202").UID, "301"))
@@ -333,7 +333,7 @@ var Flows = []Flow{
 		h.Hangup(m.UID)
 		h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | UPDATE Queue/q_600 dead/dead callee cause=16")
 	}},
-	{"internal caller into a queue, nobody answers", nil, func(h *H) {
+	{"internal caller into a queue, nobody answers", []Cap{CapWebRTC}, func(h *H) {
 		h.Dial("SIP/webrtc11", "650")
 		h.Expect(
 			"NEW SIP/webrtc11 dial/dial caller",

@@ -35,6 +35,8 @@ const (
 	CapInbound Cap = "inbound"
 	// CapRemoteAnswer: the API's Talk makes a ringing phone answer.
 	CapRemoteAnswer Cap = "remote-answer"
+	// CapWebRTC: the browser phone SIP/webrtc11 (extension 301) can ring.
+	CapWebRTC Cap = "webrtc"
 )
 
 // Driver performs the phones' and far ends' actions of a flow through a

@@ -138,6 +138,10 @@ func (d *driver) Refuse(t pbx.Target) int32 {
 // Status: simulated phones are always registered.
 func (d *driver) Status(string) pbx.DeviceStatus { return pbx.StatusUp }
 
+// CanAnswer: every simulated handset with the answer feature answers
+// when told.
+func (d *driver) CanAnswer(string) bool { return true }
+
 // Offhook: the handset picks up at once.
 func (d *driver) Offhook(ctx context.Context, leg pbx.LegRef, _ bool) {
 	d.report(d.e.Answered(ctx, leg.UID))

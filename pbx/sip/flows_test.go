@@ -1,0 +1,155 @@
+package sip
+
+import (
+	"testing"
+	"time"
+
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	"callcontrold/pbx"
+	"callcontrold/pbx/pbxtest"
+)
+
+// TestFlows runs the driver-agnostic flow table against the SIP switch,
+// every phone of the demo directory an in-process sipgo user agent
+// registered on loopback. Flows that need simulated far ends, external
+// numbers or the browser phone are skipped (no trunk, no WebSocket yet).
+func TestFlows(t *testing.T) { pbxtest.Run(t, newEnv) }
+
+func newEnv(t *testing.T, dir *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
+	sw := startSIPSwitch(t, dir, store, clock)
+	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir)}}
+}
+
+func startSIPSwitch(t *testing.T, dir *directory.Directory, store *callstore.Store, clock pbx.Clock) *Switch {
+	t.Helper()
+	sw, err := NewSwitch(dir, store, Config{Addr: "127.0.0.1:0", Engine: pbx.Options{Clock: clock}, Logger: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sw.Close(); err != nil {
+			t.Errorf("switch close: %v", err)
+		}
+	})
+	return sw
+}
+
+// registerAll starts and registers a softphone for every SIP device.
+func registerAll(t *testing.T, sw *Switch, dir *directory.Directory) map[string]*softphone {
+	t.Helper()
+	by := map[string]*softphone{}
+	for _, dev := range dir.Devices() {
+		if dev.SIP == nil {
+			continue
+		}
+		p := newSoftphone(t, sw.Endpoint.Addr(), dev.SIP.Username)
+		p.register()
+		by[dev.Name] = p
+	}
+	return by
+}
+
+// phones plays the flow table's phones with the softphones.
+type phones struct {
+	t     *testing.T
+	sw    *Switch
+	store *callstore.Store
+	by    map[string]*softphone
+}
+
+// until waits for the engine to apply what a phone did: a liveness
+// bound, not a timing assertion.
+func until(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the switch never applied: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// dialogOf returns the phone of a leg and the Call-ID of its dialog.
+func (p *phones) dialogOf(t testing.TB, uid int64) (*softphone, string) {
+	t.Helper()
+	c, ok := p.store.Get(uid)
+	if !ok {
+		t.Fatalf("call %d is not live", uid)
+	}
+	var id string
+	until(t, "the leg's dialog exists", func() bool {
+		if d := p.sw.b.leg(uid); d != nil {
+			d.mu.Lock()
+			id = d.callID
+			d.mu.Unlock()
+		}
+		return id != ""
+	})
+	ph := p.by[c.Device]
+	if ph == nil {
+		t.Fatalf("no phone for %s", c.Device)
+	}
+	return ph, id
+}
+
+func (p *phones) gone(t testing.TB, uid int64) {
+	t.Helper()
+	until(t, "the leg ended", func() bool { _, ok := p.store.Get(uid); return !ok })
+}
+
+func (p *phones) Answer(t testing.TB, uid int64) {
+	t.Helper()
+	ph, id := p.dialogOf(t, uid)
+	until(t, "the phone rings", func() bool { ph.mu.Lock(); defer ph.mu.Unlock(); return ph.ringing[id] != nil })
+	ph.answer(id)
+	until(t, "the answer", func() bool { c, ok := p.store.Get(uid); return ok && c.NRState == callstore.NRUp })
+}
+
+func (p *phones) HangUp(t testing.TB, uid int64) {
+	t.Helper()
+	ph, id := p.dialogOf(t, uid)
+	if c, _ := p.store.Get(uid); c.NRState == callstore.NRRinging {
+		until(t, "the phone rings", func() bool { ph.mu.Lock(); defer ph.mu.Unlock(); return ph.ringing[id] != nil })
+		ph.refuse(id, 603)
+	} else {
+		ph.hangUp(id)
+	}
+	p.gone(t, uid)
+}
+
+func (p *phones) Refuse(t testing.TB, uid int64, cause int32) {
+	t.Helper()
+	ph, id := p.dialogOf(t, uid)
+	until(t, "the phone rings", func() bool { ph.mu.Lock(); defer ph.mu.Unlock(); return ph.ringing[id] != nil })
+	code := map[int32]int{pbx.CauseUserBusy: 486, pbx.CauseNoAnswer: 480, pbx.CauseRejected: 603, pbx.CauseUnallocated: 404}[cause]
+	if code == 0 {
+		t.Fatalf("no SIP status for cause %d", cause)
+	}
+	ph.refuse(id, code)
+	p.gone(t, uid)
+}
+
+func (p *phones) Hold(t testing.TB, uid int64, held bool) {
+	t.Helper()
+	ph, id := p.dialogOf(t, uid)
+	ph.hold(id, held)
+	want := callstore.NRUp
+	if held {
+		want = callstore.NRHold
+	}
+	until(t, "the hold", func() bool { c, ok := p.store.Get(uid); return ok && c.NRState == want })
+}
+
+func (p *phones) Inbound(t testing.TB, _, _, _ string) []*callstore.Call {
+	t.Fatal("no trunk: inbound calls are not offered")
+	return nil
+}
+func (p *phones) RemoteAnswer(t testing.TB, _ int64)          { t.Fatal("no trunk") }
+func (p *phones) RemoteReject(t testing.TB, _ int64, _ int32) { t.Fatal("no trunk") }
+func (p *phones) RemoteHangup(t testing.TB, _ int64)          { t.Fatal("no trunk") }
+func (p *phones) SetNumberBehaviour(t testing.TB, _ string, _ pbx.Behaviour) {
+	t.Fatal("no simulated far ends")
+}
+
+func (p *phones) Has(c pbxtest.Cap) bool { return false }

@@ -1,0 +1,309 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+)
+
+// softphone is an in-process sipgo user agent playing one registered
+// device: it rings on INVITEs (and answers the B2BUA's click-to-dial
+// INVITEs by itself, as a user picking up would), answers re-INVITEs,
+// and on the test's word answers, refuses, hangs up, holds or calls.
+type softphone struct {
+	t      *testing.T
+	user   string
+	sw     netip.AddrPort
+	ua     *sipgo.UserAgent
+	client *sipgo.Client
+	dua    sipgo.DialogUA
+	host   string
+	port   int
+	sdp    []byte
+
+	mu      sync.Mutex
+	servers map[string]*sipgo.DialogServerSession // by Call-ID: the switch called us
+	clients map[string]*sipgo.DialogClientSession // we called the switch
+	ringing map[string]chan func()                // Call-IDs ringing: what the user decides
+	quit    chan struct{}                         // closed at cleanup: ringing calls give up
+	holds   chan string                           // directions of the re-INVITEs received
+	wg      sync.WaitGroup
+}
+
+func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("softphone"), sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
+		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
+		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
+		ringing: map[string]chan func(){}, holds: make(chan string, 16), quit: make(chan struct{})}
+	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
+	srv.OnInvite(p.onInvite)
+	srv.OnAck(p.onAck)
+	srv.OnBye(p.onBye)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.ServeUDP(conn)
+	}()
+	t.Cleanup(func() {
+		close(p.quit)
+		p.wg.Wait()
+		conn.Close()
+		<-served
+		ua.Close()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, _ := ua.TransportLayer().GetConnection("udp", conn.LocalAddr().String()); c != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("softphone socket never served")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return p
+}
+
+func (p *softphone) go_(f func()) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+}
+
+func (p *softphone) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// register binds the phone's address with the demo password.
+func (p *softphone) register() {
+	p.t.Helper()
+	req := sipmsg.NewRequest(sipmsg.REGISTER, sipmsg.Uri{Scheme: "sip", Host: p.sw.Addr().String(), Port: int(p.sw.Port())})
+	aor := sipmsg.Uri{Scheme: "sip", User: p.user, Host: "127.0.0.1"}
+	from := &sipmsg.FromHeader{Address: aor, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sipmsg.GenerateTagN(8))
+	req.AppendHeader(from)
+	req.AppendHeader(&sipmsg.ToHeader{Address: aor})
+	req.AppendHeader(sipmsg.NewHeader("Contact", fmt.Sprintf("<sip:%s@%s:%d>", p.user, p.host, p.port)))
+	req.AppendHeader(sipmsg.NewHeader("Expires", "600"))
+	ctx, cancel := p.ctx()
+	defer cancel()
+	res, err := p.client.Do(ctx, req)
+	if err == nil && res.StatusCode == sipmsg.StatusUnauthorized {
+		res, err = p.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: p.user, Password: "demo-sip-" + p.user})
+	}
+	if err != nil || res.StatusCode != sipmsg.StatusOK {
+		p.t.Fatalf("%s: REGISTER: %v %v", p.user, res, err)
+	}
+}
+
+func (p *softphone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	id := req.CallID().Value()
+	if to := req.To(); to != nil && to.Params.Has("tag") { // re-INVITE: hold or resume from the other side
+		dir := "sendrecv"
+		if holds(req.Body()) {
+			dir = "sendonly"
+		}
+		p.holds <- dir
+		_ = tx.Respond(sipmsg.NewSDPResponseFromRequest(req, p.sdp))
+		return
+	}
+	srv, err := p.dua.ReadInvite(req, tx)
+	if err != nil {
+		return
+	}
+	decide := make(chan func(), 1)
+	p.mu.Lock()
+	p.servers[id] = srv
+	p.ringing[id] = decide
+	p.mu.Unlock()
+	_ = srv.Respond(sipmsg.StatusRinging, "Ringing", nil)
+	if req.From().Address.User == "callcontrold" { // click-to-dial: the user picks up
+		p.answer(id)
+	}
+	// sipgo ends the transaction when this handler returns: ring until
+	// the test decides, the switch cancels, or the test ends.
+	select {
+	case f := <-decide:
+		f()
+	case <-srv.Context().Done():
+		p.mu.Lock()
+		delete(p.ringing, id)
+		delete(p.servers, id)
+		p.mu.Unlock()
+	case <-p.quit:
+		_ = srv.Respond(sipmsg.StatusTemporarilyUnavailable, "Gone", nil)
+	}
+}
+
+func (p *softphone) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	p.mu.Lock()
+	srv := p.servers[req.CallID().Value()]
+	p.mu.Unlock()
+	if srv != nil {
+		_ = srv.ReadAck(req, tx)
+	}
+}
+
+func (p *softphone) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	id := req.CallID().Value()
+	p.mu.Lock()
+	srv, cli := p.servers[id], p.clients[id]
+	delete(p.servers, id)
+	delete(p.clients, id)
+	p.mu.Unlock()
+	switch {
+	case srv != nil:
+		_ = srv.ReadBye(req, tx)
+	case cli != nil:
+		_ = cli.ReadBye(req, tx)
+	default:
+		_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusCallTransactionDoesNotExists, "Gone", nil))
+	}
+}
+
+func (p *softphone) server(id string) *sipgo.DialogServerSession {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	srv := p.servers[id]
+	if srv == nil {
+		p.t.Fatalf("%s: no call %s from the switch", p.user, id)
+	}
+	return srv
+}
+
+// answer picks up a ringing call (the 2xx waits for its ACK on its own
+// goroutine).
+func (p *softphone) answer(id string) {
+	p.mu.Lock()
+	srv, decide := p.servers[id], p.ringing[id]
+	delete(p.ringing, id)
+	p.mu.Unlock()
+	decide <- func() { _ = srv.RespondSDP(p.sdp) }
+}
+
+// refuse answers a ringing call with a failure status.
+func (p *softphone) refuse(id string, code int) {
+	srv := p.server(id)
+	p.mu.Lock()
+	decide := p.ringing[id]
+	delete(p.ringing, id)
+	delete(p.servers, id)
+	p.mu.Unlock()
+	decide <- func() { _ = srv.Respond(code, "Refused", nil) }
+}
+
+// hangUp sends BYE on an established call.
+func (p *softphone) hangUp(id string) {
+	p.mu.Lock()
+	srv, cli := p.servers[id], p.clients[id]
+	p.mu.Unlock()
+	if srv != nil { // the switch's ACK may still be on its way
+		until(p.t, "the ACK", func() bool { return srv.LoadState() == sipmsg.DialogStateConfirmed })
+	}
+	p.mu.Lock()
+	delete(p.servers, id)
+	delete(p.clients, id)
+	p.mu.Unlock()
+	ctx, cancel := p.ctx()
+	defer cancel()
+	var err error
+	switch {
+	case srv != nil:
+		err = srv.Bye(ctx)
+	case cli != nil:
+		err = cli.Bye(ctx)
+	default:
+		p.t.Fatalf("%s: no call %s to hang up", p.user, id)
+	}
+	if err != nil {
+		p.t.Fatalf("%s: BYE: %v", p.user, err)
+	}
+}
+
+// hold re-INVITEs the switch with its description sendonly (held) or
+// sendrecv.
+func (p *softphone) hold(id string, held bool) {
+	p.t.Helper()
+	dir := "sendrecv"
+	if held {
+		dir = "sendonly"
+	}
+	srv := p.server(id)
+	req := sipmsg.NewRequest(sipmsg.INVITE, srv.InviteRequest.Contact().Address)
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(withDirection(p.sdp, dir))
+	ctx, cancel := p.ctx()
+	defer cancel()
+	res, err := srv.Do(ctx, req)
+	if err != nil || !res.IsSuccess() {
+		p.t.Fatalf("%s: re-INVITE: %v %v", p.user, res, err)
+	}
+	ack := sipmsg.NewRequest(sipmsg.ACK, req.Recipient)
+	ack.AppendHeader(sipmsg.HeaderClone(req.From()))
+	ack.AppendHeader(sipmsg.HeaderClone(res.To()))
+	ack.AppendHeader(sipmsg.HeaderClone(req.CallID()))
+	ack.AppendHeader(&sipmsg.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sipmsg.ACK})
+	ack.SetDestination(req.Destination())
+	if err := p.client.WriteRequest(ack); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// call dials a number through the switch, answering its digest
+// challenge; done receives the INVITE's outcome (nil: answered).
+func (p *softphone) call(number string) (callID string, done <-chan error) {
+	p.t.Helper()
+	req := sipmsg.NewRequest(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: number, Host: p.sw.Addr().String(), Port: int(p.sw.Port())})
+	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: p.user, Host: "127.0.0.1"}, Params: sipmsg.NewParams()}
+	from.Params.Add("tag", sipmsg.GenerateTagN(8))
+	req.AppendHeader(from)
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(p.sdp)
+	out := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cli, err := p.dua.WriteInvite(ctx, req)
+	if err != nil {
+		cancel()
+		p.t.Fatalf("%s: INVITE: %v", p.user, err)
+	}
+	id := req.CallID().Value()
+	p.mu.Lock()
+	p.clients[id] = cli
+	p.mu.Unlock()
+	p.go_(func() {
+		defer cancel()
+		err := cli.WaitAnswer(ctx, sipgo.AnswerOptions{Username: p.user, Password: "demo-sip-" + p.user})
+		if err == nil {
+			err = cli.Ack(ctx)
+		}
+		out <- err
+	})
+	return id, out
+}

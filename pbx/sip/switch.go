@@ -1,0 +1,243 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	"callcontrold/pbx"
+)
+
+// Config configures the SIP switch.
+type Config struct {
+	// Addr is the SIP listen address (UDP and TCP), host:port.
+	Addr string
+	// Engine configures the call engine (ring timeouts, clock, limits).
+	Engine pbx.Options
+	// Registrar configures registration expiry and authentication limits;
+	// its OnChange is the switch's own.
+	Registrar RegistrarConfig
+	Logger    *slog.Logger // nil: slog.Default()
+}
+
+// Switch is the call engine with real SIP phones behind it: an
+// endpoint, the registrar, and the back-to-back user agent that is the
+// engine's channel driver. It implements pbx.Switch through the engine;
+// it has no pbx.Simulator (there is no simulated far end).
+type Switch struct {
+	*pbx.Engine
+	Endpoint  *Endpoint
+	Registrar *Registrar
+	b         *b2bua
+}
+
+var _ pbx.Switch = (*Switch)(nil)
+
+// NewSwitch starts a SIP switch over the directory, committing to store:
+// it listens at cfg.Addr at once. Close stops it.
+func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*Switch, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ep, err := NewEndpoint(EndpointConfig{Addr: cfg.Addr, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	b := newB2BUA(dir, ep, log)
+	rc := cfg.Registrar
+	if rc.Logger == nil {
+		rc.Logger = log
+	}
+	rc.OnChange = b.deviceChanged
+	reg := NewRegistrar(dir, rc)
+	reg.Attach(ep)
+	b.reg = reg
+	if cfg.Engine.Logger == nil {
+		cfg.Engine.Logger = log
+	}
+	b.e = pbx.NewEngine(dir, store, b, cfg.Engine)
+	b.attach(ep)
+	if err := ep.Start(); err != nil {
+		b.e.Close()
+		reg.Close()
+		return nil, errors.Join(err, ep.Close())
+	}
+	return &Switch{Engine: b.e, Endpoint: ep, Registrar: reg, b: b}, nil
+}
+
+// Close stops the engine, abandons the dialogs in flight (without
+// signalling: the phones time them out) and closes the listeners.
+func (s *Switch) Close() error {
+	s.Engine.Close()
+	s.b.abandon()
+	s.Registrar.Close()
+	err := s.Endpoint.Close() // ends every transaction the driver still waits on
+	s.b.wg.Wait()
+	return err
+}
+
+// b2bua is the SIP channel driver: every leg on a phone is one dialog
+// between the B2BUA and that phone. A phone's INVITE is a server dialog
+// (the leg is the caller's); the B2BUA's INVITE to a phone is a client
+// dialog. Media is not relayed: each phone gets the other's SDP.
+type b2bua struct {
+	e    *pbx.Engine
+	dir  *directory.Directory
+	ep   *Endpoint
+	reg  *Registrar
+	log  *slog.Logger
+	dua  sipgo.DialogUA
+	ctx  context.Context // ends with close: every goroutine of the driver watches it
+	stop context.CancelCauseFunc
+
+	mu       sync.Mutex
+	closed   bool
+	byUID    map[int64]*dialog
+	byCallID map[string]*dialog
+	wg       sync.WaitGroup
+}
+
+var _ pbx.Driver = (*b2bua)(nil)
+
+func newB2BUA(dir *directory.Directory, ep *Endpoint, log *slog.Logger) *b2bua {
+	b := &b2bua{dir: dir, ep: ep, log: log, byUID: map[int64]*dialog{}, byCallID: map[string]*dialog{}}
+	contact := sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", Host: ep.Addr().Addr().String(), Port: int(ep.Addr().Port())}}
+	b.dua = sipgo.DialogUA{Client: ep.Client(), ContactHDR: contact}
+	b.ctx, b.stop = context.WithCancelCause(context.Background())
+	return b
+}
+
+func (b *b2bua) attach(ep *Endpoint) {
+	ep.Handle(sipmsg.INVITE, b.onInvite)
+	ep.Handle(sipmsg.ACK, b.onAck)
+	ep.Handle(sipmsg.BYE, b.onBye)
+	ep.Handle(sipmsg.CANCEL, b.onStrayCancel)
+}
+
+// abandon stops every dialog without signalling; the goroutines still
+// waiting on a transaction return when the endpoint closes.
+func (b *b2bua) abandon() {
+	b.mu.Lock()
+	b.closed = true
+	ds := make([]*dialog, 0, len(b.byUID))
+	for _, d := range b.byUID {
+		ds = append(ds, d)
+	}
+	b.mu.Unlock()
+	// Force: waiting INVITEs return without sending CANCEL.
+	b.stop(sipgo.WaitAnswerForceCancelErr)
+	for _, d := range ds {
+		d.abandon()
+	}
+}
+
+// spawn runs f on its own goroutine, tracked so close can wait for it.
+func (b *b2bua) spawn(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// file registers a dialog under its leg and Call-ID.
+func (b *b2bua) file(d *dialog) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.byUID[d.uid] = d
+	b.byCallID[d.callID] = d
+}
+
+func (b *b2bua) forget(d *dialog) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byUID[d.uid] == d {
+		delete(b.byUID, d.uid)
+	}
+	if b.byCallID[d.callID] == d {
+		delete(b.byCallID, d.callID)
+	}
+}
+
+func (b *b2bua) leg(uid int64) *dialog {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byUID[uid]
+}
+
+func (b *b2bua) byCall(callID string) *dialog {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byCallID[callID]
+}
+
+// deviceChanged: the registrar's up/down events. The engine asks Status
+// when it needs it; a phone that went away mid-call is left to the
+// calls' own signalling (its dialogs time out or fail).
+func (b *b2bua) deviceChanged(ev DeviceEvent) {
+	b.log.Info("sip device", "device", ev.Device, "up", ev.Up, "reason", ev.Reason)
+}
+
+// report logs an event the engine refused: a race between a phone and
+// the engine (the call ended meanwhile) is expected.
+func (b *b2bua) report(what string, err error) {
+	if err != nil && !errors.Is(err, pbx.ErrClosed) {
+		b.log.Debug("sip: event not applied", "event", what, "err", err)
+	}
+}
+
+// Refuse: a device without a live registration cannot ring (20); there
+// is no trunk, so external numbers have no route (3).
+func (b *b2bua) Refuse(t pbx.Target) int32 {
+	if t.Number != "" {
+		return pbx.CauseNoRoute
+	}
+	if len(b.reg.Bindings(t.Device)) == 0 {
+		return pbx.CauseAbsent
+	}
+	return 0
+}
+
+// Status is the device's registration.
+func (b *b2bua) Status(device string) pbx.DeviceStatus {
+	if dev, ok := b.dir.Device(device); !ok || dev.SIP == nil {
+		return pbx.StatusUnknown
+	}
+	if b.reg.Up(device) {
+		return pbx.StatusUp
+	}
+	return pbx.StatusDown
+}
+
+// Originate is never asked: Refuse turns every external number away
+// until a trunk is configured.
+func (b *b2bua) Originate(ctx context.Context, o pbx.Originate) {
+	b.spawn(func() { _, err := b.e.RemoteEnded(ctx, o.Remote, pbx.CauseNoRoute); b.report("originate", err) })
+}
+
+// HangupRemote: no trunk, nothing to end.
+func (b *b2bua) HangupRemote(context.Context, pbx.RemoteID, int32) {}
+
+// Dtmf: tones are the phones' own business (RFC 4733 in their media).
+func (b *b2bua) Dtmf(context.Context, pbx.LegRef, string) {}
+
+// CanAnswer: telling a ringing phone to answer ("NOTIFY Event: talk",
+// for the devices whose directory entry allows it) is not done yet, so
+// Talk on a ringing SIP phone is refused as not supported.
+func (b *b2bua) CanAnswer(string) bool { return false }
+
+// Answer is never asked (CanAnswer is false).
+func (b *b2bua) Answer(context.Context, pbx.LegRef) {}
