@@ -46,6 +46,8 @@ type config struct {
 	watcherQueue     int
 	progressInterval time.Duration
 
+	switchKind  string
+	sipAddr     string
 	ringTimeout time.Duration
 	demoTraffic float64
 
@@ -101,7 +103,9 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.historySize, "history-size", 100000, "revisions retained for WatchCalls resume")
 	fs.IntVar(&c.watcherQueue, "watcher-queue", 1024, "revisions a watcher may have queued before it catches up from history")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "WatchCalls progress frame after this long without events")
-	fs.DurationVar(&c.ringTimeout, "ring-timeout", 30*time.Second, "simulated switch: unanswered calls end after this long (cause 19)")
+	fs.StringVar(&c.switchKind, "switch", "sim", "channel driver behind the call engine: sim (simulated phones and far ends) or sip (real phones register at --sip-addr)")
+	fs.StringVar(&c.sipAddr, "sip-addr", "127.0.0.1:5060", "sip switch: SIP listen `address` (UDP and TCP)")
+	fs.DurationVar(&c.ringTimeout, "ring-timeout", 30*time.Second, "unanswered calls end after this long (cause 19)")
 	fs.Float64Var(&c.demoTraffic, "demo-traffic", 0, "simulated switch: start `N` calls per second of mixed demo traffic")
 	fs.DurationVar(&c.maxConnectionAge, "max-connection-age", 30*time.Minute, "recycle connections after this long (watchers resume with their token)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, wait this long for calls to finish before closing connections")
@@ -233,6 +237,15 @@ func (c *config) validate() error {
 		errs = append(errs, errors.New("--demo-traffic, --control-rps and --read-rps must not be negative"))
 	}
 	errs = append(errs, c.validateLimits()...)
+	switch c.switchKind {
+	case "sim":
+	case "sip":
+		if c.demoTraffic > 0 {
+			errs = append(errs, errors.New("--demo-traffic needs --switch sim: it plays simulated phones"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--switch must be sim or sip, got %q", c.switchKind))
+	}
 	switch c.logFormat {
 	case "text", "json":
 	default:

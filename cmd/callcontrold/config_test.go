@@ -242,6 +242,16 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"callcontrold.yaml", "line"},
 		},
 		{
+			name: "unknown switch",
+			args: []string{"--switch", "pjsip"},
+			want: []string{"--switch must be sim or sip", `"pjsip"`},
+		},
+		{
+			name: "demo traffic needs the simulated switch",
+			args: []string{"--switch", "sip", "--demo-traffic", "2"},
+			want: []string{"--demo-traffic needs --switch sim"},
+		},
+		{
 			name: "missing config file",
 			args: []string{"--config", filepath.Join(os.TempDir(), "callcontrold-does-not-exist.yaml")},
 			want: []string{"config file", "callcontrold-does-not-exist.yaml"},

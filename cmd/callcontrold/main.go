@@ -83,8 +83,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	store := callstore.New(callstore.Options{HistorySize: cfg.historySize, WatcherQueue: cfg.watcherQueue})
 	defer store.Close()
-	sw := sim.New(dir, store, sim.Options{RingTimeout: cfg.ringTimeout})
-	defer sw.Close()
+	sw, err := newSwitch(cfg, dir, store, log)
+	if err != nil {
+		return err
+	}
+	defer sw.close()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -104,9 +107,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv, tlsConf, err := newServer(cfg, server.Deps{
 		Store:        store,
 		Directory:    dir,
-		Switch:       sw,
-		Devices:      sw,
-		Simulator:    sw,
+		Switch:       sw.Switch,
+		Devices:      sw.devices,
+		Simulator:    sw.simulator,
 		Authenticate: authn.Authenticate,
 		Limiter: auth.NewLimiter(auth.LimitConfig{
 			ControlRPS: cfg.controlRPS, ControlBurst: cfg.controlBurst,
@@ -138,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 	}
-	startDemoTraffic(ctx, cfg.demoTraffic, sw, log)
+	startDemoTraffic(ctx, cfg.demoTraffic, sw.sim, log)
 	return serveUntilDone(ctx, cfg, srv, lis, webSrv, metricsSrv, log)
 }
 
@@ -156,6 +159,9 @@ func loadDirectory(cfg *config, log *slog.Logger) (*directory.Directory, error) 
 			return nil, fmt.Errorf("refusing to serve the demo directory on %s: its tokens are public; listen on a loopback address, pass --directory, or --allow-demo-public", addr)
 		}
 		log.Warn("serving the demo directory on a non-loopback address: its tokens (demo-<login>) are public", "addr", addr)
+	}
+	if cfg.switchKind == "sip" && !isLoopback(cfg.sipAddr) && !cfg.allowDemoPublic {
+		return nil, fmt.Errorf("refusing to take SIP registrations for the demo directory on %s: its SIP passwords are public; use a loopback --sip-addr, pass --directory, or --allow-demo-public", cfg.sipAddr)
 	}
 	return directory.Demo(), nil
 }
@@ -259,7 +265,7 @@ func serveUntilDone(ctx context.Context, cfg *config, srv *server.Server, lis ne
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("serving", "addr", lis.Addr().String(), "tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "",
-		"directory", directoryName(cfg), "switch", "simulated", "otlp_endpoint", cfg.otlpEndpoint)
+		"directory", directoryName(cfg), "switch", cfg.switchKind, "otlp_endpoint", cfg.otlpEndpoint)
 
 	select {
 	case err := <-serveErr:
