@@ -14,7 +14,9 @@ import (
 // callSwitch is what the server needs from the switch the flags chose.
 type callSwitch struct {
 	pbx.Switch
-	devices   interface{ DeviceState(string) (pbx.DeviceState, error) }
+	devices interface {
+		DeviceState(string) (pbx.DeviceState, error)
+	}
 	simulator pbx.Simulator // nil unless the switch is simulated
 	sim       *sim.Switch   // for demo traffic
 	close     func()

@@ -452,6 +452,31 @@ var Flows = []Flow{
 			h.T.Errorf("201 %+v", s)
 		}
 	}},
+	{"blind transfer between desk phones", nil, func(h *H) {
+		a, b := h.Connect("SIP/201", "202", "SIP/202")
+		h.CC(h.E.Xfer(h.Ctx, b.UID, "203"))
+		h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | TRANSFER SIP/201 ring/up caller xfer=2 | NEW SIP/203 ring/ringing callee")
+		h.Answer("SIP/203")
+		h.Expect("UPDATE SIP/203 up/up callee | UPDATE SIP/201 up/up caller")
+		if a = h.Get(a.UID); a.PeerUID != h.On("SIP/203").UID {
+			h.T.Errorf("a bridged to %d after the transfer", a.PeerUID)
+		}
+		h.D.HangUp(h.T, h.On("SIP/203").UID)
+		h.Expect("UPDATE SIP/203 dead/dead callee cause=16 | UPDATE SIP/201 dead/dead caller cause=16")
+	}},
+	{"attended transfer between desk phones", nil, func(h *H) {
+		_, b1 := h.Connect("SIP/201", "202", "SIP/202")
+		h.CB(h.E.Hold(h.Ctx, b1.UID))
+		h.Skip()
+		b2 := h.Dial("SIP/202", "203")
+		h.Skip()
+		h.Answer("SIP/203")
+		h.Skip()
+		h.CC(h.E.AtXfer(h.Ctx, b1.UID, b2.UID))
+		h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | UPDATE SIP/202 dead/dead caller cause=16 | TRANSFER SIP/201 up/up caller xfer=2 | TRANSFER SIP/203 up/up callee xfer=2")
+		h.D.HangUp(h.T, h.On("SIP/201").UID)
+		h.Expect("UPDATE SIP/201 dead/dead caller cause=16 | UPDATE SIP/203 dead/dead callee cause=16")
+	}},
 	{"talk answers a ringing phone remotely", []Cap{CapRemoteAnswer}, func(h *H) {
 		h.Dial("SIP/201", "202")
 		h.Skip()

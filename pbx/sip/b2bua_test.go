@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +158,32 @@ func TestMalformedSIP(t *testing.T) {
 	h.Revs(1)
 	if calls, _ := h.Store.List(nil, nil, 0, 0); len(calls) != 2 {
 		t.Errorf("%d live legs, want the 2 of the real call", len(calls))
+	}
+	h.Check()
+}
+
+// TestReinvites: media follows the engine's decisions. Hold re-INVITEs
+// the held party with the holder's description sendonly, talk with
+// sendrecv; after a blind transfer the transferred phone is re-INVITEd
+// with the new party's description.
+func TestReinvites(t *testing.T) {
+	h, _, by := phoneCallEnv(t)
+	a, b := h.Connect("SIP/201", "202", "SIP/202")
+	if got := by["SIP/201"].reinvited(); got != string(by["SIP/202"].sdp) {
+		t.Fatalf("click-to-dial caller re-INVITEd with %q, want the callee's description", got)
+	}
+	h.CB(h.E.Hold(h.Ctx, a.UID))
+	if got := by["SIP/202"].reinvited(); !strings.Contains(got, "a=sendonly") || !strings.Contains(got, "o=201 ") {
+		t.Errorf("held party got %q, want 201's description, sendonly", got)
+	}
+	h.CB(h.E.Talk(h.Ctx, a.UID))
+	if got := by["SIP/202"].reinvited(); !strings.Contains(got, "a=sendrecv") {
+		t.Errorf("resumed party got %q, want sendrecv", got)
+	}
+	h.CC(h.E.Xfer(h.Ctx, b.UID, "203"))
+	h.Answer("SIP/203")
+	if got := by["SIP/201"].reinvited(); got != string(by["SIP/203"].sdp) {
+		t.Errorf("transferred phone re-INVITEd with %q, want 203's description", got)
 	}
 	h.Check()
 }

@@ -21,6 +21,9 @@ func newEnv(t *testing.T, dir *directory.Directory, store *callstore.Store, cloc
 	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir)}}
 }
 
+// startSIPSwitch starts a switch on loopback; it closes after the phones
+// registered on it.
+
 func startSIPSwitch(t *testing.T, dir *directory.Directory, store *callstore.Store, clock pbx.Clock) *Switch {
 	t.Helper()
 	sw, err := NewSwitch(dir, store, Config{Addr: "127.0.0.1:0", Engine: pbx.Options{Clock: clock}, Logger: quietLog(t)})

@@ -28,13 +28,13 @@ type softphone struct {
 	port   int
 	sdp    []byte
 
-	mu      sync.Mutex
-	servers map[string]*sipgo.DialogServerSession // by Call-ID: the switch called us
-	clients map[string]*sipgo.DialogClientSession // we called the switch
-	ringing map[string]chan func()                // Call-IDs ringing: what the user decides
-	quit    chan struct{}                         // closed at cleanup: ringing calls give up
-	holds   chan string                           // directions of the re-INVITEs received
-	wg      sync.WaitGroup
+	mu        sync.Mutex
+	servers   map[string]*sipgo.DialogServerSession // by Call-ID: the switch called us
+	clients   map[string]*sipgo.DialogClientSession // we called the switch
+	ringing   map[string]chan func()                // Call-IDs ringing: what the user decides
+	quit      chan struct{}                         // closed at cleanup: ringing calls give up
+	reinvites chan []byte                           // descriptions of the re-INVITEs received
+	wg        sync.WaitGroup
 }
 
 func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
@@ -59,7 +59,7 @@ func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
 		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
 		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
-		ringing: map[string]chan func(){}, holds: make(chan string, 16), quit: make(chan struct{})}
+		ringing: map[string]chan func(){}, reinvites: make(chan []byte, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(p.onAck)
@@ -124,12 +124,11 @@ func (p *softphone) register() {
 
 func (p *softphone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	id := req.CallID().Value()
-	if to := req.To(); to != nil && to.Params.Has("tag") { // re-INVITE: hold or resume from the other side
-		dir := "sendrecv"
-		if holds(req.Body()) {
-			dir = "sendonly"
+	if to := req.To(); to != nil && to.Params.Has("tag") { // re-INVITE: a new bridge, hold or resume
+		select {
+		case p.reinvites <- req.Body():
+		default: // the test does not look
 		}
-		p.holds <- dir
 		_ = tx.Respond(sipmsg.NewSDPResponseFromRequest(req, p.sdp))
 		return
 	}
@@ -306,4 +305,16 @@ func (p *softphone) call(number string) (callID string, done <-chan error) {
 		out <- err
 	})
 	return id, out
+}
+
+// reinvited waits for the next re-INVITE the phone receives.
+func (p *softphone) reinvited() string {
+	p.t.Helper()
+	select {
+	case b := <-p.reinvites:
+		return string(b)
+	case <-time.After(10 * time.Second):
+		p.t.Fatalf("%s: no re-INVITE", p.user)
+		return ""
+	}
 }
