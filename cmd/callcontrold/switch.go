@@ -20,7 +20,6 @@ type callSwitch struct {
 	simulator pbx.Simulator // nil unless the switch is simulated
 	sim       *sim.Switch   // for demo traffic
 	close     func()
-	name      string
 }
 
 // newSwitch starts the call engine with the channel driver --switch
@@ -38,8 +37,8 @@ func newSwitch(cfg *config, dir *directory.Directory, store *callstore.Store, lo
 				log.Warn("sip switch close", "error", err)
 			}
 		}
-		return &callSwitch{Switch: sw, devices: sw, close: closeSIP, name: "sip " + sw.Endpoint.Addr().String()}, nil
+		return &callSwitch{Switch: sw, devices: sw, close: closeSIP}, nil
 	}
 	sw := sim.New(dir, store, sim.Options{RingTimeout: cfg.ringTimeout, Logger: log})
-	return &callSwitch{Switch: sw, devices: sw, simulator: sw, sim: sw, close: sw.Close, name: "simulated"}, nil
+	return &callSwitch{Switch: sw, devices: sw, simulator: sw, sim: sw, close: sw.Close}, nil
 }

@@ -80,4 +80,35 @@
 // (ring timeout, cause 19). UACAuth places a call from a registered
 // device through the switch, answering its 407. A UAS scenario counts
 // every new Call-ID as a call: do not send it OPTIONS keepalives.
+//
+// # The B2BUA (NewSwitch)
+//
+// NewSwitch puts the endpoint, the registrar and the back-to-back user
+// agent together behind the call engine; the B2BUA is the engine's
+// channel driver (pbx.Driver). Every leg on a phone is one dialog
+// between the B2BUA and that phone: a server dialog when the phone
+// called (its INVITE, authenticated with 407, becomes Engine.Originated
+// and is routed by the dial plan), a client dialog when the engine rings
+// a device (INVITE to its most recent binding). Media is never relayed:
+// the callee is offered the caller's SDP and the caller gets the
+// callee's answer; later bridges (transfer, pickup) re-INVITE each phone
+// with the other's description. Click-to-dial (the API's Dial) first
+// INVITEs the caller's own phone with an SDP that has no media (RFC 3725
+// flow IV; Call-Info answer-after=0 when auto-answer is asked); its answer
+// is offered to the callee, and the caller is re-INVITEd with the
+// callee's answer once it picks up.
+//
+// Signalling maps onto engine events: 2xx → Answered, 486/600 → 17,
+// 480/408 → 19, 603/403 → 21, 404 → 1 (Refused), BYE and CANCEL from a
+// phone → HungUp, a phone's re-INVITE sendonly/inactive or sendrecv →
+// Held. The engine's decisions map back: Hangup is a final response to
+// a phone's own unanswered INVITE (486, 480, 603, 404 or 487 by cause),
+// CANCEL of an unanswered INVITE of ours, or BYE; Hold and Talk re-INVITE
+// the other party sendonly / sendrecv.
+//
+// Not yet: a trunk (external numbers are refused with cause 3, inbound
+// calls from outside cannot arrive), remote answer (NOTIFY Event: talk;
+// CanAnswer is false, so Talk on a ringing phone is NOT_SUPPORTED), a
+// phone's REFER (a blind or attended transfer the phone asks for), DTMF,
+// forking to every binding, and session timers.
 package sip
