@@ -36,6 +36,7 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 		d := *l.pending
 		l.pending = nil
 		e.stop(l.offTimer)
+		l.offTimer = nil // a stopped timer still holds its closure and runtime timer
 		e.route(t, origin{leg: l}, d, modeDial)
 	default:
 		return l.cur, nil // already answered
