@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // ViewChange says how an event moves a leg relative to a watcher's view
@@ -74,10 +75,19 @@ type Watcher struct {
 	touchRev   int64        // last revision this watcher got events in
 	pendN      int          // events for this watcher in the commit being fanned out
 	pendAt     int          // fill position in pendBuf
-	pendBuf    []WatchEvent // their window of the commit's slab
+	pendBuf    []WatchEvent // their window of the commit's slab, or of own
+	// own is a backlogged watcher's private slab: its queued windows are
+	// carved from it, not from the commit's shared slab, so that what it
+	// pins is its own events (see fanoutLocked).
+	own        []WatchEvent
 	registered bool
 	lagIdx     int   // position in s.laggers, -1 when not there
 	lagKey     int64 // s.laggers' key: at most the watcher's next revision
+
+	// backlog is set while the queue holds batches not yet drained: the
+	// next batch will wait behind them. The committer reads it without
+	// the watcher's lock; a stale value only moves where events are put.
+	backlog atomic.Bool
 
 	drainMu sync.Mutex // one Drain at a time: replay must not run twice
 	handed  int64      // guarded by drainMu: the progress the last Drain returned
@@ -207,6 +217,7 @@ func (w *Watcher) takeLocked(dst []Batch) ([]Batch, int64) {
 	}
 	last := w.queue[n-1].Revision
 	dst = append(dst, w.queue...)
+	w.backlog.Store(false)
 	if cap(w.queue) > 256 {
 		w.queue = nil // do not pin a burst's worth of memory per watcher
 	} else {
@@ -410,21 +421,27 @@ func (s *Store) fanoutLocked(e *histEntry) {
 	}
 	// Watchers' event windows are carved out of shared slabs of up to
 	// slabEvents events: one allocation per commit in the common case
-	// instead of one per matching watcher. The cap keeps what a stalled
-	// watcher pins (its queued windows keep their whole slab alive) within
-	// a small constant factor of its own events.
+	// instead of one per matching watcher. A window keeps its whole slab
+	// alive while it is queued, so a watcher that is behind (batches
+	// already queued: this one will wait too) gets its window from its
+	// own slab instead; a stalled watcher then pins its own events, the
+	// slack of its own slab and at most the one shared slab of the batch
+	// it first fell behind on, not a shared slab per queued revision.
 	var slab []WatchEvent
 	remaining := len(s.pending)
 	for _, w := range s.touched {
 		n := w.pendN
-		if len(slab)+n > cap(slab) {
-			slab = make([]WatchEvent, 0, max(n, min(remaining, slabEvents)))
-		}
-		l := len(slab)
-		w.pendBuf = slab[l : l+n : l+n]
-		slab = slab[:l+n]
 		remaining -= n
 		w.pendAt = 0
+		if w.backlog.Load() {
+			w.pendBuf = carve(&w.own, n)
+			continue
+		}
+		w.own = nil // caught up: let its private slab go with its last batch
+		if len(slab)+n > cap(slab) {
+			slab = make([]WatchEvent, 0, max(n, min(remaining+n, slabEvents)))
+		}
+		w.pendBuf = carve(&slab, n)
 	}
 	for _, p := range s.pending {
 		p.w.pendBuf[p.w.pendAt] = p.ev
@@ -442,6 +459,19 @@ func (s *Store) fanoutLocked(e *histEntry) {
 
 // slabEvents bounds the events sharing one allocation in the fan-out.
 const slabEvents = 16
+
+// carve returns a window of n events at the end of *slab, first replacing
+// *slab with a new slab of slabEvents (or n) when it has no room. The
+// window's capacity ends at its length, so appends to it never reach the
+// next window.
+func carve(slab *[]WatchEvent, n int) []WatchEvent {
+	if len(*slab)+n > cap(*slab) {
+		*slab = make([]WatchEvent, 0, max(n, slabEvents))
+	}
+	l := len(*slab)
+	*slab = (*slab)[:l+n]
+	return (*slab)[l : l+n : l+n]
+}
 
 // pendingEvent is one event of the commit being fanned out.
 type pendingEvent struct {
@@ -481,6 +511,7 @@ func (w *Watcher) push(rev int64, evs []WatchEvent) {
 		w.s.laggers.add(w, rev)
 	default:
 		w.queue = append(w.queue, Batch{Revision: rev, Events: evs})
+		w.backlog.Store(true)
 	}
 	w.mu.Unlock()
 	w.signal()

@@ -1,6 +1,8 @@
 package callstore
 
 import (
+	"unsafe"
+
 	"errors"
 	"sync"
 	"testing"
@@ -534,6 +536,53 @@ func TestFanoutManyWatchersManyChanges(t *testing.T) {
 		}
 		if len(got) == 1 && cap(got[0].Events) != len(got[0].Events) {
 			t.Errorf("watcher %d: events window has spare capacity %d > %d: appending would clobber another watcher", i, cap(got[0].Events), len(got[0].Events))
+		}
+	}
+}
+
+func TestStalledWatcherPinsOnlyItsOwnEvents(t *testing.T) {
+	// A watcher that stops draining must not keep the other watchers'
+	// events alive: once it is behind, its windows come from its own slab,
+	// never from a slab shared with the watchers that keep up.
+	s := New(Options{})
+	stalled, _, _, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	var live []*Watcher
+	for range slabEvents - 1 {
+		w, _, _, err := s.Watch(WatchRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		live = append(live, w)
+	}
+	const commits = 40
+	// shared[rev] is where each live watcher's window of rev starts.
+	shared := map[int64][]uintptr{}
+	for i := range commits {
+		rev := mustCommit(t, s, Change{Type: EventNew, Call: leg(int64(i+1), "SIP/1", "acme", StateRing)})
+		for _, w := range live {
+			got, _, err := w.Drain(nil)
+			if err != nil || len(got) != 1 || got[0].Revision != rev {
+				t.Fatalf("live watcher at revision %d: %v, %v", rev, got, err)
+			}
+			shared[rev] = append(shared[rev], uintptr(unsafe.Pointer(&got[0].Events[0])))
+		}
+	}
+	got, _, err := stalled.Drain(nil)
+	if err != nil || len(got) != commits {
+		t.Fatalf("stalled watcher: %d batches, want %d (err %v)", len(got), commits, err)
+	}
+	span := uintptr(slabEvents) * unsafe.Sizeof(WatchEvent{})
+	for _, b := range got[1:] { // the first batch was cut before it fell behind
+		at := uintptr(unsafe.Pointer(&b.Events[0]))
+		for _, o := range shared[b.Revision] {
+			if at+span > o && o+span > at {
+				t.Fatalf("revision %d: the stalled watcher's window (%#x) shares a slab with a live watcher's (%#x)", b.Revision, at, o)
+			}
 		}
 	}
 }
