@@ -427,21 +427,27 @@ func (s *Store) fanoutLocked(e *histEntry) {
 	// own slab instead; a stalled watcher then pins its own events, the
 	// slack of its own slab and at most the one shared slab of the batch
 	// it first fell behind on, not a shared slab per queued revision.
-	var slab []WatchEvent
-	remaining := len(s.pending)
+	remaining := 0 // events still to place in shared slabs
 	for _, w := range s.touched {
-		n := w.pendN
-		remaining -= n
 		w.pendAt = 0
 		if w.backlog.Load() {
-			w.pendBuf = carve(&w.own, n)
+			w.pendBuf = carve(&w.own, w.pendN)
+		} else {
+			w.own = nil // caught up: its private slab goes with its last batch
+			remaining += w.pendN
+		}
+	}
+	var slab []WatchEvent
+	for _, w := range s.touched {
+		if w.pendBuf != nil {
 			continue
 		}
-		w.own = nil // caught up: let its private slab go with its last batch
+		n := w.pendN
 		if len(slab)+n > cap(slab) {
-			slab = make([]WatchEvent, 0, max(n, min(remaining+n, slabEvents)))
+			slab = make([]WatchEvent, 0, max(n, min(remaining, slabEvents)))
 		}
 		w.pendBuf = carve(&slab, n)
+		remaining -= n
 	}
 	for _, p := range s.pending {
 		p.w.pendBuf[p.w.pendAt] = p.ev
@@ -511,7 +517,9 @@ func (w *Watcher) push(rev int64, evs []WatchEvent) {
 		w.s.laggers.add(w, rev)
 	default:
 		w.queue = append(w.queue, Batch{Revision: rev, Events: evs})
-		w.backlog.Store(true)
+		if !w.backlog.Load() { // a store is a full barrier: pay it once per backlog
+			w.backlog.Store(true)
+		}
 	}
 	w.mu.Unlock()
 	w.signal()
