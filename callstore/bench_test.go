@@ -180,3 +180,54 @@ func BenchmarkHeapPerLiveCall(b *testing.B) {
 	}
 	b.ReportMetric(perCall, "bytes/call")
 }
+
+// BenchmarkHeapPerStalledWatcher measures the heap a watcher that stopped
+// draining pins with 1,000 one-event batches queued, while 15 other
+// watchers of the same events keep up: the heap after a GC with it
+// registered, minus the heap once it is closed and dropped. Its own events
+// cost 1,000 x 56 B; anything well above that is other watchers' events
+// kept alive by its windows.
+func BenchmarkHeapPerStalledWatcher(b *testing.B) {
+	const commits = 1000
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var pinned float64
+	for b.Loop() {
+		s := New(Options{})
+		stalled, _, _, err := s.Watch(WatchRequest{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var live []*Watcher
+		for range 15 {
+			w, _, _, err := s.Watch(WatchRequest{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			live = append(live, w)
+		}
+		var buf []Batch
+		for i := range commits {
+			c := &Call{UID: int64(i + 1), Device: "SIP/1", DeviceCompany: "acme", State: StateRing}
+			if _, err := s.Commit(Change{Type: EventNew, Call: c}); err != nil {
+				b.Fatal(err)
+			}
+			for _, w := range live {
+				buf, _, _ = w.Drain(buf[:0])
+			}
+		}
+		clear(buf)
+		with := heap()
+		stalled.Close()
+		stalled = nil
+		without := heap()
+		pinned = float64(with) - float64(without)
+		s.Close()
+	}
+	b.ReportMetric(pinned, "bytes/stalled-watcher")
+	b.ReportMetric(0, "ns/op")
+}
