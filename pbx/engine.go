@@ -127,11 +127,16 @@ func (e *Engine) Close() {
 	}
 }
 
-// leg is the engine's view of one Call: the working value plus the links
-// that decide its derived state. Links are symmetric (a.peer == b iff
+// leg is the engine's view of one Call: the value plus the links that
+// decide its derived state. Links are symmetric (a.peer == b iff
 // b.peer == a) and always point at live legs; kill keeps them so.
+//
+// The value is copy on write: between operations c is the committed value
+// itself (c == cur, shared with the store, immutable), so a live leg does
+// not keep a second copy of its Call. Code reads l.c and writes only
+// through l.w(), which makes a private working copy first.
 type leg struct {
-	c           callstore.Call  // working value; render fills the derived fields
+	c           *callstore.Call // the value: cur, or a private working copy; render fills the derived fields
 	cur         *callstore.Call // as last committed; nil until its NEW commit
 	dev         *directory.Device
 	dead        bool
@@ -155,6 +160,16 @@ type leg struct {
 	// changed is closed (and cleared) at the leg's next commit: the
 	// operations that wait for a driver's report wait on it.
 	changed chan struct{}
+}
+
+// w returns the leg's value for writing: a private copy of the committed
+// value, made on the first write since the last commit.
+func (l *leg) w() *callstore.Call {
+	if l.c == l.cur {
+		c := *l.cur
+		l.c = &c
+	}
+	return l.c
 }
 
 func (l *leg) ref() LegRef { return LegRef{UID: l.c.UID, Device: l.dev.Name} }
@@ -254,15 +269,25 @@ func (e *Engine) commit(t *tx) error {
 	var changes []callstore.Change
 	var changed []*leg
 	for _, l := range t.legs {
-		e.render(l, now)
 		if l.cur == nil && l.dead {
 			continue // never shown: nothing to end
 		}
-		if l.cur != nil && *l.cur == l.c && l.xfer == nil {
-			continue
+		if l.c == l.cur { // unwritten: render a copy, keep it only if it differs
+			c := *l.cur
+			e.render(l, &c, now)
+			if c == *l.cur && l.xfer == nil {
+				continue
+			}
+			l.c = new(callstore.Call)
+			*l.c = c
+		} else {
+			e.render(l, l.c, now)
+			if l.cur != nil && *l.c == *l.cur && l.xfer == nil {
+				l.c = l.cur // written back to what it was
+				continue
+			}
 		}
-		n := new(callstore.Call)
-		*n = l.c
+		n := l.c // the working copy becomes the committed value
 		typ := callstore.EventUpdate
 		switch {
 		case l.cur == nil:
@@ -395,8 +420,7 @@ func brState(l *leg) callstore.NRState {
 }
 
 // render fills the derived fields of the working value.
-func (e *Engine) render(l *leg, now time.Time) {
-	c := &l.c
+func (e *Engine) render(l *leg, c *callstore.Call, now time.Time) {
 	if l.dead {
 		c.State, c.NRState, c.Features, c.PeerUID = callstore.StateDead, callstore.NRDead, 0, 0
 	} else {
@@ -505,7 +529,7 @@ func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *le
 	now := e.clock.Now()
 	e.seq++
 	l := &leg{dev: dev}
-	l.c = callstore.Call{
+	l.c = &callstore.Call{
 		UID:           e.store.NewUID(),
 		ID:            fmt.Sprintf("%d.%d", now.Unix(), e.seq),
 		CID:           fmt.Sprintf("%s-%08x", dev.Name, e.seq),
@@ -515,7 +539,7 @@ func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *le
 		StampMillis:   now.UnixMilli(),
 	}
 	if u, ok := e.dir.User(dev.Owner); ok {
-		l.c.OwnerID, l.c.OwnerLogin = u.ID, u.Login
+		l.w().OwnerID, l.w().OwnerLogin = u.ID, u.Login
 	}
 	e.legs[l.c.UID] = l
 	e.byDev[dev.Name] = append(e.byDev[dev.Name], l)
@@ -568,7 +592,7 @@ func (e *Engine) originIdent(o origin) ident {
 	return ident{o.rem.name, o.rem.number}
 }
 
-func setParty(l *leg, id ident) { l.c.Name, l.c.Number = id.name, id.number }
+func setParty(l *leg, id ident) { l.w().Name, l.w().Number = id.name, id.number }
 
 // kill ends a leg and whatever cannot outlive it: its bridged peer, the
 // legs ringing for it, its queue leg. It unlinks everything so links only
@@ -579,7 +603,7 @@ func (e *Engine) kill(t *tx, l *leg, cause int32) {
 		return
 	}
 	l.dead = true
-	l.c.Cause, l.c.CauseTxt = cause, CauseText(cause)
+	l.w().Cause, l.w().CauseTxt = cause, CauseText(cause)
 	t.touch(l)
 	if !l.quiet {
 		ref := l.ref()

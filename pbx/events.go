@@ -123,8 +123,8 @@ func (e *Engine) Originated(ctx context.Context, device, number string, bind fun
 	}
 	t := newTx()
 	a := e.newLeg(t, dev, callstore.PartyCaller)
-	a.c.NRState = callstore.NRDial
-	a.c.Number = number
+	a.w().NRState = callstore.NRDial
+	a.w().Number = number
 	if bind != nil {
 		bind(a.c.UID)
 	}

@@ -99,8 +99,8 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 		return nil, err
 	}
 	a := e.newLeg(t, dev, callstore.PartyCaller)
-	a.c.NRState = callstore.NRDial
-	a.c.Number = number
+	a.w().NRState = callstore.NRDial
+	a.w().Number = number
 	a.pending = &d
 	a.offTimer = e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })
 	ref, auto := a.ref(), opts.AutoAnswer
@@ -155,9 +155,9 @@ func (e *Engine) autoHold(t *tx, dev *directory.Device, on bool) error {
 
 // hold moves a leg's near end on or off hold and tells its other party.
 func (e *Engine) hold(t *tx, l *leg, held bool) {
-	l.c.NRState = callstore.NRUp
+	l.w().NRState = callstore.NRUp
 	if held {
-		l.c.NRState = callstore.NRHold
+		l.w().NRState = callstore.NRHold
 	}
 	t.touch(l)
 	var other Party
@@ -272,7 +272,7 @@ func (e *Engine) answer(t *tx, x *leg) {
 		o.ringing = nil
 		e.kill(t, o, CauseAnsweredElse)
 	}
-	x.c.NRState = callstore.NRUp
+	x.w().NRState = callstore.NRUp
 	t.touch(x)
 	switch {
 	case rg.queue:
@@ -281,7 +281,7 @@ func (e *Engine) answer(t *tx, x *leg) {
 		nq := *q.c.Queue // committed values share it: copy, never edit
 		nq.Out = e.clock.Now().Unix()
 		nq.CallUID, nq.CallID, nq.CallDevice = x.c.UID, x.c.ID, x.c.Device
-		q.c.Queue = &nq
+		q.w().Queue = &nq
 		q.qAgent, x.queue = x, q
 		t.touch(q)
 		if a := q.peer; a != nil {
@@ -628,7 +628,7 @@ func (e *Engine) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Cal
 		return l.cur, false, nil
 	}
 	t := newTx()
-	l.c.JSInfo.MutedAudio = mute
+	l.w().JSInfo.MutedAudio = mute
 	t.touch(l)
 	if err := e.commit(t); err != nil {
 		return nil, false, err
@@ -657,8 +657,8 @@ func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.C
 		return nil, stateErr("dtmf", l, "", callstore.StateUp)
 	}
 	t := newTx()
-	l.c.DTMF += tone
-	l.c.HasDTMF = true
+	l.w().DTMF += tone
+	l.w().HasDTMF = true
 	t.touch(l)
 	ref := l.ref()
 	t.signal(func(ctx context.Context, d Driver) { d.Dtmf(ctx, ref, tone) })

@@ -86,7 +86,7 @@ func (e *Engine) route(t *tx, o origin, d dest, m mode) []*leg {
 // phone, a queue, a park orbit) took the call.
 func answered(l *leg) {
 	if l.c.NRState == callstore.NRDial || l.c.NRState == callstore.NRRing {
-		l.c.NRState = callstore.NRUp
+		l.w().NRState = callstore.NRUp
 	}
 }
 
@@ -119,7 +119,7 @@ func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.
 	if a := o.leg; a != nil {
 		a.alerting = rg
 		if a.c.NRState == callstore.NRDial {
-			a.c.NRState = callstore.NRRing
+			a.w().NRState = callstore.NRRing
 		}
 		setParty(a, ident{ext.Name, ext.Number})
 		if transfer {
@@ -137,13 +137,13 @@ func (e *Engine) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg
 	var legs []*leg
 	for _, dev := range devs {
 		l := e.newLeg(t, dev, callstore.PartyCallee)
-		l.c.NRState = callstore.NRRinging
+		l.w().NRState = callstore.NRRinging
 		setParty(l, rg.ident)
-		l.c.Extension = rg.ref
-		l.c.Company = rg.ext.Company
+		l.w().Extension = rg.ref
+		l.w().Company = rg.ext.Company
 		if rg.queue {
 			q := rg.origin
-			l.c.Queue = &callstore.Queue{Name: q.c.Queue.Name, Number: q.c.Queue.Number, In: q.c.Queue.In}
+			l.w().Queue = &callstore.Queue{Name: q.c.Queue.Name, Number: q.c.Queue.Number, In: q.c.Queue.In}
 		}
 		l.ringing = rg
 		rg.legs = append(rg.legs, l)
@@ -199,11 +199,11 @@ func (e *Engine) ringExpired(t *tx, rg *ringer) {
 func (e *Engine) enqueue(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
 	qdev, _ := e.dir.Device("Queue/q_" + ext.Number) // the directory guarantees it
 	q := e.newLeg(t, qdev, callstore.PartyCallee)
-	q.c.NRState = callstore.NRUp
-	q.c.Queue = &callstore.Queue{Name: id.name, Number: id.number, In: e.clock.Now().Unix()}
+	q.w().NRState = callstore.NRUp
+	q.w().Queue = &callstore.Queue{Name: id.name, Number: id.number, In: e.clock.Now().Unix()}
 	setParty(q, id)
-	q.c.Extension = ref
-	q.c.Company = ext.Company
+	q.w().Extension = ref
+	q.w().Company = ext.Company
 	if a := o.leg; a != nil {
 		a.peer, q.peer = q, a
 		answered(a)
@@ -231,10 +231,10 @@ func (e *Engine) park(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		return nil
 	}
 	k := e.newLeg(t, pdev, callstore.PartyCallee)
-	k.c.NRState = callstore.NRPark
+	k.w().NRState = callstore.NRPark
 	setParty(k, id)
-	k.c.Extension = ref
-	k.c.Company = ext.Company
+	k.w().Extension = ref
+	k.w().Company = ext.Company
 	if a := o.leg; a != nil {
 		a.peer, k.peer = k, a
 		answered(a)
@@ -263,9 +263,9 @@ func (e *Engine) pickup(t *tx, c *leg, ext *directory.Extension) {
 		e.kill(t, c, CauseNoUserResponding) // nobody parked there
 		return
 	}
-	c.c.NRState = callstore.NRUp
+	c.w().NRState = callstore.NRUp
 	setParty(c, ident{k.c.Name, k.c.Number})
-	c.c.Extension = e.refs[ext.Number]
+	c.w().Extension = e.refs[ext.Number]
 	if p := k.peer; p != nil {
 		k.peer, p.peer = nil, nil
 		p.peer, c.peer = c, p
@@ -297,7 +297,7 @@ func (e *Engine) routeExternal(t *tx, o origin, number string, transfer bool) {
 	r := e.newRemote("", number, callstore.NRRinging)
 	a.ext, r.leg = r, a
 	if a.c.NRState == callstore.NRDial {
-		a.c.NRState = callstore.NRRing
+		a.w().NRState = callstore.NRRing
 	}
 	if transfer {
 		a.xfer = xferOf(a)

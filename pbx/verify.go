@@ -21,8 +21,8 @@ func (e *Engine) Verify() error {
 		if got, ok := e.store.Get(uid); !ok || got != l.cur {
 			return fmt.Errorf("leg %d: store holds %v, engine %v", uid, got, l.cur)
 		}
-		if *l.cur != l.c {
-			return fmt.Errorf("leg %d: working value differs from the committed one", uid)
+		if l.c != l.cur {
+			return fmt.Errorf("leg %d: a working copy outlived its operation", uid)
 		}
 		if err := e.verifyLeg(l); err != nil {
 			return fmt.Errorf("leg %d: %w", uid, err)
