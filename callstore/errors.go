@@ -20,6 +20,8 @@ var (
 	ErrClosed = errors.New("callstore: closed")
 	// ErrInvalidChange: Commit was given changes it cannot apply.
 	ErrInvalidChange = errors.New("callstore: invalid change")
+	// ErrRevisionGap: ApplyAt was given a revision beyond the next one.
+	ErrRevisionGap = errors.New("callstore: revision gap")
 )
 
 // CompactedError is the concrete ErrCompacted: Oldest is the oldest

@@ -13,6 +13,11 @@ import (
 type Options struct {
 	HistorySize  int // revisions retained for resume; default 10000
 	WatcherQueue int // batches a watcher may have queued before it is treated as lagging; default 1024
+	// Epoch names the history the store's revisions belong to; 0: random.
+	// A single process takes a random one, so a token from before a
+	// restart is refused. Replicas that apply one shared log (ApplyAt)
+	// derive it from the log's identity, so a token resumes on any of them.
+	Epoch uint64
 }
 
 // The defaults of Options.
@@ -70,6 +75,7 @@ func New(opts Options) *Store {
 		wDev:     make(map[string][]*Watcher),
 		wComp:    make(map[string][]*Watcher),
 		watchers: make(map[*Watcher]struct{}),
+		epoch:    opts.Epoch,
 	}
 	for s.epoch == 0 {
 		s.epoch = rand.Uint64()
@@ -77,7 +83,7 @@ func New(opts Options) *Store {
 	return s
 }
 
-// Epoch returns the store's epoch: random per New, never 0. A resume token
+// Epoch returns the store's epoch: Options.Epoch, or random per New; never 0. A resume token
 // is (Epoch, revision); a token of another epoch is refused.
 func (s *Store) Epoch() uint64 { return s.epoch }
 
@@ -194,28 +200,89 @@ type Change struct {
 // is delivered once to watchers and then removed from the live set.
 // Commit never blocks on watchers.
 func (s *Store) Commit(changes ...Change) (int64, error) {
+	if err := checkChanges(changes); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkLiveLocked(changes); err != nil {
+		return 0, err
+	}
+	rev := s.rev.Load() + 1
+	s.commitLocked(rev, changes)
+	return rev, nil
+}
+
+// Check reports whether Commit would accept changes now, without applying
+// them: the error Commit would return, or nil. A replica that appends an
+// operation to a shared log checks it first, so the log never holds an
+// operation that no store can apply.
+func (s *Store) Check(changes ...Change) error {
+	if err := checkChanges(changes); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.checkLiveLocked(changes)
+}
+
+// ApplyAt applies changes as revision rev, which a shared log assigned:
+// the way a replica applies that log, in order, to its own store. rev must
+// be the next revision, Revision()+1; a rev at or below Revision() was
+// applied already (the leader applies its own append as soon as the log
+// acknowledges it, and then reads it back from the log) and is skipped:
+// applied is false and nothing changes. A rev beyond the next one fails
+// with ErrRevisionGap. The changes are checked as by Commit. ApplyAt also
+// moves NewUID past every uid in changes, so a replica that later leads
+// never hands out a uid the log already holds.
+func (s *Store) ApplyAt(rev int64, changes ...Change) (applied bool, err error) {
+	if err := checkChanges(changes); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch cur := s.rev.Load(); {
+	case rev <= cur:
+		return false, nil
+	case rev > cur+1:
+		return false, fmt.Errorf("%w: got revision %d after %d", ErrRevisionGap, rev, cur)
+	}
+	if err := s.checkLiveLocked(changes); err != nil {
+		return false, err
+	}
+	for i := range changes {
+		if uid := changes[i].Call.UID; uid > s.uid.Load() {
+			s.uid.Store(uid) // NewUID is only used by the leader, which applies before it allocates
+		}
+	}
+	s.commitLocked(rev, changes)
+	return true, nil
+}
+
+// checkChanges checks what can be checked without the live set.
+func checkChanges(changes []Change) error {
 	if len(changes) == 0 {
-		return 0, fmt.Errorf("%w: no changes", ErrInvalidChange)
+		return fmt.Errorf("%w: no changes", ErrInvalidChange)
 	}
 	for i := range changes {
 		ch := &changes[i]
 		switch {
 		case ch.Call == nil:
-			return 0, fmt.Errorf("%w: change %d: nil call", ErrInvalidChange, i)
+			return fmt.Errorf("%w: change %d: nil call", ErrInvalidChange, i)
 		case ch.Call.UID <= 0:
-			return 0, fmt.Errorf("%w: change %d: uid %d", ErrInvalidChange, i, ch.Call.UID)
+			return fmt.Errorf("%w: change %d: uid %d", ErrInvalidChange, i, ch.Call.UID)
 		case ch.Type != EventNew && ch.Type != EventUpdate && ch.Type != EventTransfer:
-			return 0, fmt.Errorf("%w: change %d: unknown event type %d", ErrInvalidChange, i, ch.Type)
+			return fmt.Errorf("%w: change %d: unknown event type %d", ErrInvalidChange, i, ch.Type)
 		case ch.Call.State == StateUnspecified:
-			return 0, fmt.Errorf("%w: change %d: uid %d: unspecified state", ErrInvalidChange, i, ch.Call.UID)
+			return fmt.Errorf("%w: change %d: uid %d: unspecified state", ErrInvalidChange, i, ch.Call.UID)
 		}
 	}
-	s.mu.Lock()
-	if err := s.checkLiveLocked(changes); err != nil {
-		s.mu.Unlock()
-		return 0, err
-	}
-	rev := s.rev.Load() + 1
+	return nil
+}
+
+// commitLocked applies checked changes as revision rev, the next one, and
+// fans them out.
+func (s *Store) commitLocked(rev int64, changes []Change) {
 	e := s.hist.push(rev)
 	if len(changes) > 1 {
 		e.rest = make([]histChange, len(changes)-1)
@@ -238,8 +305,6 @@ func (s *Store) Commit(changes ...Change) (int64, error) {
 		s.evictPassedLocked(s.hist.oldest(rev))
 	}
 	s.rev.Store(rev)
-	s.mu.Unlock()
-	return rev, nil
 }
 
 // checkLiveLocked checks each change against the live set as the earlier

@@ -23,6 +23,12 @@ type Options struct {
 	// MaxCallsPerDevice bounds the live legs a phone originates on; 0: 4.
 	MaxCallsPerDevice int
 	Logger            *slog.Logger // nil: slog.Default()
+	// Commit stores one operation's changes as one revision; nil: the
+	// store's Commit. A replica that leads passes its log's append, which
+	// applies the revision to the store once the log has acknowledged it.
+	// After an error the engine no longer matches the store: its owner
+	// must close it (see package replica).
+	Commit func(changes ...callstore.Change) (int64, error)
 }
 
 // callWaiting is how many live legs a phone may have and still ring for
@@ -36,6 +42,7 @@ const callWaiting = 2
 type Engine struct {
 	dir   *directory.Directory
 	store *callstore.Store
+	put   func(changes ...callstore.Change) (int64, error) // Options.Commit
 	drv   Driver
 	clock Clock
 	log   *slog.Logger
@@ -75,6 +82,9 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 		timers:  map[*engineTimer]struct{}{},
 	}
 	e.ctx, e.stopc = context.WithCancel(context.Background())
+	if e.put = opts.Commit; e.put == nil {
+		e.put = store.Commit
+	}
 	if e.clock == nil {
 		e.clock = RealClock()
 	}
@@ -308,7 +318,7 @@ func (e *Engine) commit(t *tx) error {
 		}
 	}()
 	if len(changes) > 0 {
-		if _, err := e.store.Commit(changes...); err != nil {
+		if _, err := e.put(changes...); err != nil {
 			return fmt.Errorf("pbx: commit: %w", err)
 		}
 	}

@@ -224,7 +224,11 @@ func TestAsyncAnswer(t *testing.T) {
 		t.Error("talk did not return the committed value")
 	}
 
-	rec.react = nil // from now on phones never answer
+	// From now on phones never answer. Under the recorder's lock: a report
+	// from before (an Answered in flight) may still be delivering signals.
+	rec.mu.Lock()
+	rec.react = nil
+	rec.mu.Unlock()
 	c := okCall(t)(e.Originated(ctx, "SIP/203", "202", nil))
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()

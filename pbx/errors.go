@@ -30,6 +30,9 @@ var (
 	ErrLimit = errors.New("pbx: device has too many calls")
 	// ErrClosed: the switch has been closed.
 	ErrClosed = errors.New("pbx: switch closed")
+	// ErrUnavailable: the switch cannot act right now (a replica lost its
+	// log or its leadership); the operation was not applied: retry.
+	ErrUnavailable = errors.New("pbx: switch unavailable")
 )
 
 // childError is a sentinel that also matches its parent, so the server

@@ -33,7 +33,9 @@ func (e *Engine) end() {
 
 // await waits, without the lock, until done(l) holds (checked under the
 // lock after each of l's commits) or ctx ends: the operations whose
-// effect the driver reports wait so for it.
+// effect the driver reports wait so for it. Close ends the wait with
+// ErrClosed: no report comes from a closed engine's driver (a replica
+// that steps down closes its engine while operations wait).
 func (e *Engine) await(ctx context.Context, l *leg, done func(*leg) bool) error {
 	for {
 		e.mu.Lock()
@@ -50,6 +52,8 @@ func (e *Engine) await(ctx context.Context, l *leg, done func(*leg) bool) error 
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-e.ctx.Done():
+			return ErrClosed
 		}
 	}
 }

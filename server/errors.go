@@ -218,6 +218,9 @@ func toStatusError(err error) error {
 	case errors.Is(err, pbx.ErrClosed):
 		return withDetails(codes.Unavailable, "the switch is shutting down",
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	case errors.Is(err, pbx.ErrUnavailable):
+		return withDetails(codes.Unavailable, err.Error()+": retry",
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, pbx.ErrNotSupported):
 		return withDetails(codes.FailedPrecondition, err.Error(),
 			&errdetails.ErrorInfo{Reason: reasonNotSupported, Domain: errorDomain})

@@ -173,6 +173,13 @@ type Deps struct {
 	// TracerProvider records a span per RPC (nil: spans are not
 	// recorded; see tracing.go).
 	TracerProvider trace.TracerProvider
+	// Forward, if set, runs on every unary call before authentication: a
+	// replica forwards control RPCs to its leader there (package replica).
+	Forward grpc.UnaryServerInterceptor
+	// AwaitRevision, if set, waits until the store has applied a revision
+	// (a replica's store follows the log): a resumed watch waits for its
+	// token's revision first.
+	AwaitRevision func(ctx context.Context, rev int64) error
 }
 
 // DeviceStater reports the live state of a device; the switch knows it.
@@ -260,6 +267,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 			rpcMetrics.UnaryServerInterceptor(),
 			identityUnary,
 			logging.UnaryServerInterceptor(logger, logOpts...),
+			orPass(d.Forward),
 			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), needsAuth),
 			recovery.UnaryServerInterceptor(recoverOpts...),
 		),
@@ -270,6 +278,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 			logging.StreamServerInterceptor(logger, logOpts...),
 			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
 			recovery.StreamServerInterceptor(recoverOpts...),
+			awaitResume(d.AwaitRevision),
 		),
 	}
 	opts = append(opts, transportOptions(cfg, s.pending)...)

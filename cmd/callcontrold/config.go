@@ -72,6 +72,7 @@ type config struct {
 	logFormat string
 
 	otlpEndpoint string
+	replica      replicaFlags
 }
 
 func envName(flagName string) string {
@@ -115,6 +116,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "export traces (a span per RPC) to this OTLP/gRPC collector: `URL` (http:// for plaintext) or host:port (TLS); empty: no tracing")
+	addReplicaFlags(fs, &c.replica)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "callcontrold serves the Call API of an IP PBX over gRPC.\n\nUsage: callcontrold [flags]\n\n")
 		fmt.Fprintf(out, "Every flag can also be set by an environment variable (%sFLAG_NAME, e.g. %s)\nor in the --config file; flags win over the environment, which wins over the file.\nAn empty environment variable counts as unset: to turn a setting off (e.g. --metrics-addr=),\nuse the flag or the file.\n\nFlags:\n", envPrefix, envName("metrics-addr"))
@@ -245,6 +247,9 @@ func (c *config) validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--switch must be sim or sip, got %q", c.switchKind))
+	}
+	if err := c.replica.validate(c); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.logFormat {
 	case "text", "json":

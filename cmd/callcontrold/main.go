@@ -26,7 +26,6 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"callcontrold/auth"
-	"callcontrold/callstore"
 	"callcontrold/directory"
 	"callcontrold/internal/telemetry"
 	"callcontrold/pbx/sim"
@@ -81,16 +80,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
-	store := callstore.New(callstore.Options{HistorySize: cfg.historySize, WatcherQueue: cfg.watcherQueue})
-	defer store.Close()
-	sw, err := newSwitch(cfg, dir, store, log)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	parts, err := newParts(ctx, cfg, dir, log, reg)
 	if err != nil {
 		return err
 	}
-	defer sw.close()
-
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	defer parts.close()
 	authn, err := newAuthenticator(ctx, cfg, dir, log)
 	if err != nil {
 		return err
@@ -102,15 +100,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer stopTracing()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, tlsConf, err := newServer(cfg, server.Deps{
-		Store:        store,
-		Directory:    dir,
-		Switch:       sw.Switch,
-		Devices:      sw.devices,
-		Simulator:    sw.simulator,
-		Authenticate: authn.Authenticate,
+		Store:         parts.store,
+		Directory:     dir,
+		Switch:        parts.sw,
+		Devices:       parts.devices,
+		Simulator:     parts.sim,
+		Forward:       parts.forward,
+		AwaitRevision: parts.await,
+		Authenticate:  authn.Authenticate,
 		Limiter: auth.NewLimiter(auth.LimitConfig{
 			ControlRPS: cfg.controlRPS, ControlBurst: cfg.controlBurst,
 			ReadRPS: cfg.readRPS, ReadBurst: cfg.readBurst,
@@ -121,6 +119,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		TracerProvider: tp,
 	})
 	if err != nil {
+		return err
+	}
+	if err := parts.start(ctx, srv, log); err != nil {
 		return err
 	}
 
@@ -141,7 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 	}
-	startDemoTraffic(ctx, cfg.demoTraffic, sw.sim, log)
+	startDemoTraffic(ctx, cfg.demoTraffic, parts.simSw, log)
 	return serveUntilDone(ctx, cfg, srv, lis, webSrv, metricsSrv, log)
 }
 

@@ -42,6 +42,8 @@ type Options struct {
 	// MaxCallsPerDevice bounds the live legs a phone originates on; 0: 4.
 	MaxCallsPerDevice int
 	Logger            *slog.Logger // nil: slog.Default()
+	// Commit: see pbx.Options.Commit (nil: the store's Commit).
+	Commit func(changes ...callstore.Change) (int64, error)
 }
 
 // Switch is the call engine driving simulated handsets and far ends. It
@@ -69,7 +71,7 @@ func New(dir *directory.Directory, store *callstore.Store, opts Options) *Switch
 	}
 	e := pbx.NewEngine(dir, store, d, pbx.Options{
 		Clock: opts.Clock, RingTimeout: opts.RingTimeout, HuntStep: opts.HuntStep,
-		MaxCallsPerDevice: opts.MaxCallsPerDevice, Logger: opts.Logger,
+		MaxCallsPerDevice: opts.MaxCallsPerDevice, Logger: opts.Logger, Commit: opts.Commit,
 	})
 	d.e = e
 	return &Switch{Engine: e, d: d}

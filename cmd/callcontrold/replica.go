@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"callcontrold/callstore"
+	"callcontrold/directory"
+	"callcontrold/pbx"
+	"callcontrold/pbx/sim"
+	"callcontrold/replica"
+	"callcontrold/server"
+)
+
+// replicaFlags turn the process into one replica of several (--nats).
+type replicaFlags struct {
+	url, creds, tlsCA, tlsCert, tlsKey string
+	stream, id, advertise              string
+	forwardCA                          string
+	streamReplicas                     int
+	leaseTTL                           time.Duration
+}
+
+func addReplicaFlags(fs *flag.FlagSet, r *replicaFlags) {
+	fs.StringVar(&r.url, "nats", "", "NATS `URL`(s), comma separated: run as one replica of several sharing a revision log in JetStream; empty: a single process")
+	fs.StringVar(&r.creds, "nats-creds", "", "NATS credentials `file` (JWT and nkey)")
+	fs.StringVar(&r.tlsCA, "nats-tls-ca", "", "CA `file` (PEM) that signed the NATS servers' certificates")
+	fs.StringVar(&r.tlsCert, "nats-tls-cert", "", "client certificate `file` (PEM) for NATS mTLS; with --nats-tls-key")
+	fs.StringVar(&r.tlsKey, "nats-tls-key", "", "client key `file` (PEM) for NATS mTLS")
+	fs.StringVar(&r.stream, "nats-stream", "CALLCONTROLD", "JetStream stream `name` of the revision log (the lease bucket is NAME_LEASE)")
+	fs.IntVar(&r.streamReplicas, "nats-replicas", 1, "replication factor of the stream and the lease bucket: 3 in a NATS cluster")
+	fs.DurationVar(&r.leaseTTL, "lease-ttl", 5*time.Second, "a leader that stops renewing its lease is replaced after about this long")
+	fs.StringVar(&r.id, "replica-id", "", "this replica's name in the lease and the log (default: hostname and a random suffix)")
+	fs.StringVar(&r.advertise, "advertise-addr", "", "gRPC `address` other replicas forward control RPCs to while this one leads (default: --addr)")
+	fs.StringVar(&r.forwardCA, "forward-tls-ca", "", "with --tls-cert: CA `file` (PEM) that verifies the leader's certificate when forwarding (default: the system roots)")
+}
+
+func (r *replicaFlags) validate(c *config) error {
+	if r.url == "" {
+		return nil
+	}
+	var errs []error
+	if c.demoTraffic > 0 {
+		errs = append(errs, errors.New("--demo-traffic is not available with --nats"))
+	}
+	if c.switchKind != "sim" {
+		errs = append(errs, errors.New("--nats needs --switch sim for now: replicas of the sip switch are not built yet"))
+	}
+	if (r.tlsCert == "") != (r.tlsKey == "") {
+		errs = append(errs, errors.New("--nats-tls-cert and --nats-tls-key go together"))
+	}
+	if r.streamReplicas < 1 || r.streamReplicas > 5 {
+		errs = append(errs, errors.New("--nats-replicas must be 1 to 5"))
+	}
+	if r.leaseTTL < 500*time.Millisecond {
+		errs = append(errs, errors.New("--lease-ttl must be at least 500ms"))
+	}
+	return errors.Join(errs...)
+}
+
+// openReplica connects to NATS and returns the replica; its store is the
+// process's store and its switch the server's.
+func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *slog.Logger, reg prometheus.Registerer) (*replica.Node, error) {
+	r := c.replica
+	advertise := r.advertise
+	if advertise == "" {
+		advertise = c.addr
+	}
+	creds, err := forwardCreds(c)
+	if err != nil {
+		return nil, err
+	}
+	return replica.Open(ctx, replica.Config{
+		ForwardCreds: creds,
+		URL:          r.url, CredsFile: r.creds, TLSCA: r.tlsCA, TLSCert: r.tlsCert, TLSKey: r.tlsKey,
+		Stream: r.stream, Replicas: r.streamReplicas, LeaseTTL: r.leaseTTL,
+		ID: r.id, Advertise: advertise,
+		StoreOptions: callstore.Options{HistorySize: c.historySize, WatcherQueue: c.watcherQueue},
+		NewEngine: func(store *callstore.Store, commit func(...callstore.Change) (int64, error)) (replica.Engine, error) {
+			return sim.New(dir, store, sim.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: commit}), nil
+		},
+		DeviceStatus: func(string) pbx.DeviceStatus { return pbx.StatusUp }, // simulated phones are always registered
+		KeepBridges:  true,                                                  // simulated phones keep no per-call state
+		Logger:       log,
+		Registry:     reg,
+	})
+}
+
+// switchParts is what the server gets from the switch: one process's
+// simulated switch, or a replica's view of the leader's.
+type switchParts struct {
+	store   *callstore.Store
+	sw      pbx.Switch
+	sim     pbx.Simulator
+	devices server.DeviceStater
+	forward grpc.UnaryServerInterceptor
+	await   func(ctx context.Context, rev int64) error
+	simSw   *sim.Switch   // single process only: demo traffic drives it
+	node    *replica.Node // --nats only
+	close   func()
+}
+
+func newParts(ctx context.Context, c *config, dir *directory.Directory, log *slog.Logger, reg prometheus.Registerer) (*switchParts, error) {
+	if c.replica.url == "" {
+		store := callstore.New(callstore.Options{HistorySize: c.historySize, WatcherQueue: c.watcherQueue})
+		sw, err := newSwitch(c, dir, store, log)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		return &switchParts{store: store, sw: sw.Switch, sim: sw.simulator, devices: sw.devices, simSw: sw.sim,
+			close: func() { sw.close(); store.Close() }}, nil
+	}
+	node, err := openReplica(ctx, c, dir, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	rs := node.Switch()
+	return &switchParts{store: node.Store(), sw: rs, sim: rs, devices: rs, forward: node.UnaryInterceptor(),
+		await: node.AwaitRevision, node: node, close: node.Close}, nil
+}
+
+// start makes a replica apply the log and campaign for the lease; the
+// server reports NOT_SERVING until the replica has caught up.
+func (p *switchParts) start(ctx context.Context, srv *server.Server, log *slog.Logger) error {
+	if p.node == nil {
+		return nil
+	}
+	srv.SetServing(false)
+	if err := p.node.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("replica: catching up with the log before serving", "id", p.node.ID())
+	go func() {
+		select {
+		case <-p.node.Ready():
+			srv.SetServing(true)
+			log.Info("replica: caught up; serving", "revision", p.node.Store().Revision())
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-p.node.Failed(): // the node logged why
+			srv.SetServing(false)
+		case <-ctx.Done():
+		}
+	}()
+	return nil
+}
+
+// forwardCreds secures forwarding when the gRPC port serves TLS: the
+// leader is verified with --forward-tls-ca (or the system roots), and with
+// mTLS (--tls-client-ca) a replica presents its own --tls-cert, which the
+// client CA must therefore accept. Without TLS forwarding is plaintext.
+func forwardCreds(c *config) (credentials.TransportCredentials, error) {
+	if c.tlsCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f := c.replica.forwardCA; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--forward-tls-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--forward-tls-ca %s holds no PEM certificate", f)
+		}
+	}
+	if c.tlsClientCA != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("forwarding client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(tc), nil
+}

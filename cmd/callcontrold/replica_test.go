@@ -1,0 +1,122 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// startNATS runs one embedded JetStream server on a loopback port.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns.ClientURL()
+}
+
+// TestBinaryReplicas runs the binary as replicas of one log (--nats).
+func TestBinaryReplicas(t *testing.T) {
+	bin := buildBinary(t)
+
+	t.Run("NATS unreachable at start exits naming the URL", func(t *testing.T) {
+		s := launch(t, bin, "--nats=nats://127.0.0.1:1")
+		select {
+		case <-s.done:
+		case <-time.After(60 * time.Second):
+			t.Fatal("still running without NATS")
+		}
+		if s.waitErr == nil || !strings.Contains(s.log.String(), "cannot reach NATS at nats://127.0.0.1:1") {
+			t.Errorf("exit %v, log:\n%s", s.waitErr, s.log)
+		}
+	})
+
+	t.Run("a follower forwards, a new leader takes over on SIGTERM", func(t *testing.T) {
+		url := startNATS(t)
+		a := startServer(t, bin, "--nats="+url, "--replica-id=a")
+		b := startServer(t, bin, "--nats="+url, "--replica-id=b")
+		dial := func(s *proc) result {
+			return grpcurl(t, "-H", "authorization: Bearer demo-alice", "-d", `{"device":"SIP/201","number":"202"}`,
+				s.addr, "callcontrol.v1.CallControlService/Dial")
+		}
+		if r := dial(b); r.code != 0 || !strings.Contains(r.stdout, `"uid"`) {
+			t.Fatalf("Dial on the follower: %s", r)
+		}
+		if r := grpcurl(t, "-H", "authorization: Bearer demo-admin", "-d", `{}`, a.addr, "callcontrol.v1.CallControlService/ListCalls"); !strings.Contains(r.stdout, `"SIP/201"`) {
+			t.Errorf("ListCalls on the leader misses the call: %s", r)
+		}
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		<-a.done
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r := dial(b)
+			if r.code == 0 {
+				break
+			}
+			if !strings.Contains(r.stdout+r.stderr, "Unavailable") || time.Now().After(deadline) {
+				t.Fatalf("Dial on b after the leader left: %s", r)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(b.log.String(), "legs=") {
+			t.Errorf("the new leader did not end the old leader's calls; log:\n%s", b.log)
+		}
+	})
+}
+
+func TestReplicaFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats=nats://h:4222", "--demo-traffic=1"}, "--demo-traffic is not available with --nats"},
+		{[]string{"--nats=nats://h:4222", "--nats-replicas=7"}, "--nats-replicas must be 1 to 5"},
+		{[]string{"--nats=nats://h:4222", "--nats-tls-cert=c.pem"}, "--nats-tls-cert and --nats-tls-key go together"},
+		{[]string{"--nats=nats://h:4222", "--lease-ttl=10ms"}, "--lease-ttl must be at least 500ms"},
+	}
+	for _, tc := range tests {
+		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseConfig(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	// Without --nats the replica flags are not checked: nothing changes.
+	if _, err := parseConfig([]string{"--demo-traffic=1"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Errorf("single process with demo traffic: %v", err)
+	}
+}
+
+func TestForwardCreds(t *testing.T) {
+	if c, err := forwardCreds(&config{}); c != nil || err != nil {
+		t.Errorf("without TLS: %v, %v; want plaintext (nil, nil)", c, err)
+	}
+	bad := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &config{tlsCert: "cert.pem", tlsKey: "key.pem", replica: replicaFlags{forwardCA: bad}}
+	if _, err := forwardCreds(c); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("bad --forward-tls-ca: %v", err)
+	}
+	c.replica.forwardCA = ""
+	if creds, err := forwardCreds(c); err != nil || creds == nil || creds.Info().SecurityProtocol != "tls" {
+		t.Errorf("with TLS: %v, %v; want TLS credentials", creds, err)
+	}
+}

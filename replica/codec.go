@@ -1,0 +1,160 @@
+package replica
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"callcontrold/callstore"
+)
+
+// opVersion is the version of the log message format. A replica refuses
+// a message of another version rather than guess at it.
+const opVersion = 1
+
+// op is one log message: one engine operation, all its legs, as one
+// revision. The format is explicit JSON, not the Go structs, so renaming
+// a field in callstore cannot silently change what an old log means.
+type op struct {
+	V       int        `json:"v"`
+	Leader  string     `json:"leader"` // replica id of the appender
+	Term    uint64     `json:"term"`   // lease revision it held: grows with every new leader
+	Changes []opChange `json:"changes"`
+}
+
+type opChange struct {
+	Type callstore.EventType `json:"type"`
+	Call opCall              `json:"call"`
+	Xfer []opXfer            `json:"xfer,omitempty"`
+}
+
+type opXfer struct {
+	UID    int64  `json:"uid"`
+	ID     string `json:"id"`
+	Device string `json:"device"`
+}
+
+type opCall struct {
+	UID           int64              `json:"uid"`
+	ID            string             `json:"id"`
+	CID           string             `json:"cid,omitempty"`
+	Device        string             `json:"device"`
+	DeviceCompany string             `json:"device_company,omitempty"`
+	OwnerID       int64              `json:"owner_id,omitempty"`
+	OwnerLogin    string             `json:"owner_login,omitempty"`
+	Label         string             `json:"label,omitempty"`
+	Name          string             `json:"name,omitempty"`
+	Number        string             `json:"number,omitempty"`
+	StampMillis   int64              `json:"stamp_ms,omitempty"`
+	StartMillis   int64              `json:"start_ms,omitempty"`
+	Queue         *opQueue           `json:"queue,omitempty"`
+	Company       string             `json:"company,omitempty"`
+	DTMF          string             `json:"dtmf,omitempty"`
+	HasDTMF       bool               `json:"has_dtmf,omitempty"`
+	Extension     *opExtension       `json:"extension,omitempty"`
+	Cause         int32              `json:"cause,omitempty"`
+	CauseTxt      string             `json:"cause_txt,omitempty"`
+	Party         callstore.Party    `json:"party,omitempty"`
+	Features      callstore.Features `json:"features,omitempty"`
+	State         callstore.State    `json:"state"`
+	NRState       callstore.NRState  `json:"nr_state"`
+	JSState       callstore.JSState  `json:"js_state,omitempty"`
+	JSInfo        opJSInfo           `json:"js_info"`
+	PeerUID       int64              `json:"peer_uid,omitempty"`
+}
+
+type opExtension struct {
+	Number  string                  `json:"number"`
+	Queue   *opQueue                `json:"queue,omitempty"`
+	Company string                  `json:"company,omitempty"`
+	Type    callstore.ExtensionType `json:"type"`
+	Name    string                  `json:"name,omitempty"`
+}
+
+type opQueue struct {
+	Name       string `json:"name,omitempty"`
+	Number     string `json:"number,omitempty"`
+	In         int64  `json:"in,omitempty"`
+	Out        int64  `json:"out,omitempty"`
+	CallUID    int64  `json:"call_uid,omitempty"`
+	CallID     string `json:"call_id,omitempty"`
+	CallDevice string `json:"call_device,omitempty"`
+}
+
+type opJSInfo struct {
+	Established bool `json:"established,omitempty"`
+	Ended       bool `json:"ended,omitempty"`
+	HoldLocal   bool `json:"hold_local,omitempty"`
+	HoldRemote  bool `json:"hold_remote,omitempty"`
+	MutedAudio  bool `json:"muted_audio,omitempty"`
+	MutedVideo  bool `json:"muted_video,omitempty"`
+}
+
+// toOpQueue and fromOpQueue keep nil as nil: most legs are never queued.
+func toOpQueue(q *callstore.Queue) *opQueue {
+	if q == nil {
+		return nil
+	}
+	o := opQueue(*q)
+	return &o
+}
+
+func fromOpQueue(q *opQueue) *callstore.Queue {
+	if q == nil {
+		return nil
+	}
+	o := callstore.Queue(*q)
+	return &o
+}
+
+func encodeOp(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
+	o := op{V: opVersion, Leader: leader, Term: term, Changes: make([]opChange, len(changes))}
+	for i, ch := range changes {
+		c := ch.Call
+		oc := opCall{
+			UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
+			OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
+			StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: toOpQueue(c.Queue), Company: c.Company,
+			DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
+			Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: opJSInfo(c.JSInfo),
+			PeerUID: c.PeerUID,
+		}
+		if x := c.Extension; x != nil {
+			oc.Extension = &opExtension{Number: x.Number, Queue: toOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
+		}
+		o.Changes[i] = opChange{Type: ch.Type, Call: oc}
+		for _, x := range ch.Xfer {
+			o.Changes[i].Xfer = append(o.Changes[i].Xfer, opXfer(x))
+		}
+	}
+	return json.Marshal(&o)
+}
+
+func decodeOp(data []byte) (*op, []callstore.Change, error) {
+	var o op
+	if err := json.Unmarshal(data, &o); err != nil {
+		return nil, nil, fmt.Errorf("replica: malformed log message: %w", err)
+	}
+	if o.V != opVersion {
+		return nil, nil, fmt.Errorf("replica: log message version %d, this build reads %d", o.V, opVersion)
+	}
+	changes := make([]callstore.Change, len(o.Changes))
+	for i, oc := range o.Changes {
+		c := oc.Call
+		call := &callstore.Call{
+			UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
+			OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
+			StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: fromOpQueue(c.Queue), Company: c.Company,
+			DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
+			Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: callstore.JSInfo(c.JSInfo),
+			PeerUID: c.PeerUID,
+		}
+		if x := c.Extension; x != nil {
+			call.Extension = &callstore.ExtensionRef{Number: x.Number, Queue: fromOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
+		}
+		changes[i] = callstore.Change{Type: oc.Type, Call: call}
+		for _, x := range oc.Xfer {
+			changes[i].Xfer = append(changes[i].Xfer, callstore.XferLeg(x))
+		}
+	}
+	return &o, changes, nil
+}

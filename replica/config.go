@@ -1,0 +1,117 @@
+package replica
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/credentials"
+
+	"callcontrold/callstore"
+	"callcontrold/pbx"
+)
+
+// Engine is the switch a leader runs: *sim.Switch is one. It is built on
+// every takeover, over the replica's store, committing through the log.
+type Engine interface {
+	pbx.Switch
+	DeviceState(name string) (pbx.DeviceState, error)
+	AdoptBridges() (int, error)
+	EndForeignLegs(cause int32) (int, error)
+	Close()
+}
+
+// Config configures a replica. URL and NewEngine are required.
+type Config struct {
+	URL       string // NATS server URL(s), comma separated
+	CredsFile string // NATS credentials file (JWT + nkey); "" for none
+	TLSCA     string // CA file (PEM) to verify the NATS servers; "" for the system roots
+	TLSCert   string // client certificate (PEM) for NATS mTLS; with TLSKey
+	TLSKey    string
+
+	// Stream is the JetStream stream that holds the revision log; its
+	// lease bucket is Stream+"_LEASE". Default "CALLCONTROLD".
+	Stream string
+	// Replicas is the stream's and the bucket's replication factor: 3 in
+	// a NATS cluster, 1 against a single server. Default 1.
+	Replicas int
+	// LeaseTTL: a leader that stops renewing is replaced after about this
+	// long. Default 5s.
+	LeaseTTL time.Duration
+	// AppendTimeout bounds one append to the log. Default 5s.
+	AppendTimeout time.Duration
+	// ConnectTimeout bounds reaching NATS at Open. Default 10s.
+	ConnectTimeout time.Duration
+
+	// ID names this replica in the lease and the log; default
+	// hostname-random.
+	ID string
+	// Advertise is the gRPC address followers forward control RPCs to
+	// while this replica leads (host:port, reachable by the others).
+	Advertise string
+	// ForwardCreds secure forwarded RPCs to the leader; nil: plaintext
+	// (replicas on a private network or behind a mesh that adds mTLS).
+	ForwardCreds credentials.TransportCredentials
+
+	// StoreOptions configure the replica's store; Epoch is set from the
+	// log's identity.
+	StoreOptions callstore.Options
+	// NewEngine builds the switch on takeover; commit is what it must
+	// commit through (pbx.Options.Commit).
+	NewEngine func(store *callstore.Store, commit func(...callstore.Change) (int64, error)) (Engine, error)
+	// KeepBridges: on takeover, the new engine adopts the calls where two
+	// phones talk (pbx.Engine.AdoptBridges) instead of ending them. Only
+	// for a driver that keeps no per-call state (the simulated one); a SIP
+	// dialog cannot move, so with the sip driver every call ends.
+	KeepBridges bool
+	// DeviceStatus answers a phone's registration status on a follower
+	// (GetDevice); nil: unknown.
+	DeviceStatus func(device string) pbx.DeviceStatus
+
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // nil: metrics not registered
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.URL == "" {
+		return c, errors.New("replica: a NATS URL is required")
+	}
+	if c.NewEngine == nil {
+		return c, errors.New("replica: NewEngine is required")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, errors.New("replica: NATS client certificate and key go together")
+	}
+	if c.Stream == "" {
+		c.Stream = "CALLCONTROLD"
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas > 5 {
+		return c, fmt.Errorf("replica: %d stream replicas: JetStream allows 1 to 5", c.Replicas)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.LeaseTTL, 5*time.Second)
+	def(&c.AppendTimeout, 5*time.Second)
+	def(&c.ConnectTimeout, 10*time.Second)
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.ID = host + "-" + hex.EncodeToString(b)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
