@@ -110,6 +110,5 @@ func (e *Engine) adoptable(c *callstore.Call) *leg {
 		(c.NRState != callstore.NRUp && c.NRState != callstore.NRHold) || c.Queue != nil {
 		return nil
 	}
-	work := *c // the working value; cur stays as committed
-	return &leg{c: &work, cur: c, dev: dev, established: true}
+	return &leg{c: c, cur: c, dev: dev, established: true} // c is cur outside an operation
 }
