@@ -119,8 +119,9 @@ func startSwitch(t *testing.T, dir *directory.Directory, cfg RegistrarConfig, at
 // phone is an in-process sipgo user agent that registers.
 type phone struct {
 	t       *testing.T
-	client  *sipgo.Client
-	options chan string // Request-URIs of the OPTIONS the phone answered
+	client  *sipgo.Client // sends from the phone's UDP socket
+	tcp     *sipgo.Client // dials TCP from an ephemeral port
+	options chan string   // Request-URIs of the OPTIONS the phone answered
 	sw      netip.AddrPort
 	user    string
 	callID  string
@@ -154,6 +155,13 @@ func newPhone(t *testing.T, sw netip.AddrPort, user string) *phone {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Over TCP sipgo would dial from the address above, the UDP socket's
+	// port, which some TCP socket of the machine may hold: the TCP
+	// client dials from an ephemeral port, as phones do.
+	tcp, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -174,7 +182,7 @@ func newPhone(t *testing.T, sw netip.AddrPort, user string) *phone {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return &phone{t: t, client: c, options: got, sw: sw, user: user, callID: fmt.Sprintf("call-%s-%d@test", user, time.Now().UnixNano()), cseq: 1}
+	return &phone{t: t, client: c, tcp: tcp, options: got, sw: sw, user: user, callID: fmt.Sprintf("call-%s-%d@test", user, time.Now().UnixNano()), cseq: 1}
 }
 
 // request builds a REGISTER for the phone's AOR with a contact.
@@ -209,7 +217,11 @@ func (p *phone) register(transport, contact string, expires int, password string
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req := p.request(transport, contact, expires)
-	res, err := p.client.Do(ctx, req)
+	client := p.client
+	if transport == "TCP" {
+		client = p.tcp
+	}
+	res, err := client.Do(ctx, req)
 	if err != nil {
 		p.t.Fatalf("REGISTER: %v", err)
 	}
@@ -217,7 +229,7 @@ func (p *phone) register(transport, contact string, expires int, password string
 	if res.StatusCode != sipmsg.StatusUnauthorized || password == "" {
 		return res
 	}
-	res, err = p.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: p.user, Password: password})
+	res, err = client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: p.user, Password: password})
 	if err != nil {
 		p.t.Fatalf("REGISTER with credentials: %v", err)
 	}
