@@ -132,10 +132,28 @@ func (p *softphone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		_ = tx.Respond(sipmsg.NewSDPResponseFromRequest(req, p.sdp))
 		return
 	}
+	select {
+	case <-p.quit: // the test is over: sipgo may still hand us an INVITE read before the socket closed
+		p.gone(req, tx)
+		return
+	default:
+	}
 	srv, err := p.dua.ReadInvite(req, tx)
 	if err != nil {
 		return
 	}
+	// A final response waits for the switch's ACK (or Timer H, 32 s):
+	// when the phone goes away first, end the transaction so that the
+	// handler returns with the test.
+	handled := make(chan struct{})
+	defer close(handled)
+	go func() {
+		select {
+		case <-p.quit:
+			tx.Terminate()
+		case <-handled:
+		}
+	}()
 	decide := make(chan func(), 1)
 	p.mu.Lock()
 	p.servers[id] = srv
@@ -156,8 +174,16 @@ func (p *softphone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		delete(p.servers, id)
 		p.mu.Unlock()
 	case <-p.quit:
-		_ = srv.Respond(sipmsg.StatusTemporarilyUnavailable, "Gone", nil)
+		p.gone(req, tx)
 	}
+}
+
+// gone refuses an INVITE as the phone shuts down, without waiting for
+// the ACK: nobody will read it once the phone's socket is closed, and
+// the transaction ends with the phone.
+func (p *softphone) gone(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusTemporarilyUnavailable, "Gone", nil))
+	tx.Terminate()
 }
 
 func (p *softphone) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
