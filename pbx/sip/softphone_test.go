@@ -32,6 +32,7 @@ type softphone struct {
 	servers   map[string]*sipgo.DialogServerSession // by Call-ID: the switch called us
 	clients   map[string]*sipgo.DialogClientSession // we called the switch
 	ringing   map[string]chan func()                // Call-IDs ringing: what the user decides
+	answered  map[string]chan struct{}              // closed once our 2xx got its ACK (or failed)
 	quit      chan struct{}                         // closed at cleanup: ringing calls give up
 	reinvites chan []byte                           // descriptions of the re-INVITEs received
 	wg        sync.WaitGroup
@@ -59,7 +60,7 @@ func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
 		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
 		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
-		ringing: map[string]chan func(){}, reinvites: make(chan []byte, 16), quit: make(chan struct{})}
+		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(p.onAck)
@@ -223,14 +224,37 @@ func (p *softphone) server(id string) *sipgo.DialogServerSession {
 	return srv
 }
 
-// answer picks up a ringing call (the 2xx waits for its ACK on its own
-// goroutine).
+// answer picks up a ringing call (the 2xx waits for its ACK on the
+// INVITE's handler goroutine).
 func (p *softphone) answer(id string) {
+	done := make(chan struct{})
 	p.mu.Lock()
 	srv, decide := p.servers[id], p.ringing[id]
 	delete(p.ringing, id)
+	p.answered[id] = done
 	p.mu.Unlock()
-	decide <- func() { _ = srv.RespondSDP(p.sdp) }
+	decide <- func() {
+		defer close(done)
+		_ = srv.RespondSDP(p.sdp)
+	}
+}
+
+// acked waits until the phone's answer to a call from the switch is
+// done (its ACK came): sipgo's dialog is not safe to use from another
+// goroutine while it still sends the 2xx.
+func (p *softphone) acked(id string) {
+	p.t.Helper()
+	p.mu.Lock()
+	done := p.answered[id]
+	p.mu.Unlock()
+	if done == nil {
+		return // not answered by this phone: the switch answered our INVITE
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.t.Fatalf("%s: the switch never acknowledged our answer to %s", p.user, id)
+	}
 }
 
 // refuse answers a ringing call with a failure status.
@@ -250,7 +274,7 @@ func (p *softphone) hangUp(id string) {
 	srv, cli := p.servers[id], p.clients[id]
 	p.mu.Unlock()
 	if srv != nil { // the switch's ACK may still be on its way
-		until(p.t, "the ACK", func() bool { return srv.LoadState() == sipmsg.DialogStateConfirmed })
+		p.acked(id)
 	}
 	p.mu.Lock()
 	delete(p.servers, id)
@@ -281,6 +305,7 @@ func (p *softphone) hold(id string, held bool) {
 		dir = "sendonly"
 	}
 	srv := p.server(id)
+	p.acked(id)
 	req := sipmsg.NewRequest(sipmsg.INVITE, srv.InviteRequest.Contact().Address)
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(withDirection(p.sdp, dir))
