@@ -139,14 +139,18 @@ func (n *Node) setup(ctx context.Context) error {
 	n.js = js
 	// A cluster that is starting too answers "no suitable peers" or times
 	// out for a moment: retry until ConnectTimeout.
-	err = retry(ctx, func() (err error) {
+	err = retry(ctx, func(ctx context.Context) (err error) {
 		n.stream, err = n.findOrCreateStream(ctx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("replica: find or create stream %s (is JetStream enabled, with %d servers?): %w", n.cfg.Stream, n.cfg.Replicas, err)
 	}
-	info, err := n.stream.Info(ctx)
+	var info *jetstream.StreamInfo
+	err = retry(ctx, func(ctx context.Context) (err error) {
+		info, err = n.stream.Info(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("replica: stream %s: %w", n.cfg.Stream, err)
 	}
@@ -155,7 +159,7 @@ func (n *Node) setup(ctx context.Context) error {
 	}
 	n.target = int64(info.State.LastSeq)
 	n.created = info.Created
-	err = retry(ctx, func() (err error) {
+	err = retry(ctx, func(ctx context.Context) (err error) {
 		n.kv, err = n.findOrCreateBucket(ctx)
 		return err
 	})
@@ -166,9 +170,15 @@ func (n *Node) setup(ctx context.Context) error {
 }
 
 // retry calls f until it succeeds or ctx ends, and returns f's last error.
-func retry(ctx context.Context, f func() error) error {
+// Each attempt has its own short deadline: a JetStream API request that
+// meets no answer (a node restarting, a meta leader being elected) would
+// otherwise wait out the whole of ctx on its first try, and never be
+// tried again once the cluster can answer.
+func retry(ctx context.Context, f func(context.Context) error) error {
 	for {
-		err := f()
+		actx, cancel := context.WithTimeout(ctx, setupAttemptTimeout)
+		err := f(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -179,6 +189,9 @@ func retry(ctx context.Context, f func() error) error {
 		}
 	}
 }
+
+// setupAttemptTimeout bounds one attempt of a setup request (retry).
+const setupAttemptTimeout = 3 * time.Second
 
 func (n *Node) findOrCreateStream(ctx context.Context) (jetstream.Stream, error) {
 	st, err := n.js.Stream(ctx, n.cfg.Stream)
