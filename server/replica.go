@@ -10,16 +10,6 @@ import (
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
-// orPass returns i, or an interceptor that only passes the call on.
-func orPass(i grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	if i != nil {
-		return i
-	}
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		return h(ctx, req)
-	}
-}
-
 // SetServing sets the health of the server and of its call and device
 // services: a replica reports NOT_SERVING until it has caught up with the
 // log. After Shutdown it changes nothing (health stays NOT_SERVING).
@@ -46,7 +36,7 @@ const resumeWait = 5 * time.Second
 func awaitResume(await func(ctx context.Context, rev int64) error) grpc.StreamServerInterceptor {
 	watch := "/" + callcontrolv1.CallControlService_ServiceDesc.ServiceName + "/WatchCalls"
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		if await == nil || info.FullMethod != watch {
+		if info.FullMethod != watch {
 			return h(srv, ss)
 		}
 		return h(srv, &resumeStream{ServerStream: ss, await: await})

@@ -260,26 +260,38 @@ func New(cfg Config, d Deps) (*Server, error) {
 
 	failures := &decodeFailures{}
 	authFn := authenticate(d.Authenticate, log)
+	unary := []grpc.UnaryServerInterceptor{
+		s.pending.unary,
+		rpcMetrics.UnaryServerInterceptor(),
+		identityUnary,
+		logging.UnaryServerInterceptor(logger, logOpts...),
+	}
+	if d.Forward != nil {
+		unary = append(unary, d.Forward)
+	}
+	unary = append(unary,
+		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), needsAuth),
+		recovery.UnaryServerInterceptor(recoverOpts...),
+	)
+	stream := []grpc.StreamServerInterceptor{
+		s.pending.stream,
+		rpcMetrics.StreamServerInterceptor(),
+		identityStream,
+		logging.StreamServerInterceptor(logger, logOpts...),
+		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
+		recovery.StreamServerInterceptor(recoverOpts...),
+	}
+	// Only a replica has these. Every interceptor is a frame on each
+	// stream's goroutine for as long as the stream lives: one more pushed
+	// an idle watch's stack past 8 KiB, and Go doubled it (16 KiB a
+	// stream instead of 8; docs/BENCHMARKS.md).
+	if d.AwaitRevision != nil {
+		stream = append(stream, awaitResume(d.AwaitRevision))
+	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
-		grpc.ChainUnaryInterceptor(
-			s.pending.unary,
-			rpcMetrics.UnaryServerInterceptor(),
-			identityUnary,
-			logging.UnaryServerInterceptor(logger, logOpts...),
-			orPass(d.Forward),
-			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), needsAuth),
-			recovery.UnaryServerInterceptor(recoverOpts...),
-		),
-		grpc.ChainStreamInterceptor(
-			s.pending.stream,
-			rpcMetrics.StreamServerInterceptor(),
-			identityStream,
-			logging.StreamServerInterceptor(logger, logOpts...),
-			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
-			recovery.StreamServerInterceptor(recoverOpts...),
-			awaitResume(d.AwaitRevision),
-		),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 	opts = append(opts, transportOptions(cfg, s.pending)...)
 	if cfg.TLS != nil {
