@@ -1,6 +1,7 @@
 package main
 
 import (
+	"callcontrold/internal/latency"
 	"context"
 	"errors"
 	"fmt"
@@ -82,20 +83,20 @@ type fanoutConfig struct {
 }
 
 type fanoutResult struct {
-	TargetRate    float64 `json:"target_transitions_per_second"`
-	Rate          float64 `json:"transitions_per_second"`
-	Commits       int     `json:"commits"`
-	Expected      uint64  `json:"expected_deliveries"`
-	Received      uint64  `json:"received_deliveries"`
-	Missing       uint64  `json:"missing"`
-	Failures      int     `json:"watcher_failures"`
-	FirstError    string  `json:"first_error,omitempty"`
-	Seconds       float64 `json:"seconds"`
-	EventsPerSec  float64 `json:"delivered_events_per_second"`
-	Latency       latency `json:"commit_to_receive"`
-	CPUSeconds    float64 `json:"server_cpu_seconds"`
-	CPUPerEventUS float64 `json:"server_cpu_us_per_delivered_event"`
-	BytesPerEvent float64 `json:"received_bytes_per_event"`
+	TargetRate    float64         `json:"target_transitions_per_second"`
+	Rate          float64         `json:"transitions_per_second"`
+	Commits       int             `json:"commits"`
+	Expected      uint64          `json:"expected_deliveries"`
+	Received      uint64          `json:"received_deliveries"`
+	Missing       uint64          `json:"missing"`
+	Failures      int             `json:"watcher_failures"`
+	FirstError    string          `json:"first_error,omitempty"`
+	Seconds       float64         `json:"seconds"`
+	EventsPerSec  float64         `json:"delivered_events_per_second"`
+	Latency       latency.Summary `json:"commit_to_receive"`
+	CPUSeconds    float64         `json:"server_cpu_seconds"`
+	CPUPerEventUS float64         `json:"server_cpu_us_per_delivered_event"`
+	BytesPerEvent float64         `json:"received_bytes_per_event"`
 }
 
 // fanWatcher counts what one watch receives.
@@ -138,7 +139,7 @@ func runFanoutPhase(ctx context.Context, c *child, p peerClient, cfg fanoutConfi
 	total := int(cfg.rate * (cfg.warmup + cfg.duration).Seconds())
 	ws := make([]*fanWatcher, len(streams))
 	want := make([]uint64, len(streams))
-	var lat hist
+	var lat latency.Hist
 	var mark atomic.Int64
 	mark.Store(1 << 62)
 	var wg sync.WaitGroup
@@ -176,7 +177,7 @@ func runFanoutPhase(ctx context.Context, c *child, p peerClient, cfg fanoutConfi
 	wg.Wait()
 
 	res := &fanoutResult{TargetRate: cfg.rate, Rate: float64(total) / driven.Seconds(), Commits: total, Seconds: elapsed.Seconds(),
-		Latency: lat.summary(), CPUSeconds: (cpu1 - cpu0).Seconds()}
+		Latency: lat.Summary(), CPUSeconds: (cpu1 - cpu0).Seconds()}
 	var bytes uint64
 	for i, w := range ws {
 		got := w.received.Load()
@@ -203,7 +204,7 @@ func runFanoutPhase(ctx context.Context, c *child, p peerClient, cfg fanoutConfi
 
 // receive counts w's events until its stream ends; events committed from
 // mark on (UnixNano) go into lat.
-func receive(ctx context.Context, p peerClient, w *fanWatcher, lat *hist, mark *atomic.Int64) {
+func receive(ctx context.Context, p peerClient, w *fanWatcher, lat *latency.Hist, mark *atomic.Int64) {
 	var m rawMsg
 	for {
 		err := w.s.RecvMsg(&m)
@@ -213,7 +214,7 @@ func receive(ctx context.Context, p peerClient, w *fanWatcher, lat *hist, mark *
 			err = p.events(m.b, func(at int64) {
 				n++
 				if at >= mark.Load() {
-					lat.record(time.Duration(now - at))
+					lat.Record(time.Duration(now - at))
 				}
 			})
 			if n > 0 {

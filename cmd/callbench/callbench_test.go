@@ -2,9 +2,9 @@ package main
 
 import (
 	"bytes"
+	"callcontrold/internal/latency"
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -27,78 +27,6 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	goleak.VerifyTestMain(m)
-}
-
-func TestHistBucketsRoundTrip(t *testing.T) {
-	prev := -1
-	for _, v := range []uint64{0, 1, 63, 64, 65, 127, 128, 1000, 1 << 20, 123456789, 1 << 40, 1<<63 - 1, 1<<64 - 1} {
-		i := histBucket(v)
-		if i < 0 || i >= histBuckets {
-			t.Fatalf("bucket(%d) = %d out of range", v, i)
-		}
-		lo, hi := histBounds(i)
-		if v < lo || v > hi {
-			t.Errorf("%d in bucket %d = [%d, %d]", v, i, lo, hi)
-		}
-		if hi-lo > hi/histSub {
-			t.Errorf("bucket %d = [%d, %d] wider than 1/%d", i, lo, hi, histSub)
-		}
-		if i < prev {
-			t.Errorf("bucket(%d) = %d < previous %d: not monotonic", v, i, prev)
-		}
-		prev = i
-	}
-	// Consecutive buckets tile the values without gaps.
-	for i := 1; i < histBuckets; i++ {
-		_, hiPrev := histBounds(i - 1)
-		lo, _ := histBounds(i)
-		if lo != hiPrev+1 {
-			t.Fatalf("bucket %d starts at %d, previous ends at %d", i, lo, hiPrev)
-		}
-	}
-}
-
-func TestHistQuantiles(t *testing.T) {
-	var h hist
-	if h.quantile(0.5) != 0 || h.summary() != (latency{}) {
-		t.Fatal("empty histogram: want zeros")
-	}
-	// 1..1000 µs, shuffled: p50 ≈ 500µs, p99 ≈ 990µs, within the
-	// histogram's 1/32 precision.
-	vals := make([]time.Duration, 1000)
-	for i := range vals {
-		vals[i] = time.Duration(i+1) * time.Microsecond
-	}
-	rand.Shuffle(len(vals), func(i, j int) { vals[i], vals[j] = vals[j], vals[i] })
-	var a, b hist
-	for i, v := range vals {
-		if i%2 == 0 {
-			a.record(v)
-		} else {
-			b.record(v)
-		}
-	}
-	h.merge(&a)
-	h.merge(&b)
-	if h.count() != 1000 {
-		t.Fatalf("count = %d", h.count())
-	}
-	for _, c := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}, {0.001, time.Microsecond}} {
-		got := h.quantile(c.q)
-		if d := float64(got-c.want) / float64(c.want); d < -1.0/histSub || d > 1.0/histSub {
-			t.Errorf("quantile(%v) = %v, want %v ± 1/%d", c.q, got, c.want, histSub)
-		}
-	}
-	if got := h.quantile(1); got > time.Millisecond {
-		t.Errorf("p100 = %v exceeds the maximum", got)
-	}
-	s := h.summary()
-	if s.Max != 1 || s.Mean < 0.49 || s.Mean > 0.51 {
-		t.Errorf("summary = %+v", s)
-	}
 }
 
 func TestCompareRevs(t *testing.T) {
@@ -245,7 +173,7 @@ func TestReportChecks(t *testing.T) {
 	r := newReport(c)
 	r.Unary = &unaryResult{Ratio: 0.9}
 	r.Stream = &streamResult{Ratio: 0.4}
-	r.Fanout = &fanoutResult{Latency: latency{P99: 4.9}}
+	r.Fanout = &fanoutResult{Latency: latency.Summary{P99: 4.9}}
 	r.Memory = &memoryResult{HeapPerCall: 1025}
 	r.finish()
 	var met []bool

@@ -17,6 +17,7 @@ package main
 
 import (
 	"bytes"
+	"callcontrold/internal/latency"
 	"context"
 	"errors"
 	"fmt"
@@ -81,7 +82,7 @@ func runConnect(ctx context.Context, e *env, ucfg unaryConfig, scfg streamConfig
 }
 
 // controlWorker runs Hold then Talk on uid until stop, recording each RPC.
-type controlWorker func(i int, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64)
+type controlWorker func(i int, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64)
 
 func connectUnary(ctx context.Context, e *env, hc *http.Client, base string, cfg unaryConfig, res *connectResult) error {
 	conns, err := e.dialN(cfg.conns)
@@ -99,13 +100,13 @@ func connectUnary(ctx context.Context, e *env, hc *http.Client, base string, cfg
 	kinds := []struct {
 		w   controlWorker
 		out *unaryKind
-		h   hist
+		h   latency.Hist
 	}{
 		{w: grpcControl(withToken(ctx, loadToken), conns), out: &res.GRPC},
 		{w: httpControl(ctx, hc, base, false), out: &res.ConnectProto},
 		{w: httpControl(ctx, hc, base, true), out: &res.ConnectJSON},
 	}
-	var scratch hist
+	var scratch latency.Hist
 	for i := range kinds {
 		controlPhase(kinds[i].w, uids, cfg.warmup, &scratch)
 	}
@@ -122,7 +123,7 @@ func connectUnary(ctx context.Context, e *env, hc *http.Client, base string, cfg
 	for i := range kinds {
 		out := kinds[i].out
 		out.PerSecond = float64(out.RPCs) / out.Seconds
-		out.Latency = kinds[i].h.summary()
+		out.Latency = kinds[i].h.Summary()
 		failed += out.Errors
 	}
 	res.ProtoRatio = res.ConnectProto.PerSecond / res.GRPC.PerSecond
@@ -135,7 +136,7 @@ func connectUnary(ctx context.Context, e *env, hc *http.Client, base string, cfg
 }
 
 // controlPhase runs one worker per uid for d.
-func controlPhase(w controlWorker, uids []int64, d time.Duration, h *hist) (n, errs uint64, elapsed time.Duration) {
+func controlPhase(w controlWorker, uids []int64, d time.Duration, h *latency.Hist) (n, errs uint64, elapsed time.Duration) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var tn, te atomic.Uint64
@@ -154,7 +155,7 @@ func controlPhase(w controlWorker, uids []int64, d time.Duration, h *hist) (n, e
 }
 
 func grpcControl(ctx context.Context, conns []*grpc.ClientConn) controlWorker {
-	return func(i int, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64) {
+	return func(i int, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64) {
 		cc := conns[i%len(conns)]
 		var raw rawMsg
 		reqs := []struct {
@@ -173,7 +174,7 @@ func grpcControl(ctx context.Context, conns []*grpc.ClientConn) controlWorker {
 			for _, r := range reqs {
 				t := time.Now()
 				err := cc.Invoke(ctx, r.method, r.req, &raw, rawRecv)
-				h.record(time.Since(t))
+				h.Record(time.Since(t))
 				if err == nil && j%checkEvery == 0 {
 					err = r.check(raw.b)
 				}
@@ -199,7 +200,7 @@ func httpControl(ctx context.Context, hc *http.Client, base string, asJSON bool)
 		marshal = func(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }
 		unmarshal = func(b []byte, m proto.Message) error { return protojson.Unmarshal(b, m) }
 	}
-	return func(_ int, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64) {
+	return func(_ int, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64) {
 		hold, err1 := marshal(&callcontrolv1.HoldRequest{Uid: uid})
 		talk, err2 := marshal(&callcontrolv1.TalkRequest{Uid: uid})
 		if err := errors.Join(err1, err2); err != nil {
@@ -240,7 +241,7 @@ func httpControl(ctx context.Context, hc *http.Client, base string, asJSON bool)
 			} {
 				t := time.Now()
 				err := post(r.method, r.body)
-				h.record(time.Since(t))
+				h.Record(time.Since(t))
 				if err == nil && j%checkEvery == 0 {
 					if err = unmarshal(buf.Bytes(), r.resp); err == nil && r.resp.GetCall().GetState() != r.want {
 						err = fmt.Errorf("connect: call %d is %v, want %v", uid, r.resp.GetCall().GetState(), r.want)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"callcontrold/internal/latency"
 	"context"
 	"fmt"
 	"strconv"
@@ -27,21 +28,21 @@ type fanoutConfig struct {
 }
 
 type fanoutResult struct {
-	Filtered      int     `json:"filtered_watchers"`
-	Unfiltered    int     `json:"unfiltered_watchers"`
-	Conns         int     `json:"connections"`
-	WatcherProc   string  `json:"watcher_process"` // "child" or "in-process"
-	TargetRate    float64 `json:"target_transitions_per_second"`
-	Rate          float64 `json:"transitions_per_second"`
-	Commits       int64   `json:"commits"`
-	Expected      uint64  `json:"expected_deliveries"`
-	Received      uint64  `json:"received_deliveries"`
-	Dropped       uint64  `json:"dropped"`
-	Unexpected    uint64  `json:"unexpected"`
-	Failures      int     `json:"watcher_failures"`
-	FirstError    string  `json:"first_error,omitempty"`
-	DeliveriesSec float64 `json:"deliveries_per_second"`
-	Latency       latency `json:"commit_to_receive"`
+	Filtered      int             `json:"filtered_watchers"`
+	Unfiltered    int             `json:"unfiltered_watchers"`
+	Conns         int             `json:"connections"`
+	WatcherProc   string          `json:"watcher_process"` // "child" or "in-process"
+	TargetRate    float64         `json:"target_transitions_per_second"`
+	Rate          float64         `json:"transitions_per_second"`
+	Commits       int64           `json:"commits"`
+	Expected      uint64          `json:"expected_deliveries"`
+	Received      uint64          `json:"received_deliveries"`
+	Dropped       uint64          `json:"dropped"`
+	Unexpected    uint64          `json:"unexpected"`
+	Failures      int             `json:"watcher_failures"`
+	FirstError    string          `json:"first_error,omitempty"`
+	DeliveriesSec float64         `json:"deliveries_per_second"`
+	Latency       latency.Summary `json:"commit_to_receive"`
 }
 
 // The fan-out schedule, which the driver follows and the watchers' side
@@ -83,14 +84,14 @@ type fanWatchers interface {
 // fanSummary is what the watchers' side reports (a child prints it as one
 // JSON line).
 type fanSummary struct {
-	Expected   uint64  `json:"expected"`
-	Received   uint64  `json:"received"`
-	Dropped    uint64  `json:"dropped"`
-	Unexpected uint64  `json:"unexpected"`
-	Failures   int     `json:"failures"`
-	FirstError string  `json:"first_error,omitempty"`
-	Samples    uint64  `json:"latency_samples"`
-	Latency    latency `json:"latency"`
+	Expected   uint64          `json:"expected"`
+	Received   uint64          `json:"received"`
+	Dropped    uint64          `json:"dropped"`
+	Unexpected uint64          `json:"unexpected"`
+	Failures   int             `json:"failures"`
+	FirstError string          `json:"first_error,omitempty"`
+	Samples    uint64          `json:"latency_samples"`
+	Latency    latency.Summary `json:"latency"`
 }
 
 // runFanout commits transitions straight to the store of a running server
@@ -211,7 +212,7 @@ type fanClient struct {
 	wctx     context.Context
 	wg       sync.WaitGroup
 	mark     atomic.Int64 // latencies count from this revision on
-	lat      hist
+	lat      latency.Hist
 	base     int64
 }
 
@@ -268,7 +269,7 @@ func (c *fanClient) recv(w *fanWatcher) {
 			continue
 		}
 		if rev >= c.mark.Load() && at > 0 {
-			c.lat.record(time.Duration(now - at))
+			c.lat.Record(time.Duration(now - at))
 		}
 		w.revs = append(w.revs, rev)
 		w.last.Store(rev)
@@ -303,7 +304,7 @@ func (c *fanClient) stop(n int64) (*fanSummary, error) {
 	}
 	c.cancel()
 	c.wg.Wait()
-	sum := &fanSummary{Samples: c.lat.count(), Latency: c.lat.summary()}
+	sum := &fanSummary{Samples: c.lat.Count(), Latency: c.lat.Summary()}
 	for i, w := range c.ws {
 		if w.err != nil {
 			sum.Failures++

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"callcontrold/internal/latency"
 	"context"
 	"fmt"
 	"sync"
@@ -23,11 +24,11 @@ type unaryConfig struct {
 }
 
 type unaryKind struct {
-	RPCs      uint64  `json:"rpcs"`
-	Errors    uint64  `json:"errors"`
-	Seconds   float64 `json:"seconds"`
-	PerSecond float64 `json:"rpcs_per_second"`
-	Latency   latency `json:"latency"`
+	RPCs      uint64          `json:"rpcs"`
+	Errors    uint64          `json:"errors"`
+	Seconds   float64         `json:"seconds"`
+	PerSecond float64         `json:"rpcs_per_second"`
+	Latency   latency.Summary `json:"latency"`
 }
 
 type unaryResult struct {
@@ -62,12 +63,12 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	}
 	ctx = withToken(ctx, loadToken)
 
-	noop := func(cc *grpc.ClientConn, _ int64, h *hist, stop *atomic.Bool) (n, errs uint64) {
+	noop := func(cc *grpc.ClientConn, _ int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64) {
 		in := &emptypb.Empty{}
 		for !stop.Load() {
 			t := time.Now()
 			err := cc.Invoke(ctx, noopUnaryMethod, in, new(emptypb.Empty))
-			h.record(time.Since(t))
+			h.Record(time.Since(t))
 			if n++; err != nil {
 				errs++
 			}
@@ -79,14 +80,14 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	// the server is measured on decoding them. Every checkEvery-th pair is
 	// decoded and checked, so a wrong answer cannot pass unnoticed.
 	const checkEvery = 1024
-	control := func(cc *grpc.ClientConn, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64) {
+	control := func(cc *grpc.ClientConn, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64) {
 		var raw rawMsg
 		hold, talk := &callcontrolv1.HoldRequest{Uid: uid}, &callcontrolv1.TalkRequest{Uid: uid}
 		for i := 0; !stop.Load(); i++ {
 			t := time.Now()
 			err := cc.Invoke(ctx, holdMethod, hold, &raw, rawRecv)
 			t2 := time.Now()
-			h.record(t2.Sub(t))
+			h.Record(t2.Sub(t))
 			if err == nil && i%checkEvery == 0 {
 				err = checkControl(raw.b, &callcontrolv1.HoldResponse{}, callcontrolv1.State_STATE_HOLD)
 			}
@@ -94,7 +95,7 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 				errs++
 			}
 			err = cc.Invoke(ctx, talkMethod, talk, &raw, rawRecv)
-			h.record(time.Since(t2))
+			h.Record(time.Since(t2))
 			if err == nil && i%checkEvery == 0 {
 				err = checkControl(raw.b, &callcontrolv1.TalkResponse{}, callcontrolv1.State_STATE_UP)
 			}
@@ -104,8 +105,8 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 		}
 		return n, errs
 	}
-	type worker func(cc *grpc.ClientConn, uid int64, h *hist, stop *atomic.Bool) (n, errs uint64)
-	phase := func(w worker, d time.Duration, h *hist) (n, errs uint64, elapsed time.Duration) {
+	type worker func(cc *grpc.ClientConn, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64)
+	phase := func(w worker, d time.Duration, h *latency.Hist) (n, errs uint64, elapsed time.Duration) {
 		var stop atomic.Bool
 		var wg sync.WaitGroup
 		var tn, te atomic.Uint64
@@ -123,8 +124,8 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 		return tn.Load(), te.Load(), time.Since(start)
 	}
 
-	var nh, ch hist
-	var scratch hist
+	var nh, ch latency.Hist
+	var scratch latency.Hist
 	phase(noop, cfg.warmup, &scratch)
 	phase(control, cfg.warmup, &scratch)
 	res := &unaryResult{Concurrency: cfg.concurrency, Conns: cfg.conns}
@@ -132,7 +133,7 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	for range cfg.rounds {
 		for _, k := range []struct {
 			w   worker
-			h   *hist
+			h   *latency.Hist
 			out *unaryKind
 		}{{noop, &nh, &res.Noop}, {control, &ch, &res.Control}} {
 			n, errs, el := phase(k.w, per, k.h)
@@ -142,11 +143,11 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 		}
 	}
 	for _, k := range []struct {
-		h   *hist
+		h   *latency.Hist
 		out *unaryKind
 	}{{&nh, &res.Noop}, {&ch, &res.Control}} {
 		k.out.PerSecond = float64(k.out.RPCs) / k.out.Seconds
-		k.out.Latency = k.h.summary()
+		k.out.Latency = k.h.Summary()
 	}
 	res.Ratio = res.Control.PerSecond / res.Noop.PerSecond
 	if res.Noop.Errors+res.Control.Errors > 0 {

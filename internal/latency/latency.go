@@ -1,7 +1,7 @@
-// A copy of cmd/callbench's histogram (that package is a command and cannot be
-// imported).
-
-package main
+// Package latency is the load clients' latency histogram (cmd/callbench
+// and the peer benchmark in bench/etcd measure with the same one, so
+// their figures compare).
+package latency
 
 import (
 	"math"
@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// hist is a log-linear latency histogram, safe for concurrent use: values
+// Hist is a log-linear latency histogram, safe for concurrent use: values
 // (nanoseconds) are exact below 64 and otherwise land in one of 32
 // sub-buckets per power of two, so a percentile is within ≈ 3% of the
 // true value. Recording is one atomic add: no allocation, no lock.
-type hist struct {
+type Hist struct {
 	counts [histBuckets]atomic.Uint64
 	n      atomic.Uint64
 	sum    atomic.Uint64
@@ -47,7 +47,7 @@ func histBounds(i int) (lo, hi uint64) {
 	return m << shift, (m+1)<<shift - 1
 }
 
-func (h *hist) record(d time.Duration) {
+func (h *Hist) Record(d time.Duration) {
 	v := uint64(max(d, 0))
 	h.counts[histBucket(v)].Add(1)
 	h.n.Add(1)
@@ -60,12 +60,13 @@ func (h *hist) record(d time.Duration) {
 	}
 }
 
-func (h *hist) count() uint64 { return h.n.Load() }
+// Count is how many values were recorded.
+func (h *Hist) Count() uint64 { return h.n.Load() }
 
-// quantile returns the value at quantile q (0 < q <= 1): the midpoint of
+// Quantile returns the value at quantile q (0 < q <= 1): the midpoint of
 // the bucket holding the ceil(q*n)-th smallest value, capped at the
 // maximum. It is 0 for an empty histogram.
-func (h *hist) quantile(q float64) time.Duration {
+func (h *Hist) Quantile(q float64) time.Duration {
 	n := h.n.Load()
 	if n == 0 {
 		return 0
@@ -83,7 +84,8 @@ func (h *hist) quantile(q float64) time.Duration {
 	return time.Duration(h.max.Load())
 }
 
-func (h *hist) mean() time.Duration {
+// Mean is the mean of the recorded values.
+func (h *Hist) Mean() time.Duration {
 	n := h.n.Load()
 	if n == 0 {
 		return 0
@@ -91,8 +93,8 @@ func (h *hist) mean() time.Duration {
 	return time.Duration(h.sum.Load() / n)
 }
 
-// merge adds o's counts to h.
-func (h *hist) merge(o *hist) {
+// Merge adds o's counts to h.
+func (h *Hist) Merge(o *Hist) {
 	for i := range o.counts {
 		if c := o.counts[i].Load(); c != 0 {
 			h.counts[i].Add(c)
@@ -108,16 +110,18 @@ func (h *hist) merge(o *hist) {
 	}
 }
 
-// latency is a histogram's summary as reported.
-type latency struct {
+// Summary is a histogram's summary as reported (milliseconds).
+type Summary struct {
 	P50  float64 `json:"p50_ms"`
 	P99  float64 `json:"p99_ms"`
 	Max  float64 `json:"max_ms"`
 	Mean float64 `json:"mean_ms"`
 }
 
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+// MS is d in milliseconds, rounded to the microsecond.
+func MS(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 
-func (h *hist) summary() latency {
-	return latency{P50: ms(h.quantile(0.50)), P99: ms(h.quantile(0.99)), Max: ms(time.Duration(h.max.Load())), Mean: ms(h.mean())}
+// Summary reports the median, p99, maximum and mean.
+func (h *Hist) Summary() Summary {
+	return Summary{P50: MS(h.Quantile(0.50)), P99: MS(h.Quantile(0.99)), Max: MS(time.Duration(h.max.Load())), Mean: MS(h.Mean())}
 }
