@@ -103,3 +103,12 @@ func CauseText(cause int32) string {
 	}
 	return fmt.Sprintf("Cause %d", cause)
 }
+
+// CheckCause refuses a cause that is not a Q.850 cause (1-127): a driver
+// or the simulated far end must not end a leg with one.
+func CheckCause(cause int32) error {
+	if cause < 1 || cause > 127 {
+		return fmt.Errorf("%w: cause %d is not a Q.850 cause", ErrInvalidArgument, cause)
+	}
+	return nil
+}

@@ -57,8 +57,8 @@ func (e *Engine) HungUp(ctx context.Context, uid int64) (*callstore.Call, error)
 // cause (busy 17, no answer 19, rejected 21, ...). An answered call ends
 // with 16 whatever the cause.
 func (e *Engine) Refused(ctx context.Context, uid int64, cause int32) (*callstore.Call, error) {
-	if cause < 1 || cause > 127 {
-		return nil, fmt.Errorf("%w: cause %d is not a Q.850 cause", ErrInvalidArgument, cause)
+	if err := CheckCause(cause); err != nil {
+		return nil, err
 	}
 	if err := e.begin(ctx); err != nil {
 		return nil, err
@@ -202,8 +202,8 @@ func (e *Engine) RemoteAnswered(ctx context.Context, id RemoteID) ([]*callstore.
 // The leg it talks to or rings ends with that cause, or every leg ringing
 // for it. It returns the legs the revision changed, in commit order.
 func (e *Engine) RemoteEnded(ctx context.Context, id RemoteID, cause int32) ([]*callstore.Call, error) {
-	if cause < 1 || cause > 127 {
-		return nil, fmt.Errorf("%w: cause %d is not a Q.850 cause", ErrInvalidArgument, cause)
+	if err := CheckCause(cause); err != nil {
+		return nil, err
 	}
 	if err := e.begin(ctx); err != nil {
 		return nil, err

@@ -258,8 +258,8 @@ func (s *Switch) RejectRemote(ctx context.Context, uid int64, cause int32) (*cal
 	if cause == 0 {
 		cause = pbx.CauseRejected
 	}
-	if cause < 1 || cause > 127 {
-		return nil, fmt.Errorf("%w: cause %d is not a Q.850 cause", pbx.ErrInvalidArgument, cause)
+	if err := pbx.CheckCause(cause); err != nil {
+		return nil, err
 	}
 	r, err := s.calledRemote("reject-remote", uid)
 	if err != nil {
