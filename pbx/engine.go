@@ -161,15 +161,23 @@ type leg struct {
 	qAgent   *leg    // queue leg: the agent that answered
 	queue    *leg    // agent: the queue leg it answered
 
-	// pending is where a leg the API dialled goes once its device is off
-	// hook; offTimer gives up on the device.
-	pending  *dest
-	offTimer *engineTimer
+	// offHook is set while a leg the API dialled waits for its device to
+	// go off hook.
+	offHook *offHook
 
-	xfer []callstore.XferLeg // set: the next commit is a TRANSFER event
 	// changed is closed (and cleared) at the leg's next commit: the
 	// operations that wait for a driver's report wait on it.
 	changed chan struct{}
+	// A leg is 96 bytes: what only an operation needs (the TRANSFER
+	// event's legs) is kept in its tx, and the off-hook fields of a leg
+	// being dialled behind one pointer (TestLegSize).
+}
+
+// offHook is where a leg the API dialled goes once its device is off
+// hook, and the timer that gives up on the device.
+type offHook struct {
+	dest  dest
+	timer *engineTimer
 }
 
 // w returns the leg's value for writing: a private copy of the committed
@@ -186,16 +194,19 @@ func (l *leg) ref() LegRef { return LegRef{UID: l.c.UID, Device: l.dev.Name} }
 
 // remote is an external party: it has no Call, only a near-end state that
 // feeds the derived state of the leg it talks to.
+//
+// The small fields are last, together, so that a remote takes the 64-byte
+// size class (one per call to or from outside).
 type remote struct {
 	id           RemoteID
 	name, number string
-	nr           callstore.NRState // NRRing: calling in; NRRinging: alerting; NRUp: answered
-	leg          *leg              // the leg bridged to it or ringing it
-	ringer       *ringer           // or the group it rings (an inbound caller)
+	leg          *leg    // the leg bridged to it or ringing it
+	ringer       *ringer // or the group it rings (an inbound caller)
 	// cause is why it was last detached; quiet: it ended the call itself.
 	cause   int32
 	quiet   bool
-	inbound bool // it called the PBX
+	inbound bool              // it called the PBX
+	nr      callstore.NRState // NRRing: calling in; NRRinging: alerting; NRUp: answered
 }
 
 // ringer is one caller waiting for one of several legs to answer: a
@@ -236,6 +247,9 @@ type tx struct {
 	seen    map[*leg]bool
 	remotes []*remote
 	signals []signal
+	// xfer holds the legs whose next commit is a TRANSFER event, with the
+	// event's xfer_data.
+	xfer map[*leg][]callstore.XferLeg
 	// committed is what commit stored, in commit order.
 	committed []*callstore.Call
 }
@@ -249,6 +263,16 @@ func (t *tx) touch(ls ...*leg) {
 			t.legs = append(t.legs, l)
 		}
 	}
+}
+
+// transfer makes l's next commit a TRANSFER event with xfer as its
+// xfer_data.
+func (t *tx) transfer(l *leg, xfer []callstore.XferLeg) {
+	if t.xfer == nil {
+		t.xfer = make(map[*leg][]callstore.XferLeg)
+	}
+	t.xfer[l] = xfer
+	t.touch(l)
 }
 
 // detach records that r lost its leg or group; commit ends it if nothing
@@ -285,34 +309,36 @@ func (e *Engine) commit(t *tx) error {
 		if l.c == l.cur { // unwritten: render a copy, keep it only if it differs
 			c := *l.cur
 			e.render(l, &c, now)
-			if c == *l.cur && l.xfer == nil {
+			if c == *l.cur && t.xfer[l] == nil {
 				continue
 			}
 			l.c = new(callstore.Call)
 			*l.c = c
 		} else {
 			e.render(l, l.c, now)
-			if l.cur != nil && *l.c == *l.cur && l.xfer == nil {
+			if l.cur != nil && *l.c == *l.cur && t.xfer[l] == nil {
 				l.c = l.cur // written back to what it was
 				continue
 			}
 		}
 		n := l.c // the working copy becomes the committed value
-		typ := callstore.EventUpdate
+		typ, xfer := callstore.EventUpdate, t.xfer[l]
 		switch {
 		case l.cur == nil:
 			typ = callstore.EventNew
-		case l.xfer != nil && !l.dead:
+		case xfer != nil && !l.dead:
 			typ = callstore.EventTransfer
 		}
-		changes = append(changes, callstore.Change{Type: typ, Call: n, Xfer: l.xfer})
+		changes = append(changes, callstore.Change{Type: typ, Call: n, Xfer: xfer})
 		changed = append(changed, l)
 	}
 	defer func() {
+		clear(t.xfer)
 		for _, l := range t.legs {
-			l.xfer = nil
 			if l.dead {
-				e.stop(l.offTimer)
+				if l.offHook != nil {
+					e.stop(l.offHook.timer)
+				}
 				e.forget(l)
 			}
 		}

@@ -32,12 +32,11 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 	switch {
 	case l.ringing != nil:
 		e.answer(t, l)
-	case l.pending != nil:
-		d := *l.pending
-		l.pending = nil
-		e.stop(l.offTimer)
-		l.offTimer = nil // a stopped timer still holds its closure and runtime timer
-		e.route(t, origin{leg: l}, d, modeDial)
+	case l.offHook != nil:
+		oh := l.offHook
+		l.offHook = nil // a stopped timer still holds its closure and runtime timer
+		e.stop(oh.timer)
+		e.route(t, origin{leg: l}, oh.dest, modeDial)
 	default:
 		return l.cur, nil // already answered
 	}
@@ -70,7 +69,7 @@ func (e *Engine) Refused(ctx context.Context, uid int64, cause int32) (*callstor
 	}
 	t := newTx()
 	l.quiet = true
-	if l.pending != nil {
+	if l.offHook != nil {
 		e.kill(t, l, cause) // the device refused to go off hook for its own call
 	} else {
 		e.hangup(t, l, cause)

@@ -81,7 +81,7 @@ func (e *Engine) Dial(ctx context.Context, device, number string, opts DialOptio
 	if err != nil {
 		return nil, err
 	}
-	if err := e.await(ctx, a, func(l *leg) bool { return l.pending == nil }); err != nil {
+	if err := e.await(ctx, a, func(l *leg) bool { return l.offHook == nil }); err != nil {
 		e.log.Debug("pbx: dial returns before the device went off hook", "uid", a.c.UID, "err", err)
 	}
 	e.mu.Lock()
@@ -105,8 +105,7 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 	a := e.newLeg(t, dev, callstore.PartyCaller)
 	a.w().NRState = callstore.NRDial
 	a.w().Number = number
-	a.pending = &d
-	a.offTimer = e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })
+	a.offHook = &offHook{dest: d, timer: e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })}
 	ref, auto := a.ref(), opts.AutoAnswer
 	t.signal(func(ctx context.Context, d Driver) { d.Offhook(ctx, ref, auto) })
 	if err := e.commit(t); err != nil {
@@ -541,8 +540,9 @@ func (e *Engine) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.C
 			a.peer, c.peer = c, a
 			setParty(a, e.identOf(c))
 			setParty(c, e.identOf(a))
-			a.xfer = xferOf(a, c)
-			c.xfer = a.xfer
+			x := xferOf(a, c)
+			t.transfer(a, x)
+			t.transfer(c, x)
 			t.touch(a, c)
 			bridged(t, Party{Leg: a.ref()}, Party{Leg: c.ref()})
 		case p1.leg != nil:
@@ -586,7 +586,7 @@ func (e *Engine) handOver(t *tx, x *leg, o origin) {
 		if a := o.leg; a != nil {
 			a.alerting = rg
 			setParty(a, ident{rg.ext.Name, rg.ext.Number})
-			a.xfer = xferOf(append([]*leg{a}, rg.legs...)...)
+			t.transfer(a, xferOf(append([]*leg{a}, rg.legs...)...))
 			t.touch(a)
 		} else {
 			o.rem.nr = callstore.NRRing // an external caller now rings the group
@@ -599,7 +599,7 @@ func (e *Engine) handOver(t *tx, x *leg, o origin) {
 	if a := o.leg; a != nil {
 		a.ext, r.leg = r, a
 		setParty(a, ident{r.name, r.number})
-		a.xfer = xferOf(a)
+		t.transfer(a, xferOf(a))
 		t.touch(a)
 		return
 	}
@@ -610,7 +610,7 @@ func (e *Engine) handOver(t *tx, x *leg, o origin) {
 func bridgeRemote(t *tx, a *leg, r *remote) {
 	a.ext, r.leg = r, a
 	setParty(a, ident{r.name, r.number})
-	a.xfer = xferOf(a)
+	t.transfer(a, xferOf(a))
 	t.touch(a)
 	bridged(t, Party{Remote: r.id}, Party{Leg: a.ref()})
 }

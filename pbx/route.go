@@ -123,7 +123,7 @@ func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		}
 		setParty(a, ident{ext.Name, ext.Number})
 		if transfer {
-			a.xfer = xferOf(append([]*leg{a}, legs...)...)
+			t.transfer(a, xferOf(append([]*leg{a}, legs...)...))
 		}
 	} else {
 		o.rem.nr = callstore.NRRing
@@ -209,7 +209,7 @@ func (e *Engine) enqueue(t *tx, o origin, ext *directory.Extension, ref *callsto
 		answered(a)
 		setParty(a, ident{ext.Name, ext.Number})
 		if transfer {
-			a.xfer = xferOf(a, q)
+			t.transfer(a, xferOf(a, q))
 		}
 	} else {
 		q.ext, o.rem.leg = o.rem, q
@@ -240,7 +240,7 @@ func (e *Engine) park(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		answered(a)
 		setParty(a, ident{ext.Name, ext.Number})
 		if transfer {
-			a.xfer = xferOf(a, k)
+			t.transfer(a, xferOf(a, k))
 		}
 	} else {
 		k.ext, o.rem.leg = o.rem, k
@@ -270,7 +270,7 @@ func (e *Engine) pickup(t *tx, c *leg, ext *directory.Extension) {
 		k.peer, p.peer = nil, nil
 		p.peer, c.peer = c, p
 		setParty(p, e.identOf(c))
-		p.xfer = xferOf(p, c)
+		t.transfer(p, xferOf(p, c))
 		t.touch(p)
 		bridged(t, Party{Leg: p.ref()}, Party{Leg: c.ref()})
 	} else if r := k.ext; r != nil {
@@ -300,7 +300,7 @@ func (e *Engine) routeExternal(t *tx, o origin, number string, transfer bool) {
 		a.w().NRState = callstore.NRRing
 	}
 	if transfer {
-		a.xfer = xferOf(a)
+		t.transfer(a, xferOf(a))
 	}
 	id := e.identOf(a)
 	o2 := Originate{Remote: r.id, Number: number, From: a.ref(), CallerName: id.name, CallerNumber: id.number}
