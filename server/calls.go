@@ -32,6 +32,9 @@ type callService struct {
 	idem  *idempotencyCache
 	enc   *encodeCache
 	drain <-chan struct{}
+	// awaitRevision, on a replica, waits until the store has applied a
+	// revision (Deps.AwaitRevision); nil in one process.
+	awaitRevision func(ctx context.Context, rev int64) error
 	// watches enforces the server-wide watch cap and ends stalled watches.
 	watches *watchRegistry
 }
@@ -44,6 +47,8 @@ func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-ch
 		idem:  newIdempotencyCache(cfg.IdempotencyTTL, cfg.IdempotencySize),
 		enc:   newEncodeCache(cv, d.Store.HistorySize()),
 		drain: drain,
+
+		awaitRevision: d.AwaitRevision,
 	}
 }
 

@@ -522,3 +522,39 @@ func TestWatchSkipSnapshot(t *testing.T) {
 		t.Error(d)
 	}
 }
+
+// TestResumeAwaitsRevision: on a replica (Deps.AwaitRevision set), a
+// resumed watch first waits, bounded, for the store to reach its token's
+// revision; a watch without a token does not wait.
+func TestResumeAwaitsRevision(t *testing.T) {
+	type call struct {
+		rev         int64
+		hasDeadline bool
+	}
+	calls := make(chan call, 4)
+	h := newHarness(t, withAwaitRevision(func(ctx context.Context, rev int64) error {
+		_, ok := ctx.Deadline()
+		calls <- call{rev, ok}
+		return nil
+	}))
+	h.dialCall("alice", "SIP/201", "202")
+	_, _, end := h.watch("alice", &callcontrolv1.WatchCallsRequest{}).start()
+	select {
+	case c := <-calls:
+		t.Fatalf("a watch without a resume token waited for revision %d", c.rev)
+	default:
+	}
+
+	w := h.watch("alice", &callcontrolv1.WatchCallsRequest{ResumeToken: end.GetResumeToken()})
+	if started := w.mustNext().GetStarted(); started == nil || started.GetRevision() != end.GetRevision() {
+		t.Fatalf("resumed watch: first frame %v, want started at revision %d", started, end.GetRevision())
+	}
+	select {
+	case c := <-calls:
+		if c.rev != end.GetRevision() || !c.hasDeadline {
+			t.Errorf("awaited revision %d (deadline %v), want %d with a deadline", c.rev, c.hasDeadline, end.GetRevision())
+		}
+	default:
+		t.Fatal("the resumed watch started without awaiting its token's revision")
+	}
+}

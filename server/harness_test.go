@@ -54,6 +54,7 @@ type harnessOptions struct {
 	limit  auth.LimitConfig
 	tracer trace.TracerProvider
 	log    *slog.Logger
+	await  func(ctx context.Context, rev int64) error
 }
 
 type option func(*harnessOptions)
@@ -65,6 +66,11 @@ func withStore(s callstore.Options) option { return func(o *harnessOptions) { o.
 func withLimits(l auth.LimitConfig) option { return func(o *harnessOptions) { o.limit = l } }
 
 func withTracer(tp trace.TracerProvider) option { return func(o *harnessOptions) { o.tracer = tp } }
+
+// withAwaitRevision sets Deps.AwaitRevision, as a replica does.
+func withAwaitRevision(f func(ctx context.Context, rev int64) error) option {
+	return func(o *harnessOptions) { o.await = f }
+}
 
 // withLogger replaces the server's (discarding) logger.
 func withLogger(l *slog.Logger) option { return func(o *harnessOptions) { o.log = l } }
@@ -129,6 +135,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		Logger:         log,
 		TracerProvider: o.tracer,
 		Registry:       h.reg,
+		AwaitRevision:  o.await,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -281,13 +281,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
-	// Only a replica has these. Every interceptor is a frame on each
-	// stream's goroutine for as long as the stream lives: one more pushed
-	// an idle watch's stack past 8 KiB, and Go doubled it (16 KiB a
-	// stream instead of 8; docs/BENCHMARKS.md).
-	if d.AwaitRevision != nil {
-		stream = append(stream, awaitResume(d.AwaitRevision))
-	}
+	// Every stream interceptor is a frame on each stream's goroutine for
+	// as long as the stream lives, and an idle watch's frames decide its
+	// stack's size: add one only with a measure of the idle scenario
+	// (docs/BENCHMARKS.md, "Idle streams").
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
 		grpc.ChainUnaryInterceptor(unary...),

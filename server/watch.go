@@ -33,7 +33,34 @@ const (
 // progress frames when nothing matched for ProgressInterval. The loop
 // follows etcd's sendLoop: the store queues, this goroutine sends, and a
 // stalled client never stalls the store.
+//
+// An idle watch waits in its loop on this goroutine, below grpc's and the
+// interceptors' frames, for as long as it lives: what is on the stack then
+// decides the stack's size (the runtime halves a stack only while under a
+// quarter of it is in use). So this frame stays small: checking the request
+// and opening the watch (openWatch) and mapping its end (watchEnded) run
+// in their own frames, before and after the wait.
 func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
+	ws, start, err := s.openWatch(req, stream)
+	if err != nil {
+		return err
+	}
+	defer ws.close()
+	return s.watchEnded(ws, ws.serve(start))
+}
+
+// watchStart is what the first frames of a watch need: the snapshot (if
+// asked for) and the revision it stands at.
+type watchStart struct {
+	snapshot     []*callstore.Call
+	rev          int64
+	withSnapshot bool
+}
+
+// openWatch checks the request and the caller, registers the watch (the
+// server-wide cap, the caller's limit) and opens the store's watcher. On
+// success the caller must call ws.close when the watch ends.
+func (s *callService) openWatch(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) (*watchStream, watchStart, error) {
 	ctx := stream.Context()
 	var v validator
 	v.filter(req.GetFilter())
@@ -46,42 +73,64 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 		}
 	}
 	if err := v.err(); err != nil {
-		return err
+		return nil, watchStart{}, err
 	}
 	p, err := principalOf(ctx)
 	if err != nil {
-		return err
+		return nil, watchStart{}, err
+	}
+	if resume {
+		s.awaitResume(ctx, tok.Revision)
 	}
 	visible := auth.VisibleFunc(p)
 	ws := newWatchStream(s, stream, visible)
 	if err := s.watches.add(ws, s.retryDelay()); err != nil {
 		s.m.watchEnds.WithLabelValues("refused").Inc()
-		return s.status(ctx, err)
+		return nil, watchStart{}, s.status(ctx, err)
 	}
-	defer s.watches.remove(ws)
 	if s.lim != nil {
 		release, err := s.lim.AcquireWatch(p)
 		if err != nil {
-			return s.status(ctx, err)
+			s.watches.remove(ws)
+			return nil, watchStart{}, s.status(ctx, err)
 		}
-		defer release()
+		ws.release = release
 	}
-	w, snapshot, startRev, err := s.store.Watch(callstore.WatchRequest{
+	start := watchStart{withSnapshot: !resume && !req.GetSkipSnapshot()}
+	ws.w, start.snapshot, start.rev, err = s.store.Watch(callstore.WatchRequest{
 		Filter:   toStoreFilter(req.GetFilter()),
 		Visible:  visible,
-		Snapshot: !resume && !req.GetSkipSnapshot(),
+		Snapshot: start.withSnapshot,
 		Resume:   resume,
 		Epoch:    tok.Epoch,
 		Revision: tok.Revision,
 		Evicted:  ws.evict,
 	})
 	if err != nil {
+		ws.close()
 		s.m.watchEnds.WithLabelValues("refused").Inc()
-		return s.status(ctx, err)
+		return nil, watchStart{}, s.status(ctx, err)
 	}
-	defer w.Close()
+	return ws, start, nil
+}
 
-	err = ws.serve(w, snapshot, startRev, !resume && !req.GetSkipSnapshot())
+// close releases what openWatch took, in reverse order: the store's
+// watcher, the caller's watch limit, the registration.
+func (ws *watchStream) close() {
+	if ws.w != nil {
+		ws.w.Close()
+	}
+	if ws.release != nil {
+		ws.release()
+	}
+	ws.s.watches.remove(ws)
+}
+
+// watchEnded is the status a watch ends with, err from its loop. It also
+// arranges for the HTTP stream of a watch that cannot end cleanly to be
+// reset.
+func (s *callService) watchEnded(ws *watchStream, err error) error {
+	ctx := ws.stream.Context()
 	if errors.Is(err, errSendAbandoned) {
 		// A send is still blocked. grpc's own transport ends it when the
 		// stream is cancelled; through ServeHTTP nothing does, so the HTTP
@@ -120,27 +169,36 @@ func (s *callService) draining() bool {
 }
 
 // serve sends the started frame, the snapshot, then runs the loop.
-func (ws *watchStream) serve(w *callstore.Watcher, snapshot []*callstore.Call, startRev int64, withSnapshot bool) error {
+func (ws *watchStream) serve(start watchStart) error {
+	if err := ws.sendStart(start); err != nil {
+		return err
+	}
+	return ws.loop(ws.w)
+}
+
+// sendStart sends the started frame and the snapshot, in a frame of its
+// own: serve's stays on the stack while the loop waits.
+func (ws *watchStream) sendStart(start watchStart) error {
 	s := ws.s
 	if err := ws.send("started", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
 		ProgressInterval: durationpb.New(s.cfg.ProgressInterval),
 		HistoryWindow:    int64(s.store.HistorySize()),
 		OldestRevision:   s.store.OldestRevision(),
-		Revision:         startRev,
+		Revision:         start.rev,
 	}}}); err != nil {
 		return err
 	}
-	if withSnapshot {
-		if err := ws.sendSnapshot(snapshot, startRev); err != nil {
-			return err
-		}
+	if start.withSnapshot {
+		return ws.sendSnapshot(start.snapshot, start.rev)
 	}
-	return ws.loop(w)
+	return nil
 }
 
 type watchStream struct {
 	s       *callService
 	stream  callcontrolv1.CallControlService_WatchCallsServer
+	w       *callstore.Watcher // the store's watcher, once opened
+	release func()             // gives back the caller's watch limit; nil without a Limiter
 	visible func(*callstore.Call) bool
 	epoch   uint64
 	span    trace.Span // the RPC's span: one event per frame of events

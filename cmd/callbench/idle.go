@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -67,15 +68,22 @@ type idleRound struct {
 	HeapBase       uint64 `json:"heap_base_bytes"`
 	StackConnected uint64 `json:"stack_connected_bytes"` // goroutine stacks (not in the heap)
 	StackStreams   uint64 `json:"stack_streams_bytes"`
-	HeapConnected  uint64 `json:"heap_connected_bytes"`
-	HeapStreams    uint64 `json:"heap_streams_bytes"`
-	RSSBase        uint64 `json:"rss_base_bytes"`
-	RSSConnected   uint64 `json:"rss_connected_bytes"`
-	RSSStreams     uint64 `json:"rss_streams_bytes"`
+	// The goroutines' frames at rest (the stack the last collection
+	// scanned): what decides a stack's size class. A stack shrinks to half
+	// at a collection only while under a quarter of it is in use (the
+	// runtime counts 800 bytes more than the frames).
+	FramesConnected uint64 `json:"frames_connected_bytes"`
+	FramesStreams   uint64 `json:"frames_streams_bytes"`
+	HeapConnected   uint64 `json:"heap_connected_bytes"`
+	HeapStreams     uint64 `json:"heap_streams_bytes"`
+	RSSBase         uint64 `json:"rss_base_bytes"`
+	RSSConnected    uint64 `json:"rss_connected_bytes"`
+	RSSStreams      uint64 `json:"rss_streams_bytes"`
 	// Per stream: the streams' own growth, and with the connections'
 	// share (total growth / streams).
 	HeapPerStream     float64 `json:"heap_bytes_per_stream"`
 	StackPerStream    float64 `json:"stack_bytes_per_stream"`
+	FramesPerStream   float64 `json:"frames_bytes_per_stream"`
 	RSSPerStream      float64 `json:"rss_bytes_per_stream"`
 	RSSPerStreamConns float64 `json:"rss_bytes_per_stream_with_connections"`
 	Goroutines        int     `json:"server_goroutines"`
@@ -87,14 +95,19 @@ type idleResult struct {
 }
 
 // serverMemory collects garbage, returns freed memory to the OS (so that
-// rounds start alike) and reads this process's heap, goroutine stacks and
-// resident set.
-func serverMemory() (heap, stack, res uint64) {
+// rounds start alike) and reads this process's heap, goroutine stacks,
+// the frames in them at rest, and resident set.
+func serverMemory() (heap, stack, frames, res uint64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, m.StackInuse, rss()
+	scanned := []metrics.Sample{{Name: "/gc/scan/stack:bytes"}}
+	metrics.Read(scanned)
+	if scanned[0].Value.Kind() == metrics.KindUint64 {
+		frames = scanned[0].Value.Uint64()
+	}
+	return m.HeapAlloc, m.StackInuse, frames, rss()
 }
 
 func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
@@ -135,7 +148,7 @@ func waitNoWatchers(ctx context.Context, e *env) error {
 
 func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRound, error) {
 	r := &idleRound{Streams: cfg.streams, Conns: conns}
-	r.HeapBase, _, r.RSSBase = serverMemory()
+	r.HeapBase, _, _, r.RSSBase = serverMemory()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -177,7 +190,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	if err := expect("connected"); err != nil {
 		return nil, err
 	}
-	r.HeapConnected, r.StackConnected, r.RSSConnected = serverMemory()
+	r.HeapConnected, r.StackConnected, r.FramesConnected, r.RSSConnected = serverMemory()
 	t := time.Now()
 	if _, err := fmt.Fprintln(stdin, "open"); err != nil {
 		return nil, err
@@ -191,7 +204,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	r.HeapStreams, r.StackStreams, r.RSSStreams = serverMemory()
+	r.HeapStreams, r.StackStreams, r.FramesStreams, r.RSSStreams = serverMemory()
 	r.Goroutines = runtime.NumGoroutine()
 	if cfg.profileDir != "" {
 		// The heap, and every goroutine's stack (the idle streams' handlers
@@ -206,6 +219,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	n := float64(cfg.streams)
 	r.HeapPerStream = (float64(r.HeapStreams) - float64(r.HeapConnected)) / n
 	r.StackPerStream = (float64(r.StackStreams) - float64(r.StackConnected)) / n
+	r.FramesPerStream = (float64(r.FramesStreams) - float64(r.FramesConnected)) / n
 	r.RSSPerStream = (float64(r.RSSStreams) - float64(r.RSSConnected)) / n
 	r.RSSPerStreamConns = (float64(r.RSSStreams) - float64(r.RSSBase)) / n
 	return r, nil
@@ -347,8 +361,8 @@ func (r *idleResult) summary() string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f",
-			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream)
+		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f)",
+			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream, rd.FramesPerStream)
 	}
 	return b.String()
 }
