@@ -76,15 +76,17 @@ breaking: ## buf breaking against the previous commit (when it had the proto)
 	else echo "no proto in HEAD~1: nothing to compare"; fi
 
 .PHONY: bench
-bench: ## Benchmarks: callstore in-process, the gRPC load client, callcontrold beside etcd (see docs/BENCHMARKS.md)
+bench: test-deps ## Benchmarks: callstore in-process, the gRPC load client, SIP call setups (SIPp), callcontrold beside etcd (see docs/BENCHMARKS.md)
 	go test -run '^$$' -bench . -benchmem ./callstore/
 	go test -run '^$$' -bench Transitions -benchtime 5000x ./replica/
 	go run ./cmd/callbench
+	go run ./cmd/sipbench
 	cd bench/etcd && go run .
 
 .PHONY: bench-smoke
-bench-smoke: ## Run every benchmark scenario and the soak for a moment (CI: checks they run, measures nothing)
+bench-smoke: test-deps ## Run every benchmark scenario and the soak for a moment (CI: checks they run, measures nothing)
 	go run ./cmd/callbench --smoke
+	go run ./cmd/sipbench --smoke
 	cd bench/etcd && go test -count=1 ./... && go run . --smoke
 	go build -o $(BIN)/ ./cmd/callcontrold ./cmd/callsoak
 	$(BIN)/callsoak --smoke --server $(BIN)/callcontrold

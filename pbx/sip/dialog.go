@@ -255,6 +255,9 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 	var resErr *sipgo.ErrDialogResponse
 	switch {
 	case err == nil:
+		if b.onAnswer != nil {
+			b.onAnswer(d.uid, time.Now())
+		}
 		d.mu.Lock()
 		d.local, d.answered, d.cancel = cli.InviteResponse.Body(), true, nil
 		ended := d.ended

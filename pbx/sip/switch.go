@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -24,6 +25,12 @@ type Config struct {
 	// its OnChange is the switch's own.
 	Registrar RegistrarConfig
 	Logger    *slog.Logger // nil: slog.Default()
+	// OnAnswer, when set, is told each time the B2BUA receives a phone's
+	// 2xx to one of its own INVITEs (a callee answered), with the leg and
+	// the moment, before the engine hears of it. The SIP benchmark
+	// (cmd/sipbench) times "200 OK → WatchCalls event" from there. It
+	// must not block.
+	OnAnswer func(uid int64, at time.Time)
 }
 
 // Switch is the call engine with real SIP phones behind it: an
@@ -51,6 +58,7 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 		return nil, err
 	}
 	b := newB2BUA(dir, ep, log)
+	b.onAnswer = cfg.OnAnswer
 	rc := cfg.Registrar
 	if rc.Logger == nil {
 		rc.Logger = log
@@ -88,14 +96,16 @@ func (s *Switch) Close() error {
 // (the leg is the caller's); the B2BUA's INVITE to a phone is a client
 // dialog. Media is not relayed: each phone gets the other's SDP.
 type b2bua struct {
-	e    *pbx.Engine
-	dir  *directory.Directory
-	ep   *Endpoint
-	reg  *Registrar
-	log  *slog.Logger
-	dua  sipgo.DialogUA
-	ctx  context.Context // ends with close: every goroutine of the driver watches it
-	stop context.CancelCauseFunc
+	e   *pbx.Engine
+	dir *directory.Directory
+	ep  *Endpoint
+	reg *Registrar
+	log *slog.Logger
+	dua sipgo.DialogUA
+	// onAnswer is Config.OnAnswer (nil: none).
+	onAnswer func(uid int64, at time.Time)
+	ctx      context.Context // ends with close: every goroutine of the driver watches it
+	stop     context.CancelCauseFunc
 
 	mu       sync.Mutex
 	closed   bool

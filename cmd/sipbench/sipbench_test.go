@@ -1,0 +1,100 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// screen is the part of a SIPp final screen (-trace_screen) that stats
+// reads, as SIPp 3.6 writes it.
+const screen = `------------------------------ Scenario Screen -------- [1-9]: Change Screen --
+  Call rate (length)   Port   Total-time  Total-calls  Remote-host
+  10000.0(0 ms)/1.000s   25070      0.25 s          500  127.0.0.1:25060(UDP)
+----------------------------- Statistics Screen ------- [1-9]: Change Screen --
+  Start Time             | 2026-12-02	00:02:58.801721	1796169778.801721         
+  Last Reset Time        | 2026-12-02	00:02:59.053513	1796169779.053513         
+  Current Time           | 2026-12-02	00:02:59.053671	1796169779.053671         
+-------------------------+---------------------------+--------------------------
+  Counter Name           | Periodic value            | Cumulative value
+  Successful call        |        0                  |      498                 
+  Failed call            |        0                  |        2                 
+`
+
+func TestStats(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "uac_1_screen.log"), []byte(screen), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &sippProc{dir: dir}
+	st, err := p.stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Successful != 498 || st.Failed != 2 || st.Seconds < 0.2519 || st.Seconds > 0.2520 {
+		t.Errorf("got %+v, want 498 successful, 2 failed, 0.25195 s", st)
+	}
+	// A screen cut short (SIPp killed) has no counts: an error, not zeros.
+	if err := os.WriteFile(filepath.Join(dir, "uac_1_screen.log"), []byte(screen[:400]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.stats(); err == nil {
+		t.Errorf("truncated screen: got %+v, want an error", st)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // error substring; "" for none
+	}{
+		{nil, ""},
+		{[]string{"--smoke"}, ""},
+		{[]string{"--calls", "0"}, "--calls"},
+		{[]string{"--devices", "4", "--concurrency", "5"}, "--concurrency"},
+		{[]string{"extra"}, "unexpected"},
+	} {
+		_, err := parseFlags(c.args, io.Discard)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("parseFlags(%q) = %v, want error containing %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestReportChecks(t *testing.T) {
+	r := &report{
+		Direct: runResult{SetupsPerSec: 2000},
+		Switch: runResult{SetupsPerSec: 1200, FailedCalls: 1},
+	}
+	r.AnswerEvent.P99 = 4
+	r.finish()
+	got := map[string]bool{}
+	for _, c := range r.Checks {
+		got[c.Name] = c.Met
+	}
+	if r.Ratio != 0.6 || !got["SIP call setups/s, switch/direct"] || got["SIP failed calls (both runs)"] || !got["SIP 200 OK → WatchCalls event p99 (ms)"] || r.AllMet || !r.broken() {
+		t.Errorf("ratio %v, checks %v, all met %v, broken %v", r.Ratio, got, r.AllMet, r.broken())
+	}
+}
+
+func TestBenchDirectory(t *testing.T) {
+	d, err := benchDirectory(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"SIP/2000", "SIP/2002", "SIP/" + callerUser} {
+		dev, ok := d.Device(name)
+		if !ok || dev.SIP == nil {
+			t.Fatalf("%s: missing or without a SIP account", name)
+		}
+	}
+	if dev, _ := d.Device("SIP/" + callerUser); dev.SIP.MaxDialogs != callerCalls {
+		t.Errorf("caller max dialogs %d, want %d", dev.SIP.MaxDialogs, callerCalls)
+	}
+}
