@@ -277,6 +277,7 @@ func (p *pendingRequests) received(st *streamCtl) {
 	p.remove(st)
 	if st.timer != nil {
 		st.timer.Stop()
+		st.timer = nil // a stopped timer and its closure would stay as long as the stream
 	}
 }
 

@@ -224,6 +224,7 @@ func (ws *watchStream) send(kind string, m proto.Message) error {
 	if err := ws.sendFrames(ws.frames); err != nil {
 		return err
 	}
+	clear(ws.frames) // an idle watch must not pin its last frame (snapshot_end, say)
 	ws.s.m.framesSent.WithLabelValues(kind).Inc()
 	return nil
 }
