@@ -249,8 +249,12 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 	d.mu.Lock()
 	d.cli = cli
 	d.callID = req.CallID().Value()
+	if !d.ended {
+		// Filed under d.mu: an end() that comes later forgets it under
+		// this Call-ID, and one that came first keeps it unfiled.
+		b.file(d)
+	}
 	d.mu.Unlock()
-	b.file(d)
 	err = cli.WaitAnswer(ctx, sipgo.AnswerOptions{})
 	var resErr *sipgo.ErrDialogResponse
 	switch {

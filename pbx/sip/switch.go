@@ -163,7 +163,8 @@ func (b *b2bua) spawn(f func()) bool {
 	return true
 }
 
-// file registers a dialog under its leg and Call-ID.
+// file registers a dialog under its leg and Call-ID. The caller holds
+// d.mu, or no other goroutine has d yet.
 func (b *b2bua) file(d *dialog) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -171,14 +172,19 @@ func (b *b2bua) file(d *dialog) {
 	b.byCallID[d.callID] = d
 }
 
+// forget removes a dialog from both indexes. The Call-ID of a dialog
+// of ours is set once its INVITE is sent, under d.mu: read it so.
 func (b *b2bua) forget(d *dialog) {
+	d.mu.Lock()
+	callID := d.callID
+	d.mu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.byUID[d.uid] == d {
 		delete(b.byUID, d.uid)
 	}
-	if b.byCallID[d.callID] == d {
-		delete(b.byCallID, d.callID)
+	if b.byCallID[callID] == d {
+		delete(b.byCallID, callID)
 	}
 }
 
