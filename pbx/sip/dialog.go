@@ -27,6 +27,10 @@ type dialog struct {
 	// handler waits for it.
 	final     chan struct{}
 	finalOnce sync.Once
+	// called is closed when a client dialog's INVITE transaction is over
+	// (answered, refused, or cancelled and confirmed): close waits for it
+	// after a CANCEL.
+	called chan struct{}
 
 	mu       sync.Mutex
 	callID   string
@@ -230,10 +234,15 @@ func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(sdp)
 	ctx, cancel := context.WithCancel(b.ctx)
-	d := &dialog{b: b, uid: leg.UID, device: leg.Device, gave: gave, cancel: cancel}
+	d := &dialog{b: b, uid: leg.UID, device: leg.Device, gave: gave, cancel: cancel, called: make(chan struct{})}
 	b.file(d)
-	if !b.spawn(func() { defer cancel(); d.call(ctx, req) }) {
+	if !b.spawn(func() {
+		defer close(d.called)
+		defer cancel()
+		d.call(ctx, req)
+	}) {
 		cancel()
+		close(d.called)
 	}
 }
 

@@ -35,6 +35,7 @@ type softphone struct {
 	answered  map[string]chan struct{}              // closed once our 2xx got its ACK (or failed)
 	quit      chan struct{}                         // closed at cleanup: ringing calls give up
 	reinvites chan []byte                           // descriptions of the re-INVITEs received
+	cancels   chan string                           // Call-IDs of the INVITEs the switch cancelled
 	wg        sync.WaitGroup
 }
 
@@ -60,7 +61,7 @@ func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
 		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
 		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
-		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), quit: make(chan struct{})}
+		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(p.onAck)
@@ -143,6 +144,12 @@ func (p *softphone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if err != nil {
 		return
 	}
+	tx.OnCancel(func(*sipmsg.Request) {
+		select {
+		case p.cancels <- id:
+		default: // the test does not look
+		}
+	})
 	// A final response waits for the switch's ACK (or Timer H, 32 s):
 	// when the phone goes away first, end the transaction so that the
 	// handler returns with the test.

@@ -80,11 +80,13 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 	return &Switch{Engine: b.e, Endpoint: ep, Registrar: reg, b: b}, nil
 }
 
-// Close stops the engine, abandons the dialogs in flight (without
-// signalling: the phones time them out) and closes the listeners.
+// Close stops the engine, ends the unanswered dialogs (CANCEL to the
+// phones the B2BUA rings, 503 to the phones whose own call is not yet
+// answered, waiting up to closeWait for them: see shutdown), leaves the
+// established calls to the phones, and closes the listeners.
 func (s *Switch) Close() error {
 	s.Engine.Close()
-	s.b.abandon()
+	s.b.shutdown(closeWait)
 	s.Registrar.Close()
 	err := s.Endpoint.Close() // ends every transaction the driver still waits on
 	s.b.wg.Wait()
@@ -129,23 +131,6 @@ func (b *b2bua) attach(ep *Endpoint) {
 	ep.Handle(sipmsg.ACK, b.onAck)
 	ep.Handle(sipmsg.BYE, b.onBye)
 	ep.Handle(sipmsg.CANCEL, b.onStrayCancel)
-}
-
-// abandon stops every dialog without signalling; the goroutines still
-// waiting on a transaction return when the endpoint closes.
-func (b *b2bua) abandon() {
-	b.mu.Lock()
-	b.closed = true
-	ds := make([]*dialog, 0, len(b.byUID))
-	for _, d := range b.byUID {
-		ds = append(ds, d)
-	}
-	b.mu.Unlock()
-	// Force: waiting INVITEs return without sending CANCEL.
-	b.stop(sipgo.WaitAnswerForceCancelErr)
-	for _, d := range ds {
-		d.abandon()
-	}
 }
 
 // spawn runs f on its own goroutine, tracked so close can wait for it.
