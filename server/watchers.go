@@ -114,8 +114,9 @@ func (r *watchRegistry) sweep(stop <-chan struct{}) {
 			return
 		case <-t.C:
 			for _, ws := range r.stalled(stallChecks) {
-				r.hits.hit(limitWatchStalled, "ended a watch whose client stopped reading", "send_timeout", r.stallTimeout)
-				ws.evict(&watchStalledError{after: r.stallTimeout})
+				if ws.endWith(&watchStalledError{after: r.stallTimeout}) {
+					r.hits.hit(limitWatchStalled, "ended a watch whose client stopped reading", "send_timeout", r.stallTimeout)
+				}
 			}
 		}
 	}
@@ -160,8 +161,9 @@ func (r *watchRegistry) drainStalled() []*watchStream {
 // at the previous call: they would hold the drain for its whole timeout.
 func (r *watchRegistry) cutStalled() {
 	for _, ws := range r.drainStalled() {
-		r.hits.hit(limitWatchDrainStalled, "draining: cut a watch whose client stopped reading")
-		ws.evict(errDrainStalled)
+		if ws.endWith(errDrainStalled) {
+			r.hits.hit(limitWatchDrainStalled, "draining: cut a watch whose client stopped reading")
+		}
 	}
 }
 

@@ -1,6 +1,12 @@
 package server
 
-import "testing"
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+)
 
 // TestDrainStalledOwnClock: the drain cuts a send it saw under way at its
 // own previous look, whatever the stall sweeper saw in between, and its
@@ -25,5 +31,34 @@ func TestDrainStalledOwnClock(t *testing.T) {
 	ws.sendSeq.Add(1) // the send ends
 	if got := r.drainStalled(); len(got) != 0 {
 		t.Fatal("the drain cut a watch between sends")
+	}
+}
+
+// TestStalledWatchCountedOnce: a watch the drain cuts stays registered
+// until its handler returns, which a busy machine may delay past the next
+// look; the cut counts once, and the first cause stays the watch's.
+func TestStalledWatchCountedOnce(t *testing.T) {
+	counted := map[string]int{}
+	hits := &limitHit{
+		count: func(limit string) { counted[limit]++ },
+		log:   slog.New(slog.NewTextHandler(io.Discard, nil)), every: time.Hour,
+		last: map[string]time.Time{}, left: map[string]int{},
+	}
+	r := newWatchRegistry(0, 0, hits)
+	ws := &watchStream{evicted: make(chan struct{})}
+	r.streams[ws] = &stallState{}
+	ws.sendSeq.Add(1) // a send begins, and never ends
+	for range 4 {
+		r.cutStalled()
+	}
+	if got := counted[limitWatchDrainStalled]; got != 1 {
+		t.Errorf("%s counted %d times for one watch, want 1", limitWatchDrainStalled, got)
+	}
+	if got := ws.evictCause(); got != errDrainStalled {
+		t.Errorf("cause %v, want %v", got, errDrainStalled)
+	}
+	ws.evict(errors.New("a later cause"))
+	if got := ws.evictCause(); got != errDrainStalled {
+		t.Errorf("cause after a second eviction %v, want the first, %v", got, errDrainStalled)
 	}
 }

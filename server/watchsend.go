@@ -37,13 +37,21 @@ func newWatchStream(s *callService, stream callcontrolv1.CallControlService_Watc
 // evict ends the watch from outside its goroutine: the store (history
 // passed it), the stall sweeper or a drain. The first cause wins. Safe from
 // any goroutine and quick: the store calls it with its lock held.
-func (ws *watchStream) evict(err error) {
+func (ws *watchStream) evict(err error) { ws.endWith(err) }
+
+// endWith is evict, reporting whether err is the cause (false: the watch
+// was evicted already). A stalled watch stays registered until its
+// handler has returned, which a busy machine may delay past the next
+// sweep: the sweeps count a watch they end only once.
+func (ws *watchStream) endWith(err error) bool {
 	ws.evictMu.Lock()
 	defer ws.evictMu.Unlock()
-	if ws.cause == nil {
-		ws.cause = err
-		close(ws.evicted)
+	if ws.cause != nil {
+		return false
 	}
+	ws.cause = err
+	close(ws.evicted)
+	return true
 }
 
 // evictCause returns why the watch was evicted, or nil.
