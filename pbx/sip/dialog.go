@@ -39,6 +39,7 @@ type dialog struct {
 	gave     int64              // the leg whose description the phone last got
 	answered bool               // the dialog is established (2xx sent or received)
 	ended    bool               // the engine or the phone ended it
+	refer    referState         // a transfer the phone asked for (refer.go)
 }
 
 // signalTimeout bounds a BYE or re-INVITE transaction.
@@ -303,6 +304,9 @@ func (d *dialog) refused(cause int32) {
 // phone's own INVITE, CANCEL of ours, or BYE.
 func (b *b2bua) Hangup(_ context.Context, leg pbx.LegRef, cause int32) {
 	d := b.leg(leg.UID)
+	if d != nil && d.deferHangup(cause) {
+		return // the REFER's handler ends it after its NOTIFYs
+	}
 	if d == nil || !d.end() {
 		return
 	}

@@ -106,9 +106,20 @@
 // CANCEL of an unanswered INVITE of ours, or BYE; Hold and Talk re-INVITE
 // the other party sendonly / sendrecv.
 //
+// A phone transfers with REFER inside a call (refer.go): Refer-To a
+// number is the API's Xfer of that call, Refer-To with Replaces naming
+// the phone's other call is AtXfer of the two, so the events are the
+// same. The REFER is digest-authenticated like an INVITE (407) and must
+// come from the call's own device; it is answered 202 once the engine
+// committed the transfer, followed by NOTIFYs (sipfrag "100 Trying", then
+// the final status) and a BYE of the referred call (and of the other
+// call for an attended transfer). A REFER the engine refuses changes
+// nothing: 404 for a number that leads nowhere, 403 for a call that is
+// not answered, 481 for a call or Replaces that does not exist, 400 or
+// 416 for a malformed Refer-To.
+//
 // Not yet: a trunk (external numbers are refused with cause 3, inbound
 // calls from outside cannot arrive), remote answer (NOTIFY Event: talk;
-// CanAnswer is false, so Talk on a ringing phone is NOT_SUPPORTED), a
-// phone's REFER (a blind or attended transfer the phone asks for), DTMF,
+// CanAnswer is false, so Talk on a ringing phone is NOT_SUPPORTED), DTMF,
 // forking to every binding, and session timers.
 package sip

@@ -36,6 +36,7 @@ type softphone struct {
 	quit      chan struct{}                         // closed at cleanup: ringing calls give up
 	reinvites chan []byte                           // descriptions of the re-INVITEs received
 	cancels   chan string                           // Call-IDs of the INVITEs the switch cancelled
+	notifies  chan notice                           // NOTIFYs received (refer_test.go)
 	wg        sync.WaitGroup
 }
 
@@ -61,11 +62,12 @@ func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
 		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
 		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
-		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), quit: make(chan struct{})}
+		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), notifies: make(chan notice, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(p.onAck)
 	srv.OnBye(p.onBye)
+	srv.OnNotify(p.onNotify)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

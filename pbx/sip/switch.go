@@ -131,6 +131,7 @@ func (b *b2bua) attach(ep *Endpoint) {
 	ep.Handle(sipmsg.ACK, b.onAck)
 	ep.Handle(sipmsg.BYE, b.onBye)
 	ep.Handle(sipmsg.CANCEL, b.onStrayCancel)
+	ep.Handle(sipmsg.REFER, b.onRefer)
 }
 
 // spawn runs f on its own goroutine, tracked so close can wait for it.
