@@ -477,6 +477,45 @@ var Flows = []Flow{
 		h.D.HangUp(h.T, h.On("SIP/201").UID)
 		h.Expect("UPDATE SIP/201 dead/dead caller cause=16 | UPDATE SIP/203 dead/dead callee cause=16")
 	}},
+	{"semi-attended transfer between desk phones", nil, func(h *H) {
+		a, b1 := h.Connect("SIP/201", "202", "SIP/202")
+		h.CB(h.E.Hold(h.Ctx, b1.UID))
+		b2 := h.Dial("SIP/202", "203")
+		h.Skip()
+		h.CC(h.E.AtXfer(h.Ctx, b2.UID, b1.UID))
+		h.Expect("UPDATE SIP/202 dead/dead caller cause=16 | UPDATE SIP/202 dead/dead callee cause=16 | TRANSFER SIP/201 ring/up caller xfer=2 | UPDATE SIP/203 ring/ringing callee")
+		c := h.AnswerCall(h.On("SIP/203").UID)
+		h.Expect("UPDATE SIP/203 up/up callee | UPDATE SIP/201 up/up caller")
+		if a = h.Get(a.UID); a.PeerUID != c.UID || c.Label != "Alice Smith" {
+			h.T.Errorf("after answer: 201 bridged to %d (want %d), 203 sees %q", a.PeerUID, c.UID, c.Label)
+		}
+	}},
+	{"atxfer of two ringing calls between desk phones", nil, func(h *H) {
+		b1 := h.Dial("SIP/202", "201")
+		b2 := h.Dial("SIP/202", "203")
+		h.Skip()
+		if _, _, err := h.E.AtXfer(h.Ctx, b1.UID, b2.UID); !errors.Is(err, pbx.ErrBadState) {
+			h.T.Errorf("atxfer of two ringing calls: %v, want pbx.ErrBadState", err)
+		}
+		h.Expect()
+		h.Hangup(b1.UID)
+		h.Hangup(b2.UID)
+		h.Skip()
+	}},
+	{"send a ringing call between desk phones", nil, func(h *H) {
+		a := h.Dial("SIP/201", "202")
+		h.Skip()
+		old, nw := h.CC(h.E.Send(h.Ctx, h.On("SIP/202").UID, "203"))
+		h.Expect("UPDATE SIP/202 dead/dead callee cause=23 | UPDATE SIP/201 ring/ring caller | NEW SIP/203 ring/ringing callee")
+		if old.CauseTxt != "Redirected to new destination" || nw.Label != "Alice Smith" || nw.Extension.Number != "203" {
+			h.T.Errorf("send: %q, new leg %q ext %+v", old.CauseTxt, nw.Label, nw.Extension)
+		}
+		if a = h.Get(a.UID); a.Label != "Meeting room" {
+			h.T.Errorf("the caller sees %q, want the new destination", a.Label)
+		}
+		h.AnswerCall(nw.UID)
+		h.Expect("UPDATE SIP/203 up/up callee | UPDATE SIP/201 up/up caller")
+	}},
 	{"talk answers a ringing phone remotely", []Cap{CapRemoteAnswer}, func(h *H) {
 		h.Dial("SIP/201", "202")
 		h.Skip()
