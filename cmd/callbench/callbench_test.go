@@ -174,13 +174,14 @@ func TestReportChecks(t *testing.T) {
 	r.Unary = &unaryResult{Ratio: 0.9}
 	r.Stream = &streamResult{Ratio: 0.4}
 	r.Fanout = &fanoutResult{Latency: latency.Summary{P99: 4.9}}
+	r.FanoutLarge = &fanoutResult{Dropped: 1, Latency: latency.Summary{P99: 4.9}}
 	r.Memory = &memoryResult{HeapPerCall: 1025}
 	r.finish()
 	var met []bool
 	for _, c := range r.Checks {
 		met = append(met, c.Met)
 	}
-	if want := []bool{true, false, true, false, false}; !slices.Equal(met, want) || r.AllMet {
+	if want := []bool{true, false, true, false, false, true, false}; !slices.Equal(met, want) || r.AllMet {
 		t.Errorf("checks met = %v (all %v), want %v", met, r.AllMet, want)
 	}
 }
@@ -200,7 +201,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}
-	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || len(rep.Checks) != 7 {
+	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || rep.FanoutLarge == nil || len(rep.Checks) != 9 {
 		t.Fatalf("incomplete report: %+v", rep)
 	}
 	if rep.Unary.Noop.RPCs == 0 || rep.Unary.Control.RPCs == 0 {
@@ -211,6 +212,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if f := rep.Fanout; f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.WatcherProc != "child" || f.Latency.Max == 0 {
 		t.Errorf("fan-out: %+v", f)
+	}
+	if f := rep.FanoutLarge; f.Filtered != 200 || f.Commits == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.Latency.Max == 0 {
+		t.Errorf("fan-out 10k (smoke: 200 filtered watchers): %+v", f)
 	}
 	if len(rep.Idle.Rounds) != 2 {
 		t.Errorf("idle: %d rounds, want 2 (smoke: 2 and 20 connections)", len(rep.Idle.Rounds))

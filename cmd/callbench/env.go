@@ -36,10 +36,11 @@ const (
 
 // sizes of the benchmark directory.
 const (
-	loadDevices    = 60   // SIP/load00..: owned by "load", one per unary worker
-	trafficPairs   = 4    // SIP/ta0/SIP/tb0..: caller and callee of the traffic driver
-	fanoutDevices  = 1000 // SIP/f0000..: one filtered watcher each
-	memCallsPerDev = 100  // memory scenario: legs per fan-out device
+	loadDevices    = 60    // SIP/load00..: owned by "load", one per unary worker
+	trafficPairs   = 4     // SIP/ta0/SIP/tb0..: caller and callee of the traffic driver
+	fanoutDevices  = 10000 // SIP/f0000..: one filtered watcher each (fanout10k: all of them)
+	spreadDevices  = 1000  // the idle and memory scenarios spread their streams and legs over the first 1,000
+	memCallsPerDev = 100   // memory scenario: legs per spread device
 )
 
 func loadDevice(i int) string    { return fmt.Sprintf("SIP/load%02d", i) }
@@ -55,7 +56,7 @@ func tokenHash(tok string) string {
 
 // benchDirectoryYAML is the directory every scenario runs on: the demo's
 // shape (company default, an admin and a plain user) with enough devices
-// for 50 concurrent controllers, 1,000 device-filtered watchers and 100k
+// for 50 concurrent controllers, 10,000 device-filtered watchers and 100k
 // live legs. Ring timeout is long so that nothing the benchmark leaves
 // ringing times out in the middle of a measurement.
 func benchDirectoryYAML() []byte {

@@ -17,6 +17,7 @@ import (
 )
 
 type fanoutConfig struct {
+	name       string  // the scenario: "fanout" or "fanout10k"
 	filtered   int     // watchers filtered to one device each
 	unfiltered int     // watchers of everything
 	conns      int     // client connections the watchers share

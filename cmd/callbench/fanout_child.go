@@ -84,7 +84,7 @@ func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChil
 	}
 	args := []string{"-addr", addr, "-watchers", strconv.Itoa(cfg.filtered), "-unfiltered", strconv.Itoa(cfg.unfiltered), "-conns", strconv.Itoa(cfg.conns)}
 	if cfg.profileDir != "" {
-		args = append(args, "-cpuprofile", filepath.Join(cfg.profileDir, "cpu-fanout-watchers.pprof"))
+		args = append(args, "-cpuprofile", filepath.Join(cfg.profileDir, "cpu-"+cfg.name+"-watchers.pprof"))
 	}
 	c := &fanChild{stderr: &tailBuffer{max: 8 << 10}}
 	c.ctx, c.cancel = context.WithCancel(ctx)

@@ -315,7 +315,7 @@ func openIdle(ctx context.Context, conns []*grpc.ClientConn, n int) error {
 	for w := range errs {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n && errs[w] == nil; i = int(next.Add(1) - 1) {
-				errs[w] = openSnapshotWatch(ctx, conns[i%len(conns)], fanoutDevice(i%fanoutDevices))
+				errs[w] = openSnapshotWatch(ctx, conns[i%len(conns)], fanoutDevice(i%spreadDevices))
 			}
 		})
 	}

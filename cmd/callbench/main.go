@@ -10,6 +10,7 @@
 //  3. fan-out: 1,000 device-filtered + 10 unfiltered watchers under 10k
 //     transitions/s: events dropped, commit→receive latency (the watchers
 //     run in a child process: this binary re-executed, see fanout_child.go);
+//     fanout10k: the same with 10,000 device-filtered watchers;
 //  4. connect: the HTTP side (Connect, JSON and binary) beside gRPC, unary
 //     and WatchCalls (connect.go);
 //  5. idle: the server's memory per idle filtered WatchCalls stream
@@ -39,16 +40,19 @@ import (
 )
 
 type config struct {
-	smoke      bool
-	scenarios  map[string]bool
-	unary      unaryConfig
-	stream     streamConfig
-	fanout     fanoutConfig
-	idle       idleConfig
-	memory     memoryConfig
-	jsonFile   string
-	profileDir string
-	strict     bool
+	smoke     bool
+	scenarios map[string]bool
+	unary     unaryConfig
+	stream    streamConfig
+	fanout    fanoutConfig
+	// fanoutLarge is the fanout10k scenario: the fan-out's settings with
+	// 10,000 filtered watchers.
+	fanoutLarge fanoutConfig
+	idle        idleConfig
+	memory      memoryConfig
+	jsonFile    string
+	profileDir  string
+	strict      bool
 }
 
 // allScenarios in run order. Memory runs last: its 100k calls leave a
@@ -57,7 +61,7 @@ type config struct {
 // 10–11 ms after it, against 0.87 and 6 ms before it, same binary). Its
 // figure is a heap delta between two collections, so what ran before does
 // not count in it.
-var allScenarios = []string{"unary", "stream", "connect", "fanout", "idle", "memory"}
+var allScenarios = []string{"unary", "stream", "connect", "fanout", "fanout10k", "idle", "memory"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
@@ -73,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.stream.streams, "streams", 10, "streaming: concurrent streams of each kind")
 	fs.DurationVar(&streamDur, "stream-duration", 6*time.Second, "streaming: measured time of each kind")
 	fs.IntVar(&c.fanout.filtered, "watchers", 1000, "fan-out: device-filtered watchers")
+	fs.IntVar(&c.fanoutLarge.filtered, "watchers-10k", 10000, "fanout10k: device-filtered watchers (the other fan-out flags apply to it too)")
 	fs.IntVar(&c.fanout.unfiltered, "unfiltered", 10, "fan-out: unfiltered watchers")
 	fs.IntVar(&c.fanout.conns, "fanout-conns", 2, "fan-out: client connections the watchers share")
 	fs.Float64Var(&c.fanout.rate, "rate", 10000, "fan-out: transitions per second")
@@ -120,12 +125,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.unary.duration, c.unary.rounds, c.unary.warmup = 200*time.Millisecond, 1, 50*time.Millisecond
 		c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.streams = 200*time.Millisecond, 1, 50*time.Millisecond, min(c.stream.streams, 4)
 		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond
+		c.fanoutLarge.filtered = min(c.fanoutLarge.filtered, 200)
 		c.memory.calls = min(c.memory.calls, 5000)
 		c.idle.streams, c.idle.conns, c.idle.settle = min(c.idle.streams, 200), []int{2, 20}, 100*time.Millisecond
 	}
 	c.memory.profileDir = c.profileDir
 	c.idle.profileDir = c.profileDir
 	c.fanout.profileDir = c.profileDir
+	c.fanout.name = "fanout"
+	large := c.fanoutLarge.filtered
+	c.fanoutLarge = c.fanout
+	c.fanoutLarge.name, c.fanoutLarge.filtered = "fanout10k", large
 	switch {
 	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
 		return nil, fmt.Errorf("--concurrency must be 1..%d", loadDevices)
@@ -135,8 +145,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
 	case c.fanout.rate <= 0:
 		return nil, errors.New("--rate must be positive")
-	case c.memory.calls < 1 || c.memory.calls > fanoutDevices*memCallsPerDev:
-		return nil, fmt.Errorf("--calls must be 1..%d", fanoutDevices*memCallsPerDev)
+	case c.fanoutLarge.filtered < 0 || c.fanoutLarge.filtered > fanoutDevices:
+		return nil, fmt.Errorf("--watchers-10k must be 0..%d", fanoutDevices)
+	case c.memory.calls < 1 || c.memory.calls > spreadDevices*memCallsPerDev:
+		return nil, fmt.Errorf("--calls must be 1..%d", spreadDevices*memCallsPerDev)
 	}
 	return c, nil
 }
@@ -250,6 +262,8 @@ func runMeasured(ctx context.Context, name string, e *env, c *config, rep *repor
 		rep.Connect, err = runConnect(ctx, e, c.unary, c.stream)
 	case "fanout":
 		rep.Fanout, err = runFanout(ctx, e, c.fanout)
+	case "fanout10k":
+		rep.FanoutLarge, err = runFanout(ctx, e, c.fanoutLarge)
 	case "idle":
 		rep.Idle, err = runIdle(ctx, e, c.idle)
 	case "memory":

@@ -48,7 +48,7 @@ func runMemory(ctx context.Context, e *env, cfg memoryConfig) (*memoryResult, er
 	res.HeapBefore, res.RSSBefore = heap(), rss()
 	t := time.Now()
 	for i := range cfg.calls {
-		if _, err := e.upCall(ctx, fanoutDevice(i%fanoutDevices)); err != nil {
+		if _, err := e.upCall(ctx, fanoutDevice(i%spreadDevices)); err != nil {
 			return nil, err
 		}
 	}
