@@ -53,7 +53,7 @@ func TestBatchFrameDecodes(t *testing.T) {
 					t.Errorf("the same events in the same views built a second frame; want the first one shared")
 				}
 				var got callcontrolv1.WatchCallsResponse
-				if err := proto.Unmarshal(*frame, &got); err != nil {
+				if err := proto.Unmarshal(frame.bytes(), &got); err != nil {
 					t.Fatalf("frame does not decode: %v", err)
 				}
 				want := &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Events{Events: &callcontrolv1.EventBatch{

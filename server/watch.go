@@ -208,8 +208,8 @@ type watchStream struct {
 	frames []any // the frames of one pump
 
 	// Eviction and stall detection; see watchsend.go.
-	sendSeq atomic.Uint64 // odd while a send is under way (watchRegistry)
-	sent    chan error    // the send helper's result
+	sendSeq atomic.Uint64   // odd while a send is under way (watchRegistry)
+	sent    chan sendResult // the send helper's or the sender's result
 	evictMu sync.Mutex
 	evicted chan struct{} // closed by evict
 	cause   error         // why, guarded by evictMu
@@ -253,32 +253,45 @@ func (ws *watchStream) sendProgress(rev int64) error {
 	}}})
 }
 
-// pump sends everything the watcher has queued. It reports whether it sent
-// anything, the watcher's progress revision, and the watcher's end.
+// pump sends everything the watcher has queued, on a send helper (see
+// sendFrames). It reports whether it sent anything, the watcher's progress
+// revision, and the watcher's end.
 func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, ended error, err error) {
-	ws.batches, progress, ended = w.Drain(ws.batches[:0])
-	if len(ws.batches) == 0 {
+	progress, ended = ws.collect(w)
+	if len(ws.frames) == 0 {
 		return false, progress, ended, nil
-	}
-	ws.frames = ws.frames[:0]
-	events := 0
-	for i := range ws.batches {
-		b := &ws.batches[i]
-		ws.frames = append(ws.frames, ws.s.enc.batchFrame(b, ws.epoch, ws.visible, &ws.scratch))
-		events += len(b.Events)
 	}
 	if err := ws.sendFrames(ws.frames); err != nil {
 		return false, progress, ended, err
 	}
-	clear(ws.frames) // do not pin the frames until the next pump
+	ws.delivered()
+	return true, progress, ended, nil
+}
+
+// collect drains the watcher into ws.batches and builds their frames in
+// ws.frames (none when nothing was queued).
+func (ws *watchStream) collect(w *callstore.Watcher) (progress int64, ended error) {
+	ws.batches, progress, ended = w.Drain(ws.batches[:0])
+	ws.frames = ws.frames[:0]
+	for i := range ws.batches {
+		ws.frames = append(ws.frames, ws.s.enc.batchFrame(&ws.batches[i], ws.epoch, ws.visible, &ws.scratch))
+	}
+	return progress, ended
+}
+
+// delivered accounts for the frames of the last collect once they are
+// sent, and lets them and their events go.
+func (ws *watchStream) delivered() {
+	clear(ws.frames) // do not pin the frames until the next collect
+	events := 0
 	for i := range ws.batches {
 		b := &ws.batches[i]
 		addBatchEvent(ws.span, b.Revision, len(b.Events))
+		events += len(b.Events)
 		b.Events = nil // let the events go before the next Drain reuses the slice
 	}
 	ws.s.m.eventFrames.Add(float64(len(ws.batches)))
 	ws.s.m.eventsSent.Add(float64(events))
-	return true, progress, ended, nil
 }
 
 func (ws *watchStream) loop(w *callstore.Watcher) error {
@@ -314,14 +327,19 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 			ws.s.m.watchEnds.WithLabelValues("drain").Inc()
 			return unavailableDraining(ws.s.retryDelay())
 		case <-w.Ready():
-			sent, _, ended, err := ws.pump(w)
+			// Linger for more only if this watch is busy: its last
+			// frame went out less than a linger ago.
+			r, err := ws.runSender(w, time.Since(lastFrame) < senderLinger)
+			if err == nil {
+				err = r.err
+			}
 			if err != nil {
 				return err
 			}
-			if ended != nil {
-				return ws.end(ended)
+			if r.ended != nil {
+				return ws.end(r.ended)
 			}
-			if sent {
+			if r.sent {
 				lastFrame = time.Now()
 			}
 		case now := <-timer.C:
@@ -542,7 +560,7 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(
 		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
 		out = protowire.AppendBytes(out, e)
 	}
-	f := rawFrame(out)
-	c.storeFrame(b.Revision, events, &f)
-	return &f
+	f := newRawFrame(out)
+	c.storeFrame(b.Revision, events, f)
+	return f
 }

@@ -30,7 +30,7 @@ func newWatchStream(s *callService, stream callcontrolv1.CallControlService_Watc
 	return &watchStream{
 		s: s, stream: stream, visible: visible, epoch: s.store.Epoch(),
 		span: trace.SpanFromContext(stream.Context()),
-		sent: make(chan error, 1), evicted: make(chan struct{}),
+		sent: make(chan sendResult, 1), evicted: make(chan struct{}),
 	}
 }
 
@@ -75,19 +75,30 @@ func (ws *watchStream) sendFrames(msgs []any) error {
 	defer ws.sendSeq.Add(1)
 	go ws.sendHelper(msgs)
 	select {
-	case err := <-ws.sent:
-		return err
+	case r := <-ws.sent:
+		return r.err
 	case <-ws.evicted:
 		return errSendAbandoned
 	}
 }
 
 func (ws *watchStream) sendHelper(msgs []any) {
-	var err error
+	ws.sent <- sendResult{err: ws.sendAll(msgs)} // buffered: nobody may be waiting any more
+}
+
+// sendAll sends msgs in order and returns the first error.
+func (ws *watchStream) sendAll(msgs []any) error {
 	for _, m := range msgs {
-		if err = ws.stream.SendMsg(m); err != nil {
-			break
+		if err := ws.stream.SendMsg(m); err != nil {
+			return err
 		}
 	}
-	ws.sent <- err // buffered: nobody may be waiting any more
+	return nil
+}
+
+// sendResult is what a send helper or a sender run reports to the handler.
+type sendResult struct {
+	sent  bool  // frames of events went out (a sender run)
+	ended error // the store ended the watcher (a sender run)
+	err   error // a send failed
 }

@@ -29,21 +29,28 @@ type fanoutConfig struct {
 }
 
 type fanoutResult struct {
-	Filtered      int             `json:"filtered_watchers"`
-	Unfiltered    int             `json:"unfiltered_watchers"`
-	Conns         int             `json:"connections"`
-	WatcherProc   string          `json:"watcher_process"` // "child" or "in-process"
-	TargetRate    float64         `json:"target_transitions_per_second"`
-	Rate          float64         `json:"transitions_per_second"`
-	Commits       int64           `json:"commits"`
-	Expected      uint64          `json:"expected_deliveries"`
-	Received      uint64          `json:"received_deliveries"`
-	Dropped       uint64          `json:"dropped"`
-	Unexpected    uint64          `json:"unexpected"`
-	Failures      int             `json:"watcher_failures"`
-	FirstError    string          `json:"first_error,omitempty"`
-	DeliveriesSec float64         `json:"deliveries_per_second"`
-	Latency       latency.Summary `json:"commit_to_receive"`
+	Filtered      int     `json:"filtered_watchers"`
+	Unfiltered    int     `json:"unfiltered_watchers"`
+	Conns         int     `json:"connections"`
+	WatcherProc   string  `json:"watcher_process"` // "child" or "in-process"
+	TargetRate    float64 `json:"target_transitions_per_second"`
+	Rate          float64 `json:"transitions_per_second"`
+	Commits       int64   `json:"commits"`
+	Expected      uint64  `json:"expected_deliveries"`
+	Received      uint64  `json:"received_deliveries"`
+	Dropped       uint64  `json:"dropped"`
+	Unexpected    uint64  `json:"unexpected"`
+	Failures      int     `json:"watcher_failures"`
+	FirstError    string  `json:"first_error,omitempty"`
+	DeliveriesSec float64 `json:"deliveries_per_second"`
+	// ServerWork is the work of this process (the server and the driver;
+	// the watchers run in the child) from the driver's start until every
+	// watcher has caught up, per delivered event: CPU time, allocations,
+	// goroutines started. Less sensitive to a busy machine than the
+	// latency: it counts work, not waiting. With --fanout-inprocess it
+	// includes the watchers' side.
+	ServerWork workPerEvent    `json:"server_work_per_event"`
+	Latency    latency.Summary `json:"commit_to_receive"`
 }
 
 // The fan-out schedule, which the driver follows and the watchers' side
@@ -147,6 +154,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	cur := make([]*callstore.Call, devs)
 	step := make([]int, devs)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
+	work0 := readWork()
 	start := time.Now()
 	due := start
 	var derr error
@@ -182,6 +190,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if err != nil {
 		return nil, err
 	}
+	work1 := readWork()
 	res := &fanoutResult{
 		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
 		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
@@ -190,6 +199,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
 		Latency:       sum.Latency,
 	}
+	res.ServerWork = perEvent(work0, work1, sum.Received)
 	// A watcher failure is reported, not fatal: a watcher that fell behind
 	// the retained history (OUT_OF_RANGE) is part of what this scenario
 	// measures.

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"runtime/metrics"
+	"time"
+)
+
+// work is what this process has done so far, by counters that a busy
+// machine does not move: a scenario's figures per event from two readings
+// say what the code costs even when the latency says mostly who else was
+// running.
+type work struct {
+	cpu        time.Duration // user + system CPU time (processCPU)
+	allocs     uint64        // heap objects allocated
+	allocBytes uint64        // heap bytes allocated
+	goroutines uint64        // goroutines created
+}
+
+var workMetrics = []string{"/gc/heap/allocs:objects", "/gc/heap/allocs:bytes", "/sched/goroutines-created:goroutines"}
+
+func readWork() work {
+	s := make([]metrics.Sample, len(workMetrics))
+	for i, name := range workMetrics {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	u := func(i int) uint64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s[i].Value.Uint64()
+	}
+	return work{cpu: processCPU(), allocs: u(0), allocBytes: u(1), goroutines: u(2)}
+}
+
+// workPerEvent is the work between two readings divided by the events
+// delivered.
+type workPerEvent struct {
+	CPUMicros  float64 `json:"cpu_us"`
+	Allocs     float64 `json:"allocs"`
+	AllocBytes float64 `json:"alloc_bytes"`
+	Goroutines float64 `json:"goroutines_created"`
+}
+
+func perEvent(from, to work, events uint64) workPerEvent {
+	if events == 0 {
+		return workPerEvent{}
+	}
+	n := float64(events)
+	return workPerEvent{
+		CPUMicros:  round3(float64((to.cpu - from.cpu).Nanoseconds()) / 1e3 / n),
+		Allocs:     round3(float64(to.allocs-from.allocs) / n),
+		AllocBytes: round3(float64(to.allocBytes-from.allocBytes) / n),
+		Goroutines: round3(float64(to.goroutines-from.goroutines) / n),
+	}
+}
