@@ -40,6 +40,7 @@ type dialog struct {
 	answered bool               // the dialog is established (2xx sent or received)
 	ended    bool               // the engine or the phone ended it
 	refer    referState         // a transfer the phone asked for (refer.go)
+	probe    pbx.Timer          // the next session probe of an established dialog (sessiontimer.go)
 }
 
 // signalTimeout bounds a BYE or re-INVITE transaction.
@@ -58,6 +59,7 @@ func (d *dialog) end() bool {
 	d.mu.Lock()
 	was := d.ended
 	d.ended = true
+	d.stopProbe()
 	d.mu.Unlock()
 	d.b.forget(d)
 	return !was
@@ -68,6 +70,7 @@ func (d *dialog) abandon() {
 	d.mu.Lock()
 	cancel := d.cancel
 	d.ended = true
+	d.stopProbe()
 	d.mu.Unlock()
 	if cancel != nil {
 		cancel()
@@ -285,6 +288,7 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 		}
 		_, err := b.e.Answered(b.ctx, d.uid)
 		b.report("answer", err)
+		b.startProbe(d)
 	case errors.As(err, &resErr):
 		d.refused(causeOf(resErr.Res.StatusCode))
 	case ctx.Err() != nil: // the engine ended the leg (CANCEL sent) or the switch closed
@@ -372,7 +376,9 @@ func (b *b2bua) give(x, y *dialog) {
 			defer x.finish()
 			if err := x.srv.RespondSDP(sdp); err != nil {
 				b.log.Debug("sip: answer not acknowledged", "device", x.device, "err", err)
+				return
 			}
+			b.startProbe(x)
 		})
 		return
 	}

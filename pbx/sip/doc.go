@@ -118,8 +118,18 @@
 // not answered, 481 for a call or Replaces that does not exist, 400 or
 // 416 for a malformed Refer-To.
 //
+// A phone that vanishes mid-call without a BYE is noticed two ways
+// (sessiontimer.go): its registration (the device's last binding expires
+// or is removed: its dialogs end), and an in-dialog OPTIONS every
+// SessionProbe (90 s) on each established dialog (481, 408 or no answer
+// within ProbeTimeout: the dialog is gone). Either way the engine ends
+// the leg and its peer with cause 27 (pbx.Engine.Lost), and the peer's
+// phone gets a BYE. Close sends CANCEL to the phones the B2BUA still
+// rings and 503 to the phones whose own call is unanswered (close.go);
+// established calls are left to the phones.
+//
 // Not yet: a trunk (external numbers are refused with cause 3, inbound
 // calls from outside cannot arrive), remote answer (NOTIFY Event: talk;
 // CanAnswer is false, so Talk on a ringing phone is NOT_SUPPORTED), DTMF,
-// forking to every binding, and session timers.
+// and forking to every binding.
 package sip

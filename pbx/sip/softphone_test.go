@@ -37,6 +37,8 @@ type softphone struct {
 	reinvites chan []byte                           // descriptions of the re-INVITEs received
 	cancels   chan string                           // Call-IDs of the INVITEs the switch cancelled
 	notifies  chan notice                           // NOTIFYs received (refer_test.go)
+	probes    chan int                              // status of each in-dialog OPTIONS answered
+	deaf      bool                                  // OPTIONS go unanswered (a phone that went away)
 	wg        sync.WaitGroup
 }
 
@@ -62,12 +64,13 @@ func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
 		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
 		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
-		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), notifies: make(chan notice, 16), quit: make(chan struct{})}
+		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), notifies: make(chan notice, 16), probes: make(chan int, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(p.onAck)
 	srv.OnBye(p.onBye)
 	srv.OnNotify(p.onNotify)
+	srv.OnOptions(p.onOptions)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -107,6 +110,17 @@ func (p *softphone) ctx() (context.Context, context.CancelFunc) {
 // register binds the phone's address with the demo password.
 func (p *softphone) register() {
 	p.t.Helper()
+	p.registerFor("600")
+}
+
+// unregister removes the phone's binding (Expires: 0).
+func (p *softphone) unregister() {
+	p.t.Helper()
+	p.registerFor("0")
+}
+
+func (p *softphone) registerFor(expires string) {
+	p.t.Helper()
 	req := sipmsg.NewRequest(sipmsg.REGISTER, sipmsg.Uri{Scheme: "sip", Host: p.sw.Addr().String(), Port: int(p.sw.Port())})
 	aor := sipmsg.Uri{Scheme: "sip", User: p.user, Host: "127.0.0.1"}
 	from := &sipmsg.FromHeader{Address: aor, Params: sipmsg.NewParams()}
@@ -114,7 +128,7 @@ func (p *softphone) register() {
 	req.AppendHeader(from)
 	req.AppendHeader(&sipmsg.ToHeader{Address: aor})
 	req.AppendHeader(sipmsg.NewHeader("Contact", fmt.Sprintf("<sip:%s@%s:%d>", p.user, p.host, p.port)))
-	req.AppendHeader(sipmsg.NewHeader("Expires", "600"))
+	req.AppendHeader(sipmsg.NewHeader("Expires", expires))
 	ctx, cancel := p.ctx()
 	defer cancel()
 	res, err := p.client.Do(ctx, req)
@@ -220,6 +234,40 @@ func (p *softphone) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	default:
 		_ = tx.Respond(sipmsg.NewResponseFromRequest(req, sipmsg.StatusCallTransactionDoesNotExists, "Gone", nil))
 	}
+}
+
+// onOptions answers the switch's in-dialog probe: 200 for a call the
+// phone has, 481 for one it does not; nothing when it is deaf.
+func (p *softphone) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	id := req.CallID().Value()
+	p.mu.Lock()
+	known := p.servers[id] != nil || p.clients[id] != nil
+	deaf := p.deaf
+	p.mu.Unlock()
+	if deaf {
+		return
+	}
+	code, reason := sipmsg.StatusOK, "OK"
+	if !known {
+		code, reason = sipmsg.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
+	}
+	_ = tx.Respond(sipmsg.NewResponseFromRequest(req, code, reason, nil))
+	select {
+	case p.probes <- code:
+	default: // the test does not look
+	}
+}
+
+// forget drops a call as a phone that restarted would, and reports
+// whether it had it.
+func (p *softphone) forget(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, srv := p.servers[id]
+	_, cli := p.clients[id]
+	delete(p.servers, id)
+	delete(p.clients, id)
+	return srv || cli
 }
 
 func (p *softphone) server(id string) *sipgo.DialogServerSession {

@@ -31,6 +31,11 @@ type Config struct {
 	// (cmd/sipbench) times "200 OK → WatchCalls event" from there. It
 	// must not block.
 	OnAnswer func(uid int64, at time.Time)
+	// SessionProbe is how often the B2BUA asks each phone of an
+	// established call, inside the call's dialog, whether it still has
+	// it (an OPTIONS: see sessiontimer.go); 0: 90s, negative: never.
+	// ProbeTimeout bounds one probe; 0: 32s.
+	SessionProbe, ProbeTimeout time.Duration
 }
 
 // Switch is the call engine with real SIP phones behind it: an
@@ -59,6 +64,7 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 	}
 	b := newB2BUA(dir, ep, log)
 	b.onAnswer = cfg.OnAnswer
+	b.probe = newProbeConfig(cfg.SessionProbe, cfg.ProbeTimeout)
 	rc := cfg.Registrar
 	if rc.Logger == nil {
 		rc.Logger = log
@@ -106,6 +112,7 @@ type b2bua struct {
 	dua sipgo.DialogUA
 	// onAnswer is Config.OnAnswer (nil: none).
 	onAnswer func(uid int64, at time.Time)
+	probe    probeConfig
 	ctx      context.Context // ends with close: every goroutine of the driver watches it
 	stop     context.CancelCauseFunc
 
@@ -184,13 +191,6 @@ func (b *b2bua) byCall(callID string) *dialog {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.byCallID[callID]
-}
-
-// deviceChanged: the registrar's up/down events. The engine asks Status
-// when it needs it; a phone that went away mid-call is left to the
-// calls' own signalling (its dialogs time out or fail).
-func (b *b2bua) deviceChanged(ev DeviceEvent) {
-	b.log.Info("sip device", "device", ev.Device, "up", ev.Up, "reason", ev.Reason)
 }
 
 // report logs an event the engine refused: a race between a phone and
