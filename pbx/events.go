@@ -144,6 +144,15 @@ func (e *Engine) Originated(ctx context.Context, device, number string, bind fun
 // nothing can ring (all busy) returns no legs and no error: the party was
 // ended with 17, and the driver told so.
 func (e *Engine) Inbound(ctx context.Context, fromNumber, fromName, toExtension string) (RemoteID, []*callstore.Call, error) {
+	return e.InboundBind(ctx, fromNumber, fromName, toExtension, nil)
+}
+
+// InboundBind is Inbound for a driver that must know the external
+// party's id before anything about it is signalled (a SIP trunk's call
+// is ringing phones with its session description): bind (if not nil)
+// learns it first. Like Originated's, it runs under the engine's lock
+// and must neither block nor call the engine.
+func (e *Engine) InboundBind(ctx context.Context, fromNumber, fromName, toExtension string, bind func(RemoteID)) (RemoteID, []*callstore.Call, error) {
 	if err := CheckExternal(fromNumber); err != nil {
 		return 0, nil, fmt.Errorf("from: %w", err)
 	}
@@ -161,6 +170,9 @@ func (e *Engine) Inbound(ctx context.Context, fromNumber, fromName, toExtension 
 	t := newTx()
 	r := e.newRemote(fromName, fromNumber, callstore.NRRing)
 	r.inbound = true
+	if bind != nil {
+		bind(r.id)
+	}
 	legs := e.route(t, origin{rem: r}, dest{ext: x, number: toExtension}, modeInbound)
 	if err := e.commit(t); err != nil {
 		return 0, nil, err

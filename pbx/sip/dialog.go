@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -86,6 +87,10 @@ func (b *b2bua) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		b.onReinvite(req, tx)
 		return
 	}
+	if b.trunk != nil && b.trunk.owns(req.Source()) {
+		b.onTrunkInvite(req, tx)
+		return
+	}
 	dev := b.reg.Authenticate(req, tx)
 	if dev == nil {
 		return // answered: challenged or refused
@@ -150,8 +155,8 @@ func (b *b2bua) onReinvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		p.mu.Unlock()
 	}
 	res := sipmsg.NewSDPResponseFromRequest(req, sdp)
-	if err := tx.Respond(res); err != nil {
-		return
+	if err := tx.Respond(res); err != nil || d.remote() != 0 {
+		return // the engine keeps no hold state for an external party
 	}
 	b.spawn(func() { _, err := b.e.Held(b.ctx, d.uid, held); b.report("hold", err) })
 }
@@ -180,7 +185,7 @@ func (b *b2bua) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	if d.end() {
-		b.spawn(func() { _, err := b.e.HungUp(b.ctx, d.uid); b.report("bye", err) })
+		b.spawn(func() { b.byeEvent(d, req) })
 	}
 }
 
@@ -197,7 +202,7 @@ func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason 
 func (b *b2bua) Ring(ctx context.Context, r pbx.Ring) {
 	var sdp []byte
 	var gave int64
-	if from := b.leg(r.From.Leg.UID); from != nil {
+	if from := b.leg(partyKey(r.From)); from != nil {
 		from.mu.Lock()
 		sdp, gave = from.local, from.uid
 		from.mu.Unlock()
@@ -268,11 +273,11 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 		b.file(d)
 	}
 	d.mu.Unlock()
-	err = cli.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	err = waitAnswer(ctx, cli, d.answerOptions())
 	var resErr *sipgo.ErrDialogResponse
 	switch {
 	case err == nil:
-		if b.onAnswer != nil {
+		if b.onAnswer != nil && d.remote() == 0 { // a phone's answer, not the trunk's
 			b.onAnswer(d.uid, time.Now())
 		}
 		d.mu.Lock()
@@ -286,21 +291,34 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 			b.bye(d)
 			return
 		}
-		_, err := b.e.Answered(b.ctx, d.uid)
-		b.report("answer", err)
+		b.answeredEvent(d)
 		b.startProbe(d)
 	case errors.As(err, &resErr):
-		d.refused(causeOf(resErr.Res.StatusCode))
+		d.refused(responseCause(resErr.Res))
+	case errors.Is(context.Cause(ctx), errNoAnswer): // CANCEL sent
+		d.refused(pbx.CauseNoAnswer)
 	case ctx.Err() != nil: // the engine ended the leg (CANCEL sent) or the switch closed
 	default:
 		d.refused(pbx.CauseNoAnswer)
 	}
 }
 
+// waitAnswer is cli.WaitAnswer, made safe: sipgo v1.7.3 dereferences a
+// nil response when the CANCEL it sends ends without one (its
+// transaction terminated as the endpoint closes), and a driver
+// goroutine's panic would end the process.
+func waitAnswer(ctx context.Context, cli *sipgo.DialogClientSession, opts sipgo.AnswerOptions) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sip: waiting for the answer: %v", r)
+		}
+	}()
+	return cli.WaitAnswer(ctx, opts)
+}
+
 func (d *dialog) refused(cause int32) {
 	if d.end() {
-		_, err := d.b.e.Refused(d.b.ctx, d.uid, cause)
-		d.b.report("refused", err)
+		d.b.refusedEvent(d, cause)
 	}
 }
 
@@ -311,6 +329,11 @@ func (b *b2bua) Hangup(_ context.Context, leg pbx.LegRef, cause int32) {
 	if d != nil && d.deferHangup(cause) {
 		return // the REFER's handler ends it after its NOTIFYs
 	}
+	b.hangupDialog(d, cause)
+}
+
+// hangupDialog ends a phone's or the trunk's dialog.
+func (b *b2bua) hangupDialog(d *dialog, cause int32) {
 	if d == nil || !d.end() {
 		return
 	}
@@ -349,9 +372,9 @@ func (b *b2bua) bye(d *dialog) {
 // Bridge gives each phone the other's description: the answer to a
 // phone's own INVITE, or a re-INVITE of an established dialog.
 func (b *b2bua) Bridge(_ context.Context, x, y pbx.Party) {
-	dx, dy := b.leg(x.Leg.UID), b.leg(y.Leg.UID)
+	dx, dy := b.leg(partyKey(x)), b.leg(partyKey(y))
 	if dx == nil || dy == nil {
-		return // an external party, a park orbit or a queue: no media to exchange
+		return // a park orbit or a queue: no media to exchange
 	}
 	b.give(dx, dy)
 	b.give(dy, dx)
@@ -388,7 +411,7 @@ func (b *b2bua) give(x, y *dialog) {
 // Hold re-INVITEs the other party of a leg with the leg's description,
 // sendonly while held, sendrecv when taken back.
 func (b *b2bua) Hold(_ context.Context, leg pbx.LegRef, other pbx.Party, held bool) {
-	x, o := b.leg(leg.UID), b.leg(other.Leg.UID)
+	x, o := b.leg(leg.UID), b.leg(partyKey(other))
 	if x == nil || o == nil {
 		return
 	}

@@ -128,8 +128,26 @@
 // rings and 503 to the phones whose own call is unanswered (close.go);
 // established calls are left to the phones.
 //
-// Not yet: a trunk (external numbers are refused with cause 3, inbound
-// calls from outside cannot arrive), remote answer (NOTIFY Event: talk;
+// # The trunk (Config.Trunk)
+//
+// External numbers go out through one SIP trunk as INVITEs to
+// sip:number@trunk, offering the calling leg's description and answering
+// the trunk's digest challenge with its credentials. The trunk's 2xx is
+// RemoteAnswered; a refusal is RemoteEnded with its Reason header's
+// Q.850 cause (RFC 3326) or else the status code's (486 → 17, 480/408 →
+// 19, 603 → 21, 404 → 1, ...); a BYE from it ends the call with 16 (or
+// its Reason); no answer within the ring timeout CANCELs it (19). The
+// engine's end of an external party is BYE, CANCEL, or a refusal of
+// the trunk's own INVITE. INVITEs whose source address is the trunk
+// host's are calls from outside, not challenged: the Request-URI's user
+// is the dialled extension (Engine.InboundBind: ring-all, hunt, queue
+// as for the simulator's inbound calls), the From header the caller.
+// The phones that ring get the trunk's offer, and the first that
+// answers gives the trunk its description. A trunk dialog is filed
+// beside the legs' under minus its external party's id (remoteKey).
+// Without a trunk external numbers are refused with cause 3.
+//
+// Not yet: remote answer (NOTIFY Event: talk;
 // CanAnswer is false, so Talk on a ringing phone is NOT_SUPPORTED), DTMF,
 // and forking to every binding.
 package sip

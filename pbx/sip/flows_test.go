@@ -12,13 +12,14 @@ import (
 
 // TestFlows runs the driver-agnostic flow table against the SIP switch,
 // every phone of the demo directory an in-process sipgo user agent
-// registered on loopback. Flows that need simulated far ends, external
-// numbers or the browser phone are skipped (no trunk, no WebSocket yet).
+// registered on loopback, and calls from outside placed by a test trunk.
+// Flows that need far ends following the number rules (on the test's
+// clock) or the browser phone are skipped (no WebSocket yet).
 func TestFlows(t *testing.T) { pbxtest.Run(t, newEnv) }
 
 func newEnv(t *testing.T, dir *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
-	sw := startSIPSwitch(t, dir, store, clock)
-	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir)}}
+	sw, tr := startTrunkSwitch(t, dir, store, clock)
+	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir), trunk: tr}}
 }
 
 // startSIPSwitch starts a switch on loopback; it closes after the phones
@@ -59,6 +60,7 @@ type phones struct {
 	sw    *Switch
 	store *callstore.Store
 	by    map[string]*softphone
+	trunk *softphone // nil: no trunk
 }
 
 // until waits for the engine to apply what a phone did: a liveness
@@ -144,15 +146,9 @@ func (p *phones) Hold(t testing.TB, uid int64, held bool) {
 	until(t, "the hold", func() bool { c, ok := p.store.Get(uid); return ok && c.NRState == want })
 }
 
-func (p *phones) Inbound(t testing.TB, _, _, _ string) []*callstore.Call {
-	t.Fatal("no trunk: inbound calls are not offered")
-	return nil
-}
-func (p *phones) RemoteAnswer(t testing.TB, _ int64)          { t.Fatal("no trunk") }
-func (p *phones) RemoteReject(t testing.TB, _ int64, _ int32) { t.Fatal("no trunk") }
-func (p *phones) RemoteHangup(t testing.TB, _ int64)          { t.Fatal("no trunk") }
 func (p *phones) SetNumberBehaviour(t testing.TB, _ string, _ pbx.Behaviour) {
 	t.Fatal("no simulated far ends")
 }
 
-func (p *phones) Has(c pbxtest.Cap) bool { return false }
+// Has: calls from outside come through the test trunk.
+func (p *phones) Has(c pbxtest.Cap) bool { return c == pbxtest.CapInbound && p.trunk != nil }

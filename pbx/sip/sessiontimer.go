@@ -6,7 +6,6 @@ import (
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
-	"callcontrold/pbx"
 )
 
 // A phone can vanish in the middle of a call without a BYE: unplugged,
@@ -136,7 +135,7 @@ func (b *b2bua) lose(d *dialog, why string) {
 	case cancel != nil:
 		cancel()
 	}
-	b.spawn(func() { _, err := b.e.Lost(b.ctx, d.uid, pbx.CauseOutOfOrder); b.report("lost", err) })
+	b.spawn(func() { b.lostEvent(d) })
 }
 
 // deviceChanged: the registrar's up/down events. A device that went down

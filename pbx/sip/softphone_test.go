@@ -31,6 +31,7 @@ type softphone struct {
 	mu        sync.Mutex
 	servers   map[string]*sipgo.DialogServerSession // by Call-ID: the switch called us
 	clients   map[string]*sipgo.DialogClientSession // we called the switch
+	pending   map[string]context.CancelFunc         // our calls not answered yet: CANCEL
 	ringing   map[string]chan func()                // Call-IDs ringing: what the user decides
 	answered  map[string]chan struct{}              // closed once our 2xx got its ACK (or failed)
 	quit      chan struct{}                         // closed at cleanup: ringing calls give up
@@ -44,11 +45,18 @@ type softphone struct {
 
 func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	return newSoftphoneOn(t, sw, user, "127.0.0.1")
+}
+
+// newSoftphoneOn starts a softphone on another loopback address (a test
+// trunk is told apart from phones by its address).
+func newSoftphoneOn(t *testing.T, sw netip.AddrPort, user, host string) *softphone {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(host), 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("softphone"), sipgo.WithUserAgentHostname("127.0.0.1"))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("softphone"), sipgo.WithUserAgentHostname(host))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,14 +64,14 @@ func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
+	c, err := sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientConnectionAddr(conn.LocalAddr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := conn.LocalAddr().(*net.UDPAddr).Port
-	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: "127.0.0.1", port: port,
-		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, 20000+port%10000),
-		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{},
+	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: host, port: port,
+		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, host, host, 20000+port%10000),
+		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{}, pending: map[string]context.CancelFunc{},
 		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), notifies: make(chan notice, 16), probes: make(chan int, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
@@ -387,32 +395,68 @@ func (p *softphone) hold(id string, held bool) {
 // challenge; done receives the INVITE's outcome (nil: answered).
 func (p *softphone) call(number string) (callID string, done <-chan error) {
 	p.t.Helper()
+	return p.callFrom(p.user, "", number)
+}
+
+// callFrom is call with the From header's user and display name given
+// (a trunk calls from its callers' numbers). Until the answer, abandon
+// (callID) cancels the INVITE (CANCEL); when the phone shuts down it
+// gives up without one.
+func (p *softphone) callFrom(user, name, number string) (callID string, done <-chan error) {
+	p.t.Helper()
 	req := sipmsg.NewRequest(sipmsg.INVITE, sipmsg.Uri{Scheme: "sip", User: number, Host: p.sw.Addr().String(), Port: int(p.sw.Port())})
-	from := &sipmsg.FromHeader{Address: sipmsg.Uri{Scheme: "sip", User: p.user, Host: "127.0.0.1"}, Params: sipmsg.NewParams()}
+	from := &sipmsg.FromHeader{DisplayName: name, Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host}, Params: sipmsg.NewParams()}
 	from.Params.Add("tag", sipmsg.GenerateTagN(8))
 	req.AppendHeader(from)
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(p.sdp)
 	out := make(chan error, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	base, force := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithTimeout(base, 60*time.Second)
 	cli, err := p.dua.WriteInvite(ctx, req)
 	if err != nil {
 		cancel()
+		force(nil)
 		p.t.Fatalf("%s: INVITE: %v", p.user, err)
 	}
 	id := req.CallID().Value()
 	p.mu.Lock()
 	p.clients[id] = cli
+	p.pending[id] = cancel
 	p.mu.Unlock()
 	p.go_(func() {
 		defer cancel()
+		quit := make(chan struct{})
+		defer close(quit)
+		go func() {
+			select {
+			case <-p.quit:
+				force(sipgo.WaitAnswerForceCancelErr)
+			case <-quit:
+				force(nil)
+			}
+		}()
 		err := cli.WaitAnswer(ctx, sipgo.AnswerOptions{Username: p.user, Password: "demo-sip-" + p.user})
 		if err == nil {
 			err = cli.Ack(ctx)
 		}
+		p.mu.Lock()
+		delete(p.pending, id) // answered (or over): nothing to cancel
+		p.mu.Unlock()
 		out <- err
 	})
 	return id, out
+}
+
+// abandon cancels a call of ours that has not been answered.
+func (p *softphone) abandon(id string) {
+	p.mu.Lock()
+	cancel := p.pending[id]
+	p.mu.Unlock()
+	if cancel == nil {
+		p.t.Fatalf("%s: no call %s of ours", p.user, id)
+	}
+	cancel()
 }
 
 // reinvited waits for the next re-INVITE the phone receives.

@@ -24,7 +24,10 @@ type Config struct {
 	// Registrar configures registration expiry and authentication limits;
 	// its OnChange is the switch's own.
 	Registrar RegistrarConfig
-	Logger    *slog.Logger // nil: slog.Default()
+	// Trunk, when set, carries external numbers out and calls from
+	// outside in; without it external numbers are refused (cause 3).
+	Trunk  *TrunkConfig
+	Logger *slog.Logger // nil: slog.Default()
 	// OnAnswer, when set, is told each time the B2BUA receives a phone's
 	// 2xx to one of its own INVITEs (a callee answered), with the leg and
 	// the moment, before the engine hears of it. The SIP benchmark
@@ -58,6 +61,13 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 	if log == nil {
 		log = slog.Default()
 	}
+	var tr *trunk
+	if cfg.Trunk != nil {
+		var err error
+		if tr, err = newTrunk(context.Background(), *cfg.Trunk); err != nil {
+			return nil, err
+		}
+	}
 	ep, err := NewEndpoint(EndpointConfig{Addr: cfg.Addr, Logger: log})
 	if err != nil {
 		return nil, err
@@ -65,6 +75,7 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 	b := newB2BUA(dir, ep, log)
 	b.onAnswer = cfg.OnAnswer
 	b.probe = newProbeConfig(cfg.SessionProbe, cfg.ProbeTimeout)
+	b.trunk = tr
 	rc := cfg.Registrar
 	if rc.Logger == nil {
 		rc.Logger = log
@@ -82,6 +93,9 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 		b.e.Close()
 		reg.Close()
 		return nil, errors.Join(err, ep.Close())
+	}
+	if tr != nil {
+		log.Info("sip trunk", "uri", tr.String(), "sources", tr.addrs, "digest_user", tr.auth.Username)
 	}
 	return &Switch{Engine: b.e, Endpoint: ep, Registrar: reg, b: b}, nil
 }
@@ -109,7 +123,9 @@ type b2bua struct {
 	ep  *Endpoint
 	reg *Registrar
 	log *slog.Logger
-	dua sipgo.DialogUA
+	// trunk is nil without --sip-trunk: external numbers have no route.
+	trunk *trunk
+	dua   sipgo.DialogUA
 	// onAnswer is Config.OnAnswer (nil: none).
 	onAnswer func(uid int64, at time.Time)
 	probe    probeConfig
@@ -201,11 +217,14 @@ func (b *b2bua) report(what string, err error) {
 	}
 }
 
-// Refuse: a device without a live registration cannot ring (20); there
-// is no trunk, so external numbers have no route (3).
+// Refuse: a device without a live registration cannot ring (20);
+// without a trunk, external numbers have no route (3).
 func (b *b2bua) Refuse(t pbx.Target) int32 {
 	if t.Number != "" {
-		return pbx.CauseNoRoute
+		if b.trunk == nil {
+			return pbx.CauseNoRoute
+		}
+		return 0
 	}
 	if len(b.reg.Bindings(t.Device)) == 0 {
 		return pbx.CauseAbsent
@@ -223,15 +242,6 @@ func (b *b2bua) Status(device string) pbx.DeviceStatus {
 	}
 	return pbx.StatusDown
 }
-
-// Originate is never asked: Refuse turns every external number away
-// until a trunk is configured.
-func (b *b2bua) Originate(ctx context.Context, o pbx.Originate) {
-	b.spawn(func() { _, err := b.e.RemoteEnded(ctx, o.Remote, pbx.CauseNoRoute); b.report("originate", err) })
-}
-
-// HangupRemote: no trunk, nothing to end.
-func (b *b2bua) HangupRemote(context.Context, pbx.RemoteID, int32) {}
 
 // Dtmf: tones are the phones' own business (RFC 4733 in their media).
 func (b *b2bua) Dtmf(context.Context, pbx.LegRef, string) {}
