@@ -164,14 +164,20 @@ func (b *b2bua) Originate(_ context.Context, o pbx.Originate) {
 	req.SetBody(sdp)
 	ctx, cancelCause := context.WithCancelCause(b.ctx)
 	cancel := func() { cancelCause(nil) }
-	d := &dialog{b: b, uid: remoteKey(o.Remote), device: "trunk", gave: o.From.UID, cancel: cancel}
+	d := &dialog{b: b, uid: remoteKey(o.Remote), device: "trunk", gave: o.From.UID, cancel: cancel, called: make(chan struct{})}
 	b.file(d)
 	// The engine times out the phones it rings; an external number is
 	// the driver's to give up on, as the simulated far end does (19).
 	timer := b.e.Clock().AfterFunc(b.e.RingTimeout(), func() { cancelCause(errNoAnswer) })
-	if !b.spawn(func() { defer timer.Stop(); defer cancel(); d.call(ctx, req) }) {
+	if !b.spawn(func() {
+		defer close(d.called)
+		defer timer.Stop()
+		defer cancel()
+		d.call(ctx, req)
+	}) {
 		timer.Stop()
 		cancel()
+		close(d.called)
 	}
 }
 
