@@ -5,7 +5,6 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
-
 )
 
 // A phone can vanish in the middle of a call without a BYE: unplugged,
