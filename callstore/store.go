@@ -259,6 +259,11 @@ func (s *Store) ApplyAt(rev int64, changes ...Change) (applied bool, err error) 
 	return true, nil
 }
 
+// CheckChanges checks what Commit checks without the live set (uids,
+// event types, states). A replica's leader with operations in flight
+// checks the live set itself: as those operations will leave it.
+func CheckChanges(changes ...Change) error { return checkChanges(changes) }
+
 // checkChanges checks what can be checked without the live set.
 func checkChanges(changes []Change) error {
 	if len(changes) == 0 {

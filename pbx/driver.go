@@ -113,7 +113,9 @@ type signal func(ctx context.Context, d Driver)
 // deliverer until the queue is empty; a driver that reports an event from
 // inside a signal re-enters the engine, queues more, and returns at once:
 // the outer loop delivers those next. The engine's lock is never held
-// while a driver runs.
+// while a driver runs. With Options.Sync, signals wait until the
+// revisions that decided them are stored; if that fails, they are
+// dropped: the operations failed and the engine's owner closes it.
 func (e *Engine) flush() {
 	e.mu.Lock()
 	if e.flushing {
@@ -125,6 +127,12 @@ func (e *Engine) flush() {
 		out := e.outbox
 		e.outbox = nil
 		e.mu.Unlock()
+		if e.sync != nil {
+			if err := e.sync(); err != nil {
+				e.log.Warn("pbx: signals dropped: their operations were not stored", "signals", len(out), "err", err)
+				out = nil
+			}
+		}
 		for _, s := range out {
 			s(e.ctx, e.drv)
 		}

@@ -25,10 +25,18 @@ type Options struct {
 	Logger            *slog.Logger // nil: slog.Default()
 	// Commit stores one operation's changes as one revision; nil: the
 	// store's Commit. A replica that leads passes its log's append, which
-	// applies the revision to the store once the log has acknowledged it.
-	// After an error the engine no longer matches the store: its owner
-	// must close it (see package replica).
+	// publishes the revision and returns at once (the next operation
+	// builds on it); the revision reaches the store once the log has
+	// acknowledged it (see Sync). After an error the engine no longer
+	// matches the store: its owner must close it (see package replica).
 	Commit func(changes ...callstore.Change) (int64, error)
+	// Sync, with a Commit that returns before the revision is stored,
+	// waits until every revision committed so far is stored, or fails.
+	// The engine calls it before it signals the driver, so that no phone
+	// acts on a transition the log may not hold; after a failure it drops
+	// those signals (the owner ends the term and closes the engine). nil:
+	// Commit stores before it returns.
+	Sync func() error
 }
 
 // callWaiting is how many live legs a phone may have and still ring for
@@ -43,6 +51,7 @@ type Engine struct {
 	dir   *directory.Directory
 	store *callstore.Store
 	put   func(changes ...callstore.Change) (int64, error) // Options.Commit
+	sync  func() error                                     // Options.Sync; nil: put stores
 	drv   Driver
 	clock Clock
 	log   *slog.Logger
@@ -82,6 +91,7 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 		timers:  map[*engineTimer]struct{}{},
 	}
 	e.ctx, e.stopc = context.WithCancel(context.Background())
+	e.sync = opts.Sync
 	if e.put = opts.Commit; e.put == nil {
 		e.put = store.Commit
 	}

@@ -26,6 +26,16 @@ type Engine interface {
 	Close()
 }
 
+// Log is how a leader's engine commits to the log: pass Commit and Sync
+// to pbx.Options. Commit publishes an operation and returns before the
+// stream acknowledged it, so that several are in flight; Sync waits until
+// every operation committed so far is acknowledged and applied (or fails
+// UNAVAILABLE): the engine calls it before it signals the driver.
+type Log struct {
+	Commit func(changes ...callstore.Change) (int64, error)
+	Sync   func() error
+}
+
 // Config configures a replica. URL and NewEngine are required.
 type Config struct {
 	URL       string // NATS server URL(s), comma separated
@@ -61,9 +71,9 @@ type Config struct {
 	// StoreOptions configure the replica's store; Epoch is set from the
 	// log's identity.
 	StoreOptions callstore.Options
-	// NewEngine builds the switch on takeover; commit is what it must
-	// commit through (pbx.Options.Commit).
-	NewEngine func(store *callstore.Store, commit func(...callstore.Change) (int64, error)) (Engine, error)
+	// NewEngine builds the switch on takeover; log is what it must
+	// commit through (pbx.Options.Commit and Sync).
+	NewEngine func(store *callstore.Store, log Log) (Engine, error)
 	// KeepBridges: on takeover, the new engine adopts the calls where two
 	// phones talk (pbx.Engine.AdoptBridges) instead of ending them. Only
 	// for a driver that keeps no per-call state (the simulated one); a SIP

@@ -17,25 +17,59 @@
 // One replica holds the lease, a key in a JetStream KV bucket whose TTL
 // is Config.LeaseTTL: the holder renews it every quarter TTL with a
 // revision-checked update, the others try to create it. The leader runs
-// the switch (the engine and its channel driver). The engine's commit
-// goes through the leader's appender: check the changes against the
-// store, publish them with the expected last sequence (the store's
-// revision), and apply them to the store only once the stream has
-// acknowledged them. A deposed leader whose lease lapsed cannot fork the
-// log: its append expects a sequence that is no longer the last one and
-// the stream refuses it; it also stops appending once its own clock says
-// the lease lapsed. Each message records the appender's id and term (the
-// lease revision it won), and terms never go back along the log: a
-// replica that has applied a revision of a newer term never appends
-// again under its old one, and the expected-sequence check means it can
-// only append right after the last revision it applied. So two leaders
-// can never interleave in the log, even when a stalled leader's clock
-// still trusts its lease.
+// the switch (the engine and its channel driver).
+//
+// # Appending: several operations in flight
+//
+// The engine decides and commits under its lock; the commit is the term's
+// pipeline (pipeline.go): check the changes against the store and the
+// appends still in flight, publish them asynchronously with the expected
+// last sequence (the previous append's revision, or the store's when
+// none is in flight), and return at once with the revision the stream
+// will give them. The next operation builds on it without waiting, so
+// many operations are in flight while one ack's round trip is. One
+// goroutine takes the acks in revision order and applies each revision
+// to the store with the very values the engine committed. An operation's
+// RPC returns only once its revision (and every earlier one) is
+// acknowledged and applied (Switch), and the engine delivers signals to
+// its channel driver only then (pbx.Options.Sync): nothing outside the
+// process acts on a transition the log may not hold.
+//
+// The first append that fails, is refused or gets no ack within
+// AppendTimeout fails the pipeline: that operation and every later one
+// fail UNAVAILABLE, nothing more is published, and the term ends (the
+// engine decided transitions the log never took, so it no longer matches
+// the store). An operation reported failed may still be in the log (its
+// ack was lost): every replica then applies it from the log, as any
+// other revision. Never the other way round: success is only reported
+// for a revision the stream acknowledged at the sequence it expected.
+//
+// A deposed leader cannot fork the log. Each append expects a sequence,
+// so the stream stores it only right after the revision it was built on,
+// provided the appends in flight before it were stored too. One of those
+// lost (refused, or dropped with a connection) while a later one is
+// stored after whatever took its place would fork the log, and that
+// cannot happen: a term's appends go over one connection, which delivers
+// them in order or loses a tail of them; nothing published while
+// disconnected is sent on a later connection (no reconnect buffer, no
+// publish retries), and an append while older ones are in flight on a
+// connection since replaced ends the term; and an append is published
+// only while the lease has more than a quarter of its TTL left on the
+// leader's clock, while another replica can take the lease, and append,
+// only once it expired. So another leader's revisions follow all of a
+// deposed leader's, and the deposed leader's next append expects a
+// sequence that is no longer the last one: the stream refuses it. Each
+// message also records the appender's id and term (the lease revision it
+// won), and terms never go back along the log: a replica that has
+// applied a revision of a newer term never appends again under its old
+// one, even when a stalled leader's clock still trusts its lease.
 //
 // Every replica, the leader too, reads the log with an ordered consumer
-// and applies each revision with callstore.ApplyAt. The leader's own
-// appends are applied as they are acknowledged, under a mutex the reader
-// also takes, so the reader finds them applied and skips them.
+// and applies each revision with callstore.ApplyAt. On the leader the
+// reader leaves the revisions of its own appends in flight to the
+// pipeline (it waits for them to be applied, or for the pipeline to
+// fail, and then applies only what the pipeline did not), so a leader's
+// store holds the very values its engine committed.
 //
 // # Control RPCs
 //
@@ -60,9 +94,8 @@
 //     hang on timers and far ends that died with it). Ending them is
 //     honest; leaving them would show calls nothing can end.
 //   - NATS lost while running: an append that fails or times out fails
-//     the operation with UNAVAILABLE and ends the term (the engine may
-//     have decided a transition the log never took, so it no longer
-//     matches the store); the operation was not applied, or, if the
+//     its operation and every later one with UNAVAILABLE and ends the
+//     term (see Appending); an operation was not applied, or, if the
 //     stream did store it after all, every replica applies it from the
 //     log. Watches are served from the local store and keep working;
 //     their tokens stay valid on every replica.

@@ -48,8 +48,8 @@ func replicaConfig(url, id, advertise string, dir *directory.Directory) Config {
 	return Config{
 		URL: url, Replicas: 3, LeaseTTL: time.Second, AppendTimeout: 3 * time.Second, ConnectTimeout: 30 * time.Second,
 		ID: id, Advertise: advertise, Logger: testLog().With("node", id),
-		NewEngine: func(store *callstore.Store, commit func(...callstore.Change) (int64, error)) (Engine, error) {
-			return sim.New(dir, store, sim.Options{Commit: commit, Logger: testLog()}), nil
+		NewEngine: func(store *callstore.Store, log Log) (Engine, error) {
+			return sim.New(dir, store, sim.Options{Commit: log.Commit, Sync: log.Sync, Logger: testLog()}), nil
 		},
 		DeviceStatus: func(string) pbx.DeviceStatus { return pbx.StatusUp },
 		KeepBridges:  true,

@@ -102,6 +102,15 @@ func (n *Node) lookupLeader(ctx context.Context) {
 // lease is released for another replica.
 func (n *Node) takeOver(ctx context.Context, rev uint64, sent time.Time) {
 	l := &leadership{term: rev, rev: rev, until: sent.Add(n.cfg.LeaseTTL)}
+	p, err := n.startPipeline(l)
+	if err != nil {
+		n.log.Warn("lease taken but the log cannot be appended to: releasing it", "error", err)
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL/4)
+		defer cancel()
+		_ = n.kv.Delete(ctx, leaseKey, jetstream.LastRevision(rev))
+		return
+	}
+	l.log = p
 	n.mu.Lock()
 	n.leading, n.leaderID, n.leaderAddr = l, n.cfg.ID, n.cfg.Advertise
 	n.mu.Unlock()
@@ -123,7 +132,10 @@ func (n *Node) startEngine(ctx context.Context, l *leadership) error {
 	if err := n.waitApplied(ctx, int64(info.State.LastSeq)); err != nil {
 		return err
 	}
-	eng, err := n.cfg.NewEngine(n.store, n.appender(l))
+	eng, err := n.cfg.NewEngine(n.store, Log{
+		Commit: l.log.append,
+		Sync:   func() error { return l.log.sync(context.Background()) },
+	})
 	if err != nil {
 		return err
 	}
@@ -153,6 +165,13 @@ func (n *Node) startEngine(ctx context.Context, l *leadership) error {
 	if ended > 0 {
 		n.log.Warn("ended the calls the previous leader held: their signalling died with it", "legs", ended, "cause", pbx.CauseTemporaryFailure)
 	}
+	// Serve only once the log holds the takeover's revisions: an append
+	// has its own deadline, like any operation's.
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.AppendTimeout)
+	defer cancel()
+	if err := l.log.sync(sctx); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	l.ready = n.leading == l
 	n.mu.Unlock()
@@ -172,6 +191,7 @@ func (n *Node) stepDown(why string, release bool) {
 	}
 	n.m.leader.Set(0)
 	n.log.Warn("stepping down", "term", l.term, "reason", why)
+	l.log.close() // appends still in flight fail UNAVAILABLE
 	if l.engine != nil {
 		// Not here: the caller may be the engine's own commit, under the
 		// engine's lock.
@@ -192,12 +212,29 @@ func (n *Node) stepDown(why string, release bool) {
 
 // engine returns the engine while this replica leads and serves.
 func (n *Node) engine() (Engine, error) {
+	e, _, err := n.serving()
+	return e, err
+}
+
+// serving returns the engine and its term's pipeline while this replica
+// leads and serves.
+func (n *Node) serving() (Engine, *pipeline, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if l := n.leading; l != nil && l.ready {
-		return l.engine, nil
+		return l.engine, l.log, nil
 	}
-	return nil, fmt.Errorf("%w: %w", pbx.ErrUnavailable, errNotLeader)
+	return nil, nil, fmt.Errorf("%w: %w", pbx.ErrUnavailable, errNotLeader)
+}
+
+// pipeline returns the current term's pipeline while this replica leads.
+func (n *Node) pipeline() *pipeline {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.leading == nil {
+		return nil
+	}
+	return n.leading.log
 }
 
 // Leading reports whether this replica leads (and serves) right now.
@@ -214,52 +251,13 @@ func (n *Node) Leader() (id, addr string) {
 	return n.leaderID, n.leaderAddr
 }
 
-// appender returns the engine's commit for term l: check the changes
-// against the store, append them with the expected last revision (so a
-// deposed leader's append fails instead of forking the log), and apply
-// them once the log has acknowledged them. Any failure ends the term: the
-// engine no longer matches the log.
+// appender returns the engine's commit for term l: its pipeline's append.
 func (n *Node) appender(l *leadership) func(...callstore.Change) (int64, error) {
-	return func(changes ...callstore.Change) (int64, error) {
-		if err := n.store.Check(changes...); err != nil {
-			return 0, err
-		}
-		n.mu.Lock()
-		valid := n.leading == l && time.Now().Before(l.until)
-		n.mu.Unlock()
-		if !valid {
-			n.stepDown("lease lapsed", false)
-			return 0, fmt.Errorf("%w: the lease lapsed; not appended", pbx.ErrUnavailable)
-		}
-		data, err := encodeOp(n.cfg.ID, l.term, changes)
-		if err != nil {
-			return 0, err
-		}
-		n.applyMu.Lock()
-		defer n.applyMu.Unlock()
-		if n.maxTerm > l.term {
-			n.stepDown("a newer leader has appended", false)
-			return 0, fmt.Errorf("%w: another replica leads now; not appended", pbx.ErrUnavailable)
-		}
-		// The stream refuses this append unless the last revision is the
-		// one this store applied last, whose term is not newer than ours:
-		// terms never go back along the log.
-		expected := n.store.Revision()
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.AppendTimeout)
-		defer cancel()
-		start := time.Now()
-		ack, err := n.js.Publish(ctx, n.subject, data, jetstream.WithExpectLastSequence(uint64(expected)))
-		if err != nil {
-			n.stepDown(fmt.Sprintf("append failed: %v", err), false)
-			return 0, fmt.Errorf("%w: the log did not take the operation: %w", pbx.ErrUnavailable, err)
-		}
-		n.m.appendSeconds.Observe(time.Since(start).Seconds())
-		rev := int64(ack.Sequence)
-		if _, err := n.store.ApplyAt(rev, changes...); err != nil {
-			n.fail(fmt.Errorf("replica: apply own revision %d: %w", rev, err))
-			return 0, err
-		}
-		n.maxTerm = max(n.maxTerm, l.term)
-		return rev, nil
-	}
+	return l.log.append
 }
+
+// leaseMargin is how much of its lease a leader must have left to publish
+// an append: an append reaches the stream well within it, so before any
+// other replica can take the lease (which it can only once the lease
+// expired) and append in its turn.
+func (n *Node) leaseMargin() time.Duration { return n.cfg.LeaseTTL / 4 }

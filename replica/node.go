@@ -67,7 +67,8 @@ type leadership struct {
 	rev    uint64 // lease revision last written
 	until  time.Time
 	engine Engine
-	ready  bool // engine built and foreign legs ended: serving
+	log    *pipeline // the term's appends
+	ready  bool      // engine built and foreign legs ended: serving
 }
 
 // Open connects to NATS, makes sure the log stream and the lease bucket
@@ -105,6 +106,10 @@ func (n *Node) connect() (*nats.Conn, error) {
 		nats.Name("callcontrold " + n.cfg.ID),
 		nats.Timeout(n.cfg.ConnectTimeout),
 		nats.MaxReconnects(-1), // a replica never gives up on its log
+		// Nothing published while disconnected is sent later, on the next
+		// connection: an append is delivered at once or not at all (see
+		// pipeline).
+		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("NATS connection lost", "error", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("NATS connection back", "server", c.ConnectedUrl()) }),
@@ -324,6 +329,9 @@ func (n *Node) onMessage(msg jetstream.Msg) {
 	if err != nil {
 		n.fail(fmt.Errorf("replica: revision %d: %w", rev, err))
 		return
+	}
+	if p := n.pipeline(); p != nil {
+		p.resolved(rev) // the leader's own append: its pipeline applies it
 	}
 	n.applyMu.Lock()
 	_, err = n.store.ApplyAt(rev, changes...)

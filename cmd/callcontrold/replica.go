@@ -87,8 +87,8 @@ func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *
 		Stream: r.stream, Replicas: r.streamReplicas, LeaseTTL: r.leaseTTL,
 		ID: r.id, Advertise: advertise,
 		StoreOptions: callstore.Options{HistorySize: c.historySize, WatcherQueue: c.watcherQueue},
-		NewEngine: func(store *callstore.Store, commit func(...callstore.Change) (int64, error)) (replica.Engine, error) {
-			return sim.New(dir, store, sim.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: commit}), nil
+		NewEngine: func(store *callstore.Store, rlog replica.Log) (replica.Engine, error) {
+			return sim.New(dir, store, sim.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: rlog.Commit, Sync: rlog.Sync}), nil
 		},
 		DeviceStatus: func(string) pbx.DeviceStatus { return pbx.StatusUp }, // simulated phones are always registered
 		KeepBridges:  true,                                                  // simulated phones keep no per-call state
