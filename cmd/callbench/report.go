@@ -117,8 +117,9 @@ func (r *report) table(w io.Writer) {
 			u.Concurrency, u.Noop.PerSecond, u.Noop.Latency.P50, u.Noop.Latency.P99, u.Control.PerSecond, u.Control.Latency.P50, u.Control.Latency.P99)
 	}
 	if s := r.Stream; s != nil {
-		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s)\t\t\n",
-			s.Streams, s.Noop.PerSecond, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec)
+		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (%.2f µs CPU each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines each)\t\t\n",
+			s.Streams, s.Noop.PerSecond, s.Noop.Work.CPUMicros, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec,
+			s.Watch.Work.CPUMicros, s.Watch.Work.Allocs, s.Watch.Work.Goroutines)
 	}
 	r.Connect.table(tw)
 	for _, f := range []*fanoutResult{r.Fanout, r.FanoutLarge} {

@@ -33,6 +33,12 @@ type streamKind struct {
 	Messages  uint64  `json:"messages"`
 	Seconds   float64 `json:"seconds"`
 	PerSecond float64 `json:"messages_per_second"`
+	// Work is this process's work (server, client and, for WatchCalls,
+	// the traffic drivers and the switch) per message received, over the
+	// measured time: on a busy machine the rates say who else ran, the
+	// CPU per message still says what a message costs.
+	Work *workPerEvent `json:"work_per_message,omitempty"`
+	work work          // summed over the rounds
 }
 
 type streamResult struct {
@@ -66,24 +72,28 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 	res := &streamResult{Streams: cfg.streams, Conns: cfg.conns, TrafficDrivers: trafficPairs, TrafficWindow: cfg.window}
 	per := cfg.duration / time.Duration(cfg.rounds)
 	for range cfg.rounds {
-		n, el, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per)
+		n, el, wk, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per)
 		if err != nil {
 			return nil, err
 		}
 		res.Noop.Messages += n
 		res.Noop.Seconds += el.Seconds()
+		res.Noop.work = res.Noop.work.add(wk)
 		w, err := watchStreams(ctx, e, conns, cfg, per)
 		if err != nil {
 			return nil, err
 		}
 		res.Watch.Messages += w.frames
 		res.Watch.Seconds += w.elapsed.Seconds()
+		res.Watch.work = res.Watch.work.add(w.work)
 		res.Events += w.events
 		res.Commits += w.commits
 		res.WatcherFailures += w.failures
 	}
 	res.Noop.PerSecond = float64(res.Noop.Messages) / res.Noop.Seconds
 	res.Watch.PerSecond = float64(res.Watch.Messages) / res.Watch.Seconds
+	nw, ww := perEvent(work{}, res.Noop.work, res.Noop.Messages), perEvent(work{}, res.Watch.work, res.Watch.Messages)
+	res.Noop.Work, res.Watch.Work = &nw, &ww
 	res.CommitsPerSec = float64(res.Commits) / res.Watch.Seconds
 	if res.Watch.Messages > 0 {
 		res.EventsPerFrame = float64(res.Events) / float64(res.Watch.Messages)
@@ -95,15 +105,16 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 	return res, nil
 }
 
-// measure runs warmup, then reads count before and after d.
-func measure(count *atomic.Uint64, warmup, d time.Duration) (uint64, time.Duration) {
+// measure runs warmup, then reads count and the process's work before and
+// after d.
+func measure(count *atomic.Uint64, warmup, d time.Duration) (uint64, time.Duration, work) {
 	time.Sleep(warmup)
-	n0, t0 := count.Load(), time.Now()
+	n0, w0, t0 := count.Load(), readWork(), time.Now()
 	time.Sleep(d)
-	return count.Load() - n0, time.Since(t0)
+	return count.Load() - n0, time.Since(t0), readWork().sub(w0)
 }
 
-func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration) (uint64, time.Duration, error) {
+func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration) (uint64, time.Duration, work, error) {
 	ctx, cancel := context.WithCancel(withToken(ctx, loadToken))
 	defer cancel()
 	var count atomic.Uint64
@@ -133,11 +144,11 @@ func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, war
 			}
 		})
 	}
-	n, el := measure(&count, warmup, d)
+	n, el, wk := measure(&count, warmup, d)
 	cancel()
 	wg.Wait()
 	close(errs)
-	return n, el, <-errs
+	return n, el, wk, <-errs
 }
 
 // watchStat is one watch phase.
@@ -145,6 +156,7 @@ type watchStat struct {
 	frames, events uint64
 	commits        int64
 	elapsed        time.Duration
+	work           work
 	failures       int
 }
 
@@ -268,9 +280,9 @@ func watchStreams(ctx context.Context, e *env, conns []*grpc.ClientConn, cfg str
 		})
 	}
 	time.Sleep(cfg.warmup)
-	f0, ev0, rev0, t0 := frames.Load(), events.Load(), e.store.Revision(), time.Now()
+	f0, ev0, rev0, w0, t0 := frames.Load(), events.Load(), e.store.Revision(), readWork(), time.Now()
 	time.Sleep(d)
-	f1, ev1, rev1, el := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0)
+	f1, ev1, rev1, el, wk := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0), readWork().sub(w0)
 	stopDrivers()
 	dwg.Wait()
 	cancel()
@@ -279,7 +291,7 @@ func watchStreams(ctx context.Context, e *env, conns []*grpc.ClientConn, cfg str
 	if err := <-derr; err != nil {
 		return nil, err
 	}
-	st := &watchStat{frames: f1 - f0, events: ev1 - ev0, commits: rev1 - rev0, elapsed: el, failures: int(failures.Load())}
+	st := &watchStat{frames: f1 - f0, events: ev1 - ev0, commits: rev1 - rev0, elapsed: el, work: wk, failures: int(failures.Load())}
 	return st, nil
 }
 

@@ -33,6 +33,14 @@ func readWork() work {
 	return work{cpu: processCPU(), allocs: u(0), allocBytes: u(1), goroutines: u(2)}
 }
 
+func (w work) add(o work) work {
+	return work{cpu: w.cpu + o.cpu, allocs: w.allocs + o.allocs, allocBytes: w.allocBytes + o.allocBytes, goroutines: w.goroutines + o.goroutines}
+}
+
+func (w work) sub(o work) work {
+	return work{cpu: w.cpu - o.cpu, allocs: w.allocs - o.allocs, allocBytes: w.allocBytes - o.allocBytes, goroutines: w.goroutines - o.goroutines}
+}
+
 // workPerEvent is the work between two readings divided by the events
 // delivered.
 type workPerEvent struct {
@@ -46,11 +54,11 @@ func perEvent(from, to work, events uint64) workPerEvent {
 	if events == 0 {
 		return workPerEvent{}
 	}
-	n := float64(events)
+	d, n := to.sub(from), float64(events)
 	return workPerEvent{
-		CPUMicros:  round3(float64((to.cpu - from.cpu).Nanoseconds()) / 1e3 / n),
-		Allocs:     round3(float64(to.allocs-from.allocs) / n),
-		AllocBytes: round3(float64(to.allocBytes-from.allocBytes) / n),
-		Goroutines: round3(float64(to.goroutines-from.goroutines) / n),
+		CPUMicros:  round3(float64(d.cpu.Nanoseconds()) / 1e3 / n),
+		Allocs:     round3(float64(d.allocs) / n),
+		AllocBytes: round3(float64(d.allocBytes) / n),
+		Goroutines: round3(float64(d.goroutines) / n),
 	}
 }
