@@ -117,15 +117,15 @@ func (r *report) table(w io.Writer) {
 			u.Concurrency, u.Noop.PerSecond, u.Noop.Latency.P50, u.Noop.Latency.P99, u.Control.PerSecond, u.Control.Latency.P50, u.Control.Latency.P99)
 	}
 	if s := r.Stream; s != nil {
-		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (%.2f µs CPU each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines each)\t\t\n",
+		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (%.2f µs CPU each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes each)\t\t\n",
 			s.Streams, s.Noop.PerSecond, s.Noop.Work.CPUMicros, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec,
-			s.Watch.Work.CPUMicros, s.Watch.Work.Allocs, s.Watch.Work.Goroutines)
+			s.Watch.Work.CPUMicros, s.Watch.Work.Allocs, s.Watch.Work.Goroutines, s.Watch.Work.Writes)
 	}
 	r.Connect.table(tw)
 	for _, f := range []*fanoutResult{r.Fanout, r.FanoutLarge} {
 		if f != nil {
-			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines)\t%.3f / %.3f (max %.3f)\t\n",
-				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.Latency.P50, f.Latency.P99, f.Latency.Max)
+			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes)\t%.3f / %.3f (max %.3f)\t\n",
+				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.Latency.P50, f.Latency.P99, f.Latency.Max)
 		}
 	}
 	if i := r.Idle; i != nil && len(i.Rounds) > 0 {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"runtime/metrics"
+	"strconv"
 	"time"
 )
 
@@ -14,6 +17,7 @@ type work struct {
 	allocs     uint64        // heap objects allocated
 	allocBytes uint64        // heap bytes allocated
 	goroutines uint64        // goroutines created
+	writes     uint64        // write system calls (Linux: /proc/self/io), sockets included
 }
 
 var workMetrics = []string{"/gc/heap/allocs:objects", "/gc/heap/allocs:bytes", "/sched/goroutines-created:goroutines"}
@@ -30,15 +34,31 @@ func readWork() work {
 		}
 		return s[i].Value.Uint64()
 	}
-	return work{cpu: processCPU(), allocs: u(0), allocBytes: u(1), goroutines: u(2)}
+	return work{cpu: processCPU(), allocs: u(0), allocBytes: u(1), goroutines: u(2), writes: writeSyscalls()}
+}
+
+// writeSyscalls returns the write system calls this process has made, or 0
+// where /proc/self/io is not there.
+func writeSyscalls() uint64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(line, []byte("syscw: ")); ok {
+			n, _ := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func (w work) add(o work) work {
-	return work{cpu: w.cpu + o.cpu, allocs: w.allocs + o.allocs, allocBytes: w.allocBytes + o.allocBytes, goroutines: w.goroutines + o.goroutines}
+	return work{cpu: w.cpu + o.cpu, allocs: w.allocs + o.allocs, allocBytes: w.allocBytes + o.allocBytes, goroutines: w.goroutines + o.goroutines, writes: w.writes + o.writes}
 }
 
 func (w work) sub(o work) work {
-	return work{cpu: w.cpu - o.cpu, allocs: w.allocs - o.allocs, allocBytes: w.allocBytes - o.allocBytes, goroutines: w.goroutines - o.goroutines}
+	return work{cpu: w.cpu - o.cpu, allocs: w.allocs - o.allocs, allocBytes: w.allocBytes - o.allocBytes, goroutines: w.goroutines - o.goroutines, writes: w.writes - o.writes}
 }
 
 // workPerEvent is the work between two readings divided by the events
@@ -48,6 +68,7 @@ type workPerEvent struct {
 	Allocs     float64 `json:"allocs"`
 	AllocBytes float64 `json:"alloc_bytes"`
 	Goroutines float64 `json:"goroutines_created"`
+	Writes     float64 `json:"write_syscalls"`
 }
 
 func perEvent(from, to work, events uint64) workPerEvent {
@@ -60,5 +81,6 @@ func perEvent(from, to work, events uint64) workPerEvent {
 		Allocs:     round3(float64(d.allocs) / n),
 		AllocBytes: round3(float64(d.allocBytes) / n),
 		Goroutines: round3(float64(d.goroutines) / n),
+		Writes:     round3(float64(d.writes) / n),
 	}
 }
