@@ -54,8 +54,12 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool) (sendResult,
 // waits for more and sends that too, until the watcher was quiet for
 // senderLinger, a send fails, the watcher ends, or the stream is
 // cancelled, evicted or drained (the handler deals with those).
+//
+// It waits on the watcher and its timer only, and looks at the rest after
+// each wake-up: a select is paid per delivery, and its cost grows with
+// its cases. So the handler hears of a cancellation, an eviction or a
+// drain at the sender's next event or within two lingers.
 func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool) (r sendResult) {
-	ctx := ws.stream.Context()
 	var timer *time.Timer
 	busy := false // something was sent since the timer last fired
 	for {
@@ -86,13 +90,30 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool) (r sendR
 			}
 			busy = false
 			timer.Reset(senderLinger)
-		case <-ctx.Done():
-			return r
-		case <-ws.evicted:
-			return r
-		case <-ws.s.drain:
+		}
+		if ws.interrupted() {
 			return r
 		}
+	}
+}
+
+// interrupted reports whether the handler has something else to do: the
+// stream is cancelled or evicted, or the server drains. One channel per
+// look: a single-case poll takes no lock.
+func (ws *watchStream) interrupted() bool {
+	if ws.stream.Context().Err() != nil {
+		return true
+	}
+	select {
+	case <-ws.evicted:
+		return true
+	default:
+	}
+	select {
+	case <-ws.s.drain:
+		return true
+	default:
+		return false
 	}
 }
 
