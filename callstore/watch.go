@@ -80,6 +80,7 @@ type Watcher struct {
 	// carved from it, not from the commit's shared slab, so that what it
 	// pins is its own events (see fanoutLocked).
 	own        []WatchEvent
+	ownTotal   int // events in its private slabs since its backlog began (see carveOwn)
 	registered bool
 	lagIdx     int   // position in s.laggers, -1 when not there
 	lagKey     int64 // s.laggers' key: at most the watcher's next revision
@@ -431,9 +432,9 @@ func (s *Store) fanoutLocked(e *histEntry) {
 	for _, w := range s.touched {
 		w.pendAt = 0
 		if w.backlog.Load() {
-			w.pendBuf = carve(&w.own, w.pendN)
+			w.pendBuf = w.carveOwn(w.pendN)
 		} else {
-			w.own = nil // caught up: its private slab goes with its last batch
+			w.own, w.ownTotal = nil, 0 // caught up: its private slab goes with its last batch
 			remaining += w.pendN
 		}
 	}
@@ -477,6 +478,21 @@ func carve(slab *[]WatchEvent, n int) []WatchEvent {
 	l := len(*slab)
 	*slab = (*slab)[:l+n]
 	return (*slab)[l : l+n : l+n]
+}
+
+// carveOwn returns a window of n events from a backlogged watcher's
+// private slab. The slabs grow while the backlog lasts (2, 2, 4, 8, then
+// slabEvents events: each as large as the ones before it together, so
+// after the first few they add up to whole multiples of slabEvents): a
+// busy consumer is often a commit or two behind for a moment, and a whole
+// slabEvents slab for those, dropped with its slack once the watcher
+// catches up, was a fifth of the bytes a fan-out allocated.
+func (w *Watcher) carveOwn(n int) []WatchEvent {
+	if len(w.own)+n > cap(w.own) {
+		w.own = make([]WatchEvent, 0, max(n, min(max(w.ownTotal, 2), slabEvents)))
+		w.ownTotal += cap(w.own)
+	}
+	return carve(&w.own, n)
 }
 
 // pendingEvent is one event of the commit being fanned out.
