@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -42,6 +43,7 @@ type dialog struct {
 	ended    bool               // the engine or the phone ended it
 	refer    referState         // a transfer the phone asked for (refer.go)
 	probe    pbx.Timer          // the next session probe of an established dialog (sessiontimer.go)
+	slot     *slot              // the dialog's share of the limits (limits.go), given back when it ends
 }
 
 // signalTimeout bounds a BYE or re-INVITE transaction.
@@ -62,6 +64,7 @@ func (d *dialog) end() bool {
 	d.ended = true
 	d.stopProbe()
 	d.mu.Unlock()
+	d.slot.release()
 	d.b.forget(d)
 	return !was
 }
@@ -73,6 +76,7 @@ func (d *dialog) abandon() {
 	d.ended = true
 	d.stopProbe()
 	d.mu.Unlock()
+	d.slot.release()
 	if cancel != nil {
 		cancel()
 	}
@@ -95,12 +99,17 @@ func (b *b2bua) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if dev == nil {
 		return // answered: challenged or refused
 	}
+	slot := b.admit(req, tx, dev)
+	if slot == nil {
+		return // answered: over a dialog limit
+	}
 	srv, err := b.dua.ReadInvite(req, tx)
 	if err != nil {
+		slot.release()
 		respond(tx, req, sipmsg.StatusBadRequest, err.Error())
 		return
 	}
-	d := &dialog{b: b, device: dev.Name, srv: srv, srvTx: tx, callID: req.CallID().Value(), local: req.Body(), final: make(chan struct{})}
+	d := &dialog{b: b, device: dev.Name, srv: srv, srvTx: tx, callID: req.CallID().Value(), local: req.Body(), final: make(chan struct{}), slot: slot}
 	if err := srv.Respond(sipmsg.StatusTrying, "Trying", nil); err != nil {
 		return
 	}
@@ -228,6 +237,12 @@ func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int
 		b.spawn(func() { _, err := b.e.Refused(b.ctx, leg.UID, pbx.CauseAbsent); b.report("ring", err) })
 		return
 	}
+	dev, _ := b.dir.Device(leg.Device)
+	slot, hit := b.limits.take(leg.Device, maxDialogs(dev), netip.Addr{})
+	if hit != withinLimits { // the engine asked Refuse, but another call took the last one meanwhile
+		b.spawn(func() { _, err := b.e.Refused(b.ctx, leg.UID, pbx.CauseUserBusy); b.report("ring", err) })
+		return
+	}
 	bind := binds[len(binds)-1]
 	req := sipmsg.NewRequest(sipmsg.INVITE, bind.Contact)
 	b.ep.RouteTo(req, bind)
@@ -243,7 +258,7 @@ func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(sdp)
 	ctx, cancel := context.WithCancel(b.ctx)
-	d := &dialog{b: b, uid: leg.UID, device: leg.Device, gave: gave, cancel: cancel, called: make(chan struct{})}
+	d := &dialog{b: b, uid: leg.UID, device: leg.Device, gave: gave, cancel: cancel, called: make(chan struct{}), slot: slot}
 	b.file(d)
 	if !b.spawn(func() {
 		defer close(d.called)
@@ -252,6 +267,7 @@ func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int
 	}) {
 		cancel()
 		close(d.called)
+		d.end() // the switch is closing: give the dialog's share back
 	}
 }
 

@@ -39,6 +39,10 @@ type Config struct {
 	// it (an OPTIONS: see sessiontimer.go); 0: 90s, negative: never.
 	// ProbeTimeout bounds one probe; 0: 32s.
 	SessionProbe, ProbeTimeout time.Duration
+	// MaxDialogsPerSource bounds the calls phones at one IP address have
+	// started and not ended; 0: 128. A device's own bound is its
+	// directory entry's sip.max_dialogs (limits.go).
+	MaxDialogsPerSource int
 }
 
 // Switch is the call engine with real SIP phones behind it: an
@@ -76,6 +80,7 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 	b.onAnswer = cfg.OnAnswer
 	b.probe = newProbeConfig(cfg.SessionProbe, cfg.ProbeTimeout)
 	b.trunk = tr
+	b.limits = newDialogLimits(cfg.MaxDialogsPerSource)
 	rc := cfg.Registrar
 	if rc.Logger == nil {
 		rc.Logger = log
@@ -129,6 +134,7 @@ type b2bua struct {
 	// onAnswer is Config.OnAnswer (nil: none).
 	onAnswer func(uid int64, at time.Time)
 	probe    probeConfig
+	limits   *dialogLimits
 	ctx      context.Context // ends with close: every goroutine of the driver watches it
 	stop     context.CancelCauseFunc
 
@@ -229,7 +235,7 @@ func (b *b2bua) Refuse(t pbx.Target) int32 {
 	if len(b.reg.Bindings(t.Device)) == 0 {
 		return pbx.CauseAbsent
 	}
-	return 0
+	return b.deviceFull(t.Device)
 }
 
 // Status is the device's registration.
