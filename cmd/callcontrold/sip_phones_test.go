@@ -143,7 +143,8 @@ type phoneWatch struct {
 	frames chan *callcontrolv1.WatchCallsResponse
 	errs   chan error
 	// seen is each device's transitions since the last reset, as
-	// "TYPE STATE[ CAUSE]", consecutive repeats folded; state is each
+	// "TYPE STATE[ CAUSE][ xfer=N]", consecutive repeats folded (N: the
+	// calls a TRANSFER's xfer_data names); state is each
 	// device's latest state.
 	seen  map[string][]string
 	state map[string]callcontrolv1.State
@@ -208,6 +209,9 @@ func (w *phoneWatch) until(t *testing.T, what string, cond func(map[string]callc
 				s := fmt.Sprintf("%s %s", strings.TrimPrefix(ev.GetType().String(), "EVENT_TYPE_"), strings.TrimPrefix(c.GetState().String(), "STATE_"))
 				if c.GetState() == callcontrolv1.State_STATE_DEAD {
 					s += fmt.Sprintf(" %d", c.GetCause())
+				}
+				if ev.GetType() == callcontrolv1.EventType_EVENT_TYPE_TRANSFER {
+					s += fmt.Sprintf(" xfer=%d", len(c.GetXferData().GetCalls()))
 				}
 				if h := w.seen[c.GetDevice()]; len(h) == 0 || h[len(h)-1] != s {
 					w.seen[c.GetDevice()] = append(h, s)
