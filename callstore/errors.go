@@ -22,6 +22,8 @@ var (
 	ErrInvalidChange = errors.New("callstore: invalid change")
 	// ErrRevisionGap: ApplyAt was given a revision beyond the next one.
 	ErrRevisionGap = errors.New("callstore: revision gap")
+	// ErrInvalidSnapshot: Restore was given a snapshot it cannot apply.
+	ErrInvalidSnapshot = errors.New("callstore: invalid snapshot")
 )
 
 // CompactedError is the concrete ErrCompacted: Oldest is the oldest

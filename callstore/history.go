@@ -29,13 +29,22 @@ func (e *histEntry) at(i int) *histChange {
 }
 
 // history is a ring buffer of the last size revisions. Revision r lives in
-// slot (r-1) % size; the buffer grows to size lazily, so a small store
-// costs little. Every revision is pushed, in order, so the slots hold
-// exactly revisions cur-len+1 .. cur.
+// slot (r-base-1) % size; the buffer grows to size lazily, so a small
+// store costs little. Every revision after base is pushed, in order, so
+// the slots hold exactly revisions cur-len+1 .. cur.
 type history struct {
 	buf  []histEntry
 	size int
+	// base is the revision the history starts after: 0, or the revision a
+	// Restore put the store at (the revisions before it were never here).
+	base int64
+	// floor is the oldest revision a watch may resume after, raised by
+	// Compact when the log behind the store no longer holds the revisions
+	// up to it, although the ring still does.
+	floor int64
 }
+
+func (h *history) slot(rev int64) int { return int((rev - h.base - 1) % int64(h.size)) }
 
 // push returns the slot for revision rev, the next revision, cleared.
 func (h *history) push(rev int64) *histEntry {
@@ -43,7 +52,7 @@ func (h *history) push(rev int64) *histEntry {
 		h.buf = append(h.buf, histEntry{rev: rev})
 		return &h.buf[len(h.buf)-1]
 	}
-	e := &h.buf[(rev-1)%int64(h.size)]
+	e := &h.buf[h.slot(rev)]
 	*e = histEntry{rev: rev}
 	return e
 }
@@ -51,13 +60,20 @@ func (h *history) push(rev int64) *histEntry {
 // oldest returns the oldest revision a watch can resume after, given the
 // current revision: revisions oldest+1 .. cur are retained. A fresh store
 // returns 0.
-func (h *history) oldest(cur int64) int64 { return cur - int64(len(h.buf)) }
+func (h *history) oldest(cur int64) int64 { return max(cur-int64(len(h.buf)), h.floor) }
 
 // get returns revision rev, which the caller has checked is retained.
 func (h *history) get(rev int64) *histEntry {
-	e := &h.buf[(rev-1)%int64(h.size)]
+	e := &h.buf[h.slot(rev)]
 	if e.rev != rev {
 		panic("callstore: history slot holds another revision")
 	}
 	return e
+}
+
+// reset empties the history, which now starts after revision base.
+func (h *history) reset(base int64) {
+	clear(h.buf)
+	h.buf = h.buf[:0]
+	h.base, h.floor = base, 0
 }
