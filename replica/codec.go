@@ -109,19 +109,7 @@ func fromOpQueue(q *opQueue) *callstore.Queue {
 func encodeOp(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
 	o := op{V: opVersion, Leader: leader, Term: term, Changes: make([]opChange, len(changes))}
 	for i, ch := range changes {
-		c := ch.Call
-		oc := opCall{
-			UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
-			OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
-			StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: toOpQueue(c.Queue), Company: c.Company,
-			DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
-			Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: opJSInfo(c.JSInfo),
-			PeerUID: c.PeerUID,
-		}
-		if x := c.Extension; x != nil {
-			oc.Extension = &opExtension{Number: x.Number, Queue: toOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
-		}
-		o.Changes[i] = opChange{Type: ch.Type, Call: oc}
+		o.Changes[i] = opChange{Type: ch.Type, Call: toOpCall(ch.Call)}
 		for _, x := range ch.Xfer {
 			o.Changes[i].Xfer = append(o.Changes[i].Xfer, opXfer(x))
 		}
@@ -139,22 +127,42 @@ func decodeOp(data []byte) (*op, []callstore.Change, error) {
 	}
 	changes := make([]callstore.Change, len(o.Changes))
 	for i, oc := range o.Changes {
-		c := oc.Call
-		call := &callstore.Call{
-			UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
-			OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
-			StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: fromOpQueue(c.Queue), Company: c.Company,
-			DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
-			Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: callstore.JSInfo(c.JSInfo),
-			PeerUID: c.PeerUID,
-		}
-		if x := c.Extension; x != nil {
-			call.Extension = &callstore.ExtensionRef{Number: x.Number, Queue: fromOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
-		}
-		changes[i] = callstore.Change{Type: oc.Type, Call: call}
+		changes[i] = callstore.Change{Type: oc.Type, Call: fromOpCall(&oc.Call)}
 		for _, x := range oc.Xfer {
 			changes[i].Xfer = append(changes[i].Xfer, callstore.XferLeg(x))
 		}
 	}
 	return &o, changes, nil
+}
+
+// toOpCall and fromOpCall convert a leg to and from its log form; a log
+// message and a snapshot write legs alike.
+func toOpCall(c *callstore.Call) opCall {
+	oc := opCall{
+		UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
+		OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
+		StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: toOpQueue(c.Queue), Company: c.Company,
+		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
+		Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: opJSInfo(c.JSInfo),
+		PeerUID: c.PeerUID,
+	}
+	if x := c.Extension; x != nil {
+		oc.Extension = &opExtension{Number: x.Number, Queue: toOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
+	}
+	return oc
+}
+
+func fromOpCall(c *opCall) *callstore.Call {
+	call := &callstore.Call{
+		UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
+		OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
+		StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: fromOpQueue(c.Queue), Company: c.Company,
+		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
+		Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: callstore.JSInfo(c.JSInfo),
+		PeerUID: c.PeerUID,
+	}
+	if x := c.Extension; x != nil {
+		call.Extension = &callstore.ExtensionRef{Number: x.Number, Queue: fromOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
+	}
+	return call
 }

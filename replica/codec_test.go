@@ -64,3 +64,29 @@ func TestDecodeRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	calls := []*callstore.Call{fullCall(t), {UID: 9, ID: "1.3", Device: "SIP/202", State: callstore.StateRing, NRState: callstore.NRRinging}}
+	data, err := encodeSnapshot(&snapshot{Epoch: 5, Revision: 12, Term: 3, LastUID: 11, Writer: "r1"}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, got, err := decodeSnapshot(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Epoch != 5 || s.Revision != 12 || s.Term != 3 || s.LastUID != 11 || s.Writer != "r1" {
+		t.Errorf("decoded header %+v, want epoch 5, revision 12, term 3, last uid 11, writer r1", *s)
+	}
+	if d := cmp.Diff(calls, got); d != "" {
+		t.Errorf("round trip (-sent +decoded):\n%s", d)
+	}
+}
+
+func TestDecodeSnapshotRefuses(t *testing.T) {
+	for _, data := range []string{`not json`, `{"v":2,"revision":1}`, `{"v":1,"revision":0}`} {
+		if _, _, err := decodeSnapshot([]byte(data)); err == nil {
+			t.Errorf("decodeSnapshot(%s) = nil error", data)
+		}
+	}
+}

@@ -58,6 +58,20 @@ type Config struct {
 	// ConnectTimeout bounds reaching NATS at Open. Default 10s.
 	ConnectTimeout time.Duration
 
+	// MaxRevisions, MaxAge and MaxBytes limit the log stream when Open
+	// creates it (JetStream MaxMsgs, MaxAge, MaxBytes; 0: no limit): the
+	// oldest revisions are dropped first. A replica that needs a revision
+	// the stream dropped loads the newest snapshot and applies the tail
+	// after it; a resume token older than the stream holds is refused.
+	MaxRevisions int64
+	MaxAge       time.Duration
+	MaxBytes     int64
+	// SnapshotEvery: the leader writes a snapshot of its store every this
+	// many revisions (at most every half of the stream's revision limit),
+	// and whenever the newest snapshot falls in the older half of what a
+	// limited stream holds. Default 10000.
+	SnapshotEvery int64
+
 	// ID names this replica in the lease and the log; default
 	// hostname-random.
 	ID string
@@ -106,6 +120,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Replicas > 5 {
 		return c, fmt.Errorf("replica: %d stream replicas: JetStream allows 1 to 5", c.Replicas)
 	}
+	if err := c.checkRetention(); err != nil {
+		return c, err
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = DefaultSnapshotEvery
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -124,4 +144,30 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
+}
+
+// DefaultSnapshotEvery is Config.SnapshotEvery's default.
+const DefaultSnapshotEvery = 10000
+
+// The smallest retention limits: the leader checks the stream every
+// quarter lease and writes a snapshot in well under a second for a busy
+// switch, so a limit must leave it that much time.
+const (
+	MinRetainedRevisions = 100
+	MinRetainedAge       = time.Minute
+	MinRetainedBytes     = 1 << 20
+)
+
+func (c Config) checkRetention() error {
+	switch {
+	case c.MaxRevisions < 0 || c.MaxAge < 0 || c.MaxBytes < 0 || c.SnapshotEvery < 0:
+		return errors.New("replica: retention limits and SnapshotEvery cannot be negative")
+	case c.MaxRevisions > 0 && c.MaxRevisions < MinRetainedRevisions:
+		return fmt.Errorf("replica: a stream limit of %d revisions is too small: at least %d", c.MaxRevisions, MinRetainedRevisions)
+	case c.MaxAge > 0 && c.MaxAge < MinRetainedAge:
+		return fmt.Errorf("replica: a stream age limit of %v is too small: at least %v", c.MaxAge, MinRetainedAge)
+	case c.MaxBytes > 0 && c.MaxBytes < MinRetainedBytes:
+		return fmt.Errorf("replica: a stream limit of %d bytes is too small: at least %d", c.MaxBytes, MinRetainedBytes)
+	}
+	return nil
 }

@@ -133,9 +133,6 @@ func (n *Node) crash() {
 	n.nc.Close() // appends fail from here on; the lease expires
 	n.stepDown("crashed", false)
 	n.closers.Wait()
-	if n.consumer != nil {
-		n.consumer.Stop()
-	}
 	n.fwd.close()
 	n.store.Close()
 }

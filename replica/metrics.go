@@ -15,6 +15,9 @@ type metrics struct {
 	leaderChanges prometheus.Counter
 	appendSeconds prometheus.Histogram
 	forwarded     *prometheus.CounterVec
+
+	snapshotsWritten prometheus.Counter
+	snapshotsLoaded  prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -48,11 +51,19 @@ func newMetrics(n *Node) *metrics {
 			Name: "callcontrold_replica_forwarded_total",
 			Help: "Control RPCs forwarded to the leader, by outcome code.",
 		}, []string{"code"}),
+		snapshotsWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcontrold_replica_snapshots_written_total",
+			Help: "Snapshots of the store this replica wrote while leading.",
+		}),
+		snapshotsLoaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcontrold_replica_snapshots_loaded_total",
+			Help: "Times this replica replaced its store by a snapshot: it joined, or fell behind, after the log dropped the revisions it needed.",
+		}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.revision, m.lagRevisions, m.lagSeconds, m.leader, m.leaderChanges, m.appendSeconds, m.forwarded} {
+	for _, c := range []prometheus.Collector{m.revision, m.lagRevisions, m.lagSeconds, m.leader, m.leaderChanges, m.appendSeconds, m.forwarded, m.snapshotsWritten, m.snapshotsLoaded} {
 		if err := r.Register(c); err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ type Node struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	kv      jetstream.KeyValue
+	snaps   jetstream.ObjectStore // the snapshots (snapshot.go)
 	subject string
 	created time.Time // the stream's creation: with its name, the epoch
 	store   *callstore.Store
@@ -44,6 +45,10 @@ type Node struct {
 	readyOnce sync.Once
 	target    int64 // the log's last revision at Open
 
+	gen     atomic.Uint64 // the log reader's generation (follow.go): a gap ends it
+	gapc    chan struct{} // the reader met a gap: load a snapshot
+	snapRev atomic.Int64  // the newest snapshot this replica knows of
+
 	failed  atomic.Pointer[error] // the log could not be applied: this replica stopped applying
 	failedc chan struct{}         // closed with failed
 
@@ -55,9 +60,8 @@ type Node struct {
 	fwd     forwarder
 	closers sync.WaitGroup // engines being closed after a step-down
 
-	stop     context.CancelFunc
-	done     chan struct{}
-	consumer jetstream.ConsumeContext
+	stop context.CancelFunc
+	done chan struct{} // closed once Run's goroutines have returned
 }
 
 // leadership is one term: the lease revision that won it and the engine
@@ -80,7 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), subject: strings.ToLower(cfg.Stream) + ".ops",
-		ready: make(chan struct{}), done: make(chan struct{}), failedc: make(chan struct{})}
+		ready: make(chan struct{}), done: make(chan struct{}), failedc: make(chan struct{}), gapc: make(chan struct{}, 1)}
 	if n.nc, err = n.connect(); err != nil {
 		return nil, err
 	}
@@ -159,11 +163,18 @@ func (n *Node) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replica: stream %s: %w", n.cfg.Stream, err)
 	}
-	if info.State.FirstSeq > 1 {
-		return fmt.Errorf("replica: stream %s starts at revision %d: this version rebuilds only from revision 1; do not trim the stream", n.cfg.Stream, info.State.FirstSeq)
+	if limited(&info.Config) && info.Config.Discard != jetstream.DiscardOld {
+		return fmt.Errorf("replica: stream %s has limits but discards new messages when full: the log would refuse revisions; set its discard policy to old", n.cfg.Stream)
 	}
 	n.target = int64(info.State.LastSeq)
 	n.created = info.Created
+	err = retry(ctx, func(ctx context.Context) (err error) {
+		n.snaps, err = n.findOrCreateSnapshots(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("replica: snapshot bucket: %w", err)
+	}
 	err = retry(ctx, func(ctx context.Context) (err error) {
 		n.kv, err = n.findOrCreateBucket(ctx)
 		return err
@@ -203,15 +214,18 @@ func (n *Node) findOrCreateStream(ctx context.Context) (jetstream.Stream, error)
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return st, err
 	}
-	// No limits: a replica rebuilds its store from revision 1 (snapshots
-	// that would let the log be trimmed are not built yet).
+	// With limits, the oldest revisions go: a replica that needs one
+	// loads a snapshot instead (follow.go).
 	st, err = n.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        n.cfg.Stream,
 		Description: "callcontrold revision log: one message per revision",
 		Subjects:    []string{n.subject},
 		Storage:     jetstream.FileStorage,
 		Replicas:    n.cfg.Replicas,
-		Discard:     jetstream.DiscardNew,
+		Discard:     jetstream.DiscardOld,
+		MaxMsgs:     n.cfg.MaxRevisions,
+		MaxAge:      n.cfg.MaxAge,
+		MaxBytes:    n.cfg.MaxBytes,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another replica created it meanwhile
 		return n.js.Stream(ctx, n.cfg.Stream)
@@ -269,28 +283,21 @@ func (n *Node) Err() error {
 	return nil
 }
 
-// Run starts applying the log and campaigning for the lease; it returns
-// at once. Close stops both.
+// Run starts applying the log (loading a snapshot first if the log no
+// longer holds its start), keeping the store within what the log retains,
+// and campaigning for the lease; it returns at once. Close stops them.
 func (n *Node) Run(ctx context.Context) error {
 	ctx, n.stop = context.WithCancel(ctx)
 	if n.target == 0 {
 		n.readyOnce.Do(func() { close(n.ready) })
 	}
-	cons, err := n.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   uint64(n.store.Revision() + 1),
-	})
-	if err != nil {
-		n.stop()
-		return fmt.Errorf("replica: read the log: %w", err)
-	}
-	if n.consumer, err = cons.Consume(n.onMessage); err != nil {
-		n.stop()
-		return fmt.Errorf("replica: read the log: %w", err)
+	var wg sync.WaitGroup
+	for _, f := range []func(context.Context){n.follow, n.maintain, n.campaign} {
+		wg.Go(func() { f(ctx) })
 	}
 	go func() {
-		defer close(n.done)
-		n.campaign(ctx)
+		wg.Wait()
+		close(n.done)
 	}()
 	return nil
 }
@@ -303,50 +310,10 @@ func (n *Node) Close() {
 		<-n.done
 	}
 	n.stepDown("closing", true)
-	if n.consumer != nil {
-		n.consumer.Stop()
-	}
 	n.closers.Wait()
 	n.fwd.close()
 	n.nc.Close()
 	n.store.Close()
-}
-
-// onMessage applies one log message. The ordered consumer delivers the
-// stream in order, without gaps (it recreates itself on one), so every
-// message is the next revision or one already applied.
-func (n *Node) onMessage(msg jetstream.Msg) {
-	if n.Err() != nil {
-		return
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		n.fail(fmt.Errorf("replica: log message without metadata: %w", err))
-		return
-	}
-	rev := int64(meta.Sequence.Stream)
-	o, changes, err := decodeOp(msg.Data())
-	if err != nil {
-		n.fail(fmt.Errorf("replica: revision %d: %w", rev, err))
-		return
-	}
-	if p := n.pipeline(); p != nil {
-		p.resolved(rev) // the leader's own append: its pipeline applies it
-	}
-	n.applyMu.Lock()
-	_, err = n.store.ApplyAt(rev, changes...)
-	if err == nil {
-		n.maxTerm = max(n.maxTerm, o.Term)
-	}
-	n.applyMu.Unlock()
-	if err != nil {
-		n.fail(fmt.Errorf("replica: apply revision %d: %w", rev, err))
-		return
-	}
-	n.m.applied(rev, meta.NumPending, meta.Timestamp)
-	if rev >= n.target {
-		n.readyOnce.Do(func() { close(n.ready) })
-	}
 }
 
 // Failed is closed when the replica stops applying the log (see Err):
