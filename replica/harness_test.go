@@ -59,6 +59,13 @@ func replicaConfig(url, id, advertise string, dir *directory.Directory) Config {
 // startReplica opens a replica and serves it on a fresh loopback port.
 func startReplica(t *testing.T, url, id string) *testReplica {
 	t.Helper()
+	return startReplicaWith(t, url, id, nil)
+}
+
+// startReplicaWith is startReplica with configure (if not nil) applied to
+// the replica's configuration.
+func startReplicaWith(t *testing.T, url, id string, configure func(*Config)) *testReplica {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +75,9 @@ func startReplica(t *testing.T, url, id string) *testReplica {
 	defer cancel()
 	cfg := replicaConfig(url, id, lis.Addr().String(), dir)
 	cfg.Registry = prometheus.NewRegistry() // registering checks the metrics' names and help
+	if configure != nil {
+		configure(&cfg)
+	}
 	node, err := Open(ctx, cfg)
 	if err != nil {
 		lis.Close()

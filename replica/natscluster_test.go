@@ -51,8 +51,10 @@ func startNATSCluster(t testing.TB, n int) *natsCluster {
 			StoreDir:   t.TempDir(),
 			NoLog:      true,
 			NoSigs:     true,
-			Cluster:    natsserver.ClusterOpts{Name: "callcontrold-test", Host: "127.0.0.1", Port: cports[i]},
-			Routes:     routes,
+			// NoAdvertise: a client knows only the URLs it was given, so a
+			// replica given one node's URL is cut off while that node is down.
+			Cluster: natsserver.ClusterOpts{Name: "callcontrold-test", Host: "127.0.0.1", Port: cports[i], NoAdvertise: true},
+			Routes:  routes,
 		}
 	}
 	for i := range n {
