@@ -108,7 +108,9 @@ func TestRetention(t *testing.T) {
 }
 
 // nodeURL is node i's client URL alone.
-func (c *natsCluster) nodeURL(i int) string { return fmt.Sprintf("nats://127.0.0.1:%d", c.opts[i].Port) }
+func (c *natsCluster) nodeURL(i int) string {
+	return fmt.Sprintf("nats://127.0.0.1:%d", c.opts[i].Port)
+}
 
 // keepTalking sets up a call between two phones that stays up: every
 // snapshot then has live legs in it.
