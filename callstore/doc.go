@@ -38,6 +38,17 @@
 //     watcher that starts out lagging. Memory is bounded by WatcherQueue
 //     batches per watcher and HistorySize revisions, whatever consumers do.
 //
+// # Following a shared log
+//
+// A replica's store applies a log another process writes: ApplyAt takes
+// the log's revisions in order. When the log has dropped the revisions a
+// store still needs, Restore replaces its contents with a snapshot at a
+// later revision (Snapshot takes one); no watch can continue across the
+// missing revisions, so every watcher ends with a *CompactedError and the
+// history starts afresh there. Compact refuses tokens older than what the
+// log still holds, even while the ring holds them, as etcd's compaction
+// does.
+//
 // Why not compute every batch lazily in Drain from a shared cursor? That
 // makes the committer trivially cheap, but a narrow watcher (one device)
 // woken once in a while would then scan every revision since its last

@@ -120,7 +120,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Replicas > 5 {
 		return c, fmt.Errorf("replica: %d stream replicas: JetStream allows 1 to 5", c.Replicas)
 	}
-	if err := c.checkRetention(); err != nil {
+	if err := c.CheckRetention(); err != nil {
 		return c, err
 	}
 	if c.SnapshotEvery == 0 {
@@ -158,7 +158,9 @@ const (
 	MinRetainedBytes     = 1 << 20
 )
 
-func (c Config) checkRetention() error {
+// CheckRetention reports whether the retention limits and SnapshotEvery
+// are usable (Open checks them too; a command line checks them early).
+func (c Config) CheckRetention() error {
 	switch {
 	case c.MaxRevisions < 0 || c.MaxAge < 0 || c.MaxBytes < 0 || c.SnapshotEvery < 0:
 		return errors.New("replica: retention limits and SnapshotEvery cannot be negative")

@@ -103,12 +103,51 @@
 //     applying, steps down and reports the error (Node.Err): restart it.
 //   - NATS unreachable at start: Open fails with an error naming the URL.
 //
-// # Joining
+// # Joining, snapshots and retention
 //
 // A new or restarted replica starts from an empty store and applies the
-// log from revision 1; Ready is closed once it has applied the log as it
-// stood at Open, and the server reports SERVING only then. The stream is
-// not trimmed: a replica rebuilds from revision 1 (snapshot messages that
-// would allow retention limits are not built yet, and Open refuses a
-// trimmed stream).
+// log from revision 1, if the stream still holds it; Ready is closed once
+// it has applied the log as it stood at Open, and the server reports
+// SERVING only then.
+//
+// The stream may be limited (Config.MaxRevisions, MaxAge, MaxBytes; the
+// oldest revisions go first). So the leader writes snapshots: the store
+// as of one revision (every live leg, the last uid handed out, and the
+// newest leader term in the log up to it: all a replica needs to follow
+// the log from the next revision, and all a new leader needs, since the
+// engine is rebuilt from the store's legs on every takeover). It writes
+// one every Config.SnapshotEvery revisions (at most half the stream's
+// revision limit), and whenever the newest snapshot falls in the older
+// half of what a limited stream holds, so that the newest snapshot always
+// reaches the stream's first revision, whatever the kind of limit.
+//
+// Snapshots live in a JetStream object store (Stream+"_SNAPSHOT"), not in
+// the log: a revision is the log's sequence, so a snapshot message in the
+// log stream would take a revision number of its own and shift every
+// later one; and a snapshot of a busy switch is larger than a NATS
+// message may be, which the object store handles by chunking (with a
+// digest that is checked on read), as a KV value could not. The bucket
+// holds two objects that snapshots take turns in: a new one overwrites
+// the older, so the newest is never the one being written, and the
+// bucket does not grow with the number of snapshots taken. Each carries
+// the log's epoch: a snapshot of another log is never loaded.
+//
+// A replica whose next revision the stream no longer holds (it joins
+// after the stream dropped revision 1, or it fell behind the stream's
+// retention: its reader meets a gap, a message beyond the next revision)
+// loads the newest snapshot (callstore.Restore) and reads the tail after
+// it. Its watchers cannot continue across the revisions it never saw:
+// they end OUT_OF_RANGE (REVISION_COMPACTED, naming the snapshot's
+// revision) and re-snapshot, as for a watcher that fell behind the
+// history. A leader steps down first (its engine matched the old store).
+// Until a snapshot reaches the stream's first revision (only after a
+// stream was trimmed by hand), the replica waits for the leader's next.
+//
+// Every replica also compacts its store to what the stream holds
+// (callstore.Compact, polled every quarter lease): a resume token older
+// than the stream's first revision is OUT_OF_RANGE on every replica, even
+// one whose own history still holds it, so a token the log has dropped is
+// refused wherever a load balancer sends it. A replica that joined from a
+// snapshot holds no history before it: a token older than its snapshot is
+// OUT_OF_RANGE there too, and the client re-snapshots.
 package replica

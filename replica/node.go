@@ -322,9 +322,11 @@ func (n *Node) Failed() <-chan struct{} { return n.failedc }
 
 func (n *Node) fail(err error) {
 	if n.failed.CompareAndSwap(nil, &err) {
-		close(n.failedc)
 		n.log.Error("replica stopped applying the log: restart it", "error", err)
+		// Before Failed is closed: whoever sees it sees a replica that
+		// no longer leads.
 		n.stepDown("cannot apply the log", true)
+		close(n.failedc)
 	}
 }
 

@@ -30,6 +30,9 @@ type replicaFlags struct {
 	forwardCA                          string
 	streamReplicas                     int
 	leaseTTL                           time.Duration
+	maxRevisions, maxBytes             int64
+	maxAge                             time.Duration
+	snapshotEvery                      int64
 }
 
 func addReplicaFlags(fs *flag.FlagSet, r *replicaFlags) {
@@ -40,6 +43,10 @@ func addReplicaFlags(fs *flag.FlagSet, r *replicaFlags) {
 	fs.StringVar(&r.tlsKey, "nats-tls-key", "", "client key `file` (PEM) for NATS mTLS")
 	fs.StringVar(&r.stream, "nats-stream", "CALLCONTROLD", "JetStream stream `name` of the revision log (the lease bucket is NAME_LEASE)")
 	fs.IntVar(&r.streamReplicas, "nats-replicas", 1, "replication factor of the stream and the lease bucket: 3 in a NATS cluster")
+	fs.Int64Var(&r.maxRevisions, "nats-max-revisions", 0, "when creating the stream: keep at most this many revisions in it (0: no limit); a replica that needs an older one loads a snapshot")
+	fs.DurationVar(&r.maxAge, "nats-max-age", 0, "when creating the stream: drop revisions older than this (0: no limit)")
+	fs.Int64Var(&r.maxBytes, "nats-max-bytes", 0, "when creating the stream: keep at most this many bytes of revisions (0: no limit)")
+	fs.Int64Var(&r.snapshotEvery, "snapshot-every", replica.DefaultSnapshotEvery, "the leader writes a snapshot of its store every this many revisions (and sooner when a limited stream needs it)")
 	fs.DurationVar(&r.leaseTTL, "lease-ttl", 5*time.Second, "a leader that stops renewing its lease is replaced after about this long")
 	fs.StringVar(&r.id, "replica-id", "", "this replica's name in the lease and the log (default: hostname and a random suffix)")
 	fs.StringVar(&r.advertise, "advertise-addr", "", "gRPC `address` other replicas forward control RPCs to while this one leads (default: --addr)")
@@ -63,6 +70,13 @@ func (r *replicaFlags) validate(c *config) error {
 	if r.streamReplicas < 1 || r.streamReplicas > 5 {
 		errs = append(errs, errors.New("--nats-replicas must be 1 to 5"))
 	}
+	if r.snapshotEvery <= 0 {
+		errs = append(errs, errors.New("--snapshot-every must be positive"))
+	}
+	retention := replica.Config{MaxRevisions: r.maxRevisions, MaxAge: r.maxAge, MaxBytes: r.maxBytes, SnapshotEvery: r.snapshotEvery}
+	if err := retention.CheckRetention(); err != nil {
+		errs = append(errs, fmt.Errorf("--nats-max-revisions, --nats-max-age, --nats-max-bytes: %w", err))
+	}
 	if r.leaseTTL < 500*time.Millisecond {
 		errs = append(errs, errors.New("--lease-ttl must be at least 500ms"))
 	}
@@ -85,6 +99,7 @@ func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *
 		ForwardCreds: creds,
 		URL:          r.url, CredsFile: r.creds, TLSCA: r.tlsCA, TLSCert: r.tlsCert, TLSKey: r.tlsKey,
 		Stream: r.stream, Replicas: r.streamReplicas, LeaseTTL: r.leaseTTL,
+		MaxRevisions: r.maxRevisions, MaxAge: r.maxAge, MaxBytes: r.maxBytes, SnapshotEvery: r.snapshotEvery,
 		ID: r.id, Advertise: advertise,
 		StoreOptions: callstore.Options{HistorySize: c.historySize, WatcherQueue: c.watcherQueue},
 		NewEngine: func(store *callstore.Store, rlog replica.Log) (replica.Engine, error) {

@@ -90,6 +90,10 @@ func TestReplicaFlagErrors(t *testing.T) {
 		{[]string{"--nats=nats://h:4222", "--nats-replicas=7"}, "--nats-replicas must be 1 to 5"},
 		{[]string{"--nats=nats://h:4222", "--nats-tls-cert=c.pem"}, "--nats-tls-cert and --nats-tls-key go together"},
 		{[]string{"--nats=nats://h:4222", "--lease-ttl=10ms"}, "--lease-ttl must be at least 500ms"},
+		{[]string{"--nats=nats://h:4222", "--snapshot-every=0"}, "--snapshot-every must be positive"},
+		{[]string{"--nats=nats://h:4222", "--nats-max-revisions=10"}, "a stream limit of 10 revisions is too small: at least 100"},
+		{[]string{"--nats=nats://h:4222", "--nats-max-age=1s"}, "a stream age limit of 1s is too small"},
+		{[]string{"--nats=nats://h:4222", "--nats-max-bytes=-1"}, "cannot be negative"},
 	}
 	for _, tc := range tests {
 		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
