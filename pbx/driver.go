@@ -17,7 +17,7 @@ import (
 // back as an event. The context is the engine's: it ends when the engine
 // closes.
 //
-// Refuse, Status and CanAnswer are different: the engine asks them while it holds
+// Refuse, Status, CanAnswer and CanDtmf are different: the engine asks them while it holds
 // its lock, so they must answer from memory at once and never call the
 // engine.
 type Driver interface {
@@ -30,6 +30,10 @@ type Driver interface {
 	// CanAnswer says whether a device can be told to answer a ringing
 	// call (the API's Talk). It must not block.
 	CanAnswer(device string) bool
+	// CanDtmf says whether the driver carries the API's DTMF tones from a
+	// device that is not a WebRTC phone (whose tones the engine always
+	// takes). It must not block.
+	CanDtmf(device string) bool
 
 	// Offhook asks the device of a leg the API dialled to go off-hook
 	// (click-to-dial: the caller's own phone rings first). The driver

@@ -59,6 +59,7 @@ func (r *recorder) Refuse(t Target) int32 {
 }
 func (r *recorder) Status(string) DeviceStatus { return StatusUp }
 func (r *recorder) CanAnswer(string) bool      { return true }
+func (r *recorder) CanDtmf(string) bool        { return false }
 func (r *recorder) Offhook(_ context.Context, l LegRef, auto bool) {
 	r.add("offhook %s auto=%v", l.Device, auto)
 }

@@ -640,8 +640,9 @@ func (e *Engine) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Cal
 	return l.cur, true, nil
 }
 
-// Dtmf sends one tone on an up WebRTC call; the tone is appended to the
-// leg's collected DTMF string.
+// Dtmf sends one tone on an up call of a WebRTC device, or of a device
+// whose driver carries tones (CanDtmf); the tone is appended to the leg's
+// collected DTMF string.
 func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.Call, error) {
 	if err := e.begin(ctx); err != nil {
 		return nil, err
@@ -651,8 +652,8 @@ func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.C
 	if err != nil {
 		return nil, err
 	}
-	if !l.dev.WebRTC {
-		return nil, fmt.Errorf("%w: dtmf needs a WebRTC device, %s is not", ErrNotSupported, l.dev.Name)
+	if !l.dev.WebRTC && !e.drv.CanDtmf(l.dev.Name) {
+		return nil, fmt.Errorf("%w: %s cannot send tones (WebRTC devices can, and SIP phones behind the sip switch)", ErrNotSupported, l.dev.Name)
 	}
 	if len(tone) != 1 || !strings.Contains("0123456789*#", tone) {
 		return nil, fmt.Errorf("%w: %s (want one of 0-9, * or #)", ErrInvalidTone, echo.Quote(tone))

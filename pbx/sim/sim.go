@@ -146,6 +146,10 @@ func (d *driver) Status(string) pbx.DeviceStatus { return pbx.StatusUp }
 // when told.
 func (d *driver) CanAnswer(string) bool { return true }
 
+// CanDtmf: a simulated desk phone has no keypad the API can press; the
+// browser phones' tones are the engine's.
+func (d *driver) CanDtmf(string) bool { return false }
+
 // Offhook: the handset picks up at once.
 func (d *driver) Offhook(ctx context.Context, leg pbx.LegRef, _ bool) {
 	d.report(d.e.Answered(ctx, leg.UID))

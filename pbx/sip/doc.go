@@ -147,7 +147,16 @@
 // beside the legs' under minus its external party's id (remoteKey).
 // Without a trunk external numbers are refused with cause 3.
 //
-// Not yet: remote answer (NOTIFY Event: talk;
-// CanAnswer is false, so Talk on a ringing phone is NOT_SUPPORTED), DTMF,
-// and forking to every binding.
+// # DTMF (dtmf.go)
+//
+// The API's Dtmf on a phone's up call sends SIP INFO (application/
+// dtmf-relay) to the other party of that call, a phone or the trunk, in
+// order, one transaction at a time; a phone's or the trunk's own INFO
+// (dtmf-relay or application/dtmf) goes on to its other party. INFO, not
+// RFC 4733: those events travel in the RTP stream, which never passes
+// through the switch.
+//
+// Not yet: remote answer (NOTIFY Event: talk; CanAnswer is false, so
+// Talk on a ringing phone is NOT_SUPPORTED), and forking to every
+// binding.
 package sip

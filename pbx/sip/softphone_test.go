@@ -38,6 +38,7 @@ type softphone struct {
 	reinvites chan []byte                           // descriptions of the re-INVITEs received
 	cancels   chan string                           // Call-IDs of the INVITEs the switch cancelled
 	notifies  chan notice                           // NOTIFYs received (refer_test.go)
+	infos     chan string                           // INFO bodies received (dtmf_test.go)
 	probes    chan int                              // status of each in-dialog OPTIONS answered
 	deaf      bool                                  // OPTIONS go unanswered (a phone that went away)
 	wg        sync.WaitGroup
@@ -72,11 +73,12 @@ func newSoftphoneOn(t *testing.T, sw netip.AddrPort, user, host string) *softpho
 	p := &softphone{t: t, user: user, sw: sw, ua: ua, client: c, host: host, port: port,
 		sdp:     fmt.Appendf(nil, "v=0\r\no=%s 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=sendrecv\r\n", user, host, host, 20000+port%10000),
 		servers: map[string]*sipgo.DialogServerSession{}, clients: map[string]*sipgo.DialogClientSession{}, pending: map[string]context.CancelFunc{},
-		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), notifies: make(chan notice, 16), probes: make(chan int, 16), quit: make(chan struct{})}
+		ringing: map[string]chan func(){}, answered: map[string]chan struct{}{}, reinvites: make(chan []byte, 16), cancels: make(chan string, 16), notifies: make(chan notice, 16), probes: make(chan int, 16), infos: make(chan string, 16), quit: make(chan struct{})}
 	p.dua = sipgo.DialogUA{Client: c, ContactHDR: sipmsg.ContactHeader{Address: sipmsg.Uri{Scheme: "sip", User: user, Host: p.host, Port: port}}}
 	srv.OnInvite(p.onInvite)
 	srv.OnAck(p.onAck)
 	srv.OnBye(p.onBye)
+	srv.OnInfo(p.onInfo)
 	srv.OnNotify(p.onNotify)
 	srv.OnOptions(p.onOptions)
 	served := make(chan struct{})

@@ -130,6 +130,7 @@ type b2bua struct {
 	log *slog.Logger
 	// trunk is nil without --sip-trunk: external numbers have no route.
 	trunk *trunk
+	infos infoQueues // DTMF INFOs waiting, per dialog
 	dua   sipgo.DialogUA
 	// onAnswer is Config.OnAnswer (nil: none).
 	onAnswer func(uid int64, at time.Time)
@@ -161,6 +162,7 @@ func (b *b2bua) attach(ep *Endpoint) {
 	ep.Handle(sipmsg.BYE, b.onBye)
 	ep.Handle(sipmsg.CANCEL, b.onStrayCancel)
 	ep.Handle(sipmsg.REFER, b.onRefer)
+	ep.Handle(sipmsg.INFO, b.onInfo)
 }
 
 // spawn runs f on its own goroutine, tracked so close can wait for it.
@@ -248,9 +250,6 @@ func (b *b2bua) Status(device string) pbx.DeviceStatus {
 	}
 	return pbx.StatusDown
 }
-
-// Dtmf: tones are the phones' own business (RFC 4733 in their media).
-func (b *b2bua) Dtmf(context.Context, pbx.LegRef, string) {}
 
 // CanAnswer: telling a ringing phone to answer ("NOTIFY Event: talk",
 // for the devices whose directory entry allows it) is not done yet, so

@@ -93,7 +93,10 @@ type CallControlServiceClient interface {
 	AtXfer(ctx context.Context, in *AtXferRequest, opts ...grpc.CallOption) (*AtXferResponse, error)
 	// Mute mutes or unmutes the call (call.mute). WebRTC devices only.
 	Mute(ctx context.Context, in *MuteRequest, opts ...grpc.CallOption) (*MuteResponse, error)
-	// Dtmf sends one DTMF tone on the call (call.dtmf). WebRTC devices only.
+	// Dtmf sends one DTMF tone on the call (call.dtmf), to its other party.
+	// WebRTC devices, and with the sip switch every SIP phone (the tone goes
+	// to the other party as a SIP INFO); otherwise FAILED_PRECONDITION
+	// NOT_SUPPORTED.
 	Dtmf(ctx context.Context, in *DtmfRequest, opts ...grpc.CallOption) (*DtmfResponse, error)
 	// WatchCalls streams the visible calls that match the filter: by default
 	// a snapshot, then every change after it, in revision order, with resume
@@ -319,7 +322,10 @@ type CallControlServiceServer interface {
 	AtXfer(context.Context, *AtXferRequest) (*AtXferResponse, error)
 	// Mute mutes or unmutes the call (call.mute). WebRTC devices only.
 	Mute(context.Context, *MuteRequest) (*MuteResponse, error)
-	// Dtmf sends one DTMF tone on the call (call.dtmf). WebRTC devices only.
+	// Dtmf sends one DTMF tone on the call (call.dtmf), to its other party.
+	// WebRTC devices, and with the sip switch every SIP phone (the tone goes
+	// to the other party as a SIP INFO); otherwise FAILED_PRECONDITION
+	// NOT_SUPPORTED.
 	Dtmf(context.Context, *DtmfRequest) (*DtmfResponse, error)
 	// WatchCalls streams the visible calls that match the filter: by default
 	// a snapshot, then every change after it, in revision order, with resume

@@ -1218,7 +1218,10 @@ export declare const CallControlService: GenService<{
     output: typeof MuteResponseSchema;
   },
   /**
-   * Dtmf sends one DTMF tone on the call (call.dtmf). WebRTC devices only.
+   * Dtmf sends one DTMF tone on the call (call.dtmf), to its other party.
+   * WebRTC devices, and with the sip switch every SIP phone (the tone goes
+   * to the other party as a SIP INFO); otherwise FAILED_PRECONDITION
+   * NOT_SUPPORTED.
    *
    * @generated from rpc callcontrol.v1.CallControlService.Dtmf
    */
