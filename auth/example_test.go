@@ -53,7 +53,7 @@ func ExampleAuthenticator() {
 // call exists (else NOT_FOUND), and may it act on it (else
 // PERMISSION_DENIED).
 func ExampleCanControl() {
-	call := &callstore.Call{Device: "SIP/webrtc11", DeviceCompany: "acme", OwnerLogin: "bob"}
+	call := &callstore.Call{DeviceRef: &callstore.DeviceRef{Device: "SIP/webrtc11", DeviceCompany: "acme", OwnerLogin: "bob"}}
 	for _, p := range []*auth.Principal{
 		{Login: "bob", Role: directory.RoleUser, Company: "acme"},
 		{Login: "admin", Role: directory.RoleAdmin, Company: "default"},

@@ -49,7 +49,7 @@ func (d *demoDirectory) device(name string) *directory.Device {
 // callOn is a call leg on dev, as the switch would store it.
 func callOn(dev *directory.Device) *callstore.Call {
 	return &callstore.Call{
-		UID: 1, Device: dev.Name, DeviceCompany: dev.Company, OwnerLogin: dev.Owner,
+		UID: 1, DeviceRef: &callstore.DeviceRef{Device: dev.Name, DeviceCompany: dev.Company, OwnerLogin: dev.Owner},
 		State: callstore.StateUp,
 	}
 }

@@ -155,8 +155,7 @@ func TestPolicyProperties(t *testing.T) {
 		visible := VisibleFunc(p)
 		calls := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) *callstore.Call {
 			return &callstore.Call{
-				DeviceCompany: rapid.SampledFrom(companies).Draw(t, "deviceCompany"),
-				OwnerLogin:    rapid.SampledFrom(logins).Draw(t, "owner"),
+				DeviceRef: &callstore.DeviceRef{DeviceCompany: rapid.SampledFrom(companies).Draw(t, "deviceCompany"), OwnerLogin: rapid.SampledFrom(logins).Draw(t, "owner")},
 			}
 		}), 1, 8).Draw(t, "calls")
 		for _, c := range calls {
@@ -212,7 +211,7 @@ func BenchmarkVisibleFunc(b *testing.B) {
 	}
 	p := &Principal{Login: "reseller", Role: directory.RoleCompanyAdmin, Companies: companies}
 	visible := VisibleFunc(p)
-	c := &callstore.Call{DeviceCompany: "co49"}
+	c := &callstore.Call{DeviceRef: &callstore.DeviceRef{DeviceCompany: "co49"}}
 	for b.Loop() {
 		if !visible(c) {
 			b.Fatal("not visible")

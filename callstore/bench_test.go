@@ -19,23 +19,20 @@ var benchExt = &ExtensionRef{Number: "200", Company: "acme", Type: ExtRingAll, N
 // directory (as the pbx package hands them out).
 func realisticCall(uid int64, devices []string) *Call {
 	return &Call{
-		UID:           uid,
-		ID:            "1732425600." + strconv.FormatInt(uid, 10),
-		CID:           strconv.FormatInt(0x7f3a0000+uid, 16),
-		Device:        devices[uid%int64(len(devices))],
-		DeviceCompany: "acme",
-		OwnerID:       1000 + uid%100,
-		OwnerLogin:    "alice",
-		Label:         "Mobile",
-		Name:          "Customer " + strconv.FormatInt(uid%5000, 10),
-		Number:        "+4930" + strconv.FormatInt(5550000+uid, 10),
-		StampMillis:   1732425600000 + uid,
-		Company:       "acme",
-		Extension:     benchExt,
-		Party:         PartyCallee,
-		Features:      FeatureHold | FeatureTalk,
-		State:         StateUp,
-		NRState:       NRUp,
+		UID:         uid,
+		ID:          "1732425600." + strconv.FormatInt(uid, 10),
+		CID:         strconv.FormatInt(0x7f3a0000+uid, 16),
+		DeviceRef:   &DeviceRef{Device: devices[uid%int64(len(devices))], DeviceCompany: "acme", OwnerID: 1000 + uid%100, OwnerLogin: "alice"},
+		Label:       "Mobile",
+		Name:        "Customer " + strconv.FormatInt(uid%5000, 10),
+		Number:      "+4930" + strconv.FormatInt(5550000+uid, 10),
+		StampMillis: 1732425600000 + uid,
+		Company:     "acme",
+		Extension:   benchExt,
+		Party:       PartyCallee,
+		Features:    FeatureHold | FeatureTalk,
+		State:       StateUp,
+		NRState:     NRUp,
 	}
 }
 
@@ -212,7 +209,7 @@ func BenchmarkHeapPerStalledWatcher(b *testing.B) {
 		}
 		var buf []Batch
 		for i := range commits {
-			c := &Call{UID: int64(i + 1), Device: "SIP/1", DeviceCompany: "acme", State: StateRing}
+			c := &Call{UID: int64(i + 1), DeviceRef: &DeviceRef{Device: "SIP/1", DeviceCompany: "acme"}, State: StateRing}
 			if _, err := s.Commit(Change{Type: EventNew, Call: c}); err != nil {
 				b.Fatal(err)
 			}

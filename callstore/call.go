@@ -1,5 +1,7 @@
 package callstore
 
+import "strconv"
+
 // This file is the store's data model: what one leg of a call is, and what
 // a committed change looks like. The values are plain data; the telephony
 // rules that produce them live in package pbx, and the wire form in
@@ -147,13 +149,13 @@ type Queue struct {
 // never see a half-applied change. Copy it (c2 := *c) to derive the next
 // version.
 type Call struct {
-	UID           int64  // API identifier, never reused in a process
-	ID            string // PBX identifier (may be reused by the PBX)
-	CID           string // channel identifier on the device
-	Device        string // device name, e.g. "SIP/201"
-	DeviceCompany string // company of the device: visibility and filters
-	OwnerID       int64  // contact id of the device's owner, 0 if none
-	OwnerLogin    string // login of the device's owner, "" if none
+	UID int64  // API identifier, never reused in a process
+	ID  string // PBX identifier (may be reused by the PBX)
+	CID string // channel identifier on the device
+	// The device the leg is on: Device, DeviceCompany, OwnerID and
+	// OwnerLogin. Never nil in a stored Call; shared by the legs of a
+	// device and immutable: to change them, point at another DeviceRef.
+	*DeviceRef
 
 	Label, Name, Number string // the other party
 
@@ -164,13 +166,12 @@ type Call struct {
 	Company   string        // target company of an inbound call
 	DTMF      string        // collected DTMF digits
 	Extension *ExtensionRef // received via, nil if undetermined (shared, immutable)
-	CauseTxt  string        // cause text, only when dead
 	PeerUID   int64         // leg this one is bridged to, 0 if none (internal to the switch)
 
 	// The small fields last, together: 16 bytes without padding, so a
-	// Call is 248 bytes and takes the 256-byte size class, not 288 (one
-	// committed value per live call; TestCallSize).
-	Cause    int32 // Q.850 cause, only when dead
+	// Call is 184 bytes and takes the 192-byte size class (one committed
+	// value per live call; TestCallSize).
+	Cause    int32 // Q.850 cause, only when dead; its text is CauseText()
 	HasDTMF  bool  // DTMF was collected at least once (dtmfString non-null)
 	Party    Party
 	Features Features
@@ -182,6 +183,43 @@ type Call struct {
 
 // Dead reports whether the leg has ended.
 func (c *Call) Dead() bool { return c.State == StateDead }
+
+// DeviceRef is the device a leg is on, as its Call shows it. The legs of
+// one device share one DeviceRef: 8 bytes in each Call instead of 56.
+type DeviceRef struct {
+	Device        string // device name, e.g. "SIP/201"
+	DeviceCompany string // company of the device: visibility and filters
+	OwnerID       int64  // contact id of the device's owner, 0 if none
+	OwnerLogin    string // login of the device's owner, "" if none
+}
+
+// CauseText returns the text of the leg's cause (call.causeTxt), "" while
+// it has none.
+func (c *Call) CauseText() string {
+	if c.Cause == 0 {
+		return ""
+	}
+	return CauseText(c.Cause)
+}
+
+var causeTexts = map[int32]string{
+	1: "Unallocated (unassigned) number", 3: "No route to destination",
+	16: "Normal Clearing", 17: "User busy", 18: "No user responding",
+	19: "User alerting, no answer", 20: "Subscriber absent", 21: "Call Rejected", 22: "Number changed",
+	23: "Redirected to new destination", 26: "Answered elsewhere",
+	27: "Destination out of order", 28: "Invalid number format",
+	31: "Normal, unspecified", 34: "Circuit/channel congestion",
+	38: "Network out of order", 41: "Temporary failure",
+	42: "Switching equipment congestion", 127: "Interworking, unspecified",
+}
+
+// CauseText returns Asterisk's text for a Q.850 cause.
+func CauseText(cause int32) string {
+	if t, ok := causeTexts[cause]; ok {
+		return t
+	}
+	return "Cause " + strconv.Itoa(int(cause))
+}
 
 // EventType is the reference's event name.
 type EventType uint8

@@ -19,10 +19,10 @@ func Example() {
 	}
 	fmt.Println("snapshot:", len(snap), "legs at revision", start)
 
-	leg := &callstore.Call{UID: s.NewUID(), Device: "SIP/201", State: callstore.StateRing}
+	leg := &callstore.Call{UID: s.NewUID(), DeviceRef: &callstore.DeviceRef{Device: "SIP/201"}, State: callstore.StateRing}
 	s.Commit(callstore.Change{Type: callstore.EventNew, Call: leg})
 	up := *leg
-	up.Device = "SIP/202" // transferred away: leaves the view
+	up.DeviceRef = &callstore.DeviceRef{Device: "SIP/202"} // transferred away: leaves the view
 	s.Commit(callstore.Change{Type: callstore.EventTransfer, Call: &up, Xfer: []callstore.XferLeg{{UID: up.UID}}})
 
 	<-w.Ready()

@@ -96,11 +96,10 @@ func (m *propModel) expectedRange(mw *modelWatcher, from, to int64) []ev {
 
 func genCall(t *rapid.T, uid int64, label string) *Call {
 	return &Call{
-		UID:           uid,
-		ID:            fmt.Sprint("pbx-", uid),
-		Device:        rapid.SampledFrom(propDevices).Draw(t, label+"device"),
-		DeviceCompany: rapid.SampledFrom(propCompanies).Draw(t, label+"company"),
-		State:         rapid.SampledFrom(propStates).Draw(t, label+"state"),
+		UID:       uid,
+		ID:        fmt.Sprint("pbx-", uid),
+		DeviceRef: &DeviceRef{Device: rapid.SampledFrom(propDevices).Draw(t, label+"device"), DeviceCompany: rapid.SampledFrom(propCompanies).Draw(t, label+"company")},
+		State:     rapid.SampledFrom(propStates).Draw(t, label+"state"),
 	}
 }
 
@@ -147,8 +146,10 @@ func (m *propModel) commit(t *rapid.T) {
 				c.State = rapid.SampledFrom(propStates).Draw(t, "state")
 				ch = Change{Type: EventUpdate, Call: &c}
 			case 2:
-				c.Device = rapid.SampledFrom(propDevices).Draw(t, "xdevice")
-				c.DeviceCompany = rapid.SampledFrom(propCompanies).Draw(t, "xcompany")
+				c.DeviceRef = &DeviceRef{ // a DeviceRef is shared: replace it, never write through it
+					Device:        rapid.SampledFrom(propDevices).Draw(t, "xdevice"),
+					DeviceCompany: rapid.SampledFrom(propCompanies).Draw(t, "xcompany"),
+				}
 				ch = Change{Type: EventTransfer, Call: &c, Xfer: []XferLeg{{UID: uid, ID: c.ID}}}
 			default:
 				c.State = StateDead
@@ -191,7 +192,7 @@ func (m *propModel) commit(t *rapid.T) {
 func (m *propModel) invalidCommit(t *rapid.T) {
 	before := m.s.Revision()
 	_, err := m.s.Commit(
-		Change{Type: EventNew, Call: &Call{UID: m.s.NewUID(), Device: "SIP/1", State: StateRing}},
+		Change{Type: EventNew, Call: &Call{UID: m.s.NewUID(), DeviceRef: &DeviceRef{Device: "SIP/1"}, State: StateRing}},
 		Change{Type: EventUpdate, Call: &Call{UID: 1 << 40, State: StateUp}},
 	)
 	if !errors.Is(err, ErrInvalidChange) {
@@ -483,7 +484,7 @@ func TestConcurrentWatchers(t *testing.T) {
 			defer cwg.Done()
 			for i := range 3000 {
 				uid := int64(g*100 + i%50 + 1)
-				c := &Call{UID: uid, Device: propDevices[i%4], DeviceCompany: propCompanies[i%3], State: propStates[i%len(propStates)]}
+				c := &Call{UID: uid, DeviceRef: &DeviceRef{Device: propDevices[i%4], DeviceCompany: propCompanies[i%3]}, State: propStates[i%len(propStates)]}
 				typ := EventUpdate
 				if _, ok := live.Load(uid); !ok {
 					typ = EventNew

@@ -77,6 +77,8 @@ func checkSnapshot(calls []*Call) error {
 			return fmt.Errorf("%w: leg %d: uid %d appears twice", ErrInvalidSnapshot, i, c.UID)
 		case c.State == StateUnspecified || c.State == StateDead:
 			return fmt.Errorf("%w: leg %d: uid %d is not live (state %s)", ErrInvalidSnapshot, i, c.UID, c.State)
+		case c.DeviceRef == nil:
+			return fmt.Errorf("%w: leg %d: uid %d: no device", ErrInvalidSnapshot, i, c.UID)
 		}
 		seen[c.UID] = true
 	}

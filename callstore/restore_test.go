@@ -161,9 +161,10 @@ func TestRestoreRefuses(t *testing.T) {
 	}{
 		{"a revision not beyond the store's", rev, []*Call{a}},
 		{"a nil leg", rev + 1, []*Call{a, nil}},
-		{"a uid twice", rev + 1, []*Call{a, with(a, func(c *Call) { c.Device = "SIP/2" })}},
+		{"a uid twice", rev + 1, []*Call{a, with(a, func(c *Call) { c.DeviceRef = &DeviceRef{Device: "SIP/2"} })}},
 		{"a dead leg", rev + 1, []*Call{with(a, func(c *Call) { c.State = StateDead })}},
 		{"a uid 0", rev + 1, []*Call{with(a, func(c *Call) { c.UID = 0 })}},
+		{"a leg without a device", rev + 1, []*Call{with(a, func(c *Call) { c.DeviceRef = nil })}},
 	}
 	for _, tc := range cases {
 		if err := s.Restore(tc.rev, tc.calls, 0); !errors.Is(err, ErrInvalidSnapshot) {

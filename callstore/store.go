@@ -280,6 +280,8 @@ func checkChanges(changes []Change) error {
 			return fmt.Errorf("%w: change %d: unknown event type %d", ErrInvalidChange, i, ch.Type)
 		case ch.Call.State == StateUnspecified:
 			return fmt.Errorf("%w: change %d: uid %d: unspecified state", ErrInvalidChange, i, ch.Call.UID)
+		case ch.Call.DeviceRef == nil:
+			return fmt.Errorf("%w: change %d: uid %d: no device", ErrInvalidChange, i, ch.Call.UID)
 		}
 	}
 	return nil

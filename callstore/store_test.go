@@ -8,7 +8,7 @@ import (
 )
 
 func leg(uid int64, dev, comp string, st State) *Call {
-	return &Call{UID: uid, ID: "id", Device: dev, DeviceCompany: comp, State: st}
+	return &Call{UID: uid, ID: "id", DeviceRef: &DeviceRef{Device: dev, DeviceCompany: comp}, State: st}
 }
 
 func with(c *Call, f func(*Call)) *Call {
@@ -73,6 +73,7 @@ func TestCommitErrors(t *testing.T) {
 		{"unknown type", []Change{{Type: EventType(9), Call: leg(1, "d", "c", StateUp)}}},
 		{"unspecified type", []Change{{Type: EventUnspecified, Call: leg(1, "d", "c", StateUp)}}},
 		{"unspecified state", []Change{{Type: EventUpdate, Call: leg(1, "d", "c", StateUnspecified)}}},
+		{"no device", []Change{{Type: EventNew, Call: &Call{UID: 7, State: StateRing}}}},
 		{"update after dead in same commit", []Change{
 			{Type: EventUpdate, Call: leg(1, "d", "c", StateDead)},
 			{Type: EventUpdate, Call: leg(1, "d", "c", StateUp)},
@@ -116,7 +117,7 @@ func TestCommitAndRead(t *testing.T) {
 		t.Errorf("ByDevice(SIP/1) uids (-want +got):\n%s", diff)
 	}
 	// Move leg 3 to another device, then kill leg 2 within one commit.
-	c2 := with(c, func(c *Call) { c.Device = "SIP/2" })
+	c2 := with(c, func(c *Call) { c.DeviceRef = &DeviceRef{Device: "SIP/2", DeviceCompany: c.DeviceCompany} })
 	b2 := with(b, func(c *Call) { c.State = StateDead })
 	if got := mustCommit(t, s, Change{Type: EventTransfer, Call: c2, Xfer: []XferLeg{{UID: 3}}}, Change{Type: EventUpdate, Call: b2}); got != 4 {
 		t.Errorf("rev = %d, want 4", got)

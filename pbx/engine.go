@@ -62,6 +62,7 @@ type Engine struct {
 	huntStep    time.Duration
 	maxCalls    int
 	refs        map[string]*callstore.ExtensionRef // shared, immutable
+	devRefs     map[string]*callstore.DeviceRef    // by device name; shared, immutable
 
 	mu         sync.Mutex
 	closed     bool
@@ -73,6 +74,13 @@ type Engine struct {
 	timers     map[*engineTimer]struct{}
 	outbox     []signal // decided, not yet delivered to the driver
 	flushing   bool     // a goroutine is delivering the outbox
+
+	// What few legs have at a time, kept out of leg (one per live call,
+	// TestLegSize): the legs the API dialled that wait for their device to
+	// go off hook, and the channels closed at a leg's next commit for the
+	// operations that wait for a driver's report on it.
+	offHooks map[*leg]*offHook
+	changed  map[*leg]chan struct{}
 }
 
 var _ Switch = (*Engine)(nil)
@@ -85,10 +93,14 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 		dir: dir, store: store, drv: drv, clock: opts.Clock, log: opts.Logger,
 		ringTimeout: opts.RingTimeout, huntStep: opts.HuntStep, maxCalls: opts.MaxCallsPerDevice,
 		refs:    map[string]*callstore.ExtensionRef{},
+		devRefs: map[string]*callstore.DeviceRef{},
 		legs:    map[int64]*leg{},
 		byDev:   map[string][]*leg{},
 		remotes: map[RemoteID]*remote{},
 		timers:  map[*engineTimer]struct{}{},
+
+		offHooks: map[*leg]*offHook{},
+		changed:  map[*leg]chan struct{}{},
 	}
 	e.ctx, e.stopc = context.WithCancel(context.Background())
 	e.sync = opts.Sync
@@ -118,7 +130,27 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 	for _, x := range dir.Extensions() {
 		e.refs[x.Number] = &callstore.ExtensionRef{Number: x.Number, Company: x.Company, Type: extTypes[x.Type], Name: x.Name}
 	}
+	for _, d := range dir.Devices() {
+		e.devRefs[d.Name] = newDeviceRef(dir, d)
+	}
 	return e
+}
+
+// newDeviceRef is what a leg's Call shows of its device.
+func newDeviceRef(dir *directory.Directory, dev *directory.Device) *callstore.DeviceRef {
+	r := &callstore.DeviceRef{Device: dev.Name, DeviceCompany: dev.Company}
+	if u, ok := dir.User(dev.Owner); ok {
+		r.OwnerID, r.OwnerLogin = u.ID, u.Login
+	}
+	return r
+}
+
+// deviceRef returns the DeviceRef that dev's legs share.
+func (e *Engine) deviceRef(dev *directory.Device) *callstore.DeviceRef {
+	if r, ok := e.devRefs[dev.Name]; ok {
+		return r
+	}
+	return newDeviceRef(e.dir, dev) // not one of the directory's devices: not shared
 }
 
 // Directory returns the directory the engine routes by.
@@ -171,20 +203,13 @@ type leg struct {
 	qAgent   *leg    // queue leg: the agent that answered
 	queue    *leg    // agent: the queue leg it answered
 
-	// offHook is set while a leg the API dialled waits for its device to
-	// go off hook.
-	offHook *offHook
-
-	// changed is closed (and cleared) at the leg's next commit: the
-	// operations that wait for a driver's report wait on it.
-	changed chan struct{}
-	// A leg is 96 bytes: what only an operation needs (the TRANSFER
-	// event's legs) is kept in its tx, and the off-hook fields of a leg
-	// being dialled behind one pointer (TestLegSize).
+	// A leg is 80 bytes (TestLegSize): what only an operation needs (the
+	// TRANSFER event's legs) is kept in its tx, what few legs have at a
+	// time in the engine (Engine.offHooks, Engine.changed).
 }
 
 // offHook is where a leg the API dialled goes once its device is off
-// hook, and the timer that gives up on the device.
+// hook, and the timer that gives up on the device (Engine.offHooks).
 type offHook struct {
 	dest  dest
 	timer *engineTimer
@@ -346,9 +371,6 @@ func (e *Engine) commit(t *tx) error {
 		clear(t.xfer)
 		for _, l := range t.legs {
 			if l.dead {
-				if l.offHook != nil {
-					e.stop(l.offHook.timer)
-				}
 				e.forget(l)
 			}
 		}
@@ -361,10 +383,7 @@ func (e *Engine) commit(t *tx) error {
 	for i, l := range changed {
 		l.cur = changes[i].Call
 		t.committed = append(t.committed, l.cur)
-		if l.changed != nil {
-			close(l.changed)
-			l.changed = nil
-		}
+		e.signalChanged(l)
 	}
 	e.outbox = append(e.outbox, t.signals...)
 	e.endRemotes(t)
@@ -402,9 +421,18 @@ func (e *Engine) forget(l *leg) {
 	} else {
 		e.byDev[l.dev.Name] = list
 	}
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
+	if oh := e.offHooks[l]; oh != nil {
+		e.stop(oh.timer)
+		delete(e.offHooks, l)
+	}
+	e.signalChanged(l)
+}
+
+// signalChanged wakes the operations waiting for l's next commit.
+func (e *Engine) signalChanged(l *leg) {
+	if ch, ok := e.changed[l]; ok {
+		close(ch)
+		delete(e.changed, l)
 	}
 }
 
@@ -576,16 +604,12 @@ func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *le
 	e.seq++
 	l := &leg{dev: dev}
 	l.c = &callstore.Call{
-		UID:           e.store.NewUID(),
-		ID:            fmt.Sprintf("%d.%d", now.Unix(), e.seq),
-		CID:           fmt.Sprintf("%s-%08x", dev.Name, e.seq),
-		Device:        dev.Name,
-		DeviceCompany: dev.Company,
-		Party:         party,
-		StampMillis:   now.UnixMilli(),
-	}
-	if u, ok := e.dir.User(dev.Owner); ok {
-		l.w().OwnerID, l.w().OwnerLogin = u.ID, u.Login
+		UID:         e.store.NewUID(),
+		ID:          fmt.Sprintf("%d.%d", now.Unix(), e.seq),
+		CID:         fmt.Sprintf("%s-%08x", dev.Name, e.seq),
+		DeviceRef:   e.deviceRef(dev),
+		Party:       party,
+		StampMillis: now.UnixMilli(),
 	}
 	e.legs[l.c.UID] = l
 	e.byDev[dev.Name] = append(e.byDev[dev.Name], l)
@@ -649,7 +673,7 @@ func (e *Engine) kill(t *tx, l *leg, cause int32) {
 		return
 	}
 	l.dead = true
-	l.w().Cause, l.w().CauseTxt = cause, CauseText(cause)
+	l.w().Cause = cause
 	t.touch(l)
 	if !l.quiet {
 		ref := l.ref()

@@ -85,24 +85,9 @@ const (
 	CauseOutOfOrder       int32 = 27
 )
 
-var causeTexts = map[int32]string{
-	1: "Unallocated (unassigned) number", 3: "No route to destination",
-	16: "Normal Clearing", 17: "User busy", 18: "No user responding",
-	19: "User alerting, no answer", 20: "Subscriber absent", 21: "Call Rejected", 22: "Number changed",
-	23: "Redirected to new destination", 26: "Answered elsewhere",
-	27: "Destination out of order", 28: "Invalid number format",
-	31: "Normal, unspecified", 34: "Circuit/channel congestion",
-	38: "Network out of order", 41: "Temporary failure",
-	42: "Switching equipment congestion", 127: "Interworking, unspecified",
-}
-
-// CauseText returns Asterisk's text for a Q.850 cause.
-func CauseText(cause int32) string {
-	if t, ok := causeTexts[cause]; ok {
-		return t
-	}
-	return fmt.Sprintf("Cause %d", cause)
-}
+// CauseText returns Asterisk's text for a Q.850 cause (a leg's
+// Call.CauseText).
+func CauseText(cause int32) string { return callstore.CauseText(cause) }
 
 // CheckCause refuses a cause that is not a Q.850 cause (1-127): a driver
 // or the simulated far end must not end a leg with one.

@@ -29,12 +29,12 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 		return nil, err
 	}
 	t := newTx()
+	oh := e.offHooks[l]
 	switch {
 	case l.ringing != nil:
 		e.answer(t, l)
-	case l.offHook != nil:
-		oh := l.offHook
-		l.offHook = nil // a stopped timer still holds its closure and runtime timer
+	case oh != nil:
+		delete(e.offHooks, l) // a stopped timer still holds its closure and runtime timer
 		e.stop(oh.timer)
 		e.route(t, origin{leg: l}, oh.dest, modeDial)
 	default:
@@ -69,7 +69,7 @@ func (e *Engine) Refused(ctx context.Context, uid int64, cause int32) (*callstor
 	}
 	t := newTx()
 	l.quiet = true
-	if l.offHook != nil {
+	if e.offHooks[l] != nil {
 		e.kill(t, l, cause) // the device refused to go off hook for its own call
 	} else {
 		e.hangup(t, l, cause)

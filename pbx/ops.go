@@ -43,10 +43,11 @@ func (e *Engine) await(ctx context.Context, l *leg, done func(*leg) bool) error 
 			e.mu.Unlock()
 			return nil
 		}
-		if l.changed == nil {
-			l.changed = make(chan struct{})
+		ch, ok := e.changed[l]
+		if !ok {
+			ch = make(chan struct{})
+			e.changed[l] = ch
 		}
-		ch := l.changed
 		e.mu.Unlock()
 		select {
 		case <-ch:
@@ -81,7 +82,7 @@ func (e *Engine) Dial(ctx context.Context, device, number string, opts DialOptio
 	if err != nil {
 		return nil, err
 	}
-	if err := e.await(ctx, a, func(l *leg) bool { return l.offHook == nil }); err != nil {
+	if err := e.await(ctx, a, func(l *leg) bool { return e.offHooks[l] == nil }); err != nil {
 		e.log.Debug("pbx: dial returns before the device went off hook", "uid", a.c.UID, "err", err)
 	}
 	e.mu.Lock()
@@ -105,7 +106,7 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 	a := e.newLeg(t, dev, callstore.PartyCaller)
 	a.w().NRState = callstore.NRDial
 	a.w().Number = number
-	a.offHook = &offHook{dest: d, timer: e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })}
+	e.offHooks[a] = &offHook{dest: d, timer: e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })}
 	ref, auto := a.ref(), opts.AutoAnswer
 	t.signal(func(ctx context.Context, d Driver) { d.Offhook(ctx, ref, auto) })
 	if err := e.commit(t); err != nil {

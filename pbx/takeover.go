@@ -45,7 +45,7 @@ func (e *Engine) EndForeignLegs(cause int32) (int, error) {
 func ended(c *callstore.Call, cause int32) *callstore.Call {
 	n := *c
 	n.State, n.NRState, n.Features, n.PeerUID = callstore.StateDead, callstore.NRDead, 0, 0
-	n.Cause, n.CauseTxt = cause, CauseText(cause)
+	n.Cause = cause
 	if n.JSState != callstore.JSNone {
 		n.JSState = callstore.JSUnavailable
 		if n.JSInfo.Established {

@@ -28,6 +28,16 @@ func (e *Engine) Verify() error {
 			return fmt.Errorf("leg %d: %w", uid, err)
 		}
 	}
+	for l := range e.offHooks {
+		if e.legs[l.c.UID] != l {
+			return fmt.Errorf("leg %d: off-hook wait kept for a leg the engine forgot", l.c.UID)
+		}
+	}
+	for l := range e.changed {
+		if e.legs[l.c.UID] != l {
+			return fmt.Errorf("leg %d: change wait kept for a leg the engine forgot", l.c.UID)
+		}
+	}
 	if calls, _ := e.store.List(nil, nil, 0, 0); len(calls) != len(e.legs) {
 		return fmt.Errorf("store has %d live legs, engine %d", len(calls), len(e.legs))
 	}

@@ -142,7 +142,7 @@ func benchClient(n, k int, base int64, engine *sync.Mutex, sent []time.Time, rev
 		var ch callstore.Change
 		if c == nil || c.State == callstore.StateDead {
 			uid := base + int64(i) + 1
-			c = &callstore.Call{UID: uid, ID: fmt.Sprint(uid), Device: "SIP/201", DeviceCompany: "default", State: callstore.StateRing, NRState: callstore.NRRinging}
+			c = &callstore.Call{UID: uid, ID: fmt.Sprint(uid), DeviceRef: &callstore.DeviceRef{Device: "SIP/201", DeviceCompany: "default"}, State: callstore.StateRing, NRState: callstore.NRRinging}
 			ch = callstore.Change{Type: callstore.EventNew, Call: c}
 		} else {
 			d := *c

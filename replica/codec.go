@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"callcontrold/callstore"
 )
@@ -52,7 +53,7 @@ type opCall struct {
 	HasDTMF       bool               `json:"has_dtmf,omitempty"`
 	Extension     *opExtension       `json:"extension,omitempty"`
 	Cause         int32              `json:"cause,omitempty"`
-	CauseTxt      string             `json:"cause_txt,omitempty"`
+	CauseTxt      string             `json:"cause_txt,omitempty"` // written for older readers; a Call derives it from Cause
 	Party         callstore.Party    `json:"party,omitempty"`
 	Features      callstore.Features `json:"features,omitempty"`
 	State         callstore.State    `json:"state"`
@@ -109,6 +110,9 @@ func fromOpQueue(q *opQueue) *callstore.Queue {
 func encodeOp(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
 	o := op{V: opVersion, Leader: leader, Term: term, Changes: make([]opChange, len(changes))}
 	for i, ch := range changes {
+		if ch.Call == nil || ch.Call.DeviceRef == nil {
+			return nil, fmt.Errorf("replica: change %d: a call without a device", i)
+		}
 		o.Changes[i] = opChange{Type: ch.Type, Call: toOpCall(ch.Call)}
 		for _, x := range ch.Xfer {
 			o.Changes[i].Xfer = append(o.Changes[i].Xfer, opXfer(x))
@@ -135,6 +139,32 @@ func decodeOp(data []byte) (*op, []callstore.Change, error) {
 	return &o, changes, nil
 }
 
+// deviceRefs shares one callstore.DeviceRef per device among the calls
+// this process decodes, as a leader's engine shares one per device: a
+// follower holds no more per live call than its leader. Its size is the
+// number of distinct devices (and owners) in the log.
+var deviceRefs deviceRefCache
+
+type deviceRefCache struct {
+	mu sync.Mutex
+	m  map[callstore.DeviceRef]*callstore.DeviceRef
+}
+
+// get returns the shared DeviceRef equal to v.
+func (r *deviceRefCache) get(v callstore.DeviceRef) *callstore.DeviceRef {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.m[v]; ok {
+		return p
+	}
+	if r.m == nil {
+		r.m = make(map[callstore.DeviceRef]*callstore.DeviceRef)
+	}
+	p := &v
+	r.m[v] = p
+	return p
+}
+
 // toOpCall and fromOpCall convert a leg to and from its log form; a log
 // message and a snapshot write legs alike.
 func toOpCall(c *callstore.Call) opCall {
@@ -142,7 +172,7 @@ func toOpCall(c *callstore.Call) opCall {
 		UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
 		OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
 		StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: toOpQueue(c.Queue), Company: c.Company,
-		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
+		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseText(), Party: c.Party,
 		Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: opJSInfo(c.JSInfo),
 		PeerUID: c.PeerUID,
 	}
@@ -154,10 +184,11 @@ func toOpCall(c *callstore.Call) opCall {
 
 func fromOpCall(c *opCall) *callstore.Call {
 	call := &callstore.Call{
-		UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
-		OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
+		UID: c.UID, ID: c.ID, CID: c.CID,
+		DeviceRef: deviceRefs.get(callstore.DeviceRef{Device: c.Device, DeviceCompany: c.DeviceCompany, OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin}),
+		Label:     c.Label, Name: c.Name, Number: c.Number,
 		StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: fromOpQueue(c.Queue), Company: c.Company,
-		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseTxt, Party: c.Party,
+		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, Party: c.Party,
 		Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: callstore.JSInfo(c.JSInfo),
 		PeerUID: c.PeerUID,
 	}

@@ -13,14 +13,15 @@ import (
 // its zero value, so a field the codec forgets shows up in a diff.
 func fullCall(t *testing.T) *callstore.Call {
 	c := &callstore.Call{
-		UID: 7, ID: "1.2", CID: "SIP/201-1", Device: "SIP/201", DeviceCompany: "default",
-		OwnerID: 3, OwnerLogin: "alice", Label: "l", Name: "n", Number: "202",
+		UID: 7, ID: "1.2", CID: "SIP/201-1",
+		DeviceRef: &callstore.DeviceRef{Device: "SIP/201", DeviceCompany: "default", OwnerID: 3, OwnerLogin: "alice"},
+		Label:     "l", Name: "n", Number: "202",
 		StampMillis: 10, StartMillis: 11,
 		Queue:   &callstore.Queue{Name: "q", Number: "600", In: 1, Out: 2, CallUID: 9, CallID: "x", CallDevice: "SIP/202"},
 		Company: "acme", DTMF: "12", HasDTMF: true,
 		Extension: &callstore.ExtensionRef{Number: "600", Company: "default", Type: callstore.ExtQueue, Name: "Support",
 			Queue: &callstore.Queue{Name: "q2"}},
-		Cause: 16, CauseTxt: "Normal Clearing", Party: callstore.PartyCaller,
+		Cause: 16, Party: callstore.PartyCaller,
 		Features: callstore.FeatureHold, State: callstore.StateUp, NRState: callstore.NRUp,
 		JSState: callstore.JSConfirmed,
 		JSInfo:  callstore.JSInfo{Established: true, Ended: true, HoldLocal: true, HoldRemote: true, MutedAudio: true, MutedVideo: true},
@@ -38,7 +39,7 @@ func fullCall(t *testing.T) *callstore.Call {
 func TestCodecRoundTrip(t *testing.T) {
 	changes := []callstore.Change{
 		{Type: callstore.EventNew, Call: fullCall(t)},
-		{Type: callstore.EventTransfer, Call: &callstore.Call{UID: 8, State: callstore.StateDead},
+		{Type: callstore.EventTransfer, Call: &callstore.Call{UID: 8, DeviceRef: &callstore.DeviceRef{Device: "SIP/202"}, State: callstore.StateDead},
 			Xfer: []callstore.XferLeg{{UID: 7, ID: "1.2", Device: "SIP/201"}, {UID: 9, ID: "1.3", Device: "SIP/202"}}},
 	}
 	data, err := encodeOp("r1", 42, changes)
@@ -57,6 +58,40 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDecodeSharesDevices: the calls a replica decodes share one DeviceRef
+// per device, as the leader's do, across messages.
+func TestDecodeSharesDevices(t *testing.T) {
+	call := func(uid int64, dev string) callstore.Change {
+		return callstore.Change{Type: callstore.EventNew, Call: &callstore.Call{
+			UID: uid, DeviceRef: &callstore.DeviceRef{Device: dev, DeviceCompany: "default"}, State: callstore.StateRing,
+		}}
+	}
+	var got []callstore.Change
+	for _, changes := range [][]callstore.Change{{call(1, "SIP/201"), call(2, "SIP/202")}, {call(3, "SIP/201")}} {
+		data, err := encodeOp("r1", 1, changes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, decoded, err := decodeOp(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, decoded...)
+	}
+	if got[0].Call.DeviceRef != got[2].Call.DeviceRef {
+		t.Error("two calls of SIP/201, decoded from two messages, have a DeviceRef each")
+	}
+	if got[0].Call.DeviceRef == got[1].Call.DeviceRef || got[1].Call.Device != "SIP/202" {
+		t.Errorf("SIP/202's call shows device %q: it shares SIP/201's", got[1].Call.Device)
+	}
+}
+
+func TestEncodeRefusesCallWithoutDevice(t *testing.T) {
+	if _, err := encodeOp("r1", 1, []callstore.Change{{Type: callstore.EventNew, Call: &callstore.Call{UID: 1, State: callstore.StateRing}}}); err == nil {
+		t.Error("encodeOp of a call without a device: nil error")
+	}
+}
+
 func TestDecodeRefuses(t *testing.T) {
 	for _, data := range []string{`not json`, `{"v":2,"changes":[]}`} {
 		if _, _, err := decodeOp([]byte(data)); err == nil {
@@ -66,7 +101,7 @@ func TestDecodeRefuses(t *testing.T) {
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
-	calls := []*callstore.Call{fullCall(t), {UID: 9, ID: "1.3", Device: "SIP/202", State: callstore.StateRing, NRState: callstore.NRRinging}}
+	calls := []*callstore.Call{fullCall(t), {UID: 9, ID: "1.3", DeviceRef: &callstore.DeviceRef{Device: "SIP/202"}, State: callstore.StateRing, NRState: callstore.NRRinging}}
 	data, err := encodeSnapshot(&snapshot{Epoch: 5, Revision: 12, Term: 3, LastUID: 11, Writer: "r1"}, calls)
 	if err != nil {
 		t.Fatal(err)

@@ -130,7 +130,7 @@ func TestDeposedLeaderCannotAppend(t *testing.T) {
 	waitRevision(t, b, 2) // the dial, then b's end of a's calls
 	waitRevision(t, a, 2)
 
-	c := &callstore.Call{UID: 1000, ID: "x", Device: "SIP/202", State: callstore.StateRing, NRState: callstore.NRRinging}
+	c := &callstore.Call{UID: 1000, ID: "x", DeviceRef: &callstore.DeviceRef{Device: "SIP/202"}, State: callstore.StateRing, NRState: callstore.NRRinging}
 	// Refused at once (the replica saw the newer term) or by the stream
 	// (it expects a revision that is no longer the last): either way the
 	// operation fails UNAVAILABLE.

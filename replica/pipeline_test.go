@@ -19,7 +19,7 @@ import (
 
 // newLeg and endLeg are a test leg's two revisions.
 func newLeg(uid int64) callstore.Change {
-	return callstore.Change{Type: callstore.EventNew, Call: &callstore.Call{UID: uid, ID: fmt.Sprint(uid), Device: "SIP/202",
+	return callstore.Change{Type: callstore.EventNew, Call: &callstore.Call{UID: uid, ID: fmt.Sprint(uid), DeviceRef: &callstore.DeviceRef{Device: "SIP/202"},
 		State: callstore.StateRing, NRState: callstore.NRRinging}}
 }
 

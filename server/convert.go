@@ -28,7 +28,7 @@ func newConverter(store *callstore.Store, dir *directory.Directory) *converter {
 		c.contacts[u.Login] = &callcontrolv1.Contact{Id: u.ID, Login: u.Login, Name: u.Name, Company: u.Company}
 	}
 	for _, d := range dir.Devices() {
-		c.deviceStubs[d.Name] = &callstore.Call{Device: d.Name, DeviceCompany: d.Company, OwnerLogin: d.Owner}
+		c.deviceStubs[d.Name] = &callstore.Call{DeviceRef: &callstore.DeviceRef{Device: d.Name, DeviceCompany: d.Company, OwnerLogin: d.Owner}}
 	}
 	return c
 }
@@ -68,7 +68,7 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 		OwnerId:       c.OwnerID,
 		Company:       c.Company,
 		Cause:         c.Cause,
-		CauseTxt:      c.CauseTxt,
+		CauseTxt:      c.CauseText(),
 		Party:         partyToProto(c.Party),
 		State:         stateToProto(c.State),
 		NrState:       nrStateToProto(c.NRState),

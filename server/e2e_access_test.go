@@ -152,7 +152,7 @@ func TestPagination(t *testing.T) {
 	for _, login := range logins {
 		var want []int64
 		for _, c := range all.GetCalls() {
-			if visibleTo(login, &callstore.Call{DeviceCompany: c.GetDeviceCompany(), OwnerLogin: c.GetOwner().GetLogin()}) {
+			if visibleTo(login, &callstore.Call{DeviceRef: &callstore.DeviceRef{DeviceCompany: c.GetDeviceCompany(), OwnerLogin: c.GetOwner().GetLogin()}}) {
 				want = append(want, c.GetUid())
 			}
 		}
@@ -187,7 +187,7 @@ func TestPagination(t *testing.T) {
 	for _, login := range logins {
 		var want []string
 		for _, d := range dir.Devices() {
-			if visibleTo(login, &callstore.Call{DeviceCompany: d.Company, OwnerLogin: d.Owner}) {
+			if visibleTo(login, &callstore.Call{DeviceRef: &callstore.DeviceRef{DeviceCompany: d.Company, OwnerLogin: d.Owner}}) {
 				want = append(want, d.Name)
 			}
 		}

@@ -378,7 +378,7 @@ func checkContents(t *testing.T, name, login string, got []*callcontrolv1.EventB
 			}
 			gf := fields{g.GetId(), g.GetCid(), g.GetDevice(), g.GetDeviceCompany(), g.GetLabel(), g.GetName(), g.GetNumber(), g.GetCompany(), g.GetCauseTxt(), owner,
 				int32(g.GetParty()), int32(g.GetNrState()), int32(g.GetJsState()), g.GetOwnerId(), tsMillis(g.GetStamp().AsTime(), g.GetStamp() != nil), tsMillis(g.GetStart().AsTime(), g.GetStart() != nil)}
-			wf := fields{w.ID, w.CID, w.Device, w.DeviceCompany, w.Label, w.Name, w.Number, w.Company, w.CauseTxt, w.OwnerLogin,
+			wf := fields{w.ID, w.CID, w.Device, w.DeviceCompany, w.Label, w.Name, w.Number, w.Company, w.CauseText(), w.OwnerLogin,
 				int32(w.Party), int32(w.NRState), int32(w.JSState), w.OwnerID, w.StampMillis, w.StartMillis}
 			if gf != wf {
 				t.Errorf("%s: r%d event %d: call\n got %+v\nwant %+v", name, b.GetRevision(), j, gf, wf)

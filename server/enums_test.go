@@ -155,7 +155,7 @@ func TestFeaturesLineUp(t *testing.T) {
 	for _, f := range featureList {
 		listed = append(listed, names[f.bit])
 		pbs = append(pbs, f.pb.String())
-		got := cv.call(&callstore.Call{Features: f.bit}, nil).GetFeatures()
+		got := cv.call(&callstore.Call{DeviceRef: &callstore.DeviceRef{}, Features: f.bit}, nil).GetFeatures()
 		if len(got) != 1 || got[0] != f.pb {
 			t.Errorf("a call with %s converts to features %v, want [%v]", names[f.bit], got, f.pb)
 		}

@@ -21,10 +21,10 @@ func TestBatchFrameDecodes(t *testing.T) {
 	cv := newConverter(store, dir)
 	enc := newEncodeCache(cv, 64)
 
-	a := &callstore.Call{UID: 1, ID: "1.1", Device: "SIP/201", DeviceCompany: "default", OwnerLogin: "alice",
+	a := &callstore.Call{UID: 1, ID: "1.1", DeviceRef: &callstore.DeviceRef{Device: "SIP/201", DeviceCompany: "default", OwnerLogin: "alice"},
 		State: callstore.StateUp, NRState: callstore.NRUp, Party: callstore.PartyCaller, Label: "Reception", Number: "202",
 		StampMillis: 1_700_000_000_000, Features: callstore.FeatureHold}
-	q := &callstore.Call{UID: 2, Device: "Queue/q_650", DeviceCompany: "acme", State: callstore.StateUp, NRState: callstore.NRUp,
+	q := &callstore.Call{UID: 2, DeviceRef: &callstore.DeviceRef{Device: "Queue/q_650", DeviceCompany: "acme"}, State: callstore.StateUp, NRState: callstore.NRUp,
 		Queue: &callstore.Queue{CallUID: 3, CallID: "3.3", CallDevice: "SIP/webrtc11", In: 1_700_000_000, Out: 1_700_000_005}}
 	b := &callstore.Batch{Revision: 42, Events: []callstore.WatchEvent{
 		{Type: callstore.EventTransfer, View: callstore.ViewStayed, Call: a, Index: 0,
@@ -72,7 +72,7 @@ func TestBatchFrameDecodes(t *testing.T) {
 				if n := len(got.GetEvents().GetEvents()[0].GetCall().GetXferData().GetCalls()); n != tt.wantXfers {
 					t.Errorf("xfer_data has %d calls, want %d", n, tt.wantXfers)
 				}
-				wantQcall := tt.visible(&callstore.Call{DeviceCompany: "acme"})
+				wantQcall := tt.visible(&callstore.Call{DeviceRef: &callstore.DeviceRef{DeviceCompany: "acme"}})
 				if gotQ := got.GetEvents().GetEvents()[1].GetCall().GetQcall() != nil; gotQ != wantQcall {
 					t.Errorf("qcall present = %v, want %v", gotQ, wantQcall)
 				}

@@ -498,7 +498,7 @@ func xferSeenBy(login string, legs []callstore.XferLeg) []callstore.XferLeg {
 	var out []callstore.XferLeg
 	for _, l := range legs {
 		d, ok := directory.Demo().Device(l.Device)
-		if ok && visibleTo(login, &callstore.Call{DeviceCompany: d.Company, OwnerLogin: d.Owner}) {
+		if ok && visibleTo(login, &callstore.Call{DeviceRef: &callstore.DeviceRef{DeviceCompany: d.Company, OwnerLogin: d.Owner}}) {
 			out = append(out, l)
 		}
 	}

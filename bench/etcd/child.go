@@ -184,8 +184,8 @@ func nextTransition(newUID func() int64, c *callstore.Call, step *int, device st
 		*step = 0
 		return callstore.Change{Type: callstore.EventNew, Call: &callstore.Call{
 			UID: uid, ID: "bench-" + strconv.FormatInt(uid, 10), CID: "c" + strconv.FormatInt(uid, 10),
-			Device: device, DeviceCompany: "default", OwnerID: 2, OwnerLogin: "load",
-			Name: "Remote party", Number: "+19990000001", StampMillis: now.UnixMilli(),
+			DeviceRef: &callstore.DeviceRef{Device: device, DeviceCompany: "default", OwnerID: 2, OwnerLogin: "load"},
+			Name:      "Remote party", Number: "+19990000001", StampMillis: now.UnixMilli(),
 			Party: callstore.PartyCallee, Features: callstore.FeatureAnswer,
 			State: callstore.StateRing, NRState: callstore.NRRinging,
 		}}
@@ -202,7 +202,7 @@ func nextTransition(newUID func() int64, c *callstore.Call, step *int, device st
 		n.State, n.NRState, n.Features = callstore.StateHold, callstore.NRHold, callstore.FeatureTalk
 	default:
 		n.State, n.NRState, n.Features = callstore.StateDead, callstore.NRDead, 0
-		n.Cause, n.CauseTxt = 16, "Normal Clearing"
+		n.Cause = 16
 	}
 	return callstore.Change{Type: callstore.EventUpdate, Call: &n}
 }

@@ -106,7 +106,7 @@ func legMessage(c *callstore.Call) *callcontrolv1.Call {
 		Uid: c.UID, Id: c.ID, Cid: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
 		Name: c.Name, Number: c.Number, Stamp: timestamppb.New(time.UnixMilli(c.StampMillis)),
 		Owner:   &callcontrolv1.Contact{Id: c.OwnerID, Login: c.OwnerLogin, Name: "Load user", Company: "default"},
-		OwnerId: c.OwnerID, Cause: c.Cause, CauseTxt: c.CauseTxt,
+		OwnerId: c.OwnerID, Cause: c.Cause, CauseTxt: c.CauseText(),
 		Party: callcontrolv1.Party(c.Party), State: callcontrolv1.State(c.State),
 		NrState: callcontrolv1.NearEndState(c.NRState),
 	}

@@ -59,8 +59,8 @@ var Flows = []Flow{
 		}
 		a = h.Hangup(a.UID)
 		h.Expect("UPDATE SIP/201 dead/dead caller cause=16 | UPDATE SIP/202 dead/dead callee cause=16")
-		if a.CauseTxt != "Normal Clearing" {
-			h.T.Errorf("cause text %q", a.CauseTxt)
+		if a.CauseText() != "Normal Clearing" {
+			h.T.Errorf("cause text %q", a.CauseText())
 		}
 		h.None("SIP/201")
 		h.None("SIP/202")
@@ -105,8 +105,8 @@ var Flows = []Flow{
 		h.Skip()
 		a := h.Dial("SIP/201", "202")
 		h.Expect("NEW SIP/201 dial/dial caller", "UPDATE SIP/201 dead/dead caller cause=17")
-		if a.CauseTxt != "User busy" {
-			h.T.Errorf("cause text %q", a.CauseTxt)
+		if a.CauseText() != "User busy" {
+			h.T.Errorf("cause text %q", a.CauseText())
 		}
 	}},
 	{"busy external number", []Cap{CapNumberRules}, func(h *H) {
@@ -146,8 +146,8 @@ var Flows = []Flow{
 		h.D.RemoteReject(h.T, a.UID, 34)
 		h.Expect("UPDATE SIP/201 dead/dead caller cause=34")
 		a = h.Last(a.UID)
-		if a.CauseTxt != "Circuit/channel congestion" {
-			h.T.Errorf("cause text %q", a.CauseTxt)
+		if a.CauseText() != "Circuit/channel congestion" {
+			h.T.Errorf("cause text %q", a.CauseText())
 		}
 	}},
 	{"external reject rule", []Cap{CapNumberRules}, func(h *H) {
@@ -277,8 +277,8 @@ var Flows = []Flow{
 		h.Skip()
 		old, nw := h.CC(h.E.Send(h.Ctx, calls[0].UID, "201"))
 		h.Expect("UPDATE SIP/202 dead/dead callee cause=23 | NEW SIP/201 ring/ringing callee")
-		if old.CauseTxt != "Redirected to new destination" || nw == nil || nw.Label != "Carol" || nw.Extension.Number != "201" {
-			h.T.Errorf("send: %q %+v", old.CauseTxt, nw)
+		if old.CauseText() != "Redirected to new destination" || nw == nil || nw.Label != "Carol" || nw.Extension.Number != "201" {
+			h.T.Errorf("send: %q %+v", old.CauseText(), nw)
 		}
 	}},
 	{"send an internal ringing call", []Cap{CapWebRTC}, func(h *H) {
@@ -507,8 +507,8 @@ var Flows = []Flow{
 		h.Skip()
 		old, nw := h.CC(h.E.Send(h.Ctx, h.On("SIP/202").UID, "203"))
 		h.Expect("UPDATE SIP/202 dead/dead callee cause=23 | UPDATE SIP/201 ring/ring caller | NEW SIP/203 ring/ringing callee")
-		if old.CauseTxt != "Redirected to new destination" || nw.Label != "Alice Smith" || nw.Extension.Number != "203" {
-			h.T.Errorf("send: %q, new leg %q ext %+v", old.CauseTxt, nw.Label, nw.Extension)
+		if old.CauseText() != "Redirected to new destination" || nw.Label != "Alice Smith" || nw.Extension.Number != "203" {
+			h.T.Errorf("send: %q, new leg %q ext %+v", old.CauseText(), nw.Label, nw.Extension)
 		}
 		if a = h.Get(a.UID); a.Label != "Meeting room" {
 			h.T.Errorf("the caller sees %q, want the new destination", a.Label)

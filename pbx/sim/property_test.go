@@ -146,7 +146,7 @@ func (p *propHarness) check() {
 				rt.Fatalf("rev %d: leg %d twice in one revision", b.Revision, e.Call.UID)
 			}
 			seen[e.Call.UID] = true
-			if e.Call.Dead() && (e.Call.Cause == 0 || e.Call.CauseTxt == "") {
+			if e.Call.Dead() && (e.Call.Cause == 0 || e.Call.CauseText() == "") {
 				rt.Fatalf("rev %d: leg %d dead without a cause", b.Revision, e.Call.UID)
 			}
 			if (e.Type == callstore.EventTransfer) != (len(e.Xfer) > 0) {
