@@ -176,6 +176,7 @@ func TestParseErrors(t *testing.T) {
 		{"sip bad file realm", base + "sip_realm: '\"'\n", `t.yaml: sip_realm:`},
 		{"sip max registrations", withSIP("{ha1_md5: " + md5hex + ", max_registrations: 99}"), `t.yaml: device "SIP/201": sip.max_registrations: 99 is not between 1 and 32`},
 		{"sip max dialogs", withSIP("{ha1_md5: " + md5hex + ", max_dialogs: -1}"), `t.yaml: device "SIP/201": sip.max_dialogs: -1 is not between 1 and 64`},
+		{"sip remote answer", withSIP("{ha1_md5: " + md5hex + ", remote_answer: true}"), `t.yaml: device "SIP/201": sip.remote_answer "true" must be talk-event or none`},
 		{"sip unknown key", withSIP("{ha1_md5: " + md5hex + ", password: x}"), `field password not found`},
 		{"sip on park", strings.Replace(base, "{name: Park/701, company: default}", "{name: Park/701, company: default, sip: {ha1_md5: "+md5hex+"}}", 1), `t.yaml: device "Park/701": only SIP devices have sip credentials`},
 		{"sip dup username", strings.Replace(withSIP("{ha1_md5: "+md5hex+"}"), "webrtc: true}", "webrtc: true, sip: {username: '201', ha1_md5: "+md5hex+"}}", 1), `t.yaml: device "SIP/webrtc1": sip.username "201" is also the username of device at index 0`},
@@ -213,7 +214,7 @@ func TestSIPAccounts(t *testing.T) {
 		if a.Username != user || a.Realm != "callcontrold" || hex.EncodeToString(a.HA1MD5) != SIPHA1MD5(user, "callcontrold", "demo-sip-"+user) {
 			t.Errorf("%s: account %v does not match the documented demo password", name, a)
 		}
-		if a.MaxRegistrations != DefaultMaxRegistrations || a.MaxDialogs != DefaultMaxDialogs || a.RemoteAnswer {
+		if a.MaxRegistrations != DefaultMaxRegistrations || a.MaxDialogs != DefaultMaxDialogs || a.RemoteAnswer != RemoteAnswerNone {
 			t.Errorf("%s: limits %d/%d remote answer %v", name, a.MaxRegistrations, a.MaxDialogs, a.RemoteAnswer)
 		}
 		if got, ok := d.DeviceBySIPUser(user); !ok || got != v {
@@ -227,7 +228,7 @@ func TestSIPAccounts(t *testing.T) {
 		t.Error("webrtc11 has a SIP account")
 	}
 
-	y := withSIP("{username: alice, realm: pbx.example, ha1_sha256: " + SIPHA1SHA256("alice", "pbx.example", "pw") + ", remote_answer: true, max_registrations: 1, max_dialogs: 2}")
+	y := withSIP("{username: alice, realm: pbx.example, ha1_sha256: " + SIPHA1SHA256("alice", "pbx.example", "pw") + ", remote_answer: talk-event, max_registrations: 1, max_dialogs: 2}")
 	d, err := Parse([]byte(y), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +238,7 @@ func TestSIPAccounts(t *testing.T) {
 		t.Fatalf("DeviceBySIPUser(alice) = %v, %v", v, ok)
 	}
 	a := v.SIP
-	if a.HA1MD5 != nil || len(a.HA1SHA256) != 32 || !a.RemoteAnswer || a.MaxRegistrations != 1 || a.MaxDialogs != 2 || a.Realm != "pbx.example" {
+	if a.HA1MD5 != nil || len(a.HA1SHA256) != 32 || a.RemoteAnswer != RemoteAnswerTalkEvent || a.MaxRegistrations != 1 || a.MaxDialogs != 2 || a.Realm != "pbx.example" {
 		t.Errorf("account %#v: %d %d", a, a.MaxRegistrations, a.MaxDialogs)
 	}
 	// No way of printing an account shows its HA1.

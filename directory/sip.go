@@ -38,14 +38,31 @@ type SIPAccount struct {
 	HA1MD5    []byte
 	HA1SHA256 []byte
 
-	// RemoteAnswer says the phone answers a ringing call when told to
-	// (a NOTIFY with "Event: talk", the convention of most desk phones),
-	// so the API's Talk can answer it. Soft phones usually cannot.
-	RemoteAnswer bool
+	// RemoteAnswer is how the phone can be told to answer a ringing call
+	// (the API's Talk): RemoteAnswerTalkEvent for the desk phones that
+	// answer an in-dialog "NOTIFY Event: talk", RemoteAnswerNone (the
+	// default: soft phones usually cannot) for the others.
+	RemoteAnswer RemoteAnswer
 
 	MaxRegistrations int // bindings (contacts) kept at once
 	MaxDialogs       int // calls (dialogs) the device takes part in at once
 }
+
+// RemoteAnswer is how a SIP phone can be told to answer a ringing call,
+// the value of a device's sip.remote_answer key.
+type RemoteAnswer string
+
+// The ways to answer a phone remotely.
+const (
+	// RemoteAnswerNone: the phone cannot be told to answer; Talk on a
+	// ringing call of it is refused as not supported.
+	RemoteAnswerNone RemoteAnswer = "none"
+	// RemoteAnswerTalkEvent: the phone answers when it receives a NOTIFY
+	// with "Event: talk" inside the ringing call's dialog (Broadsoft's
+	// convention, followed by Polycom, Yealink, Cisco SPA and others;
+	// often an option to enable on the phone).
+	RemoteAnswerTalkEvent RemoteAnswer = "talk-event"
+)
 
 // String shows the account without its secrets.
 func (a SIPAccount) String() string { return fmt.Sprintf("%s@%s", a.Username, a.Realm) }
@@ -78,7 +95,7 @@ type sipEntry struct {
 	Realm            string `yaml:"realm"`
 	HA1MD5           string `yaml:"ha1_md5"`
 	HA1SHA256        string `yaml:"ha1_sha256"`
-	RemoteAnswer     bool   `yaml:"remote_answer"`
+	RemoteAnswer     string `yaml:"remote_answer"`
 	MaxRegistrations int    `yaml:"max_registrations"`
 	MaxDialogs       int    `yaml:"max_dialogs"`
 }
@@ -91,8 +108,15 @@ func (b *builder) buildSIPAccount(e deviceEntry, i int) (*SIPAccount, error) {
 		return nil, b.errf("device", e.Name, i, "only SIP devices have sip credentials")
 	}
 	a := &SIPAccount{
-		Username: s.Username, Realm: s.Realm, RemoteAnswer: s.RemoteAnswer,
+		Username: s.Username, Realm: s.Realm, RemoteAnswer: RemoteAnswer(s.RemoteAnswer),
 		MaxRegistrations: s.MaxRegistrations, MaxDialogs: s.MaxDialogs,
+	}
+	switch a.RemoteAnswer {
+	case "":
+		a.RemoteAnswer = RemoteAnswerNone
+	case RemoteAnswerNone, RemoteAnswerTalkEvent:
+	default:
+		return nil, b.errf("device", e.Name, i, "sip.remote_answer %q must be %s or %s", s.RemoteAnswer, RemoteAnswerTalkEvent, RemoteAnswerNone)
 	}
 	if a.Username == "" {
 		a.Username = strings.TrimPrefix(e.Name, "SIP/")

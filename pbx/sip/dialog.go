@@ -42,6 +42,7 @@ type dialog struct {
 	answered bool               // the dialog is established (2xx sent or received)
 	ended    bool               // the engine or the phone ended it
 	refer    referState         // a transfer the phone asked for (refer.go)
+	ringing  ringingState       // cli: the phone's early dialog, and an answer asked of it (answer.go)
 	probe    pbx.Timer          // the next session probe of an established dialog (sessiontimer.go)
 	slot     *slot              // the dialog's share of the limits (limits.go), given back when it ends
 }

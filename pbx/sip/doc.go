@@ -156,7 +156,13 @@
 // RFC 4733: those events travel in the RTP stream, which never passes
 // through the switch.
 //
-// Not yet: remote answer (NOTIFY Event: talk; CanAnswer is false, so
-// Talk on a ringing phone is NOT_SUPPORTED), and forking to every
-// binding.
+// # Remote answer (answer.go)
+//
+// A device whose sip block says remote_answer: talk-event can be told to
+// answer: the API's Talk on its ringing call sends "NOTIFY Event: talk"
+// in the INVITE's early dialog, and the phone's 200 answers as usual.
+// For the others (remote_answer: none, the default) Talk on a ringing
+// call is FAILED_PRECONDITION NOT_SUPPORTED.
+//
+// Not yet: forking to every binding.
 package sip

@@ -17,7 +17,8 @@ import (
 // clock) or the browser phone are skipped (no WebSocket yet).
 func TestFlows(t *testing.T) { pbxtest.Run(t, newEnv) }
 
-func newEnv(t *testing.T, dir *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
+func newEnv(t *testing.T, _ *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
+	dir := deskPhoneDemo(t)
 	sw, tr := startTrunkSwitch(t, dir, store, clock)
 	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir), trunk: tr}}
 }
@@ -48,6 +49,7 @@ func registerAll(t *testing.T, sw *Switch, dir *directory.Directory) map[string]
 			continue
 		}
 		p := newSoftphone(t, sw.Endpoint.Addr(), dev.SIP.Username)
+		p.setAnswersTalk(dev.SIP.RemoteAnswer == directory.RemoteAnswerTalkEvent)
 		p.register()
 		by[dev.Name] = p
 	}
@@ -150,5 +152,14 @@ func (p *phones) SetNumberBehaviour(t testing.TB, _ string, _ pbx.Behaviour) {
 	t.Fatal("no simulated far ends")
 }
 
-// Has: calls from outside come through the test trunk.
-func (p *phones) Has(c pbxtest.Cap) bool { return c == pbxtest.CapInbound && p.trunk != nil }
+// Has: calls from outside come through the test trunk; Talk answers the
+// desk phone SIP/202 of deskPhoneDemo.
+func (p *phones) Has(c pbxtest.Cap) bool {
+	switch c {
+	case pbxtest.CapInbound:
+		return p.trunk != nil
+	case pbxtest.CapRemoteAnswer:
+		return p.by["SIP/202"].answersTalkEvent()
+	}
+	return false
+}

@@ -39,6 +39,9 @@ type softphone struct {
 	cancels   chan string                           // Call-IDs of the INVITEs the switch cancelled
 	notifies  chan notice                           // NOTIFYs received (refer_test.go)
 	infos     chan string                           // INFO bodies received (dtmf_test.go)
+	// answersTalk: a desk phone that answers a ringing call on
+	// "NOTIFY Event: talk" (answer_test.go). Under mu.
+	answersTalk bool
 	probes    chan int                              // status of each in-dialog OPTIONS answered
 	deaf      bool                                  // OPTIONS go unanswered (a phone that went away)
 	wg        sync.WaitGroup
@@ -79,7 +82,7 @@ func newSoftphoneOn(t *testing.T, sw netip.AddrPort, user, host string) *softpho
 	srv.OnAck(p.onAck)
 	srv.OnBye(p.onBye)
 	srv.OnInfo(p.onInfo)
-	srv.OnNotify(p.onNotify)
+	srv.OnNotify(p.onNotifyTalk)
 	srv.OnOptions(p.onOptions)
 	served := make(chan struct{})
 	go func() {

@@ -250,11 +250,3 @@ func (b *b2bua) Status(device string) pbx.DeviceStatus {
 	}
 	return pbx.StatusDown
 }
-
-// CanAnswer: telling a ringing phone to answer ("NOTIFY Event: talk",
-// for the devices whose directory entry allows it) is not done yet, so
-// Talk on a ringing SIP phone is refused as not supported.
-func (b *b2bua) CanAnswer(string) bool { return false }
-
-// Answer is never asked (CanAnswer is false).
-func (b *b2bua) Answer(context.Context, pbx.LegRef) {}

@@ -141,7 +141,7 @@ func (d *dialog) answerOptions() sipgo.AnswerOptions {
 	if d.remote() != 0 && d.b.trunk != nil {
 		return d.b.trunk.auth
 	}
-	return sipgo.AnswerOptions{}
+	return sipgo.AnswerOptions{OnResponse: d.provisional}
 }
 
 // Originate calls an external number through the trunk, offering the
