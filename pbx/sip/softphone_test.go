@@ -42,9 +42,9 @@ type softphone struct {
 	// answersTalk: a desk phone that answers a ringing call on
 	// "NOTIFY Event: talk" (answer_test.go). Under mu.
 	answersTalk bool
-	probes    chan int                              // status of each in-dialog OPTIONS answered
-	deaf      bool                                  // OPTIONS go unanswered (a phone that went away)
-	wg        sync.WaitGroup
+	probes      chan int // status of each in-dialog OPTIONS answered
+	deaf        bool     // OPTIONS go unanswered (a phone that went away)
+	wg          sync.WaitGroup
 }
 
 func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
