@@ -76,6 +76,9 @@ func (n *Node) onMessage(gen uint64, msg jetstream.Msg) {
 		return
 	}
 	rev := int64(meta.Sequence.Stream)
+	if p := n.pipeline(); p != nil {
+		p.resolved(rev) // the leader's own append: its pipeline applies it
+	}
 	if rev <= n.store.Revision() {
 		return // applied already: the leader's own append, or a consumer restart
 	}
@@ -83,9 +86,6 @@ func (n *Node) onMessage(gen uint64, msg jetstream.Msg) {
 	if err != nil {
 		n.fail(fmt.Errorf("replica: revision %d: %w", rev, err))
 		return
-	}
-	if p := n.pipeline(); p != nil {
-		p.resolved(rev) // the leader's own append: its pipeline applies it
 	}
 	n.applyMu.Lock()
 	_, err = n.store.ApplyAt(rev, changes...)

@@ -201,11 +201,16 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}
-	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || rep.FanoutLarge == nil || len(rep.Checks) != 9 {
+	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || rep.FanoutLarge == nil || rep.Replicas == nil || len(rep.Checks) != 11 {
 		t.Fatalf("incomplete report: %+v", rep)
 	}
 	if rep.Unary.Noop.RPCs == 0 || rep.Unary.Control.RPCs == 0 {
 		t.Errorf("unary: no RPCs: %+v", rep.Unary)
+	}
+	// Each kind's transitions all reached its watcher (the scenario fails
+	// otherwise), and were timed.
+	if r := rep.Replicas; r.Single.Transitions == 0 || r.Replicas.Transitions == 0 || r.Single.Samples == 0 || r.Replicas.Samples == 0 {
+		t.Errorf("replicas: %+v", r)
 	}
 	if rep.Stream.Noop.Messages == 0 || rep.Stream.Watch.Messages == 0 || rep.Stream.Events < rep.Stream.Watch.Messages {
 		t.Errorf("streaming: %+v", rep.Stream)

@@ -151,12 +151,17 @@ func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 
 // dial opens a client connection to the env's server; close closes it.
 func (e *env) dial() (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := dialAddr(e.addr)
 	if err != nil {
 		return nil, err
 	}
 	e.conns = append(e.conns, cc)
 	return cc, nil
+}
+
+// dialAddr opens a plaintext client connection to a server on loopback.
+func dialAddr(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 // dialN opens n client connections to the env's server.
@@ -203,11 +208,23 @@ func withToken(ctx context.Context, token string) context.Context {
 // upCall places an outgoing call from device to the manual external number
 // and answers it as the far end: one live, up leg on device.
 func (e *env) upCall(ctx context.Context, device string) (*callstore.Call, error) {
-	c, err := e.sim.Dial(ctx, device, extNumber, pbx.DialOptions{})
+	return upCall(ctx, e.sim, device)
+}
+
+// switchSim is a switch the benchmark also drives as the far end: one
+// process's simulated switch, or a replica's.
+type switchSim interface {
+	pbx.Switch
+	pbx.Simulator
+}
+
+// upCall is env.upCall on any switchSim.
+func upCall(ctx context.Context, sw switchSim, device string) (*callstore.Call, error) {
+	c, err := sw.Dial(ctx, device, extNumber, pbx.DialOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("dial from %s: %w", device, err)
 	}
-	c, err = e.sim.AnswerRemote(ctx, c.UID)
+	c, err = sw.AnswerRemote(ctx, c.UID)
 	if err != nil {
 		return nil, fmt.Errorf("answer %s: %w", device, err)
 	}

@@ -16,7 +16,10 @@
 //  5. idle: the server's memory per idle filtered WatchCalls stream
 //     (10,000 streams after their snapshot, over 10 and 1,000 connections;
 //     the clients run in a child process, see idle.go);
-//  6. memory: heap and RSS with 100k live calls.
+//  6. replicas: control RPCs through two replicas sharing an R3 stream of
+//     an embedded 3-node NATS cluster, watched on the follower, beside
+//     one process (replicas.go);
+//  7. memory: heap and RSS with 100k live calls.
 //
 // It prints a table, then a JSON summary. See docs/BENCHMARKS.md.
 package main
@@ -49,6 +52,7 @@ type config struct {
 	// 10,000 filtered watchers.
 	fanoutLarge fanoutConfig
 	idle        idleConfig
+	replicas    replicasConfig
 	memory      memoryConfig
 	jsonFile    string
 	profileDir  string
@@ -61,14 +65,14 @@ type config struct {
 // 10–11 ms after it, against 0.87 and 6 ms before it, same binary). Its
 // figure is a heap delta between two collections, so what ran before does
 // not count in it.
-var allScenarios = []string{"unary", "stream", "connect", "fanout", "fanout10k", "idle", "memory"}
+var allScenarios = []string{"unary", "stream", "connect", "fanout", "fanout10k", "idle", "replicas", "memory"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &config{}
 	var scen, idleConns string
-	var unaryDur, streamDur, fanDur time.Duration
+	var unaryDur, streamDur, fanDur, replDur time.Duration
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny durations and sizes: checks that every scenario runs (CI), measures nothing")
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
 	fs.IntVar(&c.unary.concurrency, "concurrency", 50, "unary: concurrent callers")
@@ -85,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.fanout.inProcess, "fanout-inprocess", false, "fan-out: run the watchers in this process (as before) instead of a child process")
 	fs.IntVar(&c.idle.streams, "idle-streams", 10000, "idle: idle filtered WatchCalls streams")
 	fs.StringVar(&idleConns, "idle-conns", "10,1000", "idle: comma-separated connection counts, one round each")
+	fs.DurationVar(&replDur, "replicas-duration", 8*time.Second, "replicas: measured time of each kind (one process, replicas); the concurrency is --concurrency")
 	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof) and the memory scenario's heap profile into `dir`")
@@ -114,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.stream.conns, c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.window = 2, streamDur, 2, 500*time.Millisecond, 256
 	c.fanout.duration, c.fanout.warmup = fanDur, 2*time.Second
 	c.idle.settle = time.Second
+	c.replicas.duration, c.replicas.warmup = replDur, time.Second
 	for f := range strings.SplitSeq(idleConns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -128,7 +134,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.fanoutLarge.filtered = min(c.fanoutLarge.filtered, 200)
 		c.memory.calls = min(c.memory.calls, 5000)
 		c.idle.streams, c.idle.conns, c.idle.settle = min(c.idle.streams, 200), []int{2, 20}, 100*time.Millisecond
+		c.replicas.duration, c.replicas.warmup = 300*time.Millisecond, 100*time.Millisecond
 	}
+	c.replicas.concurrency = c.unary.concurrency
 	c.memory.profileDir = c.profileDir
 	c.idle.profileDir = c.profileDir
 	c.fanout.profileDir = c.profileDir
@@ -266,6 +274,8 @@ func runMeasured(ctx context.Context, name string, e *env, c *config, rep *repor
 		rep.FanoutLarge, err = runFanout(ctx, e, c.fanoutLarge)
 	case "idle":
 		rep.Idle, err = runIdle(ctx, e, c.idle)
+	case "replicas":
+		rep.Replicas, err = runReplicas(ctx, e, c.replicas)
 	case "memory":
 		rep.Memory, err = runMemory(ctx, e, c.memory)
 	}

@@ -23,11 +23,12 @@ type report struct {
 	Connect *connectResult `json:"connect,omitempty"`
 	Fanout  *fanoutResult  `json:"fanout,omitempty"`
 	// FanoutLarge is the fanout10k scenario (10,000 filtered watchers).
-	FanoutLarge *fanoutResult `json:"fanout_10k,omitempty"`
-	Idle        *idleResult   `json:"idle,omitempty"`
-	Memory      *memoryResult `json:"memory,omitempty"`
-	Checks      []check       `json:"checks"`
-	AllMet      bool          `json:"all_met"`
+	FanoutLarge *fanoutResult   `json:"fanout_10k,omitempty"`
+	Idle        *idleResult     `json:"idle,omitempty"`
+	Replicas    *replicasResult `json:"replicas,omitempty"`
+	Memory      *memoryResult   `json:"memory,omitempty"`
+	Checks      []check         `json:"checks"`
+	AllMet      bool            `json:"all_met"`
 }
 
 type machine struct {
@@ -92,6 +93,10 @@ func (r *report) finish() {
 			add(fmt.Sprintf("idle stream RSS, %d conns (bytes)", rd.Conns), round3(rd.RSSPerStream), "<=", 8192)
 		}
 	}
+	if rp := r.Replicas; rp != nil {
+		add("replicas: transitions/s through the R3 stream", round3(rp.Replicas.PerSecond), ">=", 5000)
+		add("replicas: p99 RPC→follower's watcher (ms)", rp.Replicas.Latency.P99, "<=", 20)
+	}
 	if m := r.Memory; m != nil {
 		add("heap per live call (bytes)", round3(m.HeapPerCall), "<=", 512)
 	}
@@ -130,6 +135,10 @@ func (r *report) table(w io.Writer) {
 	}
 	if i := r.Idle; i != nil && len(i.Rounds) > 0 {
 		fmt.Fprintf(tw, "idle x%d\tmemory/stream\t\t%s\t\t\n", i.Rounds[0].Streams, i.summary())
+	}
+	if rp := r.Replicas; rp != nil {
+		fmt.Fprintf(tw, "replicas c=%d\ttransitions/s\t%.0f one process (watcher p50 %.3f, p99 %.3f)\t%.0f through R3, watched on a follower (%.2f× one process)\t%.3f / %.3f\t\n",
+			rp.Concurrency, rp.Single.PerSecond, rp.Single.Latency.P50, rp.Single.Latency.P99, rp.Replicas.PerSecond, rp.Ratio, rp.Replicas.Latency.P50, rp.Replicas.Latency.P99)
 	}
 	if mm := r.Memory; mm != nil {
 		fmt.Fprintf(tw, "memory\t%d live calls\t\theap %.0f B/call, RSS %.0f B/call (RSS %.0f MiB)\t\t\n",

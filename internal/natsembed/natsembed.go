@@ -1,0 +1,124 @@
+// Package natsembed runs a JetStream cluster of embedded NATS servers on
+// loopback, with ephemeral ports: the log of replicas for a benchmark, in
+// one process with the replicas. It is not a way to run NATS in
+// production: point replicas at an operated cluster there.
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// Cluster is n embedded NATS servers forming one JetStream cluster.
+type Cluster struct {
+	servers []*natsserver.Server
+	urls    []string
+	dir     string // the servers' storage, removed by Close
+}
+
+// readyTimeout bounds each wait of Start: a server ready for connections,
+// the meta leader elected, every server caught up.
+const readyTimeout = 30 * time.Second
+
+// Start starts n servers storing under a fresh temporary directory and
+// returns once JetStream has a meta leader and every server is current.
+func Start(n int) (c *Cluster, err error) {
+	dir, err := os.MkdirTemp("", "natsembed-")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{dir: dir}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	// JetStream in a cluster wants its routes from the start, so the
+	// cluster ports are picked first: ephemeral ports held open until just
+	// before their server listens on them.
+	held := make([]net.Listener, n)
+	defer func() {
+		for _, l := range held {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+	}()
+	var routes []*url.URL
+	for i := range held {
+		if held[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return c, err
+		}
+		routes = append(routes, &url.URL{Scheme: "nats", Host: held[i].Addr().String()})
+	}
+	for i := range n {
+		opts := &natsserver.Options{
+			ServerName: fmt.Sprintf("nats-%d", i),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   fmt.Sprintf("%s/%d", dir, i),
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster:    natsserver.ClusterOpts{Name: "natsembed", Host: "127.0.0.1", Port: held[i].Addr().(*net.TCPAddr).Port},
+			Routes:     routes,
+		}
+		_ = held[i].Close()
+		held[i] = nil
+		s, err := natsserver.NewServer(opts)
+		if err != nil {
+			return c, fmt.Errorf("nats server %d: %w", i, err)
+		}
+		go s.Start()
+		c.servers = append(c.servers, s)
+		if !s.ReadyForConnections(readyTimeout) {
+			return c, fmt.Errorf("nats server %d not ready", i)
+		}
+		c.urls = append(c.urls, "nats://"+s.Addr().String())
+	}
+	if err := c.waitFor(func(s *natsserver.Server) bool { return s.JetStreamIsLeader() }, false); err != nil {
+		return c, errors.New("natsembed: no JetStream meta leader")
+	}
+	if err := c.waitFor(func(s *natsserver.Server) bool { return s.JetStreamIsCurrent() }, true); err != nil {
+		return c, errors.New("natsembed: a server did not catch up with the cluster")
+	}
+	return c, nil
+}
+
+// waitFor waits until ok holds for one server (all false) or every one.
+func (c *Cluster) waitFor(ok func(*natsserver.Server) bool, all bool) error {
+	deadline := time.Now().Add(readyTimeout)
+	for time.Now().Before(deadline) {
+		n := 0
+		for _, s := range c.servers {
+			if ok(s) {
+				n++
+			}
+		}
+		if (all && n == len(c.servers)) || (!all && n > 0) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("timed out")
+}
+
+// URL lists every server's client URL, comma separated.
+func (c *Cluster) URL() string { return strings.Join(c.urls, ",") }
+
+// Close shuts every server down and removes their storage.
+func (c *Cluster) Close() {
+	for _, s := range c.servers {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+	c.servers = nil
+	_ = os.RemoveAll(c.dir)
+}
