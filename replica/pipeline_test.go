@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
@@ -130,10 +128,11 @@ func TestConcurrentControlRPCs(t *testing.T) {
 }
 
 // TestRefusedAppendEndsTerm: when the stream refuses an append of the
-// pipeline (here another writer took its revision), the operations
-// waiting on it and on every later append get UNAVAILABLE, the term
-// ends, nothing is appended after that, and the replica applies from
-// the log whatever the stream did take.
+// pipeline (here: larger than the stream now takes), the operations
+// waiting on it and on every later append get UNAVAILABLE (the later
+// ones expect the refused one's revision: the stream refuses them too),
+// the term ends, nothing is appended after that, and the replica goes on
+// applying the log.
 func TestRefusedAppendEndsTerm(t *testing.T) {
 	nc := startNATSCluster(t, 3)
 	r := startReplica(t, nc.url(), "r")
@@ -149,28 +148,23 @@ func TestRefusedAppendEndsTerm(t *testing.T) {
 	if err := p.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Another writer appends next, before the pipeline's next append
-	// reaches the stream. (No replica does that while another holds the
-	// lease: this stands for any refusal.)
-	conn, err := nats.Connect(nc.url())
+	info, err := r.node.stream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	js, err := jetstream.New(conn)
-	if err != nil {
+	cfg := info.Config
+	cfg.MaxMsgSize = 4096
+	if _, err := r.node.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	data, err := encodeOp("other", p.l.term, []callstore.Change{newLeg(6100)})
-	if err != nil {
-		t.Fatal(err)
+	big := newLeg(6100)
+	big.Call.Name = strings.Repeat("x", 8192)
+	if _, err := p.append(big); err != nil {
+		t.Fatalf("append of the large change: %v, want it in flight", err)
 	}
-	if _, err := js.Publish(ctx, r.node.subject, data); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
+	for i := range 4 {
 		if _, err := p.append(newLeg(6200 + int64(i))); err != nil && !errors.Is(err, pbx.ErrUnavailable) {
-			t.Fatalf("append after the other writer's: %v, want success (in flight) or UNAVAILABLE", err)
+			t.Fatalf("append after the large one: %v, want success (in flight) or UNAVAILABLE", err)
 		}
 	}
 	if err := p.sync(ctx); !errors.Is(err, pbx.ErrUnavailable) {
@@ -183,12 +177,14 @@ func TestRefusedAppendEndsTerm(t *testing.T) {
 		t.Error("the term goes on after a refused append")
 	}
 	log := readLog(t, nc.url())
-	waitRevision(t, r, log[len(log)-1].rev) // what the stream took, the replica applies from the log
+	checkLog(t, log)
 	for _, e := range log {
 		for _, c := range e.changes {
-			if strings.HasPrefix(c, "6300:") {
-				t.Errorf("revision %d holds the append made after the pipeline failed", e.rev)
+			var uid int64
+			if _, err := fmt.Sscanf(c, "%d:", &uid); err == nil && uid >= 6100 && uid < 6400 {
+				t.Errorf("revision %d holds %s, appended at or after the refused append", e.rev, c)
 			}
 		}
 	}
+	waitRevision(t, r, log[len(log)-1].rev) // the replica goes on applying the log
 }
