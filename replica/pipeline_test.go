@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx"
