@@ -76,3 +76,32 @@ func awaitCalled(ds []*dialog, wait time.Duration) bool {
 	}
 	return true
 }
+
+// closeSweep is how often drain ends the transactions started after the
+// endpoint closed.
+const closeSweep = 50 * time.Millisecond
+
+// drain waits for the driver's goroutines once the endpoint is closed.
+// Closing it ended every transaction, but a goroutine can still start
+// one afterwards: sipgo sends the CANCEL of an INVITE whose provisional
+// response was already queued when the INVITE's transaction ended, and
+// that CANCEL would then wait out its timer (32 s) for a phone nobody
+// listens to. So until they are all done, drain ends the transactions
+// left every closeSweep.
+func (b *b2bua) drain(ep *Endpoint) {
+	done := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTicker(closeSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			ep.ua.TransactionLayer().Close()
+		}
+	}
+}

@@ -114,7 +114,7 @@ func (s *Switch) Close() error {
 	s.b.shutdown(closeWait)
 	s.Registrar.Close()
 	err := s.Endpoint.Close() // ends every transaction the driver still waits on
-	s.b.wg.Wait()
+	s.b.drain(s.Endpoint)
 	return err
 }
 
