@@ -11,20 +11,23 @@ import (
 // rawFrame is a message that is already encoded: the watch fan-out builds
 // WatchCallsResponse frames by concatenating event encodings that were
 // made once for all watchers (see encodeCache), and sends the bytes as
-// they are. It holds them as the codec hands them to gRPC, built once, so
-// that sending a frame to one more watcher allocates nothing for it: gRPC
-// only reads a BufferSlice it is given, and a SliceBuffer's reference
-// counting does nothing.
+// they are. It holds them as the codec hands them to gRPC, built once (in
+// one allocation), so that sending a frame to one more watcher allocates
+// nothing for it: gRPC only reads a BufferSlice it is given, and a
+// SliceBuffer's reference counting does nothing.
 type rawFrame struct {
-	bufs mem.BufferSlice // one SliceBuffer: the encoded WatchCallsResponse
+	data mem.SliceBuffer // the encoded WatchCallsResponse
+	bufs [1]mem.Buffer   // &data, as the codec returns it
 }
 
 func newRawFrame(b []byte) *rawFrame {
-	return &rawFrame{bufs: mem.BufferSlice{mem.SliceBuffer(b)}}
+	f := &rawFrame{data: b}
+	f.bufs[0] = &f.data
+	return f
 }
 
 // bytes returns the encoded message.
-func (f *rawFrame) bytes() []byte { return f.bufs[0].ReadOnlyData() }
+func (f *rawFrame) bytes() []byte { return f.data }
 
 // frameCodec is the proto codec, except that a rawFrame passes through
 // untouched, and that a request of a wrapped service which does not
@@ -42,7 +45,7 @@ func newFrameCodec(failures *decodeFailures) encoding.CodecV2 {
 
 func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*rawFrame); ok {
-		return f.bufs, nil
+		return f.bufs[:], nil
 	}
 	return c.proto.Marshal(v)
 }
