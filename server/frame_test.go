@@ -137,7 +137,7 @@ func TestEncodeCacheSlots(t *testing.T) {
 func BenchmarkBatchFrameEncode(b *testing.B) {
 	dir := directory.Demo()
 	enc := newEncodeCache(newConverter(callstore.New(callstore.Options{}), dir), 64)
-	c := &callstore.Call{UID: 1, ID: "1.1", CID: "c-1", Device: "SIP/201", DeviceCompany: "default", OwnerLogin: "alice",
+	c := &callstore.Call{UID: 1, ID: "1.1", CID: "c-1", DeviceRef: &callstore.DeviceRef{Device: "SIP/201", DeviceCompany: "default", OwnerLogin: "alice"},
 		State: callstore.StateUp, NRState: callstore.NRUp, Party: callstore.PartyCaller, Label: "Reception",
 		Number: "+19990000001", Name: "Remote party", StampMillis: 1_700_000_000_000, StartMillis: 1_700_000_000_000,
 		Features: callstore.FeatureHold}
