@@ -49,6 +49,7 @@ type config struct {
 	switchKind  string
 	sipAddr     string
 	trunk       trunkFlags
+	sipLimits   sipLimitFlags
 	ringTimeout time.Duration
 	demoTraffic float64
 
@@ -108,6 +109,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.switchKind, "switch", "sim", "channel driver behind the call engine: sim (simulated phones and far ends) or sip (real phones register at --sip-addr)")
 	fs.StringVar(&c.sipAddr, "sip-addr", "127.0.0.1:5060", "sip switch: SIP listen `address` (UDP and TCP)")
 	addTrunkFlags(fs, &c.trunk)
+	addSIPLimitFlags(fs, &c.sipLimits)
 	fs.DurationVar(&c.ringTimeout, "ring-timeout", 30*time.Second, "unanswered calls end after this long (cause 19)")
 	fs.Float64Var(&c.demoTraffic, "demo-traffic", 0, "simulated switch: start `N` calls per second of mixed demo traffic")
 	fs.DurationVar(&c.maxConnectionAge, "max-connection-age", 30*time.Minute, "recycle connections after this long (watchers resume with their token)")
@@ -254,6 +256,9 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("--switch must be sim or sip, got %q", c.switchKind))
 	}
 	if err := c.trunk.validate(c.switchKind); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.sipLimits.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.replica.validate(c); err != nil {

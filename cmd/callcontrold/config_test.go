@@ -237,6 +237,16 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"--max-connections must not be negative", "--watch-send-timeout must not be negative", "--max-header-list-size must be at least 1024", "--max-watches-total must not be negative"},
 		},
 		{
+			name: "sip limits out of range",
+			args: []string{"--sip-max-dialogs-per-source=0", "--sip-session-probe=1s"},
+			want: []string{"--sip-max-dialogs-per-source must be at least 1"},
+		},
+		{
+			name: "sip session probe too often",
+			args: []string{"--sip-session-probe=1s"},
+			want: []string{"--sip-session-probe must be 0 (never) or at least 10s"},
+		},
+		{
 			name: "malformed YAML",
 			file: "addr: [unclosed\n",
 			want: []string{"callcontrold.yaml", "line"},

@@ -28,7 +28,10 @@ type callSwitch struct {
 func newSwitch(cfg *config, dir *directory.Directory, store *callstore.Store, log *slog.Logger) (*callSwitch, error) {
 	switch cfg.switchKind {
 	case "sip":
-		sw, err := sip.NewSwitch(dir, store, sip.Config{Addr: cfg.sipAddr, Trunk: cfg.trunk.config(), Engine: pbx.Options{RingTimeout: cfg.ringTimeout, Logger: log}, Logger: log})
+		sw, err := sip.NewSwitch(dir, store, sip.Config{
+			Addr: cfg.sipAddr, Trunk: cfg.trunk.config(), Engine: pbx.Options{RingTimeout: cfg.ringTimeout, Logger: log}, Logger: log,
+			MaxDialogsPerSource: cfg.sipLimits.maxDialogsPerSource, SessionProbe: cfg.sipLimits.probe(),
+		})
 		if err != nil {
 			return nil, fmt.Errorf("sip switch: %w", err)
 		}
