@@ -15,14 +15,14 @@ import (
 var benchExt = &ExtensionRef{Number: "200", Company: "acme", Type: ExtRingAll, Name: "Sales"}
 
 // realisticCall builds a leg with field contents like the PBX's: unique
-// identifiers and numbers, device and company names shared with the
-// directory (as the pbx package hands them out).
-func realisticCall(uid int64, devices []string) *Call {
+// identifiers and numbers, and its device's DeviceRef, shared by the
+// device's legs (as the pbx package hands them out).
+func realisticCall(uid int64, devices []*DeviceRef) *Call {
 	return &Call{
 		UID:         uid,
 		ID:          "1732425600." + strconv.FormatInt(uid, 10),
 		CID:         strconv.FormatInt(0x7f3a0000+uid, 16),
-		DeviceRef:   &DeviceRef{Device: devices[uid%int64(len(devices))], DeviceCompany: "acme", OwnerID: 1000 + uid%100, OwnerLogin: "alice"},
+		DeviceRef:   devices[uid%int64(len(devices))],
 		Label:       "Mobile",
 		Name:        "Customer " + strconv.FormatInt(uid%5000, 10),
 		Number:      "+4930" + strconv.FormatInt(5550000+uid, 10),
@@ -36,10 +36,10 @@ func realisticCall(uid int64, devices []string) *Call {
 	}
 }
 
-func benchDevices(n int) []string {
-	d := make([]string, n)
+func benchDevices(n int) []*DeviceRef {
+	d := make([]*DeviceRef, n)
 	for i := range d {
-		d[i] = "SIP/" + strconv.Itoa(100+i)
+		d[i] = &DeviceRef{Device: "SIP/" + strconv.Itoa(100+i), DeviceCompany: "acme", OwnerID: 1000 + int64(i%100), OwnerLogin: "alice"}
 	}
 	return d
 }
@@ -66,7 +66,7 @@ func commitLoop(b *testing.B, s *Store, legs []*Call) {
 	}
 }
 
-func populate(b *testing.B, s *Store, n int, devices []string) []*Call {
+func populate(b *testing.B, s *Store, n int, devices []*DeviceRef) []*Call {
 	legs := make([]*Call, n)
 	for i := range legs {
 		legs[i] = realisticCall(s.NewUID(), devices)
@@ -118,7 +118,7 @@ func BenchmarkFanoutMatching(b *testing.B) {
 	for i := range 1010 {
 		f := Filter{}
 		if i < 1000 {
-			f.Devices = []string{devices[i]}
+			f.Devices = []string{devices[i].Device}
 		}
 		w, _, _, err := s.Watch(WatchRequest{Filter: f, Visible: func(c *Call) bool { return c.DeviceCompany == "acme" }})
 		if err != nil {
@@ -208,8 +208,9 @@ func BenchmarkHeapPerStalledWatcher(b *testing.B) {
 			live = append(live, w)
 		}
 		var buf []Batch
+		dev := &DeviceRef{Device: "SIP/1", DeviceCompany: "acme"}
 		for i := range commits {
-			c := &Call{UID: int64(i + 1), DeviceRef: &DeviceRef{Device: "SIP/1", DeviceCompany: "acme"}, State: StateRing}
+			c := &Call{UID: int64(i + 1), DeviceRef: dev, State: StateRing}
 			if _, err := s.Commit(Change{Type: EventNew, Call: c}); err != nil {
 				b.Fatal(err)
 			}
