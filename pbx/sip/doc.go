@@ -128,6 +128,12 @@
 // rings and 503 to the phones whose own call is unanswered (close.go);
 // established calls are left to the phones.
 //
+// Calls are bounded (limits.go): per device by its directory entry's
+// sip.max_dialogs (486 with Retry-After to its INVITE, busy 17 when it
+// would be rung), per source address by Config.MaxDialogsPerSource (503
+// with Retry-After); a refused INVITE reaches neither the engine nor the
+// store.
+//
 // # The trunk (Config.Trunk)
 //
 // External numbers go out through one SIP trunk as INVITEs to
