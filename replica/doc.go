@@ -54,7 +54,7 @@
 // disconnected is sent on a later connection (no reconnect buffer, no
 // publish retries), and an append while older ones are in flight on a
 // connection since replaced ends the term; and an append is published
-// only while the lease has more than a quarter of its TTL left on the
+// only while the lease has more than an eighth of its TTL left on the
 // leader's clock, while another replica can take the lease, and append,
 // only once it expired. So another leader's revisions follow all of a
 // deposed leader's, and the deposed leader's next append expects a

@@ -260,4 +260,4 @@ func (n *Node) appender(l *leadership) func(...callstore.Change) (int64, error) 
 // an append: an append reaches the stream well within it, so before any
 // other replica can take the lease (which it can only once the lease
 // expired) and append in its turn.
-func (n *Node) leaseMargin() time.Duration { return n.cfg.LeaseTTL / 4 }
+func (n *Node) leaseMargin() time.Duration { return n.cfg.LeaseTTL / 8 }

@@ -57,6 +57,8 @@ type pipeline struct {
 	// conn counts the connection's reconnects when the oldest append in
 	// flight was published: appends in flight are all on one connection.
 	conn uint64
+	// maxInFlight bounds the queue (the constant; tests lower it).
+	maxInFlight int
 	// live is whether a leg is live once the appends in flight are
 	// applied, for the legs they touch: checking a new append against
 	// the store alone would miss them. rev is the newest append that
@@ -96,7 +98,7 @@ func (n *Node) startPipeline(l *leadership) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pipeline{n: n, l: l, pub: pub, live: map[int64]liveAfter{}, changed: make(chan struct{}),
+	p := &pipeline{n: n, l: l, pub: pub, maxInFlight: maxInFlight, live: map[int64]liveAfter{}, changed: make(chan struct{}),
 		kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	n.closers.Add(1)
 	go func() {
@@ -118,14 +120,19 @@ var errTermOver = errors.New("the term ended before the log acknowledged the ope
 func (p *pipeline) append(changes ...callstore.Change) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.queue) >= maxInFlight && p.err == nil {
+	for len(p.queue) >= p.maxInFlight && p.err == nil {
 		ch := p.changed
 		p.mu.Unlock()
+		stopped := false
 		select {
 		case <-ch:
 		case <-p.stop:
+			stopped = true
 		}
 		p.mu.Lock()
+		if stopped {
+			p.failLocked(errTermOver)
+		}
 	}
 	if p.err != nil {
 		return 0, fmt.Errorf("%w: %w; not appended", pbx.ErrUnavailable, p.err)

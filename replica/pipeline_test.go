@@ -29,16 +29,21 @@ func endLeg(ch callstore.Change) callstore.Change {
 // TestPipelinedAppends: appends published back to back, none waiting for
 // the one before, get consecutive revisions; an append that builds on one
 // still in flight (the end of a leg whose NEW is not acknowledged yet)
-// passes the check; once synced, the store holds the very values
-// committed, and the log holds them in order.
+// passes the check; more than maxInFlight of them wait for room instead
+// of failing; once synced, the store holds the very values committed,
+// and the log holds them in order.
 func TestPipelinedAppends(t *testing.T) {
 	nc := startNATSCluster(t, 3)
 	r := startReplica(t, nc.url(), "r")
 	waitLeader(t, r)
 	p := r.node.pipeline()
+	p.mu.Lock()
+	p.maxInFlight = 8 // so that appends wait for room
+	p.mu.Unlock()
 	base := r.node.Store().Revision()
 	var changes []callstore.Change
-	for i := range 20 {
+	const legs = 20
+	for i := range legs {
 		ch := newLeg(5000 + int64(i))
 		changes = append(changes, ch)
 		if i%2 == 1 {
@@ -63,7 +68,7 @@ func TestPipelinedAppends(t *testing.T) {
 	if got, want := st.Revision(), base+int64(len(changes)); got != want {
 		t.Fatalf("store at revision %d, want %d", got, want)
 	}
-	for i := 0; i < 20; i += 2 { // the legs left live
+	for i := 0; i < legs; i += 2 { // the legs left live
 		if got, ok := st.Get(5000 + int64(i)); !ok || got != changes[i+i/2].Call {
 			t.Errorf("leg %d in the store: %p, want the committed value %p", 5000+i, got, changes[i+i/2].Call)
 		}
