@@ -1,0 +1,54 @@
+package natsembed
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestStart: the cluster takes an R3 file-storage stream at once, any of
+// its URLs serves it, and Close removes the servers' storage.
+func TestStart(t *testing.T) {
+	c, err := Start(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := c.dir
+	defer func() {
+		c.Close()
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("storage %s left after Close: %v", dir, err)
+		}
+	}()
+	if got := len(c.urls); got != 3 {
+		t.Fatalf("%d URLs, want 3", got)
+	}
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, "t", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Sequence != 1 {
+		t.Errorf("first message stored at %d, want 1", ack.Sequence)
+	}
+}
