@@ -21,9 +21,11 @@ import (
 // ringingState is what a client dialog knows of its phone before the
 // answer. It lives under the dialog's lock.
 type ringingState struct {
-	// early is the phone's last provisional response with a To tag: it
-	// names the early dialog a NOTIFY goes into.
-	early *sipmsg.Response
+	// early is the phone's last provisional response with a To tag, and
+	// invite the INVITE it answers (one of a fork's): they name the
+	// early dialog a NOTIFY goes into.
+	early  *sipmsg.Response
+	invite *sipmsg.Request
 	// answerAsked: Talk asked the phone to answer before its early dialog
 	// existed; the NOTIFY goes out with the first provisional response.
 	answerAsked bool
@@ -47,16 +49,16 @@ func (b *b2bua) Answer(_ context.Context, leg pbx.LegRef) {
 	}
 	d.mu.Lock()
 	d.ringing.answerAsked = true
-	early := d.takeEarly()
+	inv, early := d.takeEarly()
 	d.mu.Unlock()
 	if early != nil {
-		b.spawn(func() { b.notifyTalk(d, early) })
+		b.spawn(func() { b.notifyTalk(d, inv, early) })
 	}
 }
 
 // provisional is the AnswerOptions.OnResponse of a phone's INVITE: it
 // keeps the early dialog, and sends the NOTIFY Talk asked for.
-func (d *dialog) provisional(res *sipmsg.Response) error {
+func (d *dialog) provisional(inv *sipmsg.Request, res *sipmsg.Response) error {
 	if !res.IsProvisional() || res.StatusCode == sipmsg.StatusTrying {
 		return nil
 	}
@@ -64,31 +66,30 @@ func (d *dialog) provisional(res *sipmsg.Response) error {
 		return nil
 	}
 	d.mu.Lock()
-	d.ringing.early = res
-	early := d.takeEarly()
+	d.ringing.early, d.ringing.invite = res, inv
+	inv, early := d.takeEarly()
 	d.mu.Unlock()
 	if early != nil {
-		d.b.spawn(func() { d.b.notifyTalk(d, early) })
+		d.b.spawn(func() { d.b.notifyTalk(d, inv, early) })
 	}
 	return nil
 }
 
 // takeEarly returns the early dialog's response when a NOTIFY is asked
 // for and not sent yet, and marks it sent. The caller holds d.mu.
-func (d *dialog) takeEarly() *sipmsg.Response {
+func (d *dialog) takeEarly() (*sipmsg.Request, *sipmsg.Response) {
 	r := &d.ringing
 	if !r.answerAsked || r.notified || r.early == nil || d.answered || d.ended {
-		return nil
+		return nil, nil
 	}
 	r.notified = true
-	return r.early
+	return r.invite, r.early
 }
 
 // notifyTalk sends "NOTIFY Event: talk" in the early dialog of early:
 // to the phone's Contact, with the INVITE's Call-ID and From and the
 // phone's To tag, from where the INVITE left.
-func (b *b2bua) notifyTalk(d *dialog, early *sipmsg.Response) {
-	inv := d.cli.InviteRequest
+func (b *b2bua) notifyTalk(d *dialog, inv *sipmsg.Request, early *sipmsg.Response) {
 	target := inv.Recipient
 	if c := early.Contact(); c != nil {
 		target = c.Address

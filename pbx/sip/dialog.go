@@ -230,8 +230,8 @@ func (b *b2bua) Offhook(ctx context.Context, leg pbx.LegRef, autoAnswer bool) {
 	b.invite(leg, "Call", "callcontrold", blackHole(b.ep.Addr().Addr().String()), 0, autoAnswer)
 }
 
-// invite sends an INVITE to the device's most recent binding and waits,
-// on its own goroutine, for the answer.
+// invite sends an INVITE to every binding of the device (fork.go) and
+// waits, on its own goroutine, for the answer.
 func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int64, autoAnswer bool) {
 	binds := b.reg.Bindings(leg.Device)
 	if len(binds) == 0 {
@@ -244,7 +244,30 @@ func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int
 		b.spawn(func() { _, err := b.e.Refused(b.ctx, leg.UID, pbx.CauseUserBusy); b.report("ring", err) })
 		return
 	}
-	bind := binds[len(binds)-1]
+	reqs := make([]*sipmsg.Request, len(binds))
+	for i, bind := range binds {
+		reqs[i] = b.inviteTo(bind, name, number, sdp, autoAnswer)
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	d := &dialog{b: b, uid: leg.UID, device: leg.Device, gave: gave, cancel: cancel, called: make(chan struct{}), slot: slot}
+	b.file(d)
+	if !b.spawn(func() {
+		defer close(d.called)
+		defer cancel()
+		if len(reqs) == 1 {
+			d.call(ctx, reqs[0])
+		} else {
+			d.fork(ctx, reqs)
+		}
+	}) {
+		cancel()
+		close(d.called)
+		d.end() // the switch is closing: give the dialog's share back
+	}
+}
+
+// inviteTo builds the INVITE of one binding of a device.
+func (b *b2bua) inviteTo(bind Binding, name, number string, sdp []byte, autoAnswer bool) *sipmsg.Request {
 	req := sipmsg.NewRequest(sipmsg.INVITE, bind.Contact)
 	b.ep.RouteTo(req, bind)
 	host := b.ep.Addr().Addr().String()
@@ -258,18 +281,7 @@ func (b *b2bua) invite(leg pbx.LegRef, name, number string, sdp []byte, gave int
 	}
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(sdp)
-	ctx, cancel := context.WithCancel(b.ctx)
-	d := &dialog{b: b, uid: leg.UID, device: leg.Device, gave: gave, cancel: cancel, called: make(chan struct{}), slot: slot}
-	b.file(d)
-	if !b.spawn(func() {
-		defer close(d.called)
-		defer cancel()
-		d.call(ctx, req)
-	}) {
-		cancel()
-		close(d.called)
-		d.end() // the switch is closing: give the dialog's share back
-	}
+	return req
 }
 
 // call runs a client dialog's INVITE transaction to its end and reports
@@ -290,26 +302,15 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 		b.file(d)
 	}
 	d.mu.Unlock()
-	err = waitAnswer(ctx, cli, d.answerOptions())
+	err = waitAnswer(ctx, cli, d.answerOptions(req))
 	var resErr *sipgo.ErrDialogResponse
 	switch {
 	case err == nil:
-		if b.onAnswer != nil && d.remote() == 0 { // a phone's answer, not the trunk's
-			b.onAnswer(d.uid, time.Now())
-		}
 		d.mu.Lock()
 		d.local, d.answered, d.cancel = cli.InviteResponse.Body(), true, nil
 		ended := d.ended
 		d.mu.Unlock()
-		if err := cli.Ack(b.ctx); err != nil {
-			b.log.Debug("sip: ACK failed", "device", d.device, "err", err)
-		}
-		if ended { // the engine ended the leg while the answer was on its way
-			b.bye(d)
-			return
-		}
-		b.answeredEvent(d)
-		b.startProbe(d)
+		d.established(ended)
 	case errors.As(err, &resErr):
 		d.refused(responseCause(resErr.Res))
 	case errors.Is(context.Cause(ctx), errNoAnswer): // CANCEL sent
@@ -318,6 +319,25 @@ func (d *dialog) call(ctx context.Context, req *sipmsg.Request) {
 	default:
 		d.refused(pbx.CauseNoAnswer)
 	}
+}
+
+// established acknowledges the phone's answer to the dialog's INVITE
+// and reports it, or hangs up when the engine ended the leg while the
+// answer was on its way.
+func (d *dialog) established(ended bool) {
+	b := d.b
+	if b.onAnswer != nil && d.remote() == 0 { // a phone's answer, not the trunk's
+		b.onAnswer(d.uid, time.Now())
+	}
+	if err := d.cli.Ack(b.ctx); err != nil {
+		b.log.Debug("sip: ACK failed", "device", d.device, "err", err)
+	}
+	if ended {
+		b.bye(d)
+		return
+	}
+	b.answeredEvent(d)
+	b.startProbe(d)
 }
 
 // waitAnswer is cli.WaitAnswer, made safe: sipgo v1.7.3 dereferences a

@@ -89,7 +89,7 @@
 // between the B2BUA and that phone: a server dialog when the phone
 // called (its INVITE, authenticated with 407, becomes Engine.Originated
 // and is routed by the dial plan), a client dialog when the engine rings
-// a device (INVITE to its most recent binding). Media is never relayed:
+// a device (an INVITE to each of its bindings). Media is never relayed:
 // the callee is offered the caller's SDP and the caller gets the
 // callee's answer; later bridges (transfer, pickup) re-INVITE each phone
 // with the other's description. Click-to-dial (the API's Dial) first
@@ -170,5 +170,11 @@
 // For the others (remote_answer: none, the default) Talk on a ringing
 // call is FAILED_PRECONDITION NOT_SUPPORTED.
 //
-// Not yet: forking to every binding.
+// # Every binding rings (fork.go)
+//
+// A device registered from several contacts rings on all of them, one
+// INVITE per binding; the first 2xx wins and the others get CANCEL (a
+// 2xx that comes anyway gets ACK and BYE); when all refuse, the leg ends
+// with the best refusal's cause (6xx, then busy, then another 4xx, then
+// 5xx).
 package sip

@@ -120,7 +120,7 @@ func (b *b2bua) info(d *dialog, body []byte) {
 // on to the other party. Other INFO packages are refused (415).
 func (b *b2bua) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	d := b.byCall(req.CallID().Value())
-	if d == nil || !fromDialogPeer(d, req) {
+	if answered, _ := d.stateOrZero(); !answered || !fromDialogPeer(d, req) {
 		respond(tx, req, sipmsg.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -133,6 +133,14 @@ func (b *b2bua) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	respond(tx, req, sipmsg.StatusOK, "OK")
 	b.relayDtmf(d, tone, duration)
+}
+
+// stateOrZero is state for a dialog that may be nil (none found).
+func (d *dialog) stateOrZero() (answered, ended bool) {
+	if d == nil {
+		return false, false
+	}
+	return d.state()
 }
 
 // fromDialogPeer checks that an in-dialog request carries the far end's

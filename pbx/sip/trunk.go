@@ -137,11 +137,11 @@ func (d *dialog) remote() pbx.RemoteID {
 
 // answerOptions are the credentials the dialog's INVITE answers a
 // challenge with: the trunk's for a trunk dialog, none toward phones.
-func (d *dialog) answerOptions() sipgo.AnswerOptions {
+func (d *dialog) answerOptions(req *sipmsg.Request) sipgo.AnswerOptions {
 	if d.remote() != 0 && d.b.trunk != nil {
 		return d.b.trunk.auth
 	}
-	return sipgo.AnswerOptions{OnResponse: d.provisional}
+	return sipgo.AnswerOptions{OnResponse: func(res *sipmsg.Response) error { return d.provisional(req, res) }}
 }
 
 // Originate calls an external number through the trunk, offering the
