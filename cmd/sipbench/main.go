@@ -231,7 +231,10 @@ func runDirect(ctx context.Context, c *config, dir, inf string) (runResult, erro
 	if err != nil {
 		return runResult{}, err
 	}
-	time.Sleep(200 * time.Millisecond) // the callee binds its port before the caller's first INVITE
+	if err := uas.bound(); err != nil {
+		uas.stop()
+		return runResult{}, err
+	}
 	return runPair(ctx, c, dir, sippRun{name: "direct-caller", scenario: "uac", remote: fmt.Sprintf("127.0.0.1:%d", port), inf: inf}, uas)
 }
 
@@ -272,7 +275,10 @@ func runSwitch(ctx context.Context, c *config, dir, callsInf string, rep *report
 	if err != nil {
 		return err
 	}
-	time.Sleep(200 * time.Millisecond)
+	if err := uas.bound(); err != nil {
+		uas.stop()
+		return err
+	}
 	caller := sippRun{name: "switch-caller", scenario: "uac_auth", remote: sipAddr, inf: callsInf, authUser: callerUser, authPassword: password(callerUser)}
 	if c.cpuProfile != "" {
 		f, err := os.Create(c.cpuProfile)

@@ -98,3 +98,28 @@ func TestBenchDirectory(t *testing.T) {
 		t.Errorf("caller max dialogs %d, want %d", dev.SIP.MaxDialogs, callerCalls)
 	}
 }
+
+// TestSmokeRun runs the benchmark's smoke variant end to end (real SIPp
+// processes, the in-process switch and its gRPC watcher, on loopback):
+// every call of both runs succeeds, every answer has its WatchCalls
+// event, and no leg is left. It checks the harness, not the figures.
+func TestSmokeRun(t *testing.T) {
+	c, err := parseFlags([]string{"--smoke"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := run(t.Context(), c, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Direct.Caller.Successful != c.calls || rep.Switch.Caller.Successful != c.calls || rep.Switch.Callee.Successful != c.calls {
+		t.Errorf("successful calls: direct %d, switch %d (callee %d); want %d each", rep.Direct.Caller.Successful, rep.Switch.Caller.Successful, rep.Switch.Callee.Successful, c.calls)
+	}
+	if rep.broken() || rep.Matched != c.calls {
+		t.Errorf("failed %d+%d, answers matched %d (want %d), unmatched %d, legs left %d, watch error %q",
+			rep.Direct.FailedCalls, rep.Switch.FailedCalls, rep.Matched, c.calls, rep.Unmatched, rep.LegsLeft, rep.Watch)
+	}
+	if rep.Direct.SetupsPerSec <= 0 || rep.Switch.SetupsPerSec <= 0 || len(rep.Checks) == 0 {
+		t.Errorf("no rates or checks: %+v", rep)
+	}
+}

@@ -142,6 +142,32 @@ func (p *sippProc) wait() (sippStats, error) {
 	return st, nil
 }
 
+// bound waits until SIPp has bound its SIP port (UDP), so that a caller
+// started next does not lose its first INVITE; it fails if SIPp exits
+// first or does not bind within 10 s. It reads the kernel's socket table
+// (/proc/net/udp) rather than trying the port, which could make SIPp's
+// own bind fail; without that table it waits a moment instead.
+func (p *sippProc) bound() error {
+	want := fmt.Sprintf(" 0100007F:%04X ", p.run.port) // 127.0.0.1, in the table's byte order
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		select {
+		case <-p.done:
+			return fmt.Errorf("sipp %s exited before it bound port %d\n%s", p.run.name, p.run.port, p.tail())
+		default:
+		}
+		table, err := os.ReadFile("/proc/net/udp")
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+			return nil
+		}
+		if strings.Contains(string(table), want) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("sipp %s did not bind port %d", p.run.name, p.run.port)
+}
+
 // stop kills SIPp and waits for it.
 func (p *sippProc) stop() {
 	select {
