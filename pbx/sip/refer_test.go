@@ -348,3 +348,41 @@ func TestPhoneTransferToBusyTarget(t *testing.T) {
 	outcome(t, done1)
 	outcome(t, done2)
 }
+
+// FuzzReferTo drives raw bytes through sipgo's parser into the REFER's
+// Refer-To parsing: it never panics, refuses with 400 or 416 only, and
+// what it accepts names a number or a complete Replaces.
+func FuzzReferTo(f *testing.F) {
+	head := "REFER sip:b2bua@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\nFrom: <sip:202@h>;tag=a\r\nTo: <sip:201@h>;tag=b\r\nCall-ID: c\r\nCSeq: 2 REFER\r\n"
+	end := "Content-Length: 0\r\n\r\n"
+	f.Add([]byte(head + "Refer-To: <sip:203@127.0.0.1:5060>\r\n" + end))
+	f.Add([]byte(head + "Refer-To: sip:203@h\r\n" + end))
+	f.Add([]byte(head + "r: \"Room\" <sip:203@h;user=phone>\r\n" + end))
+	f.Add([]byte(head + "Refer-To: <sip:203@h?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n" + end))
+	f.Add([]byte(head + "Refer-To: <sip:h?Replaces=abc;to-tag=1;from-tag=2&Require=replaces>\r\n" + end))
+	f.Add([]byte(head + "Refer-To: <sip:203@h?Replaces=%zz>\r\n" + end))
+	f.Add([]byte(head + "Refer-To: <tel:+15550100>\r\nRefer-To: <sip:1@h>\r\n" + end))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m, err := sipmsg.NewParser().ParseSIP(raw)
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sipmsg.Request)
+		if !ok {
+			return
+		}
+		target, rerr := parseReferTo(req)
+		switch {
+		case rerr != nil:
+			if rerr.code != sipmsg.StatusBadRequest && rerr.code != 416 {
+				t.Fatalf("refused with %d for %q", rerr.code, raw)
+			}
+		case target.replaces != nil:
+			if r := target.replaces; r.callID == "" || r.toTag == "" || r.fromTag == "" {
+				t.Fatalf("incomplete Replaces %+v from %q", r, raw)
+			}
+		case target.number == "":
+			t.Fatalf("no number from %q", raw)
+		}
+	})
+}
