@@ -498,9 +498,11 @@ var Flows = []Flow{
 			h.T.Errorf("atxfer of two ringing calls: %v, want pbx.ErrBadState", err)
 		}
 		h.Expect()
-		h.Hangup(b1.UID)
-		h.Hangup(b2.UID)
-		h.Skip()
+		// The phones decline: the calls end by the phones' own signalling.
+		h.D.HangUp(h.T, h.On("SIP/201").UID)
+		h.D.HangUp(h.T, h.On("SIP/203").UID)
+		h.Expect("UPDATE SIP/201 dead/dead callee cause=21 | UPDATE SIP/202 dead/dead caller cause=21",
+			"UPDATE SIP/203 dead/dead callee cause=21 | UPDATE SIP/202 dead/dead caller cause=21")
 	}},
 	{"send a ringing call between desk phones", nil, func(h *H) {
 		a := h.Dial("SIP/201", "202")

@@ -89,6 +89,7 @@ func (p *softphone) hungUpOn(id string) bool {
 // dialogTags are a phone's call's tags: its own and the switch's.
 func (p *softphone) dialogTags(id string) (own, sw string) {
 	p.t.Helper()
+	p.acked(id) // our answer is written: its To tag is ours
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cli := p.clients[id]; cli != nil {
@@ -194,7 +195,7 @@ func TestPhoneReferRefused(t *testing.T) {
 	host := sw.Endpoint.Addr().String()
 	ringID, ringDone := by["SIP/203"].call("201") // a call that rings: not transferable
 	h.Revs(2)
-	ringing := h.On("SIP/203")
+	callee := h.On("SIP/201")
 	_, b := h.Connect("SIP/201", "202", "SIP/202")
 	reception, id := h.D.(*phones).dialogOf(t, b.UID)
 	for _, tc := range []struct {
@@ -237,8 +238,12 @@ func TestPhoneReferRefused(t *testing.T) {
 	if n := len(reception.notifies); n != 0 {
 		t.Errorf("%d NOTIFYs after refused REFERs", n)
 	}
-	h.Hangup(ringing.UID)
-	outcome(t, ringDone)
+	// The ringing phone declines: the call ends by the phones' own
+	// signalling, with nothing left in flight.
+	h.D.HangUp(t, callee.UID)
+	if err := outcome(t, ringDone); statusOfErr(err) != 603 {
+		t.Errorf("the ringing call ended with %v, want 603", err)
+	}
 	h.Skip()
 	h.Check()
 }
@@ -330,10 +335,10 @@ func TestPhoneTransferToBusyTarget(t *testing.T) {
 	_, done1 := by["SIP/203"].call("201")
 	_, done2 := by["SIP/203"].call("303")
 	h.Revs(4)
-	ringing := h.Store.ByDevice("SIP/203")
-	if len(ringing) != 2 {
-		t.Fatalf("203 has %d calls, want 2", len(ringing))
+	if n := len(h.Store.ByDevice("SIP/203")); n != 2 {
+		t.Fatalf("203 has %d calls, want 2", n)
 	}
+	callees := []int64{h.On("SIP/201").UID, h.On("SIP/303").UID}
 	_, b := h.Connect("SIP/201", "202", "SIP/202")
 	reception, id := h.D.(*phones).dialogOf(t, b.UID)
 	if res := reception.refer(id, fmt.Sprintf("Refer-To: <sip:203@%s>", sw.Endpoint.Addr())); res.StatusCode != sipmsg.StatusAccepted {
@@ -342,8 +347,8 @@ func TestPhoneTransferToBusyTarget(t *testing.T) {
 	h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | UPDATE SIP/201 dead/dead caller cause=17")
 	checkReferDone(t, reception, id, "SIP/2.0 486 Busy Here")
 	h.Check()
-	for _, c := range ringing {
-		h.Hangup(c.UID)
+	for _, uid := range callees { // the phones decline: nothing left in flight
+		h.D.HangUp(t, uid)
 	}
 	outcome(t, done1)
 	outcome(t, done2)
