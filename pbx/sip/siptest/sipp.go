@@ -50,6 +50,11 @@ type SIPpOptions struct {
 	// Register and then a UAS scenario on the same port to have the
 	// switch's calls for that device reach the UAS.
 	Port int
+	// Host is SIPp's own address (SIP, media, control port): 127.0.0.1
+	// when empty. A SIPp playing a SIP trunk runs on another loopback
+	// address (127.0.0.2): the switch tells the trunk from phones by
+	// address.
+	Host string
 	// Transport is "udp" (default) or "tcp".
 	Transport string
 	// Service is the AOR user to register (Register) or the number to
@@ -82,8 +87,8 @@ type SIPp struct {
 }
 
 // StartSIPp starts SIPp with an embedded scenario, everything bound to
-// 127.0.0.1 (SIP, media and its control port), bounded in calls and
-// time, without stdin.
+// Host (SIP, media and its control port), bounded in calls and time,
+// without stdin.
 func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	t.Helper()
 	if o.Calls <= 0 {
@@ -94,6 +99,9 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	}
 	if o.Transport == "" {
 		o.Transport = "udp"
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
 	}
 	if o.Port == 0 {
 		o.Port = FreePort(t)
@@ -126,9 +134,9 @@ func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, er
 	}
 	args := []string{
 		"-sf", file,
-		"-i", "127.0.0.1", "-bind_local", "-ci", "127.0.0.1",
+		"-i", o.Host, "-bind_local", "-ci", o.Host,
 		"-p", strconv.Itoa(o.Port), "-cp", strconv.Itoa(controlPort),
-		"-mi", "127.0.0.1", "-mp", strconv.Itoa(mediaPort),
+		"-mi", o.Host, "-mp", strconv.Itoa(mediaPort),
 		"-t", tr,
 		"-m", strconv.Itoa(o.Calls),
 		"-timeout", strconv.Itoa(int(o.Timeout.Seconds()+0.5)) + "s", "-timeout_error",
@@ -173,7 +181,7 @@ func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, er
 
 // Addr is SIPp's SIP address.
 func (s *SIPp) Addr() netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(s.port))
+	return netip.AddrPortFrom(netip.MustParseAddr(s.opts.Host), uint16(s.port))
 }
 
 // Wait waits for SIPp to finish its calls and returns nil when every
