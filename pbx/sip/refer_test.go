@@ -148,6 +148,35 @@ func TestPhoneBlindTransfer(t *testing.T) {
 	h.Check()
 }
 
+// TestPhoneTransferWithoutSubscription: a REFER with "Refer-Sub: false"
+// (RFC 4488) is carried out the same, answered 202 with Refer-Sub: false,
+// and gets no NOTIFY: only the BYE of the referred call.
+func TestPhoneTransferWithoutSubscription(t *testing.T) {
+	h, sw, _ := phoneCallEnv(t)
+	_, b := h.Connect("SIP/201", "202", "SIP/202")
+	reception, id := h.D.(*phones).dialogOf(t, b.UID)
+	res := reception.refer(id, fmt.Sprintf("Refer-To: <sip:203@%s>", sw.Endpoint.Addr()), "Refer-Sub: false")
+	if res.StatusCode != sipmsg.StatusAccepted || headerOf(res, "Refer-Sub") != "false" {
+		t.Fatalf("REFER: %d %s, Refer-Sub %q; want 202 with Refer-Sub: false", res.StatusCode, res.Reason, headerOf(res, "Refer-Sub"))
+	}
+	h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | TRANSFER SIP/201 ring/up caller xfer=2 | NEW SIP/203 ring/ringing callee")
+	until(t, "the switch hangs up the referred call", func() bool { return reception.hungUpOn(id) })
+	if n := len(reception.notifies); n != 0 {
+		t.Errorf("%d NOTIFYs, want none", n)
+	}
+	h.Answer("SIP/203")
+	h.Expect("UPDATE SIP/203 up/up callee | UPDATE SIP/201 up/up caller")
+	h.Check()
+}
+
+// headerOf is the value of a response's header, "" when absent.
+func headerOf(res *sipmsg.Response, name string) string {
+	if h := res.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
 // TestPhoneAttendedTransfer: the phone holds its first call, calls the
 // target itself, and REFERs the first call with Replaces naming the
 // second: the engine commits what the API's AtXfer commits, the phone's
