@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startNATS runs one embedded JetStream server on a loopback port.
@@ -32,6 +35,33 @@ func startNATS(t *testing.T) string {
 	return ns.ClientURL()
 }
 
+// checkStreamLimit: the first replica created the log stream with the
+// revision limit its flag gave, and the snapshot bucket beside it.
+func checkStreamLimit(t *testing.T, url string, want int64) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "CALLCONTROLD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config; got.MaxMsgs != want || got.Discard != jetstream.DiscardOld {
+		t.Errorf("the log stream keeps %d revisions, discard %v; want %d, discard old", got.MaxMsgs, got.Discard, want)
+	}
+	if _, err := js.ObjectStore(ctx, "CALLCONTROLD_SNAPSHOT"); err != nil {
+		t.Errorf("the snapshot bucket: %v", err)
+	}
+}
+
 // TestBinaryReplicas runs the binary as replicas of one log (--nats).
 func TestBinaryReplicas(t *testing.T) {
 	bin := buildBinary(t)
@@ -50,7 +80,7 @@ func TestBinaryReplicas(t *testing.T) {
 
 	t.Run("a follower forwards, a new leader takes over on SIGTERM", func(t *testing.T) {
 		url := startNATS(t)
-		a := startServer(t, bin, "--nats="+url, "--replica-id=a")
+		a := startServer(t, bin, "--nats="+url, "--replica-id=a", "--nats-max-revisions=1000")
 		b := startServer(t, bin, "--nats="+url, "--replica-id=b")
 		dial := func(s *proc) result {
 			return grpcurl(t, "-H", "authorization: Bearer demo-alice", "-d", `{"device":"SIP/201","number":"202"}`,
@@ -59,6 +89,7 @@ func TestBinaryReplicas(t *testing.T) {
 		if r := dial(b); r.code != 0 || !strings.Contains(r.stdout, `"uid"`) {
 			t.Fatalf("Dial on the follower: %s", r)
 		}
+		checkStreamLimit(t, url, 1000)
 		if r := grpcurl(t, "-H", "authorization: Bearer demo-admin", "-d", `{}`, a.addr, "callcontrol.v1.CallControlService/ListCalls"); !strings.Contains(r.stdout, `"SIP/201"`) {
 			t.Errorf("ListCalls on the leader misses the call: %s", r)
 		}
