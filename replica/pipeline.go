@@ -70,8 +70,12 @@ type pipeline struct {
 	// done fails with it.
 	err error
 	// changed is closed, and replaced, whenever done, err or queue
-	// changes.
+	// changes: appends waiting for room and the log reader wait on it.
 	changed chan struct{}
+	// waiters are the operations waiting for a revision (wait): each is
+	// woken once, when done reaches its revision or the pipeline fails,
+	// not on every ack.
+	waiters []revWaiter
 
 	kick chan struct{} // an append was queued: run looks at the queue
 	stop chan struct{} // closed by close: the term is over
@@ -83,6 +87,11 @@ type inFlight struct {
 	changes []callstore.Change
 	ack     jetstream.PubAckFuture
 	sent    time.Time
+}
+
+type revWaiter struct {
+	rev int64
+	ch  chan struct{}
 }
 
 type liveAfter struct {
@@ -340,6 +349,16 @@ func (p *pipeline) failLocked(err error) {
 func (p *pipeline) broadcastLocked() {
 	close(p.changed)
 	p.changed = make(chan struct{})
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if w.rev <= p.done || p.err != nil {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
 }
 
 // close ends the term's pipeline: appends still in flight fail.
@@ -359,20 +378,20 @@ func (p *pipeline) sync(ctx context.Context) error {
 // wait waits until this pipeline applied rev, or failed before it.
 func (p *pipeline) wait(ctx context.Context, rev int64) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.done < rev {
-		if p.err != nil {
-			return fmt.Errorf("%w: %w", pbx.ErrUnavailable, p.err)
-		}
-		ch := p.changed
+	if p.done < rev && p.err == nil {
+		ch := make(chan struct{})
+		p.waiters = append(p.waiters, revWaiter{rev: rev, ch: ch})
 		p.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			p.mu.Lock()
-			return ctx.Err()
+			return ctx.Err() // the waiter stays until rev is resolved
 		}
 		p.mu.Lock()
+	}
+	defer p.mu.Unlock()
+	if p.done < rev {
+		return fmt.Errorf("%w: %w", pbx.ErrUnavailable, p.err)
 	}
 	return nil
 }
