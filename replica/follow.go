@@ -22,15 +22,23 @@ const followRetry = 500 * time.Millisecond
 // retention), it first loads the newest snapshot (catchUp), then reads
 // the tail after it.
 func (n *Node) follow(ctx context.Context) {
+	failing := false // logged once per streak of failures, not every retry
 	for ctx.Err() == nil && n.Err() == nil {
 		if err := n.catchUp(ctx); err != nil {
 			return // ctx ended
 		}
 		cc, err := n.consume(ctx)
 		if err != nil {
-			n.log.Warn("cannot read the log; retrying", "error", err)
+			if !failing {
+				n.log.Warn("cannot read the log; retrying", "error", err)
+				failing = true
+			}
 			sleep(ctx, followRetry)
 			continue
+		}
+		if failing {
+			n.log.Info("reading the log again", "revision", n.store.Revision()+1)
+			failing = false
 		}
 		select {
 		case <-ctx.Done():
