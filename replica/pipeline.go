@@ -403,7 +403,7 @@ func (p *pipeline) wait(ctx context.Context, rev int64) error {
 func (p *pipeline) resolved(rev int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.err == nil && len(p.queue) > 0 && rev > p.done && rev <= p.last {
+	for p.err == nil && len(p.queue) > 0 && rev >= p.queue[0].rev && rev <= p.last {
 		ch := p.changed
 		p.mu.Unlock()
 		<-ch
