@@ -177,7 +177,7 @@ func TestRealPhoneTransfers(t *testing.T) {
 	})
 
 	t.Run("no answer", func(t *testing.T) {
-		rs := startRealSwitch(t, bin, []string{"201", "203"}, "--ring-timeout=3s")
+		rs := startRealSwitch(t, bin, []string{"201", "203"}, "--ring-timeout=5s")
 		if _, err := rs.calls.Dial(as("alice"), &callcontrolv1.DialRequest{Device: "SIP/201", Number: "203"}); err != nil {
 			t.Fatalf("Dial: %v", err)
 		}
