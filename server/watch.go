@@ -208,11 +208,12 @@ type watchStream struct {
 	frames []any // the frames of one pump
 
 	// Eviction and stall detection; see watchsend.go.
-	sendSeq atomic.Uint64   // odd while a send is under way (watchRegistry)
-	sent    chan sendResult // the send helper's or the sender's result
-	evictMu sync.Mutex
-	evicted chan struct{} // closed by evict
-	cause   error         // why, guarded by evictMu
+	sendSeq   atomic.Uint64   // odd while a send is under way (watchRegistry)
+	framesOut atomic.Uint64   // frames sent: a drain cuts only a watch whose frames stopped going out
+	sent      chan sendResult // the send helper's or the sender's result
+	evictMu   sync.Mutex
+	evicted   chan struct{} // closed by evict
+	cause     error         // why, guarded by evictMu
 }
 
 func (ws *watchStream) token(rev int64) string {

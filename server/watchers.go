@@ -39,9 +39,10 @@ const stallChecks = 4
 // shared, a send the sweeper saw a moment before a drain's look would be
 // cut although it had barely begun).
 type stallState struct {
-	seq      uint64 // sendSeq at the last sweep
-	checks   int    // sweeps in a row that found the same send under way
-	drainSeq uint64 // sendSeq at the drain's last look
+	seq         uint64 // sendSeq at the last sweep
+	checks      int    // sweeps in a row that found the same send under way
+	drainSeq    uint64 // sendSeq at the drain's last look
+	drainFrames uint64 // framesOut at the drain's last look
 }
 
 // watchStalledError: a send of the watch lasted longer than the stall
@@ -142,23 +143,28 @@ func (r *watchRegistry) stalled(checks int) []*watchStream {
 }
 
 // drainStalled returns the streams found in the same send as at the
-// previous call.
+// previous call, with no frame sent since. A client that reads, however
+// slowly, is not cut: a send carries everything the watch had queued, and
+// one of a thousand frames to a slow reader (a JSON client on a busy
+// machine) outlasts DrainSendTimeout while every frame of it goes out;
+// cut, that reader would lose its last progress frame.
 func (r *watchRegistry) drainStalled() []*watchStream {
 	var out []*watchStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for ws, st := range r.streams {
-		seq := ws.sendSeq.Load()
-		if seq&1 == 1 && seq == st.drainSeq {
+		seq, frames := ws.sendSeq.Load(), ws.framesOut.Load()
+		if seq&1 == 1 && seq == st.drainSeq && frames == st.drainFrames {
 			out = append(out, ws)
 		}
-		st.drainSeq = seq
+		st.drainSeq, st.drainFrames = seq, frames
 	}
 	return out
 }
 
 // cutStalled ends, during a drain, the watches found in the same send as
-// at the previous call: they would hold the drain for its whole timeout.
+// at the previous call, with no frame sent since: they would hold the
+// drain for its whole timeout.
 func (r *watchRegistry) cutStalled() {
 	for _, ws := range r.drainStalled() {
 		if ws.endWith(errDrainStalled) {

@@ -62,3 +62,23 @@ func TestStalledWatchCountedOnce(t *testing.T) {
 		t.Errorf("cause after a second eviction %v, want the first, %v", got, errDrainStalled)
 	}
 }
+
+// TestDrainSparesSlowReaders: a send still under way at the drain's next
+// look is cut only if none of its frames went out since: a slow reader
+// keeps its watch (and gets its last progress frame), a stuck one does not.
+func TestDrainSparesSlowReaders(t *testing.T) {
+	r := newWatchRegistry(0, 0, nil)
+	ws := &watchStream{}
+	r.streams[ws] = &stallState{}
+	ws.sendSeq.Add(1) // one long send begins
+	r.drainStalled()
+	for range 3 {
+		ws.framesOut.Add(1) // a frame of it went out
+		if got := r.drainStalled(); len(got) != 0 {
+			t.Fatal("the drain cut a send whose frames are going out")
+		}
+	}
+	if got := r.drainStalled(); len(got) != 1 {
+		t.Fatalf("the drain cut %d watches, want the send whose frames stopped", len(got))
+	}
+}

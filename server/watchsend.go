@@ -92,6 +92,7 @@ func (ws *watchStream) sendAll(msgs []any) error {
 		if err := ws.stream.SendMsg(m); err != nil {
 			return err
 		}
+		ws.framesOut.Add(1)
 	}
 	return nil
 }
