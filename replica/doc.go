@@ -92,7 +92,14 @@
 //     failure): its signalling lived in the dead process (a SIP dialog
 //     cannot move to another process; ringing, queued and external calls
 //     hang on timers and far ends that died with it). Ending them is
-//     honest; leaving them would show calls nothing can end.
+//     honest; leaving them would show calls nothing can end. Over the sip
+//     driver (pbx/sip.LeaderSwitch) the leader alone runs the SIP switch,
+//     started with each term and closed when it ends, and nothing is
+//     adopted: every leg of a SIP call, talking ones too, is a dialog
+//     whose transaction state, CSeq and route set lived in the dead
+//     process, so no other process can re-INVITE or BYE it. All of them
+//     end with cause 41 in that one revision; the phones keep their media
+//     until they hang up themselves.
 //   - NATS lost while running: an append that fails or times out fails
 //     its operation and every later one with UNAVAILABLE and ends the
 //     term (see Appending); an operation was not applied, or, if the

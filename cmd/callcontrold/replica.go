@@ -19,6 +19,7 @@ import (
 	"callcontrold/directory"
 	"callcontrold/pbx"
 	"callcontrold/pbx/sim"
+	"callcontrold/pbx/sip"
 	"callcontrold/replica"
 	"callcontrold/server"
 )
@@ -61,9 +62,6 @@ func (r *replicaFlags) validate(c *config) error {
 	if c.demoTraffic > 0 {
 		errs = append(errs, errors.New("--demo-traffic is not available with --nats"))
 	}
-	if c.switchKind != "sim" {
-		errs = append(errs, errors.New("--nats needs --switch sim for now: replicas of the sip switch are not built yet"))
-	}
 	if (r.tlsCert == "") != (r.tlsKey == "") {
 		errs = append(errs, errors.New("--nats-tls-cert and --nats-tls-key go together"))
 	}
@@ -95,21 +93,43 @@ func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *
 	if err != nil {
 		return nil, err
 	}
-	return replica.Open(ctx, replica.Config{
+	cfg := replica.Config{
 		ForwardCreds: creds,
 		URL:          r.url, CredsFile: r.creds, TLSCA: r.tlsCA, TLSCert: r.tlsCert, TLSKey: r.tlsKey,
 		Stream: r.stream, Replicas: r.streamReplicas, LeaseTTL: r.leaseTTL,
 		MaxRevisions: r.maxRevisions, MaxAge: r.maxAge, MaxBytes: r.maxBytes, SnapshotEvery: r.snapshotEvery,
 		ID: r.id, Advertise: advertise,
 		StoreOptions: callstore.Options{HistorySize: c.historySize, WatcherQueue: c.watcherQueue},
-		NewEngine: func(store *callstore.Store, rlog replica.Log) (replica.Engine, error) {
-			return sim.New(dir, store, sim.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: rlog.Commit, Sync: rlog.Sync}), nil
-		},
+		NewEngine:    replicaEngine(c, dir, log),
 		DeviceStatus: func(string) pbx.DeviceStatus { return pbx.StatusUp }, // simulated phones are always registered
 		KeepBridges:  true,                                                  // simulated phones keep no per-call state
 		Logger:       log,
 		Registry:     reg,
-	})
+	}
+	if c.switchKind == "sip" {
+		// Only the leader knows the registrations (a follower answers
+		// unknown), and a SIP dialog cannot move: every call the dead
+		// leader held ends with cause 41.
+		cfg.DeviceStatus, cfg.KeepBridges = nil, false
+	}
+	return replica.Open(ctx, cfg)
+}
+
+// replicaEngine builds the switch a replica runs while it leads: the
+// simulated one, or the sip switch listening at --sip-addr (started on
+// each takeover, closed on stepping down).
+func replicaEngine(c *config, dir *directory.Directory, log *slog.Logger) func(*callstore.Store, replica.Log) (replica.Engine, error) {
+	return func(store *callstore.Store, rlog replica.Log) (replica.Engine, error) {
+		opts := pbx.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: rlog.Commit, Sync: rlog.Sync}
+		if c.switchKind != "sip" {
+			return sim.New(dir, store, sim.Options{RingTimeout: opts.RingTimeout, Logger: log, Commit: opts.Commit, Sync: opts.Sync}), nil
+		}
+		sw, err := sip.NewSwitch(dir, store, sipConfig(c, opts, log))
+		if err != nil {
+			return nil, fmt.Errorf("sip switch: %w", err)
+		}
+		return sip.LeaderSwitch{Switch: sw, Log: log}, nil
+	}
 }
 
 // switchParts is what the server gets from the switch: one process's

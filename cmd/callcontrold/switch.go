@@ -28,10 +28,7 @@ type callSwitch struct {
 func newSwitch(cfg *config, dir *directory.Directory, store *callstore.Store, log *slog.Logger) (*callSwitch, error) {
 	switch cfg.switchKind {
 	case "sip":
-		sw, err := sip.NewSwitch(dir, store, sip.Config{
-			Addr: cfg.sipAddr, Trunk: cfg.trunk.config(), Engine: pbx.Options{RingTimeout: cfg.ringTimeout, Logger: log}, Logger: log,
-			MaxDialogsPerSource: cfg.sipLimits.maxDialogsPerSource, SessionProbe: cfg.sipLimits.probe(),
-		})
+		sw, err := sip.NewSwitch(dir, store, sipConfig(cfg, pbx.Options{RingTimeout: cfg.ringTimeout, Logger: log}, log))
 		if err != nil {
 			return nil, fmt.Errorf("sip switch: %w", err)
 		}
@@ -44,4 +41,13 @@ func newSwitch(cfg *config, dir *directory.Directory, store *callstore.Store, lo
 	}
 	sw := sim.New(dir, store, sim.Options{RingTimeout: cfg.ringTimeout, Logger: log})
 	return &callSwitch{Switch: sw, devices: sw, simulator: sw, sim: sw, close: sw.Close}, nil
+}
+
+// sipConfig is the sip switch's configuration from the flags, its engine
+// configured by engine.
+func sipConfig(cfg *config, engine pbx.Options, log *slog.Logger) sip.Config {
+	return sip.Config{
+		Addr: cfg.sipAddr, Trunk: cfg.trunk.config(), Engine: engine, Logger: log,
+		MaxDialogsPerSource: cfg.sipLimits.maxDialogsPerSource, SessionProbe: cfg.sipLimits.probe(),
+	}
 }

@@ -21,8 +21,9 @@ const closeWait = 2 * time.Second
 //   - a phone whose own INVITE is unanswered gets 503 Service Unavailable
 //     instead of retransmitting into a closed socket;
 //   - established calls are left to the phones: the media flows between
-//     them, not through the switch, and a replica that takes over adopts
-//     two phones talking (pbx.Engine.AdoptBridges).
+//     them, not through the switch. A replica that takes over cannot
+//     adopt them (their dialogs died with this process): it ends their
+//     legs with cause 41, and the phones hang up on their own.
 //
 // It waits up to wait for the cancelled INVITEs to end, then stops
 // waiting on every transaction without signalling (the endpoint's close
