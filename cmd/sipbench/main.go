@@ -73,17 +73,19 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if c.smoke {
-		c.calls, c.concurrency, c.devices = min(c.calls, 20), min(c.concurrency, 2), min(c.devices, 2)
+		c.calls, c.concurrency, c.devices = min(c.calls, 20), min(c.concurrency, 2), min(c.devices, 4)
 	}
 	switch {
 	case c.calls < 1:
 		return nil, errors.New("--calls must be at least 1")
 	case c.devices < 1 || c.devices > 999:
 		return nil, errors.New("--devices must be 1..999")
-	case c.concurrency < 1 || c.concurrency > c.devices:
-		// A device takes one call and a waiting one: more calls in
-		// progress than devices would make the engine refuse some busy.
-		return nil, errors.New("--concurrency must be 1..--devices")
+	case c.concurrency < 1 || 2*c.concurrency > c.devices:
+		// A device takes one call and a waiting one, and a call's legs
+		// end a moment after SIPp saw its BYE answered: with fewer than
+		// two devices per call in progress, a busy machine makes the
+		// engine refuse some calls busy.
+		return nil, errors.New("--concurrency must be 1..--devices/2")
 	}
 	return c, nil
 }
@@ -219,7 +221,9 @@ func runPair(ctx context.Context, c *config, dir string, caller sippRun, uas *si
 		return res, err
 	}
 	if res.Callee, err = uas.wait(); err != nil {
-		return res, err
+		// A callee that timed out waiting usually means calls the caller
+		// saw fail never reached it: say so.
+		return res, fmt.Errorf("caller: %d successful, %d failed; callee: %w", res.Caller.Successful, res.Caller.Failed, err)
 	}
 	res.finish()
 	return res, nil

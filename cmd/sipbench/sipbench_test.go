@@ -57,7 +57,8 @@ func TestFlags(t *testing.T) {
 		{nil, ""},
 		{[]string{"--smoke"}, ""},
 		{[]string{"--calls", "0"}, "--calls"},
-		{[]string{"--devices", "4", "--concurrency", "5"}, "--concurrency"},
+		{[]string{"--devices", "4", "--concurrency", "3"}, "--concurrency"},
+		{[]string{"--devices", "4", "--concurrency", "2"}, ""},
 		{[]string{"extra"}, "unexpected"},
 	} {
 		_, err := parseFlags(c.args, io.Discard)
