@@ -58,11 +58,16 @@
 // leader's clock, while another replica can take the lease, and append,
 // only once it expired. So another leader's revisions follow all of a
 // deposed leader's, and the deposed leader's next append expects a
-// sequence that is no longer the last one: the stream refuses it. Each
-// message also records the appender's id and term (the lease revision it
-// won), and terms never go back along the log: a replica that has
-// applied a revision of a newer term never appends again under its old
-// one, even when a stalled leader's clock still trusts its lease.
+// sequence that is no longer the last one: the stream refuses it. This
+// rests on what any lease rests on: clocks that run at about the same
+// rate, and an append that reaches the stream within that eighth of the
+// TTL. (The stream's own last-message-id check would not rest on it, but
+// nats-server 2.15 refuses that check only when it applies a clustered
+// message, and a refusal there stalls the stream: all later appends hang.)
+// Each message also records the appender's id and term (the lease
+// revision it won), and terms never go back along the log: a replica
+// that has applied a revision of a newer term never appends again under
+// its old one, even when a stalled leader's clock still trusts its lease.
 //
 // Every replica, the leader too, reads the log with an ordered consumer
 // and applies each revision with callstore.ApplyAt. On the leader the
