@@ -71,9 +71,12 @@ func TestBusyWatchHandedBackAndDrained(t *testing.T) {
 		t.Fatalf("last frame %v, want progress", rest[len(rest)-1])
 	}
 	for _, m := range rest[:len(rest)-1] {
+		if m.GetProgress() != nil {
+			continue // a pause in the traffic on a busy machine
+		}
 		b := m.GetEvents()
 		if b == nil {
-			t.Fatalf("before the last progress: %v, want events only", m)
+			t.Fatalf("before the last progress: %v, want events and progress only", m)
 		}
 		got = append(got, b)
 	}
