@@ -172,7 +172,11 @@ func (b *b2bua) onReinvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 func (b *b2bua) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if d := b.byCall(req.CallID().Value()); d != nil && d.srv != nil {
+	d := b.byCall(req.CallID().Value())
+	if d == nil {
+		d = b.acks.dialog(req) // the call ended while its answer's ACK was on its way
+	}
+	if d != nil && d.srv != nil {
 		_ = d.srv.ReadAck(req, tx) // an ACK of a re-INVITE's answer does not match: nothing to do
 	}
 }
@@ -432,8 +436,10 @@ func (b *b2bua) give(x, y *dialog) {
 	x.answered = true
 	x.mu.Unlock()
 	if first {
+		acked := b.acks.await(x)
 		b.spawn(func() {
 			defer x.finish()
+			defer acked()
 			if err := x.srv.RespondSDP(sdp); err != nil {
 				b.log.Debug("sip: answer not acknowledged", "device", x.device, "err", err)
 				return

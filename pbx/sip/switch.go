@@ -131,6 +131,7 @@ type b2bua struct {
 	// trunk is nil without --sip-trunk: external numbers have no route.
 	trunk *trunk
 	infos infoQueues // DTMF INFOs waiting, per dialog
+	acks  acks       // answered phones' and trunk's dialogs waiting for their ACK
 	dua   sipgo.DialogUA
 	// onAnswer is Config.OnAnswer (nil: none).
 	onAnswer func(uid int64, at time.Time)
