@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -200,7 +199,6 @@ type watchStream struct {
 	w       *callstore.Watcher // the store's watcher, once opened
 	release func()             // gives back the caller's watch limit; nil without a Limiter
 	visible func(*callstore.Call) bool
-	epoch   uint64
 	span    trace.Span // the RPC's span: one event per frame of events
 	batches []callstore.Batch
 	scratch [][]byte // event encodings of the frame being built
@@ -208,16 +206,15 @@ type watchStream struct {
 	frames []any // the frames of one pump
 
 	// Eviction and stall detection; see watchsend.go.
-	sendSeq   atomic.Uint64   // odd while a send is under way (watchRegistry)
-	framesOut atomic.Uint64   // frames sent: a drain cuts only a watch whose frames stopped going out
-	sent      chan sendResult // the send helper's or the sender's result
-	evictMu   sync.Mutex
-	evicted   chan struct{} // closed by evict
-	cause     error         // why, guarded by evictMu
+	sendSeq   atomic.Uint64         // odd while a send is under way (watchRegistry)
+	framesOut atomic.Uint64         // frames sent: a drain cuts only a watch whose frames stopped going out
+	sent      chan sendResult       // the send helper's or the sender's result
+	evicted   chan struct{}         // closed by evict
+	cause     atomic.Pointer[error] // why: set once, by the first eviction, before evicted is closed
 }
 
 func (ws *watchStream) token(rev int64) string {
-	return resumeToken{Epoch: ws.epoch, Revision: rev}.String()
+	return resumeToken{Epoch: ws.s.store.Epoch(), Revision: rev}.String()
 }
 
 func (ws *watchStream) send(kind string, m proto.Message) error {
@@ -275,7 +272,7 @@ func (ws *watchStream) collect(w *callstore.Watcher) (progress int64, ended erro
 	ws.batches, progress, ended = w.Drain(ws.batches[:0])
 	ws.frames = ws.frames[:0]
 	for i := range ws.batches {
-		ws.frames = append(ws.frames, ws.s.enc.batchFrame(&ws.batches[i], ws.epoch, ws.visible, &ws.scratch))
+		ws.frames = append(ws.frames, ws.s.enc.batchFrame(&ws.batches[i], ws.s.store.Epoch(), ws.visible, &ws.scratch))
 	}
 	return progress, ended
 }

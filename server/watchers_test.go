@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestDrainStalledOwnClock: the drain cuts a send it saw under way at its
@@ -80,5 +81,14 @@ func TestDrainSparesSlowReaders(t *testing.T) {
 	}
 	if got := r.drainStalled(); len(got) != 1 {
 		t.Fatalf("the drain cut %d watches, want the send whose frames stopped", len(got))
+	}
+}
+
+// TestWatchStreamSize guards an idle stream's memory: every open watch
+// holds a watchStream, and one over 192 bytes takes the next size class
+// (208 bytes). Keep per-watch state that few watches need elsewhere.
+func TestWatchStreamSize(t *testing.T) {
+	if got := unsafe.Sizeof(watchStream{}); got > 192 {
+		t.Errorf("watchStream is %d bytes, want at most 192", got)
 	}
 }

@@ -28,7 +28,7 @@ var errSendAbandoned = errors.New("watch evicted during a send")
 
 func newWatchStream(s *callService, stream callcontrolv1.CallControlService_WatchCallsServer, visible func(*callstore.Call) bool) *watchStream {
 	return &watchStream{
-		s: s, stream: stream, visible: visible, epoch: s.store.Epoch(),
+		s: s, stream: stream, visible: visible,
 		span: trace.SpanFromContext(stream.Context()),
 		sent: make(chan sendResult, 1), evicted: make(chan struct{}),
 	}
@@ -44,21 +44,19 @@ func (ws *watchStream) evict(err error) { ws.endWith(err) }
 // handler has returned, which a busy machine may delay past the next
 // sweep: the sweeps count a watch they end only once.
 func (ws *watchStream) endWith(err error) bool {
-	ws.evictMu.Lock()
-	defer ws.evictMu.Unlock()
-	if ws.cause != nil {
+	if !ws.cause.CompareAndSwap(nil, &err) {
 		return false
 	}
-	ws.cause = err
 	close(ws.evicted)
 	return true
 }
 
 // evictCause returns why the watch was evicted, or nil.
 func (ws *watchStream) evictCause() error {
-	ws.evictMu.Lock()
-	defer ws.evictMu.Unlock()
-	return ws.cause
+	if p := ws.cause.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // sendFrames sends msgs in order and returns the first error, or
