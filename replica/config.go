@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/credentials"
 
@@ -34,6 +36,10 @@ type Engine interface {
 type Log struct {
 	Commit func(changes ...callstore.Change) (int64, error)
 	Sync   func() error
+	// Bucket finds or creates the KV bucket Stream+"_"+suffix, where the
+	// engine's channel driver keeps what the next leader needs (the sip
+	// driver's registrations: the bucket "SIPREG").
+	Bucket func(ctx context.Context, suffix string) (jetstream.KeyValue, error)
 }
 
 // Config configures a replica. URL and NewEngine are required.

@@ -104,7 +104,11 @@
 //     whose transaction state, CSeq and route set lived in the dead
 //     process, so no other process can re-INVITE or BYE it. All of them
 //     end with cause 41 in that one revision; the phones keep their media
-//     until they hang up themselves.
+//     until they hang up themselves. The registrations do move: the
+//     leader's registrar saves each device's bindings in a KV bucket
+//     (Log.Bucket, package pbx/sip/sipkv) and the next leader's loads
+//     them, so it rings the phones without waiting for their next
+//     REGISTER.
 //   - NATS lost while running: an append that fails or times out fails
 //     its operation and every later one with UNAVAILABLE and ends the
 //     term (see Appending); an operation was not applied, or, if the

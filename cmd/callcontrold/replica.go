@@ -20,6 +20,7 @@ import (
 	"callcontrold/pbx"
 	"callcontrold/pbx/sim"
 	"callcontrold/pbx/sip"
+	"callcontrold/pbx/sip/sipkv"
 	"callcontrold/replica"
 	"callcontrold/server"
 )
@@ -117,14 +118,23 @@ func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *
 
 // replicaEngine builds the switch a replica runs while it leads: the
 // simulated one, or the sip switch listening at --sip-addr (started on
-// each takeover, closed on stepping down).
+// each takeover, closed on stepping down), which loads the registrations
+// the previous leader saved and saves its own.
 func replicaEngine(c *config, dir *directory.Directory, log *slog.Logger) func(*callstore.Store, replica.Log) (replica.Engine, error) {
 	return func(store *callstore.Store, rlog replica.Log) (replica.Engine, error) {
 		opts := pbx.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: rlog.Commit, Sync: rlog.Sync}
 		if c.switchKind != "sip" {
 			return sim.New(dir, store, sim.Options{RingTimeout: opts.RingTimeout, Logger: log, Commit: opts.Commit, Sync: opts.Sync}), nil
 		}
-		sw, err := sip.NewSwitch(dir, store, sipConfig(c, opts, log))
+		ctx, cancel := context.WithTimeout(context.Background(), c.replica.leaseTTL)
+		defer cancel()
+		kv, err := rlog.Bucket(ctx, sipkv.Suffix) // the registrations the previous leader saved
+		if err != nil {
+			return nil, fmt.Errorf("sip registrations bucket: %w", err)
+		}
+		scfg := sipConfig(c, opts, log)
+		scfg.Bindings = sipkv.New(kv, log)
+		sw, err := sip.NewSwitch(dir, store, scfg)
 		if err != nil {
 			return nil, fmt.Errorf("sip switch: %w", err)
 		}

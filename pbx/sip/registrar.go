@@ -39,6 +39,13 @@ type RegistrarConfig struct {
 	// binding) or down (its last binding removed or expired), in order,
 	// from one goroutine. It must not block for long.
 	OnChange func(DeviceEvent)
+	// OnBindings, when set, is told a device's bindings after every
+	// REGISTER that changed them (added, refreshed, removed: none left
+	// is an empty list), in order, from the goroutine that calls
+	// OnChange. Bindings that merely expire are not reported: their
+	// expiry says so. A replica's leader keeps them there for the next
+	// leader (BindingStore).
+	OnBindings func(device string, bindings []Binding)
 }
 
 // Binding is one registered contact of a device.
@@ -88,6 +95,7 @@ type Registrar struct {
 	mu       sync.Mutex
 	bindings map[string][]Binding // device name -> bindings, oldest first
 	events   []DeviceEvent        // waiting for the notifier
+	saves    []DeviceEvent        // bindings waiting for OnBindings (Device, Bindings)
 	wake     chan struct{}        // the notifier has events to deliver
 	closed   bool
 
@@ -370,6 +378,10 @@ func (r *Registrar) update(dev *directory.Device, changes []contactChange, meta 
 		}
 		return "unregistered"
 	})
+	if r.cfg.OnBindings != nil && len(changes) > 0 {
+		r.saves = append(r.saves, DeviceEvent{Device: dev.Name, Bindings: slices.Clone(list)})
+		r.wakeNotifier()
+	}
 	return slices.Clone(list), nil
 }
 
@@ -418,6 +430,11 @@ func sameContact(a, b sipmsg.Uri) bool {
 
 func (r *Registrar) queue(ev DeviceEvent) {
 	r.events = append(r.events, ev)
+	r.wakeNotifier()
+}
+
+// wakeNotifier tells notifyLoop it has something to deliver.
+func (r *Registrar) wakeNotifier() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -434,13 +451,16 @@ func (r *Registrar) notifyLoop() {
 		case <-r.wake:
 		}
 		r.mu.Lock()
-		evs := r.events
-		r.events = nil
+		evs, saves := r.events, r.saves
+		r.events, r.saves = nil, nil
 		r.mu.Unlock()
 		for _, ev := range evs {
 			if r.cfg.OnChange != nil {
 				r.cfg.OnChange(ev)
 			}
+		}
+		for _, sv := range saves {
+			r.cfg.OnBindings(sv.Device, sv.Bindings)
 		}
 	}
 }

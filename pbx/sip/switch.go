@@ -43,6 +43,10 @@ type Config struct {
 	// started and not ended; 0: 128. A device's own bound is its
 	// directory entry's sip.max_dialogs (limits.go).
 	MaxDialogsPerSource int
+	// Bindings, when set, keeps the registrations: the switch loads them
+	// as it starts and saves every change (a replica's leader: see
+	// LeaderSwitch).
+	Bindings BindingStore
 }
 
 // Switch is the call engine with real SIP phones behind it: an
@@ -86,6 +90,9 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 		rc.Logger = log
 	}
 	rc.OnChange = b.deviceChanged
+	if cfg.Bindings != nil {
+		rc.OnBindings = cfg.Bindings.Save
+	}
 	reg := NewRegistrar(dir, rc)
 	reg.Attach(ep)
 	b.reg = reg
@@ -94,6 +101,9 @@ func NewSwitch(dir *directory.Directory, store *callstore.Store, cfg Config) (*S
 	}
 	b.e = pbx.NewEngine(dir, store, b, cfg.Engine)
 	b.attach(ep)
+	if cfg.Bindings != nil {
+		restoreBindings(cfg.Bindings, reg, log) // once the engine hears of devices going up
+	}
 	if err := ep.Start(); err != nil {
 		b.e.Close()
 		reg.Close()
