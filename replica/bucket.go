@@ -7,10 +7,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// bucket finds or creates the KV bucket Stream+"_"+suffix, replicated as
+// Bucket finds or creates the KV bucket Stream+"_"+suffix, replicated as
 // the log is, for state a leader's channel driver keeps for the next
-// leader (Log.Bucket).
-func (n *Node) bucket(ctx context.Context, suffix string) (jetstream.KeyValue, error) {
+// leader (Log.Bucket), and that followers may read.
+func (n *Node) Bucket(ctx context.Context, suffix string) (jetstream.KeyValue, error) {
 	name := n.cfg.Stream + "_" + suffix
 	kv, err := n.js.KeyValue(ctx, name)
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {

@@ -135,7 +135,7 @@ func (n *Node) startEngine(ctx context.Context, l *leadership) error {
 	eng, err := n.cfg.NewEngine(n.store, Log{
 		Commit: l.log.append,
 		Sync:   func() error { return l.log.sync(context.Background()) },
-		Bucket: n.bucket,
+		Bucket: n.Bucket,
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func startSIPReplica(t *testing.T, url, id string) (*testReplica, netip.AddrPort
 	t.Helper()
 	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(siptest.FreePort(t)))
 	dir := directory.Demo()
+	var regs atomic.Pointer[sipkv.Store] // a follower's view of the registrations
 	r := startReplicaWith(t, url, id, func(c *Config) {
 		c.NewEngine = func(store *callstore.Store, log Log) (Engine, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), sipWait)
@@ -44,8 +46,21 @@ func startSIPReplica(t *testing.T, url, id string) (*testReplica, netip.AddrPort
 			}
 			return sip.LeaderSwitch{Switch: sw, Log: testLog()}, nil
 		}
-		c.DeviceStatus, c.KeepBridges = nil, false
+		c.KeepBridges = false
+		c.DeviceStatus = func(device string) pbx.DeviceStatus {
+			if s := regs.Load(); s != nil {
+				return s.Status(device)
+			}
+			return pbx.StatusUnknown
+		}
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), sipWait)
+	defer cancel()
+	kv, err := r.node.Bucket(ctx, sipkv.Suffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs.Store(sipkv.New(kv, testLog()))
 	return r, addr
 }
 
@@ -102,6 +117,7 @@ func TestSIPFailover(t *testing.T) {
 	w := startBatchWatch(t, b)
 
 	alice, reception := sipPhones(t, aSIP)
+	waitStatus(t, b, "SIP/202", callcontrolv1.DeviceStatus_DEVICE_STATUS_UP) // the follower knows
 	aliceLeg, receptionLeg := sipCall(t, b, w, alice, reception)
 
 	a.stop(false) // the leader dies: its lease expires, b takes it
@@ -130,9 +146,8 @@ func TestSIPFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dev, err := callcontrolv1.NewDeviceServiceClient(b.conn).GetDevice(as("admin"), &callcontrolv1.GetDeviceRequest{Name: "SIP/202"})
-	if err != nil || dev.GetDevice().GetStatus() != callcontrolv1.DeviceStatus_DEVICE_STATUS_UP {
-		t.Fatalf("SIP/202 on the new leader: %v, %v; want up (registered before the failover)", dev, err)
+	if st := deviceStatus(t, b, "SIP/202"); st != callcontrolv1.DeviceStatus_DEVICE_STATUS_UP {
+		t.Fatalf("SIP/202 on the new leader: %v; want up (registered before the failover)", st)
 	}
 	aliceLeg, _ = sipCall(t, b, w, alice, reception)
 	if _, err := b.calls().Hangup(as("alice"), &callcontrolv1.HangupRequest{Uid: aliceLeg}); err != nil {
@@ -211,5 +226,27 @@ func (w *batchWatch) until(t *testing.T, what string, match func(*callcontrolv1.
 		case <-deadline.C:
 			t.Fatalf("waiting for %s: not within %v", what, sipWait)
 		}
+	}
+}
+
+func deviceStatus(t *testing.T, r *testReplica, device string) callcontrolv1.DeviceStatus {
+	t.Helper()
+	resp, err := callcontrolv1.NewDeviceServiceClient(r.conn).GetDevice(as("admin"), &callcontrolv1.GetDeviceRequest{Name: device})
+	if err != nil {
+		t.Fatalf("GetDevice %s: %v", device, err)
+	}
+	return resp.GetDevice().GetStatus()
+}
+
+// waitStatus waits until r reports device's status as want: a follower
+// reads the registrations the leader saved, a moment after it saved them.
+func waitStatus(t *testing.T, r *testReplica, device string, want callcontrolv1.DeviceStatus) {
+	t.Helper()
+	deadline := time.Now().Add(sipWait)
+	for st := deviceStatus(t, r, device); st != want; st = deviceStatus(t, r, device) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s on %s: %v, want %v", device, r.id, st, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,13 +108,33 @@ func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *
 		Logger:       log,
 		Registry:     reg,
 	}
-	if c.switchKind == "sip" {
-		// Only the leader knows the registrations (a follower answers
-		// unknown), and a SIP dialog cannot move: every call the dead
-		// leader held ends with cause 41.
-		cfg.DeviceStatus, cfg.KeepBridges = nil, false
+	if c.switchKind != "sip" {
+		return replica.Open(ctx, cfg)
 	}
-	return replica.Open(ctx, cfg)
+	// A SIP dialog cannot move: every call the dead leader held ends with
+	// cause 41. A follower answers a phone's status from the
+	// registrations the leader saves.
+	var regs atomic.Pointer[sipkv.Store]
+	cfg.KeepBridges = false
+	cfg.DeviceStatus = func(device string) pbx.DeviceStatus {
+		if dev, ok := dir.Device(device); !ok || dev.SIP == nil {
+			return pbx.StatusUnknown
+		}
+		if s := regs.Load(); s != nil {
+			return s.Status(device)
+		}
+		return pbx.StatusUnknown
+	}
+	node, err := replica.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if kv, err := node.Bucket(ctx, sipkv.Suffix); err != nil {
+		log.Warn("replica: the sip registrations bucket is unreachable: a follower answers device status unknown", "error", err)
+	} else {
+		regs.Store(sipkv.New(kv, log))
+	}
+	return node, nil
 }
 
 // replicaEngine builds the switch a replica runs while it leads: the

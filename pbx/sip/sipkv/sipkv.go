@@ -7,7 +7,9 @@
 // One key per device (its name, base64url-encoded: device names may hold
 // characters a key may not); the value is the device's bindings as JSON:
 // contact, source address, transport, Call-ID, CSeq, User-Agent and
-// expiry. No credentials: a registrar's binding holds none.
+// expiry. No credentials: a registrar's binding holds none. A follower
+// answers a device's status from the same bucket (Store.Status), so it
+// says what the leader knows.
 package sipkv
 
 import (
@@ -23,6 +25,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"callcontrold/pbx"
 	"callcontrold/pbx/sip"
 )
 
@@ -141,4 +144,35 @@ func decode(v []byte) (record, error) {
 		return rec, errors.New("no device")
 	}
 	return rec, nil
+}
+
+// statusTimeout bounds the read behind Status: a GetDevice on a
+// follower answers unknown rather than wait on a slow bucket.
+const statusTimeout = time.Second
+
+// Status answers a device's registration status as the leader saved it,
+// for a follower (which runs no registrar): up while one of its saved
+// bindings is live, down when none is, unknown when the bucket cannot be
+// read. The caller asks only about SIP phones of the directory.
+func (s *Store) Status(device string) pbx.DeviceStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, key(device))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return pbx.StatusDown
+	}
+	if err != nil {
+		return pbx.StatusUnknown
+	}
+	rec, err := decode(e.Value())
+	if err != nil || rec.Device != device {
+		return pbx.StatusUnknown
+	}
+	now := time.Now()
+	for _, b := range rec.Bindings {
+		if b.Expires.After(now) {
+			return pbx.StatusUp
+		}
+	}
+	return pbx.StatusDown
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"callcontrold/pbx"
 	"callcontrold/pbx/sip"
 )
 
@@ -80,6 +81,14 @@ func TestSaveLoad(t *testing.T) {
 	s.Save("SIP/201", b201)
 	s.Save("SIP/202", []sip.Binding{binding(t, "sip:202@127.0.0.1:5073", 5073)})
 	s.Save("SIP/202", nil) // unregistered
+	live := binding(t, "sip:203@127.0.0.1:5074", 5074)
+	live.Expires = time.Now().Add(time.Hour)
+	s.Save("SIP/203", []sip.Binding{live})
+	for device, want := range map[string]pbx.DeviceStatus{"SIP/201": pbx.StatusDown, "SIP/202": pbx.StatusDown, "SIP/203": pbx.StatusUp} {
+		if got := s.Status(device); got != want { // SIP/201's bindings lapsed in January
+			t.Errorf("Status(%s) = %v, want %v", device, got, want)
+		}
+	}
 	if _, err := kv.Put(context.Background(), "garbage", []byte("{")); err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +96,8 @@ func TestSaveLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || len(got["SIP/201"]) != 2 {
-		t.Fatalf("loaded %v, want SIP/201's two bindings only", got)
+	if len(got) != 2 || len(got["SIP/201"]) != 2 || len(got["SIP/203"]) != 1 {
+		t.Fatalf("loaded %v, want SIP/201's two bindings and SIP/203's one", got)
 	}
 	for i, want := range b201 {
 		g := got["SIP/201"][i]
