@@ -131,8 +131,10 @@ func (l *limitListener) admit(c net.Conn) *limitConn {
 		front := l.silent.Front()
 		if front == nil {
 			l.mu.Unlock()
-			_ = c.Close()
+			// Counted before the close: a client that sees its connection
+			// closed must find the hit counted.
 			l.hits.hit(limitConnections, "connection limit reached: closed a new connection", "max_connections", l.max, "remote", c.RemoteAddr().String())
+			_ = c.Close()
 			return nil
 		}
 		// The new connection takes over the victim's slot.
@@ -144,8 +146,8 @@ func (l *limitListener) admit(c net.Conn) *limitConn {
 	lc.elem = l.silent.PushBack(lc)
 	l.mu.Unlock()
 	if victim != nil {
-		_ = victim.Conn.Close()
 		l.hits.hit(limitSilentConnection, "connection limit reached: closed the oldest connection that never sent a byte", "max_connections", l.max, "remote", victim.RemoteAddr().String())
+		_ = victim.Conn.Close()
 	}
 	return lc
 }
