@@ -86,7 +86,7 @@ func refusal(t *testing.T, err error, code int) {
 // one (the caller hears busy, 17); once its call ends it can again.
 func TestDeviceDialogLimit(t *testing.T) {
 	h, sw, by := limitEnv(t, Config{})
-	talking(t, h, by) // SIP/201 → 202: 201's one dialog
+	callerID, _ := talking(t, h, by) // SIP/201 → 202: 201's one dialog
 	refusal(t, callAs(t, by["SIP/201"], "203", "demo-sip-201"), sipmsg.StatusBusyHere)
 	h.Expect() // nothing reached the engine
 	_, done := by["SIP/203"].call("201")
@@ -99,6 +99,10 @@ func TestDeviceDialogLimit(t *testing.T) {
 	}
 	h.D.HangUp(t, h.On("SIP/202").UID) // the callee's phone sends BYE
 	h.Expect("UPDATE SIP/202 dead/dead callee cause=16 | UPDATE SIP/201 dead/dead caller cause=16")
+	// The engine commits the hangup before it signals the switch, which
+	// gives 201's dialog back before it sends the BYE: a phone calls
+	// again once its call ended on its side, not when the store says so.
+	byeReached(t, by["SIP/201"], callerID)
 	_, done = by["SIP/201"].call("203")
 	h.Expect("NEW SIP/201 dial/dial caller", "UPDATE SIP/201 ring/ring caller | NEW SIP/203 ring/ringing callee")
 	h.Hangup(h.On("SIP/201").UID)
