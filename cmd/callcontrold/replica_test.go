@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +15,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"callcontrold/pbx/sip/siptest"
 )
 
 // startNATS runs one embedded JetStream server on a loopback port.
@@ -108,6 +112,30 @@ func TestBinaryReplicas(t *testing.T) {
 		}
 		if !strings.Contains(b.log.String(), "legs=") {
 			t.Errorf("the new leader did not end the old leader's calls; log:\n%s", b.log)
+		}
+	})
+
+	t.Run("with --switch sip the leader runs the switch and the next one knows its phones", func(t *testing.T) {
+		url := startNATS(t)
+		sipA := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(siptest.FreePort(t)))
+		a := startServer(t, bin, "--nats="+url, "--replica-id=a", "--switch=sip", "--sip-addr="+sipA.String())
+		waitUntil(t, "a leads", func() bool { return strings.Contains(a.log.String(), "msg=leading") })
+		b := startServer(t, bin, "--nats="+url, "--replica-id=b", "--switch=sip", "--sip-addr=127.0.0.1:"+strconv.Itoa(siptest.FreePort(t)))
+		phone := siptest.StartBaresip(t, siptest.BaresipOptions{User: "202", Password: "demo-sip-202", Registrar: sipA})
+		if _, err := phone.WaitEvent(phoneWait, "REGISTER_OK"); err != nil {
+			t.Fatalf("registration with the leader: %v", err)
+		}
+		status := func(s *proc) string {
+			r := grpcurl(t, "-H", "authorization: Bearer demo-admin", "-d", `{"name":"SIP/202"}`, s.addr, "callcontrol.v1.DeviceService/GetDevice")
+			return r.stdout
+		}
+		up := `"DEVICE_STATUS_UP"`
+		waitUntil(t, "the follower reports SIP/202 up", func() bool { return strings.Contains(status(b), up) })
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		<-a.done
+		waitUntil(t, "b leads", func() bool { return strings.Contains(b.log.String(), "msg=leading") })
+		if st := status(b); !strings.Contains(st, up) {
+			t.Errorf("SIP/202 on the new leader, registered only with the old one: %s; want up", st)
 		}
 	})
 }
