@@ -90,6 +90,7 @@ func newSoftphoneOn(t *testing.T, sw netip.AddrPort, user, host string) *softpho
 		_ = srv.ServeUDP(conn)
 	}()
 	t.Cleanup(func() {
+		p.settle()
 		close(p.quit)
 		p.wg.Wait()
 		conn.Close()
@@ -306,6 +307,27 @@ func (p *softphone) answer(id string) {
 	decide <- func() {
 		defer close(done)
 		_ = srv.RespondSDP(p.sdp)
+	}
+}
+
+// settle gives the answers the phone sent the time to be acknowledged
+// before it goes away: a test can end while the switch's ACK is still on
+// its way (a liveness bound), and an answer that waits for its ACK when
+// the phone's socket closes waits out sipgo's 64*T1.
+func (p *softphone) settle() {
+	p.mu.Lock()
+	var waiting []chan struct{}
+	for _, done := range p.answered {
+		waiting = append(waiting, done)
+	}
+	p.mu.Unlock()
+	deadline := time.After(5 * time.Second)
+	for _, done := range waiting {
+		select {
+		case <-done:
+		case <-deadline:
+			return
+		}
 	}
 }
 
