@@ -8,13 +8,16 @@ import (
 	"callcontrold/callstore"
 )
 
-// opVersion is the version of the log message format. A replica refuses
-// a message of another version rather than guess at it.
+// opVersion is the version of the JSON log message format, the first
+// one. A replica refuses a message of a version it does not know rather
+// than guess at it; the binary format (wire.go) has versions of its own.
 const opVersion = 1
 
 // op is one log message: one engine operation, all its legs, as one
-// revision. The format is explicit JSON, not the Go structs, so renaming
-// a field in callstore cannot silently change what an old log means.
+// revision. Changes is what the JSON format of version 1 holds; the
+// binary format decodes into callstore.Changes directly. Either format
+// is explicit, not the Go structs, so renaming a field in callstore
+// cannot silently change what an old log means.
 type op struct {
 	V       int        `json:"v"`
 	Leader  string     `json:"leader"` // replica id of the appender
@@ -90,15 +93,7 @@ type opJSInfo struct {
 	MutedVideo  bool `json:"muted_video,omitempty"`
 }
 
-// toOpQueue and fromOpQueue keep nil as nil: most legs are never queued.
-func toOpQueue(q *callstore.Queue) *opQueue {
-	if q == nil {
-		return nil
-	}
-	o := opQueue(*q)
-	return &o
-}
-
+// fromOpQueue keeps nil as nil: most legs are never queued.
 func fromOpQueue(q *opQueue) *callstore.Queue {
 	if q == nil {
 		return nil
@@ -107,27 +102,30 @@ func fromOpQueue(q *opQueue) *callstore.Queue {
 	return &o
 }
 
+// encodeOp writes a log message in the binary format (wire.go).
 func encodeOp(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
-	o := op{V: opVersion, Leader: leader, Term: term, Changes: make([]opChange, len(changes))}
-	for i, ch := range changes {
-		if ch.Call == nil || ch.Call.DeviceRef == nil {
-			return nil, fmt.Errorf("replica: change %d: a call without a device", i)
-		}
-		o.Changes[i] = opChange{Type: ch.Type, Call: toOpCall(ch.Call)}
-		for _, x := range ch.Xfer {
-			o.Changes[i].Xfer = append(o.Changes[i].Xfer, opXfer(x))
-		}
-	}
-	return json.Marshal(&o)
+	return encodeOpBinary(leader, term, changes)
 }
 
+// decodeOp reads a log message in the binary format, or in the JSON
+// format of version 1 that a log written before it holds.
 func decodeOp(data []byte) (*op, []callstore.Change, error) {
+	if binary, err := isBinary(data, "log message", opBinaryVersion); binary || err != nil {
+		if err != nil {
+			return nil, nil, err
+		}
+		return decodeOpBinary(data[2:])
+	}
+	return decodeOpJSON(data)
+}
+
+func decodeOpJSON(data []byte) (*op, []callstore.Change, error) {
 	var o op
 	if err := json.Unmarshal(data, &o); err != nil {
 		return nil, nil, fmt.Errorf("replica: malformed log message: %w", err)
 	}
 	if o.V != opVersion {
-		return nil, nil, fmt.Errorf("replica: log message version %d, this build reads %d", o.V, opVersion)
+		return nil, nil, fmt.Errorf("replica: log message version %d, this build reads %d (JSON) and %d (binary)", o.V, opVersion, opBinaryVersion)
 	}
 	changes := make([]callstore.Change, len(o.Changes))
 	for i, oc := range o.Changes {
@@ -165,23 +163,8 @@ func (r *deviceRefCache) get(v callstore.DeviceRef) *callstore.DeviceRef {
 	return p
 }
 
-// toOpCall and fromOpCall convert a leg to and from its log form; a log
-// message and a snapshot write legs alike.
-func toOpCall(c *callstore.Call) opCall {
-	oc := opCall{
-		UID: c.UID, ID: c.ID, CID: c.CID, Device: c.Device, DeviceCompany: c.DeviceCompany,
-		OwnerID: c.OwnerID, OwnerLogin: c.OwnerLogin, Label: c.Label, Name: c.Name, Number: c.Number,
-		StampMillis: c.StampMillis, StartMillis: c.StartMillis, Queue: toOpQueue(c.Queue), Company: c.Company,
-		DTMF: c.DTMF, HasDTMF: c.HasDTMF, Cause: c.Cause, CauseTxt: c.CauseText(), Party: c.Party,
-		Features: c.Features, State: c.State, NRState: c.NRState, JSState: c.JSState, JSInfo: opJSInfo(c.JSInfo),
-		PeerUID: c.PeerUID,
-	}
-	if x := c.Extension; x != nil {
-		oc.Extension = &opExtension{Number: x.Number, Queue: toOpQueue(x.Queue), Company: x.Company, Type: x.Type, Name: x.Name}
-	}
-	return oc
-}
-
+// fromOpCall converts a leg from its JSON log form; a log message and a
+// snapshot write legs alike.
 func fromOpCall(c *opCall) *callstore.Call {
 	call := &callstore.Call{
 		UID: c.UID, ID: c.ID, CID: c.CID,

@@ -15,8 +15,9 @@ import (
 	"callcontrold/callstore"
 )
 
-// snapshotVersion is the version of the snapshot format. A replica
-// refuses a snapshot of another version rather than guess at it.
+// snapshotVersion is the version of the JSON snapshot format, the first
+// one. A replica refuses a snapshot of a version it does not know rather
+// than guess at it; the binary format (wire.go) has versions of its own.
 const snapshotVersion = 1
 
 // snapshot is the store as of one revision of the log: every live leg,
@@ -25,7 +26,7 @@ const snapshotVersion = 1
 // from Revision+1, and all a new leader needs: the engine is rebuilt from
 // the store's live legs on every takeover.
 type snapshot struct {
-	V        int      `json:"v"`
+	V        int      `json:"v"`     // 1: JSON; snapshotBinaryVersion: binary
 	Epoch    uint64   `json:"epoch"` // the log's epoch: a snapshot of another log is refused
 	Revision int64    `json:"revision"`
 	Term     uint64   `json:"term"`
@@ -42,25 +43,37 @@ var snapshotSlots = [2]string{"snapshot-a", "snapshot-b"}
 // snapshotTimeout bounds writing or reading one snapshot.
 const snapshotTimeout = 30 * time.Second
 
+// encodeSnapshot writes a snapshot in the binary format (wire.go).
 func encodeSnapshot(s *snapshot, calls []*callstore.Call) ([]byte, error) {
-	s.V = snapshotVersion
-	s.Calls = make([]opCall, len(calls))
-	for i, c := range calls {
-		s.Calls[i] = toOpCall(c)
-	}
-	return json.Marshal(s)
+	return encodeSnapshotBinary(s, calls), nil
 }
 
+// decodeSnapshot reads a snapshot in the binary format, or in the JSON
+// format of version 1 that a bucket written before it holds.
 func decodeSnapshot(data []byte) (*snapshot, []*callstore.Call, error) {
+	s, calls, err := decodeSnapshotAny(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Revision <= 0 {
+		return nil, nil, fmt.Errorf("replica: snapshot at revision %d", s.Revision)
+	}
+	return s, calls, nil
+}
+
+func decodeSnapshotAny(data []byte) (*snapshot, []*callstore.Call, error) {
+	if binary, err := isBinary(data, "snapshot", snapshotBinaryVersion); binary || err != nil {
+		if err != nil {
+			return nil, nil, err
+		}
+		return decodeSnapshotBinary(data[2:])
+	}
 	var s snapshot
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, nil, fmt.Errorf("replica: malformed snapshot: %w", err)
 	}
 	if s.V != snapshotVersion {
-		return nil, nil, fmt.Errorf("replica: snapshot version %d, this build reads %d", s.V, snapshotVersion)
-	}
-	if s.Revision <= 0 {
-		return nil, nil, fmt.Errorf("replica: snapshot at revision %d", s.Revision)
+		return nil, nil, fmt.Errorf("replica: snapshot version %d, this build reads %d (JSON) and %d (binary)", s.V, snapshotVersion, snapshotBinaryVersion)
 	}
 	calls := make([]*callstore.Call, len(s.Calls))
 	for i := range s.Calls {

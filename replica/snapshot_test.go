@@ -13,7 +13,8 @@ import (
 // BenchmarkSnapshot measures what one snapshot of a store with 100,000
 // live legs costs: "encode" (the leader, besides writing the bytes to the
 // object store) and "restore" (a replica that loads it: decode and
-// callstore.Restore). Reported: bytes per live leg.
+// callstore.Restore), in the binary format replicas write and, as the
+// baseline, in the JSON format of version 1. Reported: bytes per live leg.
 func BenchmarkSnapshot(b *testing.B) {
 	const legs = 100_000
 	src := callstore.New(callstore.Options{})
@@ -29,32 +30,37 @@ func BenchmarkSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	calls, lastUID, rev := src.Snapshot()
-	data, err := encodeSnapshot(&snapshot{Epoch: 1, Revision: rev, LastUID: lastUID}, calls)
-	if err != nil {
-		b.Fatal(err)
+	for _, f := range []struct {
+		name   string
+		encode func(*snapshot, []*callstore.Call) ([]byte, error)
+	}{{"binary", encodeSnapshot}, {"json-v1", encodeSnapshotJSON}} {
+		calls, lastUID, rev := src.Snapshot()
+		data, err := f.encode(&snapshot{Epoch: 1, Revision: rev, LastUID: lastUID}, calls)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("encode/"+f.name, func(b *testing.B) {
+			for b.Loop() {
+				calls, lastUID, rev := src.Snapshot()
+				if _, err := f.encode(&snapshot{Epoch: 1, Revision: rev, LastUID: lastUID}, calls); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(data))/legs, "bytes/leg")
+		})
+		b.Run("restore/"+f.name, func(b *testing.B) {
+			for b.Loop() {
+				s, calls, err := decodeSnapshot(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst := callstore.New(callstore.Options{})
+				if err := dst.Restore(s.Revision, calls, s.LastUID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
-	b.Run("encode", func(b *testing.B) {
-		for b.Loop() {
-			calls, lastUID, rev := src.Snapshot()
-			if _, err := encodeSnapshot(&snapshot{Epoch: 1, Revision: rev, LastUID: lastUID}, calls); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(len(data))/legs, "bytes/leg")
-	})
-	b.Run("restore", func(b *testing.B) {
-		for b.Loop() {
-			s, calls, err := decodeSnapshot(data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			dst := callstore.New(callstore.Options{})
-			if err := dst.Restore(s.Revision, calls, s.LastUID); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
 func TestSnapshotDue(t *testing.T) {
