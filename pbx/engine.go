@@ -30,6 +30,11 @@ type Options struct {
 	// acknowledged it (see Sync). After an error the engine no longer
 	// matches the store: its owner must close it (see package replica).
 	Commit func(changes ...callstore.Change) (int64, error)
+	// CommitRequest, if set, is used instead of Commit: req is the
+	// request (WithRequest) the operation carries out, on the first
+	// revision it commits, and nil for every other revision (driver
+	// events, timers, an operation without a request_id).
+	CommitRequest func(req *Request, changes ...callstore.Change) (int64, error)
 	// Sync, with a Commit that returns before the revision is stored,
 	// waits until every revision committed so far is stored, or fails.
 	// The engine calls it before it signals the driver, so that no phone
@@ -50,8 +55,11 @@ const callWaiting = 2
 type Engine struct {
 	dir   *directory.Directory
 	store *callstore.Store
-	put   func(changes ...callstore.Change) (int64, error) // Options.Commit
-	sync  func() error                                     // Options.Sync; nil: put stores
+	put   func(req *Request, changes ...callstore.Change) (int64, error) // Options.CommitRequest or Commit
+	// req is the request of the operation holding the lock (begin), until
+	// its first commit: only that revision records it.
+	req   *Request
+	sync  func() error // Options.Sync; nil: put stores
 	drv   Driver
 	clock Clock
 	log   *slog.Logger
@@ -104,8 +112,12 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 	}
 	e.ctx, e.stopc = context.WithCancel(context.Background())
 	e.sync = opts.Sync
-	if e.put = opts.Commit; e.put == nil {
-		e.put = store.Commit
+	commit := opts.Commit
+	if commit == nil {
+		commit = store.Commit
+	}
+	if e.put = opts.CommitRequest; e.put == nil {
+		e.put = func(_ *Request, changes ...callstore.Change) (int64, error) { return commit(changes...) }
 	}
 	if e.clock == nil {
 		e.clock = RealClock()
@@ -376,7 +388,9 @@ func (e *Engine) commit(t *tx) error {
 		}
 	}()
 	if len(changes) > 0 {
-		if _, err := e.put(changes...); err != nil {
+		req := e.req
+		e.req = nil
+		if _, err := e.put(req, changes...); err != nil {
 			return fmt.Errorf("pbx: commit: %w", err)
 		}
 	}

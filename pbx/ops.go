@@ -21,12 +21,14 @@ func (e *Engine) begin(ctx context.Context) error {
 		e.mu.Unlock()
 		return ErrClosed
 	}
+	e.req = RequestFrom(ctx)
 	return nil
 }
 
 // end releases the lock taken by begin and delivers what the operation
 // signalled.
 func (e *Engine) end() {
+	e.req = nil
 	e.mu.Unlock()
 	e.flush()
 }

@@ -35,7 +35,7 @@ func (e *Engine) EndForeignLegs(cause int32) (int, error) {
 	if len(changes) == 0 {
 		return 0, nil
 	}
-	if _, err := e.put(changes...); err != nil {
+	if _, err := e.put(nil, changes...); err != nil {
 		return 0, fmt.Errorf("pbx: end foreign legs: %w", err)
 	}
 	return len(changes), nil

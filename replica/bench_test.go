@@ -54,7 +54,7 @@ func BenchmarkTransitions(b *testing.B) {
 		follower := open("follower")
 		defer follower.Close()
 		p := leader.pipeline()
-		benchTransitions(b, follower.Store(), p.append, func() error { return p.sync(context.Background()) })
+		benchTransitions(b, follower.Store(), func(ch ...callstore.Change) (int64, error) { return p.append(nil, ch...) }, func() error { return p.sync(context.Background()) })
 	})
 }
 

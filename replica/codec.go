@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"callcontrold/callstore"
+	"callcontrold/pbx"
 )
 
 // opVersion is the version of the JSON log message format, the first
@@ -23,6 +24,9 @@ type op struct {
 	Leader  string     `json:"leader"` // replica id of the appender
 	Term    uint64     `json:"term"`   // lease revision it held: grows with every new leader
 	Changes []opChange `json:"changes"`
+	// Request is the client request the operation carried out (it had a
+	// request_id), in the binary format only; nil: none.
+	Request *pbx.Request `json:"-"`
 }
 
 type opChange struct {
@@ -102,9 +106,11 @@ func fromOpQueue(q *opQueue) *callstore.Queue {
 	return &o
 }
 
-// encodeOp writes a log message in the binary format (wire.go).
-func encodeOp(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
-	return encodeOpBinary(leader, term, changes)
+// encodeOp writes a log message in the binary format (wire.go): the
+// changes of one operation and the client request it carried out (nil:
+// none).
+func encodeOp(leader string, term uint64, req *pbx.Request, changes []callstore.Change) ([]byte, error) {
+	return encodeOpBinary(leader, term, req, changes)
 }
 
 // decodeOp reads a log message in the binary format, or in the JSON

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"reflect"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"callcontrold/callstore"
+	"callcontrold/pbx"
 )
 
 // fullCall returns a Call with every field set to a value that is not
@@ -45,7 +47,40 @@ func fullCall(t *testing.T) *callstore.Call {
 var codecFormats = []struct {
 	name   string
 	encode func(string, uint64, []callstore.Change) ([]byte, error)
-}{{"binary", encodeOp}, {"json-v1", encodeOpJSON}}
+}{{"binary", func(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
+	return encodeOp(leader, term, nil, changes)
+}}, {"json-v1", encodeOpJSON}}
+
+func testRequest() *pbx.Request {
+	return &pbx.Request{Principal: "alice", Method: "Hold", ID: "retry-1", Fingerprint: sha256.Sum256([]byte("hold 7"))}
+}
+
+// TestCodecRequest: the client request an operation carried out goes
+// through the log whole; an operation without one has none.
+func TestCodecRequest(t *testing.T) {
+	for _, req := range []*pbx.Request{testRequest(), nil} {
+		data, err := encodeOp("r1", 7, req, typicalOp())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _, err := decodeOp(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(o.Request, req) {
+			t.Errorf("request %+v decodes as %+v", req, o.Request)
+		}
+	}
+	// A fingerprint that is not a SHA-256 digest is a corrupt message.
+	req := appendString(nil, 1, "alice")
+	req = protowire.AppendTag(req, 4, protowire.BytesType)
+	req = protowire.AppendBytes(req, []byte{1, 2, 3})
+	bad := protowire.AppendTag([]byte{binaryMarker, opBinaryVersion}, 4, protowire.BytesType)
+	bad = protowire.AppendBytes(bad, req)
+	if _, _, err := decodeOp(bad); err == nil || !strings.Contains(err.Error(), "fingerprint") {
+		t.Errorf("a request with a 3-byte fingerprint decodes: %v", err)
+	}
+}
 
 func TestCodecRoundTrip(t *testing.T) {
 	changes := []callstore.Change{
@@ -77,7 +112,7 @@ func TestCodecRoundTrip(t *testing.T) {
 // and smaller than the JSON it replaces.
 func TestCodecWritesBinary(t *testing.T) {
 	changes := typicalOp()
-	bin, err := encodeOp("r1", 3, changes)
+	bin, err := encodeOp("r1", 3, nil, changes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +131,7 @@ func TestCodecWritesBinary(t *testing.T) {
 // TestDecodeSkipsUnknownFields: a field a newer writer added (one older
 // replicas may ignore) does not stop this build reading the message.
 func TestDecodeSkipsUnknownFields(t *testing.T) {
-	data, err := encodeOp("r1", 3, typicalOp())
+	data, err := encodeOp("r1", 3, nil, typicalOp())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +158,7 @@ func TestDecodeSharesDevices(t *testing.T) {
 	}
 	var got []callstore.Change
 	for _, changes := range [][]callstore.Change{{call(1, "SIP/201"), call(2, "SIP/202")}, {call(3, "SIP/201")}} {
-		data, err := encodeOp("r1", 1, changes)
+		data, err := encodeOp("r1", 1, nil, changes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,13 +177,13 @@ func TestDecodeSharesDevices(t *testing.T) {
 }
 
 func TestEncodeRefusesCallWithoutDevice(t *testing.T) {
-	if _, err := encodeOp("r1", 1, []callstore.Change{{Type: callstore.EventNew, Call: &callstore.Call{UID: 1, State: callstore.StateRing}}}); err == nil {
+	if _, err := encodeOp("r1", 1, nil, []callstore.Change{{Type: callstore.EventNew, Call: &callstore.Call{UID: 1, State: callstore.StateRing}}}); err == nil {
 		t.Error("encodeOp of a call without a device: nil error")
 	}
 }
 
 func TestDecodeRefuses(t *testing.T) {
-	good, err := encodeOp("r1", 3, typicalOp())
+	good, err := encodeOp("r1", 3, nil, typicalOp())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,15 +277,21 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(snap)
+	withReq, err := encodeOp("r1", 3, testRequest(), typicalOp())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withReq)
 	f.Add([]byte("\xb1\x02"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if o, changes, err := decodeOp(data); err == nil {
-			again, err := encodeOp(o.Leader, o.Term, changes)
+			again, err := encodeOp(o.Leader, o.Term, o.Request, changes)
 			if err != nil {
 				t.Fatalf("decoded %q, cannot encode it again: %v", data, err)
 			}
 			o2, changes2, err := decodeOp(again)
-			if err != nil || o2.Leader != o.Leader || o2.Term != o.Term || cmp.Diff(changes, changes2, cmpopts.EquateEmpty()) != "" {
+			if err != nil || o2.Leader != o.Leader || o2.Term != o.Term || !reflect.DeepEqual(o2.Request, o.Request) ||
+				cmp.Diff(changes, changes2, cmpopts.EquateEmpty()) != "" {
 				t.Fatalf("decoded %q, encoded again, decoded %v: not the same", data, err)
 			}
 		}

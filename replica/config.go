@@ -35,7 +35,12 @@ type Engine interface {
 // UNAVAILABLE): the engine calls it before it signals the driver.
 type Log struct {
 	Commit func(changes ...callstore.Change) (int64, error)
-	Sync   func() error
+	// CommitRequest is Commit that also records, in the revision, the
+	// client request the operation carries out: pass it to
+	// pbx.Options.CommitRequest, so that a retry reaching the next leader
+	// is answered from the log (requests.go).
+	CommitRequest func(req *pbx.Request, changes ...callstore.Change) (int64, error)
+	Sync          func() error
 	// Bucket finds or creates the KV bucket Stream+"_"+suffix, where the
 	// engine's channel driver keeps what the next leader needs (the sip
 	// driver's registrations: the bucket "SIPREG").
@@ -63,6 +68,13 @@ type Config struct {
 	AppendTimeout time.Duration
 	// ConnectTimeout bounds reaching NATS at Open. Default 10s.
 	ConnectTimeout time.Duration
+	// RequestTTL and MaxRequests bound the index of the requests the log
+	// applied (requests.go): a retry with the same request_id within
+	// RequestTTL of the revision that applied it is answered from the log
+	// by any later leader. Defaults 10m and 10000, the server's request_id
+	// cache's.
+	RequestTTL  time.Duration
+	MaxRequests int
 
 	// MaxRevisions, MaxAge and MaxBytes limit the log stream when Open
 	// creates it (JetStream MaxMsgs, MaxAge, MaxBytes; 0: no limit): the
@@ -140,6 +152,10 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.LeaseTTL, 5*time.Second)
 	def(&c.AppendTimeout, 5*time.Second)
 	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.RequestTTL, 10*time.Minute)
+	if c.MaxRequests <= 0 {
+		c.MaxRequests = 10000
+	}
 	if c.ID == "" {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)

@@ -113,6 +113,43 @@
 // revision; the follower answers once its own store has applied it, so a
 // read on the follower right after sees the write.
 //
+// # A retry after a failover
+//
+// A client that sent a control RPC with a request_id and lost the answer
+// retries with the same request_id. The server's request_id cache
+// answers a retry on the same leader; but when the leader died right
+// after the log took the operation, the retry reaches the next leader,
+// whose cache never saw it, and must not act a second time. So the
+// request travels with the operation into the log: the server puts it on
+// the operation's context (pbx.WithRequest: principal, method,
+// request_id and the fingerprint of the request's content), the engine
+// hands it with the operation's first revision to the pipeline
+// (pbx.Options.CommitRequest, Log.CommitRequest), and the log message
+// records it. Driver events and timers carry none.
+//
+// Every replica, the leader too, indexes the requests of the revisions
+// it applies (requests.go): (principal, method, request_id) → revision,
+// fingerprint and the legs the revision changed, as it left them, for
+// Config.RequestTTL after the revision's time (the cache's TTL) and at
+// most Config.MaxRequests of them. A request the leader's cache does not
+// know but the index holds is answered from that revision (the server's
+// Deps.Applied): the call or calls the first answer held, each as its
+// revision left it, which is what the operation answered. Dial answers
+// the caller's leg as its own revision left it (the first answer may
+// have shown it one revision later, routed); a different request under
+// the same request_id is refused as the cache refuses it. Nothing is
+// applied twice: the index only holds revisions this replica applied,
+// and a new leader serves only once it has applied the whole log.
+//
+// Why the log and not a shared cache (a KV bucket of answers): the
+// revision is the one fact every replica agrees on, and it is written
+// atomically with the operation it answers; a separate write could be
+// lost between the append and the answer, which is the very failure this
+// is for. The index is rebuilt from the log by every replica as it
+// applies it; a replica that joined from a snapshot knows only the
+// requests after it (snapshots carry no index), which is why the TTL is
+// short next to how long the stream keeps its revisions.
+//
 // # Failures
 //
 //   - Leader dies: its lease expires after at most LeaseTTL (at once on a

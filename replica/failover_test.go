@@ -168,6 +168,7 @@ type logEntry struct {
 	rev     int64
 	term    uint64
 	leader  string
+	request string // method/request_id of the request the revision applied, if any
 	changes []string
 }
 
@@ -203,6 +204,9 @@ func readLog(t *testing.T, url string) []logEntry {
 			t.Fatalf("revision %d: %v", seq, err)
 		}
 		e := logEntry{rev: int64(seq), term: o.Term, leader: o.Leader}
+		if r := o.Request; r != nil {
+			e.request = r.Method + "/" + r.ID
+		}
 		for _, ch := range changes {
 			e.changes = append(e.changes, fmt.Sprintf("%d:%s", ch.Call.UID, ch.Call.State))
 		}

@@ -99,6 +99,7 @@ func (n *Node) onMessage(gen uint64, msg jetstream.Msg) {
 	_, err = n.store.ApplyAt(rev, changes...)
 	if err == nil {
 		n.maxTerm = max(n.maxTerm, o.Term)
+		n.requests.add(o.Request, rev, meta.Timestamp, changes)
 	}
 	n.applyMu.Unlock()
 	switch {

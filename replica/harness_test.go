@@ -49,7 +49,7 @@ func replicaConfig(url, id, advertise string, dir *directory.Directory) Config {
 		URL: url, Replicas: 3, LeaseTTL: time.Second, AppendTimeout: 3 * time.Second, ConnectTimeout: 30 * time.Second,
 		ID: id, Advertise: advertise, Logger: testLog().With("node", id),
 		NewEngine: func(store *callstore.Store, log Log) (Engine, error) {
-			return sim.New(dir, store, sim.Options{Commit: log.Commit, Sync: log.Sync, Logger: testLog()}), nil
+			return sim.New(dir, store, sim.Options{Commit: log.Commit, CommitRequest: log.CommitRequest, Sync: log.Sync, Logger: testLog()}), nil
 		},
 		DeviceStatus: func(string) pbx.DeviceStatus { return pbx.StatusUp },
 		KeepBridges:  true,
@@ -65,6 +65,14 @@ func startReplica(t *testing.T, url, id string) *testReplica {
 // startReplicaWith is startReplica with configure (if not nil) applied to
 // the replica's configuration.
 func startReplicaWith(t *testing.T, url, id string, configure func(*Config)) *testReplica {
+	t.Helper()
+	return startReplicaForward(t, url, id, configure, nil)
+}
+
+// startReplicaForward is startReplicaWith with the replica's forwarding
+// interceptor wrapped by wrap (if not nil): a test's seam into every
+// unary call the replica serves, before it forwards or acts.
+func startReplicaForward(t *testing.T, url, id string, configure func(*Config), wrap func(grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor) *testReplica {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,9 +96,14 @@ func startReplicaWith(t *testing.T, url, id string, configure func(*Config)) *te
 		t.Fatal(err)
 	}
 	sw := node.Switch()
+	forward := node.UnaryInterceptor()
+	if wrap != nil {
+		forward = wrap(forward)
+	}
 	srv, err := server.New(server.Config{ProgressInterval: 200 * time.Millisecond}, server.Deps{
 		Store: node.Store(), Directory: dir, Switch: sw, Devices: sw, Simulator: sw,
-		Authenticate: authn.Authenticate, Logger: testLog(), Forward: node.UnaryInterceptor(), AwaitRevision: node.AwaitRevision,
+		Authenticate: authn.Authenticate, Logger: testLog(), Forward: forward, AwaitRevision: node.AwaitRevision,
+		Applied: node.Applied,
 	})
 	if err != nil {
 		t.Fatal(err)

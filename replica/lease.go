@@ -133,9 +133,10 @@ func (n *Node) startEngine(ctx context.Context, l *leadership) error {
 		return err
 	}
 	eng, err := n.cfg.NewEngine(n.store, Log{
-		Commit: l.log.append,
-		Sync:   func() error { return l.log.sync(context.Background()) },
-		Bucket: n.Bucket,
+		Commit:        n.appender(l),
+		CommitRequest: l.log.append,
+		Sync:          func() error { return l.log.sync(context.Background()) },
+		Bucket:        n.Bucket,
 	})
 	if err != nil {
 		return err
@@ -254,7 +255,7 @@ func (n *Node) Leader() (id, addr string) {
 
 // appender returns the engine's commit for term l: its pipeline's append.
 func (n *Node) appender(l *leadership) func(...callstore.Change) (int64, error) {
-	return l.log.append
+	return func(changes ...callstore.Change) (int64, error) { return l.log.append(nil, changes...) }
 }
 
 // leaseMargin is how much of its lease a leader must have left to publish

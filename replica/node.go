@@ -40,6 +40,8 @@ type Node struct {
 	// by applyMu): a leader whose term is older has been replaced and must
 	// not append, even if its own clock still trusts its lease.
 	maxTerm uint64
+	// requests indexes the requests the applied revisions carried out.
+	requests *requestIndex
 
 	ready     chan struct{} // closed once caught up with the log as of Open
 	readyOnce sync.Once
@@ -83,7 +85,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), subject: strings.ToLower(cfg.Stream) + ".ops",
+	n := &Node{cfg: cfg, requests: newRequestIndex(cfg.RequestTTL, cfg.MaxRequests), log: cfg.Logger.With("replica", cfg.ID), subject: strings.ToLower(cfg.Stream) + ".ops",
 		ready: make(chan struct{}), done: make(chan struct{}), failedc: make(chan struct{}), gapc: make(chan struct{}, 1)}
 	if n.nc, err = n.connect(); err != nil {
 		return nil, err

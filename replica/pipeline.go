@@ -84,6 +84,7 @@ type pipeline struct {
 
 type inFlight struct {
 	rev     int64
+	req     *pbx.Request
 	changes []callstore.Change
 	ack     jetstream.PubAckFuture
 	sent    time.Time
@@ -126,7 +127,7 @@ var errTermOver = errors.New("the term ended before the log acknowledged the ope
 // checks the changes against the store and the appends in flight,
 // publishes them, and returns the revision the stream will give them;
 // the stream has not acknowledged them yet: sync and wait report that.
-func (p *pipeline) append(changes ...callstore.Change) (int64, error) {
+func (p *pipeline) append(req *pbx.Request, changes ...callstore.Change) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for len(p.queue) >= p.maxInFlight && p.err == nil {
@@ -154,7 +155,7 @@ func (p *pipeline) append(changes ...callstore.Change) (int64, error) {
 		return 0, err
 	}
 	rev := expected + 1
-	data, err := encodeOp(p.n.cfg.ID, p.l.term, changes)
+	data, err := encodeOp(p.n.cfg.ID, p.l.term, req, changes)
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +165,7 @@ func (p *pipeline) append(changes ...callstore.Change) (int64, error) {
 		p.endTermLocked(fmt.Errorf("append failed: %w", err))
 		return 0, fmt.Errorf("%w: the log did not take the operation: %w", pbx.ErrUnavailable, err)
 	}
-	p.queue = append(p.queue, &inFlight{rev: rev, changes: changes, ack: ack, sent: time.Now()})
+	p.queue = append(p.queue, &inFlight{rev: rev, req: req, changes: changes, ack: ack, sent: time.Now()})
 	p.last = rev
 	for i := range changes {
 		c := changes[i].Call
@@ -299,6 +300,7 @@ func (p *pipeline) settle(a *inFlight) error {
 	_, err := n.store.ApplyAt(a.rev, a.changes...)
 	if err == nil {
 		n.maxTerm = max(n.maxTerm, p.l.term)
+		n.requests.add(a.req, a.rev, time.Now(), a.changes)
 	}
 	n.applyMu.Unlock()
 	if err != nil {

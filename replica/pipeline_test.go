@@ -51,7 +51,7 @@ func TestPipelinedAppends(t *testing.T) {
 		}
 	}
 	for i, ch := range changes {
-		rev, err := p.append(ch)
+		rev, err := p.append(nil, ch)
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
@@ -145,7 +145,7 @@ func TestRefusedAppendEndsTerm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 3 {
-		if _, err := p.append(newLeg(6000 + int64(i))); err != nil {
+		if _, err := p.append(nil, newLeg(6000+int64(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -163,18 +163,18 @@ func TestRefusedAppendEndsTerm(t *testing.T) {
 	}
 	big := newLeg(6100)
 	big.Call.Name = strings.Repeat("x", 8192)
-	if _, err := p.append(big); err != nil {
+	if _, err := p.append(nil, big); err != nil {
 		t.Fatalf("append of the large change: %v, want it in flight", err)
 	}
 	for i := range 4 {
-		if _, err := p.append(newLeg(6200 + int64(i))); err != nil && !errors.Is(err, pbx.ErrUnavailable) {
+		if _, err := p.append(nil, newLeg(6200+int64(i))); err != nil && !errors.Is(err, pbx.ErrUnavailable) {
 			t.Fatalf("append after the large one: %v, want success (in flight) or UNAVAILABLE", err)
 		}
 	}
 	if err := p.sync(ctx); !errors.Is(err, pbx.ErrUnavailable) {
 		t.Fatalf("sync after the refused append: %v, want UNAVAILABLE", err)
 	}
-	if _, err := p.append(newLeg(6300)); !errors.Is(err, pbx.ErrUnavailable) {
+	if _, err := p.append(nil, newLeg(6300)); !errors.Is(err, pbx.ErrUnavailable) {
 		t.Fatalf("append once the pipeline failed: %v, want UNAVAILABLE", err)
 	}
 	if r.node.pipeline() == p {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"callcontrold/callstore"
+	"callcontrold/pbx"
 )
 
 // The binary format of log messages and snapshots (see "The encoding" in
@@ -15,6 +16,8 @@ import (
 // fields in the protobuf wire format, written and read by hand:
 //
 //	op        1 leader (bytes)  2 term (varint)  3 change (op change, repeated)
+//	          4 request (request)
+//	request   1 principal  2 method  3 request_id  4 fingerprint (bytes)
 //	change    1 type  2 call (call)  3 xfer (xfer leg, repeated)
 //	xfer leg  1 uid  2 id  3 device
 //	call      1 uid  2 id  3 cid  4 device  5 device_company  6 owner_id
@@ -61,7 +64,7 @@ func isBinary(data []byte, what string, version byte) (bool, error) {
 	return true, nil
 }
 
-func encodeOpBinary(leader string, term uint64, changes []callstore.Change) ([]byte, error) {
+func encodeOpBinary(leader string, term uint64, req *pbx.Request, changes []callstore.Change) ([]byte, error) {
 	b := make([]byte, 0, 64+160*len(changes))
 	b = append(b, binaryMarker, opBinaryVersion)
 	b = appendString(b, 1, leader)
@@ -71,6 +74,9 @@ func encodeOpBinary(leader string, term uint64, changes []callstore.Change) ([]b
 			return nil, fmt.Errorf("replica: change %d: a call without a device", i)
 		}
 		b = appendNested(b, 3, &changes[i], appendChange)
+	}
+	if req != nil {
+		b = appendNested(b, 4, req, appendRequest)
 	}
 	return b, nil
 }
@@ -90,6 +96,12 @@ func decodeOpBinary(data []byte) (*op, []callstore.Change, error) {
 				return fmt.Errorf("change %d: %w", len(changes), err)
 			}
 			changes = append(changes, ch)
+		case 4:
+			req, err := decodeRequest(p)
+			if err != nil {
+				return fmt.Errorf("request: %w", err)
+			}
+			o.Request = req
 		}
 		return nil
 	})
@@ -97,6 +109,35 @@ func decodeOpBinary(data []byte) (*op, []callstore.Change, error) {
 		return nil, nil, fmt.Errorf("replica: malformed log message: %w", err)
 	}
 	return o, changes, nil
+}
+
+func appendRequest(b []byte, r *pbx.Request) []byte {
+	b = appendString(b, 1, r.Principal)
+	b = appendString(b, 2, r.Method)
+	b = appendString(b, 3, r.ID)
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
+	return protowire.AppendBytes(b, r.Fingerprint[:])
+}
+
+func decodeRequest(data []byte) (*pbx.Request, error) {
+	r := &pbx.Request{}
+	err := eachField(data, requestFields, func(num protowire.Number, v uint64, p []byte) error {
+		switch num {
+		case 1:
+			r.Principal = string(p)
+		case 2:
+			r.Method = string(p)
+		case 3:
+			r.ID = string(p)
+		case 4:
+			if len(p) != len(r.Fingerprint) {
+				return fmt.Errorf("fingerprint of %d bytes, want %d", len(p), len(r.Fingerprint))
+			}
+			copy(r.Fingerprint[:], p)
+		}
+		return nil
+	})
+	return r, err
 }
 
 func appendChange(b []byte, ch *callstore.Change) []byte {
@@ -435,7 +476,8 @@ func fields(nums ...int) uint64 {
 }
 
 var (
-	opFields        = message{"op", fields(1, 2, 3), fields(1, 3)}
+	opFields        = message{"op", fields(1, 2, 3, 4), fields(1, 3, 4)}
+	requestFields   = message{"request", fields(1, 2, 3, 4), fields(1, 2, 3, 4)}
 	changeFields    = message{"change", fields(1, 2, 3), fields(2, 3)}
 	xferFields      = message{"xfer leg", fields(1, 2, 3), fields(2, 3)}
 	callFields      = message{"call", fields(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25), fields(2, 3, 4, 5, 7, 8, 9, 10, 13, 14, 15, 17)}

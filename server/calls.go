@@ -35,6 +35,9 @@ type callService struct {
 	// awaitRevision, on a replica, waits until the store has applied a
 	// revision (Deps.AwaitRevision); nil in one process.
 	awaitRevision func(ctx context.Context, rev int64) error
+	// applied, on a replica, finds the revision that applied a request
+	// (Deps.Applied); nil in one process.
+	applied func(principal, method, id string) (*pbx.Applied, bool)
 	// watches enforces the server-wide watch cap and ends stalled watches.
 	watches *watchRegistry
 }
@@ -49,6 +52,7 @@ func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-ch
 		drain: drain,
 
 		awaitRevision: d.AwaitRevision,
+		applied:       d.Applied,
 	}
 }
 
@@ -121,25 +125,38 @@ type idempotent interface {
 
 // control runs a control RPC: the caller's rate limit, then act, with the
 // outcome remembered under request_id when the client sent one.
-func control[R proto.Message](ctx context.Context, s *callService, method string, req idempotent, act func(p *auth.Principal) (R, error)) (R, error) {
+//
+// The switch gets the request (pbx.WithRequest) on ctx, so that a
+// replica's log records which request each revision applied; a request
+// the cache does not know but the log applied (under an earlier leader)
+// is answered from the log, not applied again (replay.go).
+func control[R proto.Message](ctx context.Context, s *callService, method string, req idempotent, act func(ctx context.Context, p *auth.Principal) (R, error)) (R, error) {
 	var zero R
 	p, err := principalOf(ctx)
 	if err != nil {
 		return zero, err
 	}
+	id := req.GetRequestId()
 	run := func() (proto.Message, error) {
 		if s.lim != nil {
 			if err := s.lim.AllowControl(p); err != nil {
 				return nil, s.status(ctx, err)
 			}
 		}
-		r, err := act(p)
+		ctx := ctx
+		if id != "" {
+			fp := fingerprint(req)
+			if r, err, ok := s.fromLog(p, method, id, fp, req); ok {
+				return r, err
+			}
+			ctx = pbx.WithRequest(ctx, pbx.Request{Principal: p.Login, Method: method, ID: id, Fingerprint: fp})
+		}
+		r, err := act(ctx, p)
 		if err != nil {
 			return nil, s.status(ctx, err)
 		}
 		return r, nil
 	}
-	id := req.GetRequestId()
 	if id == "" {
 		r, err := run()
 		if err != nil {
@@ -237,7 +254,7 @@ func (s *callService) Dial(ctx context.Context, req *callcontrolv1.DialRequest) 
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Dial", req, func(p *auth.Principal) (*callcontrolv1.DialResponse, error) {
+	return control(ctx, s, "Dial", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.DialResponse, error) {
 		dev, ok := s.dir.Device(req.GetDevice())
 		if !ok || !auth.CanSeeDevice(p, dev) {
 			return nil, deviceNotFound("device", req.GetDevice())
@@ -257,7 +274,7 @@ func (s *callService) Hold(ctx context.Context, req *callcontrolv1.HoldRequest) 
 	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Hold", req, func(p *auth.Principal) (*callcontrolv1.HoldResponse, error) {
+	return control(ctx, s, "Hold", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.HoldResponse, error) {
 		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Hold(ctx, req.GetUid()) })
 		if err != nil {
 			return nil, err
@@ -270,7 +287,7 @@ func (s *callService) Talk(ctx context.Context, req *callcontrolv1.TalkRequest) 
 	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Talk", req, func(p *auth.Principal) (*callcontrolv1.TalkResponse, error) {
+	return control(ctx, s, "Talk", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.TalkResponse, error) {
 		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Talk(ctx, req.GetUid()) })
 		if err != nil {
 			return nil, err
@@ -283,7 +300,7 @@ func (s *callService) Hangup(ctx context.Context, req *callcontrolv1.HangupReque
 	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Hangup", req, func(p *auth.Principal) (*callcontrolv1.HangupResponse, error) {
+	return control(ctx, s, "Hangup", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.HangupResponse, error) {
 		pc, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Hangup(ctx, req.GetUid())) })
 		if err != nil {
 			return nil, err
@@ -300,7 +317,7 @@ func (s *callService) Send(ctx context.Context, req *callcontrolv1.SendRequest) 
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Send", req, func(p *auth.Principal) (*callcontrolv1.SendResponse, error) {
+	return control(ctx, s, "Send", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.SendResponse, error) {
 		c, err := s.visibleCall(p, "uid", req.GetUid())
 		if err != nil {
 			return nil, err
@@ -331,7 +348,7 @@ func (s *callService) Xfer(ctx context.Context, req *callcontrolv1.XferRequest) 
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Xfer", req, func(p *auth.Principal) (*callcontrolv1.XferResponse, error) {
+	return control(ctx, s, "Xfer", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.XferResponse, error) {
 		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
 			return nil, err
 		}
@@ -359,7 +376,7 @@ func (s *callService) AtXfer(ctx context.Context, req *callcontrolv1.AtXferReque
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "AtXfer", req, func(p *auth.Principal) (*callcontrolv1.AtXferResponse, error) {
+	return control(ctx, s, "AtXfer", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.AtXferResponse, error) {
 		if _, err := s.controllableCall(p, "uid", req.GetUid()); err != nil {
 			return nil, err
 		}
@@ -379,7 +396,7 @@ func (s *callService) Mute(ctx context.Context, req *callcontrolv1.MuteRequest) 
 	if err := checkUID(req.GetUid(), req.GetRequestId()); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Mute", req, func(p *auth.Principal) (*callcontrolv1.MuteResponse, error) {
+	return control(ctx, s, "Mute", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.MuteResponse, error) {
 		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Mute(ctx, req.GetUid(), req.GetMute()) })
 		if err != nil {
 			return nil, err
@@ -396,7 +413,7 @@ func (s *callService) Dtmf(ctx context.Context, req *callcontrolv1.DtmfRequest) 
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	return control(ctx, s, "Dtmf", req, func(p *auth.Principal) (*callcontrolv1.DtmfResponse, error) {
+	return control(ctx, s, "Dtmf", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.DtmfResponse, error) {
 		pc, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Dtmf(ctx, req.GetUid(), req.GetTone())) })
 		if err != nil {
 			return nil, err

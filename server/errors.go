@@ -52,6 +52,7 @@ const (
 	reasonFutureRevision  = "FUTURE_REVISION"
 	reasonDraining        = "DRAINING"
 	reasonRequestIDReused = "REQUEST_ID_REUSED"
+	reasonAlreadyApplied  = "REQUEST_ALREADY_APPLIED"
 	reasonMalformed       = "MALFORMED_REQUEST"
 	reasonWatchStalled    = "WATCH_STALLED"
 	reasonWatcherLimit    = "WATCHER_LIMIT"
@@ -103,6 +104,16 @@ func reusedRequestID() error {
 			Field: "request_id", Description: "already used for a different request",
 		}}},
 		&errdetails.ErrorInfo{Reason: reasonRequestIDReused, Domain: errorDomain})
+}
+
+// alreadyApplied answers a retry of a request that revision rev of the
+// log applied (under an earlier leader) when its answer cannot be rebuilt
+// from that revision: the request is not applied again.
+func alreadyApplied(rev int64) error {
+	return withDetails(codes.Aborted,
+		fmt.Sprintf("request_id: this request was applied at revision %d; it is not applied again: read the calls (GetCall, ListCalls) for their state", rev),
+		&errdetails.ErrorInfo{Reason: reasonAlreadyApplied, Domain: errorDomain,
+			Metadata: map[string]string{"revision": strconv.FormatInt(rev, 10)}})
 }
 
 // malformedRequest is the answer to a request message that does not

@@ -17,6 +17,10 @@ import (
 // request_id), expire after a TTL and are bounded in number (least
 // recently used go first), so memory stays bounded.
 //
+// On a replica the cache is the leader's alone; the log carries each
+// request into the revision that applied it, so that the next leader
+// answers a retry from there (replay.go, package replica).
+//
 // A retry that arrives while the first attempt still runs waits for it.
 // Outcomes a retry could change (the caller's rate limit, cancellation, an
 // internal error) are not remembered.

@@ -180,6 +180,11 @@ type Deps struct {
 	// (a replica's store follows the log): a resumed watch waits for its
 	// token's revision first.
 	AwaitRevision func(ctx context.Context, rev int64) error
+	// Applied, if set, reports which revision of the log applied a
+	// request (principal, method, request_id) under any leader: a retry
+	// the request_id cache does not know is answered from that revision
+	// instead of acting again (replay.go; a replica's Node.Applied).
+	Applied func(principal, method, id string) (*pbx.Applied, bool)
 }
 
 // DeviceStater reports the live state of a device; the switch knows it.

@@ -108,6 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Simulator:     parts.sim,
 		Forward:       parts.forward,
 		AwaitRevision: parts.await,
+		Applied:       parts.applied,
 		Authenticate:  authn.Authenticate,
 		Limiter: auth.NewLimiter(auth.LimitConfig{
 			ControlRPS: cfg.controlRPS, ControlBurst: cfg.controlBurst,

@@ -143,9 +143,10 @@ func openReplica(ctx context.Context, c *config, dir *directory.Directory, log *
 // the previous leader saved and saves its own.
 func replicaEngine(c *config, dir *directory.Directory, log *slog.Logger) func(*callstore.Store, replica.Log) (replica.Engine, error) {
 	return func(store *callstore.Store, rlog replica.Log) (replica.Engine, error) {
-		opts := pbx.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: rlog.Commit, Sync: rlog.Sync}
+		opts := pbx.Options{RingTimeout: c.ringTimeout, Logger: log, Commit: rlog.Commit, CommitRequest: rlog.CommitRequest, Sync: rlog.Sync}
 		if c.switchKind != "sip" {
-			return sim.New(dir, store, sim.Options{RingTimeout: opts.RingTimeout, Logger: log, Commit: opts.Commit, Sync: opts.Sync}), nil
+			return sim.New(dir, store, sim.Options{RingTimeout: opts.RingTimeout, Logger: log,
+				Commit: opts.Commit, CommitRequest: opts.CommitRequest, Sync: opts.Sync}), nil
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.replica.leaseTTL)
 		defer cancel()
@@ -172,8 +173,9 @@ type switchParts struct {
 	devices server.DeviceStater
 	forward grpc.UnaryServerInterceptor
 	await   func(ctx context.Context, rev int64) error
-	simSw   *sim.Switch   // single process only: demo traffic drives it
-	node    *replica.Node // --nats only
+	applied func(principal, method, id string) (*pbx.Applied, bool) // --nats only: the requests the log applied
+	simSw   *sim.Switch                                             // single process only: demo traffic drives it
+	node    *replica.Node                                           // --nats only
 	close   func()
 }
 
@@ -194,7 +196,7 @@ func newParts(ctx context.Context, c *config, dir *directory.Directory, log *slo
 	}
 	rs := node.Switch()
 	return &switchParts{store: node.Store(), sw: rs, sim: rs, devices: rs, forward: node.UnaryInterceptor(),
-		await: node.AwaitRevision, node: node, close: node.Close}, nil
+		await: node.AwaitRevision, applied: node.Applied, node: node, close: node.Close}, nil
 }
 
 // start makes a replica apply the log and campaign for the lease; the

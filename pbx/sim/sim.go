@@ -44,6 +44,8 @@ type Options struct {
 	Logger            *slog.Logger // nil: slog.Default()
 	// Commit: see pbx.Options.Commit (nil: the store's Commit).
 	Commit func(changes ...callstore.Change) (int64, error)
+	// CommitRequest: see pbx.Options.CommitRequest.
+	CommitRequest func(req *pbx.Request, changes ...callstore.Change) (int64, error)
 	// Sync: see pbx.Options.Sync.
 	Sync func() error
 }
@@ -74,6 +76,7 @@ func New(dir *directory.Directory, store *callstore.Store, opts Options) *Switch
 	e := pbx.NewEngine(dir, store, d, pbx.Options{
 		Clock: opts.Clock, RingTimeout: opts.RingTimeout, HuntStep: opts.HuntStep,
 		MaxCallsPerDevice: opts.MaxCallsPerDevice, Logger: opts.Logger, Commit: opts.Commit, Sync: opts.Sync,
+		CommitRequest: opts.CommitRequest,
 	})
 	d.e = e
 	return &Switch{Engine: e, d: d}
