@@ -7,7 +7,6 @@ require (
 	connectrpc.com/vanguard v0.4.0
 	github.com/emiago/sipgo v1.7.3
 	github.com/google/go-cmp v0.7.0
-	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/icholy/digest v1.2.0
 	github.com/lestrrat-go/jwx/v3 v3.3.0

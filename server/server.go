@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -231,7 +230,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	log = withIdentity(log)
 	s := &Server{cfg: cfg, log: log, health: health.NewServer(), drain: make(chan struct{}), stopped: make(chan struct{})}
 
-	rpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	rpcMetrics := newRPCMetrics()
 	m := newMetrics(d.Store)
 	s.hits = newLimitHit(m, log)
 	s.pending = &pendingRequests{max: cfg.MaxPendingRequests, timeout: cfg.RequestReadTimeout, hits: s.hits}
@@ -267,7 +266,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	authFn := authenticate(d.Authenticate, log)
 	unary := []grpc.UnaryServerInterceptor{
 		s.pending.unary,
-		rpcMetrics.UnaryServerInterceptor(),
+		rpcMetrics.unary,
 		identityUnary,
 		logging.UnaryServerInterceptor(logger, logOpts...),
 	}
@@ -280,7 +279,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	)
 	stream := []grpc.StreamServerInterceptor{
 		s.pending.stream,
-		rpcMetrics.StreamServerInterceptor(),
+		rpcMetrics.stream,
 		identityStream,
 		logging.StreamServerInterceptor(logger, logOpts...),
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
@@ -311,7 +310,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	callcontrolv1.RegisterSimulatorServiceServer(reg, newSimulatorService(d, s.calls))
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
-	rpcMetrics.InitializeMetrics(s.grpc)
+	rpcMetrics.initialize(s.grpc)
 
 	s.setServing(d.Simulator != nil)
 	return s, nil
