@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +124,45 @@ func TestRPCMetrics(t *testing.T) {
 	}
 	if got := rpcCount(t, h, "grpc_server_handling_seconds", "server_stream", "WatchCalls", ""); got != 1 {
 		t.Errorf("WatchCalls handling time observed %v times, want 1", got)
+	}
+}
+
+// A stream's log line comes at its end, with logging's fields (the
+// messages skip logging's wrapper, not its line) and the caller's
+// identity.
+func TestStreamLogLine(t *testing.T) {
+	var buf syncWriter
+	h := newHarness(t, withLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
+	w := h.watch("alice", &callcontrolv1.WatchCallsRequest{})
+	w.start()
+	w.stop()
+
+	var line map[string]any
+	deadline := time.Now().Add(waitLimit) // a liveness bound: the handler ends after the cancel
+	for line == nil {
+		for _, l := range strings.Split(buf.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["grpc.method"] == "WatchCalls" {
+				line = m
+			}
+		}
+		if line == nil && time.Now().After(deadline) {
+			t.Fatalf("no log line for the stream in:\n%s", buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	want := map[string]any{
+		"msg": "finished call", "grpc.code": "Canceled", "grpc.service": callControl,
+		"grpc.method_type": "server_stream", "login": "alice", "role": "user",
+	}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("log line %s = %v, want %v (line %v)", k, line[k], v, line)
+		}
+	}
+	for _, k := range []string{"peer.address", "grpc.start_time", "grpc.time_ms"} {
+		if line[k] == nil {
+			t.Errorf("log line without %s: %v", k, line)
+		}
 	}
 }

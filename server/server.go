@@ -248,6 +248,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
 	logOpts := []logging.Option{
+		// The end of a call only: identityLoggedStream relies on it.
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(codeToLevel),
 	}
@@ -280,8 +281,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	stream := []grpc.StreamServerInterceptor{
 		s.pending.stream,
 		rpcMetrics.stream,
-		identityStream,
-		logging.StreamServerInterceptor(logger, logOpts...),
+		identityLoggedStream(logging.StreamServerInterceptor(logger, logOpts...)),
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
