@@ -61,10 +61,11 @@ func (d *dyingLeader) answer(id string) any {
 }
 
 // TestRetryAfterFailover: requests the leader applied but never answered
-// (it died right after the log took them), retried with the same
-// request_id on the next leader, get the first answer and are in the log
-// once; a request the dead leader never acted on is applied once by the
-// next; a request_id reused for another request is refused.
+// (it died right after the log took them: a Hold, a Dial, a Xfer),
+// retried with the same request_id on the next leader, get the first
+// answer (a Dial: its call) and are in the log once; a request the dead
+// leader never acted on is applied once by the next; a request_id reused
+// for another request is refused, before and after its retry.
 func TestRetryAfterFailover(t *testing.T) {
 	nc := startNATSCluster(t, 3)
 	d := &dyingLeader{lost: map[string]any{}}
@@ -82,6 +83,19 @@ func TestRetryAfterFailover(t *testing.T) {
 	if _, err := a.calls().Dial(as("alice"), dial); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Dial through the dying leader: %v, want the answer lost (UNAVAILABLE)", err)
 	}
+	// bob talks to the acme front desk and blind-transfers it to 303.
+	bobs, err := a.calls().Dial(as("bob"), &callcontrolv1.DialRequest{Device: "SIP/webrtc11", Number: "302"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desk := a.node.Store().ByDevice("SIP/302")[0].UID
+	if _, err := a.calls().Talk(as("acme-admin"), &callcontrolv1.TalkRequest{Uid: desk}); err != nil {
+		t.Fatal(err)
+	}
+	xfer := &callcontrolv1.XferRequest{Uid: bobs.GetCall().GetUid(), Number: "303", RequestId: "lost-xfer"}
+	if _, err := a.calls().Xfer(as("bob"), xfer); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Xfer through the dying leader: %v, want the answer lost (UNAVAILABLE)", err)
+	}
 	talk := &callcontrolv1.TalkRequest{Uid: caller, RequestId: "unsent-talk"}
 	if _, err := a.calls().Talk(as("alice"), talk); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Talk through the dying leader: %v, want UNAVAILABLE", err)
@@ -96,6 +110,21 @@ func TestRetryAfterFailover(t *testing.T) {
 	if want := d.answer("lost-hold").(*callcontrolv1.HoldResponse); !proto.Equal(got, want) {
 		t.Errorf("Hold retried on the next leader answers\n%v\nthe first answer was\n%v", got, want)
 	}
+	gotXfer, err := b.calls().Xfer(as("bob"), xfer)
+	if err != nil {
+		t.Fatalf("Xfer retried on the next leader: %v", err)
+	}
+	if want := d.answer("lost-xfer").(*callcontrolv1.XferResponse); !proto.Equal(gotXfer, want) || want.GetTransferredCall() == nil {
+		t.Errorf("Xfer retried on the next leader answers\n%v\nthe first answer was\n%v", gotXfer, want)
+	}
+	// The same request_id for another request is refused, as the
+	// request_id cache refuses it, and not remembered as the answer to
+	// the request_id: the original request's retry after it still gets
+	// its answer.
+	otherDial := &callcontrolv1.DialRequest{Device: "SIP/201", Number: "202", RequestId: "lost-dial"}
+	if _, err := b.calls().Dial(as("alice"), otherDial); !isReason(err, codes.InvalidArgument, "REQUEST_ID_REUSED") {
+		t.Errorf("Dial with a reused request_id on the next leader: %v, want INVALID_ARGUMENT REQUEST_ID_REUSED", err)
+	}
 	gotDial, err := b.calls().Dial(as("alice"), dial)
 	if err != nil {
 		t.Fatalf("Dial retried on the next leader: %v", err)
@@ -109,8 +138,7 @@ func TestRetryAfterFailover(t *testing.T) {
 			t.Fatalf("Talk on the next leader: %v, %v; want the call up, applied now", resp, err)
 		}
 	}
-	// The same request_id for another request is refused, as the
-	// request_id cache refuses it.
+	// Refused too once the request_id cache holds the original.
 	other := &callcontrolv1.HoldRequest{Uid: caller + 1, RequestId: "lost-hold"}
 	_, err = b.calls().Hold(as("alice"), other)
 	if !isReason(err, codes.InvalidArgument, "REQUEST_ID_REUSED") {
@@ -123,7 +151,7 @@ func TestRetryAfterFailover(t *testing.T) {
 			counts[e.request]++
 		}
 	}
-	for _, r := range []string{"Hold/lost-hold", "Dial/lost-dial", "Talk/unsent-talk"} {
+	for _, r := range []string{"Hold/lost-hold", "Dial/lost-dial", "Xfer/lost-xfer", "Talk/unsent-talk"} {
 		if counts[r] != 1 {
 			t.Errorf("the log holds %s %d times, want once (all: %v)", r, counts[r], counts)
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -137,6 +138,10 @@ func control[R proto.Message](ctx context.Context, s *callService, method string
 		return zero, err
 	}
 	id := req.GetRequestId()
+	var fp [sha256.Size]byte
+	if id != "" {
+		fp = fingerprint(req)
+	}
 	run := func() (proto.Message, error) {
 		if s.lim != nil {
 			if err := s.lim.AllowControl(p); err != nil {
@@ -145,9 +150,8 @@ func control[R proto.Message](ctx context.Context, s *callService, method string
 		}
 		ctx := ctx
 		if id != "" {
-			fp := fingerprint(req)
-			if r, err, ok := s.fromLog(p, method, id, fp, req); ok {
-				return r, err
+			if a, ok := s.logged(p, method, id); ok {
+				return s.fromLog(p, req, fp, a)
 			}
 			ctx = pbx.WithRequest(ctx, pbx.Request{Principal: p.Login, Method: method, ID: id, Fingerprint: fp})
 		}
@@ -163,6 +167,9 @@ func control[R proto.Message](ctx context.Context, s *callService, method string
 			return zero, err
 		}
 		return r.(R), nil
+	}
+	if s.reusedInLog(p, method, id, fp) {
+		return zero, reusedRequestID()
 	}
 	r, err, replay := s.idem.do(ctx, idemKey{p.Login, method, id}, req, run)
 	if replay {

@@ -19,25 +19,35 @@ import (
 // the revision that applied it, as the first leader answered, and never
 // applies it a second time.
 
-// fromLog answers a request the log already applied: ok reports whether
-// it did (within the index's TTL). A different request under the same
-// request_id gets the cache's error for that.
-func (s *callService) fromLog(p *auth.Principal, method, id string, fp [sha256.Size]byte, req proto.Message) (proto.Message, error, bool) {
+// logged returns the revision of the log that applied the request p
+// sent to method with request_id id, if one did (within the index's TTL).
+func (s *callService) logged(p *auth.Principal, method, id string) (*pbx.Applied, bool) {
 	if s.applied == nil {
-		return nil, nil, false
+		return nil, false
 	}
-	a, ok := s.applied(p.Login, method, id)
-	if !ok {
-		return nil, nil, false
-	}
+	return s.applied(p.Login, method, id)
+}
+
+// reusedInLog reports whether the log applied another request than the
+// one of fingerprint fp under this request_id. control checks it before
+// the request_id cache: the cache would remember the refusal under the
+// request_id, and then refuse the original request's retry too.
+func (s *callService) reusedInLog(p *auth.Principal, method, id string, fp [sha256.Size]byte) bool {
+	a, ok := s.logged(p, method, id)
+	return ok && a.Fingerprint != fp
+}
+
+// fromLog answers req (of fingerprint fp), which revision a applied,
+// from the legs it left; or refuses it if a applied another request
+// under its request_id (reusedInLog's check, should a applied it since).
+func (s *callService) fromLog(p *auth.Principal, req proto.Message, fp [sha256.Size]byte, a *pbx.Applied) (proto.Message, error) {
 	if a.Fingerprint != fp {
-		return nil, reusedRequestID(), true
+		return nil, reusedRequestID()
 	}
-	r := s.rebuild(p, req, a)
-	if r == nil {
-		return nil, alreadyApplied(a.Revision), true
+	if r := s.rebuild(p, req, a); r != nil {
+		return r, nil
 	}
-	return r, nil, true
+	return nil, alreadyApplied(a.Revision)
 }
 
 // rebuild builds the answer a request got from the legs its revision
