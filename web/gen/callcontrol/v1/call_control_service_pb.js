@@ -264,7 +264,11 @@ export const ViewChange = /*@__PURE__*/
  *
  * Every control RPC returns the call as applied by the switch (not merely
  * accepted) and takes an optional request_id: a retry with the same id and
- * the same request returns the first result instead of acting twice.
+ * the same request returns the first result instead of acting twice,
+ * for 10 minutes, also when it reaches another replica after the leader
+ * died (a Dial's retry there returns the new call as first committed, in
+ * state dial; should the first result not be rebuilt: ABORTED with an
+ * ErrorInfo reason REQUEST_ALREADY_APPLIED and metadata "revision").
  *
  * Errors: INVALID_ARGUMENT with a BadRequest naming the fields (at most
  * 10; input is quoted by a 40-byte prefix and its length, so every error
