@@ -19,8 +19,8 @@
 // numbered fields in the protobuf wire format, written and read by hand
 // with protowire. Beside the JSON of version 1 it replaces, a typical
 // message is a third of the size and a 100,000-leg snapshot is written
-// and read several times faster with a fraction of the allocations
-// (docs/BENCHMARKS.md). Hand-written rather than generated from a
+// and read four to five times faster, with a fifth of the memory
+// allocated (docs/BENCHMARKS.md). Hand-written rather than generated from a
 // .proto: a generated message is one more copy of every leg (callstore
 // Call to message struct and back) with its strings allocated twice on
 // read, and the format is small and private to replicas; the protobuf
