@@ -327,3 +327,22 @@ func BenchmarkCodec(b *testing.B) {
 		})
 	}
 }
+
+// TestDecodeCallRepeatedField: a string field that occurs twice in a
+// call takes its last value, the others theirs, though all share one
+// allocation.
+func TestDecodeCallRepeatedField(t *testing.T) {
+	var b []byte
+	b = appendString(b, 2, "1.2")
+	b = appendString(b, 9, "first")
+	b = appendString(b, 10, "202")
+	b = appendString(b, 9, "Bob")
+	b = appendString(b, 4, "SIP/201")
+	c, err := decodeCall(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != "1.2" || c.Name != "Bob" || c.Number != "202" || c.Device != "SIP/201" {
+		t.Errorf("decoded id %q name %q number %q device %q, want 1.2 Bob 202 SIP/201", c.ID, c.Name, c.Number, c.Device)
+	}
+}

@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -248,20 +249,22 @@ func appendCall(b []byte, c *callstore.Call) []byte {
 
 // decodeCall decodes a call. Its device fields are looked up in
 // deviceRefs without copying them out of data: only a device the cache
-// does not hold yet costs an allocation.
+// does not hold yet costs an allocation. Its own strings share one
+// allocation (callStrings): they live as long as the call does.
 func decodeCall(data []byte) (*callstore.Call, error) {
 	c := &callstore.Call{}
 	var dev, devCompany, ownerLogin []byte
 	var ownerID int64
+	var strs callStrings
 	err := eachField(data, callFields, func(num protowire.Number, v uint64, p []byte) error {
 		var err error
 		switch num {
 		case 1:
 			c.UID = int64(v)
 		case 2:
-			c.ID = string(p)
+			strs.add(&c.ID, p)
 		case 3:
-			c.CID = string(p)
+			strs.add(&c.CID, p)
 		case 4:
 			dev = p
 		case 5:
@@ -271,11 +274,11 @@ func decodeCall(data []byte) (*callstore.Call, error) {
 		case 7:
 			ownerLogin = p
 		case 8:
-			c.Label = string(p)
+			strs.add(&c.Label, p)
 		case 9:
-			c.Name = string(p)
+			strs.add(&c.Name, p)
 		case 10:
-			c.Number = string(p)
+			strs.add(&c.Number, p)
 		case 11:
 			c.StampMillis = int64(v)
 		case 12:
@@ -283,9 +286,9 @@ func decodeCall(data []byte) (*callstore.Call, error) {
 		case 13:
 			c.Queue, err = decodeQueue(p)
 		case 14:
-			c.Company = string(p)
+			strs.add(&c.Company, p)
 		case 15:
-			c.DTMF = string(p)
+			strs.add(&c.DTMF, p)
 		case 16:
 			c.HasDTMF = v != 0
 		case 17:
@@ -298,8 +301,46 @@ func decodeCall(data []byte) (*callstore.Call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
+	strs.set()
 	c.DeviceRef = deviceRefs.lookup(dev, devCompany, ownerLogin, ownerID)
 	return c, nil
+}
+
+// callStrings gathers a call's string fields while it is decoded, and
+// sets them all from one string: one allocation per call rather than one
+// per field. A field that occurs twice takes its last value, as any other.
+type callStrings struct {
+	n    int
+	to   [7]*string // the call's fields, each once
+	from [7][]byte  // their values, in the message's bytes
+}
+
+func (s *callStrings) add(to *string, p []byte) {
+	for i := range s.n {
+		if s.to[i] == to {
+			s.from[i] = p
+			return
+		}
+	}
+	s.to[s.n], s.from[s.n] = to, p
+	s.n++
+}
+
+func (s *callStrings) set() {
+	total := 0
+	for _, p := range s.from[:s.n] {
+		total += len(p)
+	}
+	var b strings.Builder
+	b.Grow(total)
+	for _, p := range s.from[:s.n] {
+		b.Write(p)
+	}
+	all, off := b.String(), 0
+	for i, p := range s.from[:s.n] {
+		*s.to[i] = all[off : off+len(p)]
+		off += len(p)
+	}
 }
 
 // decodeCallEnums sets the call's small-integer fields, 18 to 25.
