@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"callcontrold/internal/freeport"
 )
 
 // The benchmark's own SIPp scenarios: zero talk time (a call is its
@@ -77,7 +79,7 @@ func startSIPp(ctx context.Context, dir string, r sippRun) (*sippProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	media, err := freePort()
+	media, err := freeport.MediaPort()
 	if err != nil {
 		return nil, err
 	}

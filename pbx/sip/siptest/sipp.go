@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"callcontrold/internal/freeport"
 )
 
 //go:embed scenarios/*.xml
@@ -115,7 +117,11 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	if err := os.WriteFile(file, xml, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args, err := o.args(file, FreePort(t), FreePort(t))
+	media, err := freeport.MediaPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := o.args(file, FreePort(t), media)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,23 @@
+package freeport
+
+import (
+	"net"
+	"testing"
+)
+
+// TestMediaPort: both ports SIPp binds are free when MediaPort returns.
+func TestMediaPort(t *testing.T) {
+	for range 20 {
+		p, err := MediaPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range []int{p, p + 2} {
+			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+			if err != nil {
+				t.Fatalf("MediaPort gave %d, but %d is taken: %v", p, port, err)
+			}
+			c.Close()
+		}
+	}
+}
