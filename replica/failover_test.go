@@ -172,27 +172,37 @@ type logEntry struct {
 	changes []string
 }
 
-func readLog(t *testing.T, url string) []logEntry {
+// openLog opens the log stream at url for a test's own reads, with its
+// state now; done closes the connection.
+func openLog(t *testing.T, url string) (ctx context.Context, st jetstream.Stream, info *jetstream.StreamInfo, done func()) {
 	t.Helper()
 	conn, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	js, err := jetstream.New(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, "CALLCONTROLD")
+	done = func() {
+		cancel()
+		conn.Close()
+	}
+	js, err := jetstream.New(conn)
+	if err == nil {
+		st, err = js.Stream(ctx, "CALLCONTROLD")
+	}
+	if err == nil {
+		info, err = st.Info(ctx)
+	}
 	if err != nil {
+		done()
 		t.Fatal(err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return ctx, st, info, done
+}
+
+func readLog(t *testing.T, url string) []logEntry {
+	t.Helper()
+	ctx, st, info, done := openLog(t, url)
+	defer done()
 	var out []logEntry
 	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
 		m, err := st.GetMsg(ctx, seq)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -230,25 +229,8 @@ func firstRetained(t *testing.T, url string) int64 {
 
 func streamInfo(t *testing.T, url string) *jetstream.StreamInfo {
 	t.Helper()
-	conn, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	js, err := jetstream.New(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, "CALLCONTROLD")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, info, done := openLog(t, url)
+	done()
 	return info
 }
 
@@ -256,25 +238,8 @@ func streamInfo(t *testing.T, url string) *jetstream.StreamInfo {
 // watcher's run.
 func checkRetained(t *testing.T, url string, log []logEntry) {
 	t.Helper()
-	conn, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	js, err := jetstream.New(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, "CALLCONTROLD")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, st, info, done := openLog(t, url)
+	defer done()
 	if info.Config.MaxMsgs != 100 || info.State.Msgs > 100 {
 		t.Errorf("the stream holds %d messages with a limit of %d, want at most 100", info.State.Msgs, info.Config.MaxMsgs)
 	}
