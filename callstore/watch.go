@@ -95,12 +95,13 @@ type Watcher struct {
 
 	// Guarded by mu; lock order s.mu then mu. While lagging, the committer
 	// leaves the watcher alone and Drain replays history from next.
-	mu      sync.Mutex
-	queue   []Batch
-	lagging bool
-	next    int64 // lagging: the next revision to hand out
-	err     error // non-nil once ended
-	endRev  int64 // ended: the progress at the end
+	mu         sync.Mutex
+	queue      []Batch
+	lagging    bool
+	smallTakes uint8 // takes in a row that found the queue at most a quarter full (see takeLocked)
+	next       int64 // lagging: the next revision to hand out
+	err        error // non-nil once ended
+	endRev     int64 // ended: the progress at the end
 }
 
 // replayBudget bounds the revisions one Drain of a lagging watcher scans
@@ -211,22 +212,42 @@ func (w *Watcher) drain(dst []Batch) ([]Batch, int64, error) {
 
 // takeLocked moves the queue to dst; last is the revision of the last batch
 // moved, or 0.
+//
+// The queue's array is kept for the next batches while it is in use. A
+// large one (over queueKeep batches) goes after queueSmallTakes takes in
+// a row that each found it at most a quarter full: the burst that grew it
+// has passed (a quiet watch drains nothing at each progress frame, so it
+// does not pin a burst's worth of memory for long). Dropping every large
+// array at its first take instead made a watcher that stays a few
+// hundred batches behind regrow its queue, batch by batch, after nearly
+// every Drain.
 func (w *Watcher) takeLocked(dst []Batch) ([]Batch, int64) {
 	n := len(w.queue)
-	if n == 0 {
-		return dst, 0
+	var last int64
+	if n > 0 {
+		last = w.queue[n-1].Revision
+		dst = append(dst, w.queue...)
+		w.backlog.Store(false)
 	}
-	last := w.queue[n-1].Revision
-	dst = append(dst, w.queue...)
-	w.backlog.Store(false)
-	if cap(w.queue) > 256 {
-		w.queue = nil // do not pin a burst's worth of memory per watcher
-	} else {
-		clear(w.queue)
-		w.queue = w.queue[:0]
+	if n > cap(w.queue)/4 {
+		w.smallTakes = 0
+	} else if w.smallTakes++; cap(w.queue) > queueKeep && w.smallTakes >= queueSmallTakes {
+		w.queue, w.smallTakes = nil, 0
+		return dst, last
 	}
+	clear(w.queue)
+	w.queue = w.queue[:0]
 	return dst, last
 }
+
+const (
+	// queueKeep is the size of queue array a watcher keeps however little
+	// it holds.
+	queueKeep = 256
+	// queueSmallTakes is how many takes in a row find a larger array at
+	// most a quarter full before the watcher lets it go.
+	queueSmallTakes = 8
+)
 
 // catchUp replays the retained history for a lagging watcher, at most
 // replayBudget revisions. Holding the store's read lock keeps commits out,
