@@ -586,3 +586,61 @@ func TestStalledWatcherPinsOnlyItsOwnEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchQueueArrayKeptWhileBehind: a watcher that stays a few hundred
+// batches behind keeps its queue array from one Drain to the next (so
+// queueing for it allocates nothing), and lets it go once it has caught up
+// and stays so for queueSmallTakes Drains.
+func TestWatchQueueArrayKeptWhileBehind(t *testing.T) {
+	s := New(Options{})
+	w, _, _, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	uid := int64(0)
+	commitN := func(n int) {
+		for range n {
+			uid++
+			mustCommit(t, s, Change{Type: EventNew, Call: leg(uid, "d", "c", StateRing)})
+		}
+	}
+	queueCap := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return cap(w.queue)
+	}
+	var dst []Batch
+	drain := func(want int) {
+		t.Helper()
+		var err error
+		if dst, _, err = w.Drain(dst[:0]); err != nil || len(dst) != want {
+			t.Fatalf("Drain() = %d batches, %v, want %d, nil", len(dst), err, want)
+		}
+	}
+
+	commitN(queueKeep + 100) // behind by more than queueKeep batches
+	drain(queueKeep + 100)
+	grown := queueCap()
+	if grown <= queueKeep {
+		t.Fatalf("queue array of %d batches after %d queued", grown, queueKeep+100)
+	}
+	commitN(queueKeep + 100)
+	drain(queueKeep + 100)
+	if got := queueCap(); got != grown {
+		t.Errorf("queue array of %d batches after the second backlog, want the first one's %d kept", got, grown)
+	}
+
+	// Caught up: a few small Drains keep it, queueSmallTakes of them let
+	// it go.
+	for i := range queueSmallTakes {
+		if got := queueCap(); got != grown {
+			t.Fatalf("queue array of %d batches after %d small Drains, want %d kept", got, i, grown)
+		}
+		commitN(1)
+		drain(1)
+	}
+	if got := queueCap(); got != 0 {
+		t.Errorf("queue array of %d batches after %d small Drains, want it let go", got, queueSmallTakes)
+	}
+}
