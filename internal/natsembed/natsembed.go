@@ -24,11 +24,13 @@ type Cluster struct {
 }
 
 // readyTimeout bounds each wait of Start: a server ready for connections,
-// the meta leader elected, every server caught up.
+// the meta leader elected, every server caught up, every server online in
+// the leader's view.
 const readyTimeout = 30 * time.Second
 
 // Start starts n servers storing under a fresh temporary directory and
-// returns once JetStream has a meta leader and every server is current.
+// returns once JetStream has a meta leader, every server is current, and
+// the leader sees every server online (a replicated stream can be placed).
 func Start(n int) (c *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "natsembed-")
 	if err != nil {
@@ -88,6 +90,12 @@ func Start(n int) (c *Cluster, err error) {
 	}
 	if err := c.waitFor(func(s *natsserver.Server) bool { return s.JetStreamIsCurrent() }, true); err != nil {
 		return c, errors.New("natsembed: a server did not catch up with the cluster")
+	}
+	// The meta leader places a replicated stream only on peers it has
+	// heard from since it was elected; until then creating an R3 stream
+	// fails with "no suitable peers for placement".
+	if err := c.waitFor(func(s *natsserver.Server) bool { return len(s.JetStreamClusterPeers()) == n }, false); err != nil {
+		return c, errors.New("natsembed: the meta leader does not see every server online")
 	}
 	return c, nil
 }
