@@ -74,7 +74,7 @@ type SIPpOptions struct {
 	// (-l); unbounded when zero.
 	Rate, MaxConcurrent int
 	// Pause is the ringing time of UAS scenarios and the talk time of
-	// UAC (-d).
+	// UAC (-d), at least minPause.
 	Pause time.Duration
 	// Timeout ends the whole run as a failure (-timeout); 15s when zero.
 	Timeout time.Duration
@@ -130,6 +130,12 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	return s
 }
 
+// minPause is the shortest -d given to SIPp: a 0 ms <pause/> sometimes
+// never ends (a trunk scenario sent its 180 and then waited out its whole
+// timeout without the 200 in about 3 runs of 8), 20 ms never did in our
+// runs.
+const minPause = 20 * time.Millisecond
+
 // args builds SIPp's command line. Keys ([expires], [caller]) are
 // passed only to the scenarios that use them: SIPp refuses to load a
 // scenario that references a key it was not given.
@@ -146,7 +152,7 @@ func (o SIPpOptions) args(file string, controlPort, mediaPort int) ([]string, er
 		"-t", tr,
 		"-m", strconv.Itoa(o.Calls),
 		"-timeout", strconv.Itoa(int(o.Timeout.Seconds()+0.5)) + "s", "-timeout_error",
-		"-d", strconv.Itoa(int(o.Pause.Milliseconds())),
+		"-d", strconv.Itoa(int(max(o.Pause, minPause).Milliseconds())),
 		"-nostdin",
 		"-trace_err", "-trace_screen",
 		// A failed call must not make SIPp send a BYE of its own.
