@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 	"callcontrold/web"
 )
 
@@ -157,7 +158,7 @@ func controlPhase(w controlWorker, uids []int64, d time.Duration, h *latency.His
 func grpcControl(ctx context.Context, conns []*grpc.ClientConn) controlWorker {
 	return func(i int, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64) {
 		cc := conns[i%len(conns)]
-		var raw rawMsg
+		var raw rawframe.Msg
 		reqs := []struct {
 			method string
 			req    proto.Message
@@ -173,10 +174,10 @@ func grpcControl(ctx context.Context, conns []*grpc.ClientConn) controlWorker {
 		for j := 0; !stop.Load(); j++ {
 			for _, r := range reqs {
 				t := time.Now()
-				err := cc.Invoke(ctx, r.method, r.req, &raw, rawRecv)
+				err := cc.Invoke(ctx, r.method, r.req, &raw, rawframe.Recv)
 				h.Record(time.Since(t))
 				if err == nil && j%checkEvery == 0 {
-					err = r.check(raw.b)
+					err = r.check(raw.B)
 				}
 				if n++; err != nil {
 					errs++

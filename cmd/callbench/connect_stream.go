@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 )
 
 // frameReader yields a watch's next frame: its kind, revision and, for an
@@ -71,12 +72,12 @@ func grpcWatchOpener(conns []*grpc.ClientConn) watchOpener {
 		if err != nil {
 			return nil, 0, err
 		}
-		var m rawMsg
+		var m rawframe.Msg
 		return func() (protowire.Number, int64, int, error) {
 			if err := s.RecvMsg(&m); err != nil {
 				return 0, 0, 0, err
 			}
-			return parseFrame(m.b)
+			return parseFrame(m.B)
 		}, rev, nil
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 )
 
 type fanoutConfig struct {
@@ -261,14 +262,14 @@ func startFanClient(ctx context.Context, conns []*grpc.ClientConn, filtered, unf
 }
 
 func (c *fanClient) recv(w *fanWatcher) {
-	var m rawMsg
+	var m rawframe.Msg
 	for {
 		err := w.s.RecvMsg(&m)
 		now := time.Now().UnixNano()
 		var kind protowire.Number
 		var rev, at int64
 		if err == nil {
-			kind, rev, at, err = parseEventFrame(m.b)
+			kind, rev, at, err = parseEventFrame(m.B)
 		}
 		if err != nil {
 			if !ended(c.wctx, err) {

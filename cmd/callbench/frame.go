@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"callcontrold/wirefield"
@@ -18,35 +14,8 @@ import (
 // measures (which frame, its revision, how many events) with protowire,
 // instead of unmarshalling every Call: the client shares the machine with
 // the server, and a full decode of 110k frames/s would take a large part
-// of it. Both the no-op stream and WatchCalls are received this way.
-
-// rawMsg receives a frame's bytes (its buffer is reused).
-type rawMsg struct{ b []byte }
-
-// rawCodec marshals requests as protobuf and hands responses over as
-// bytes. Its name is "proto", so the content-type is the ordinary one.
-type rawCodec struct{}
-
-var protoCodec = encoding.GetCodecV2(proto.Name)
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*rawMsg)
-	if !ok {
-		return protoCodec.Unmarshal(data, v)
-	}
-	m.b = m.b[:0]
-	for _, buf := range data {
-		m.b = append(m.b, buf.ReadOnlyData()...)
-	}
-	return nil
-}
-
-func (rawCodec) Name() string { return proto.Name }
-
-// rawRecv is the call option that selects rawCodec for a stream.
-var rawRecv = grpc.ForceCodecV2(rawCodec{})
+// of it. Both the no-op stream and WatchCalls are received this way
+// (rawframe).
 
 // The WatchCallsResponse frames the client tells apart.
 const (

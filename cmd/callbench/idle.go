@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 	"callcontrold/wirefield"
 )
 
@@ -324,7 +325,7 @@ func openIdle(ctx context.Context, conns []*grpc.ClientConn, n int) error {
 }
 
 func openSnapshotWatch(ctx context.Context, cc *grpc.ClientConn, device string) error {
-	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawRecv)
+	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawframe.Recv)
 	if err != nil {
 		return err
 	}
@@ -335,12 +336,12 @@ func openSnapshotWatch(ctx context.Context, cc *grpc.ClientConn, device string) 
 	if err := s.CloseSend(); err != nil {
 		return err
 	}
-	var m rawMsg
+	var m rawframe.Msg
 	for {
 		if err := s.RecvMsg(&m); err != nil {
 			return fmt.Errorf("watch %s: %w", device, err)
 		}
-		kind, _, _, err := parseFrame(m.b)
+		kind, _, _, err := parseFrame(m.B)
 		if err != nil {
 			return err
 		}

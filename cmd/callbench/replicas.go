@@ -20,6 +20,7 @@ import (
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/internal/latency"
 	"callcontrold/internal/natsembed"
+	"callcontrold/internal/rawframe"
 	"callcontrold/pbx/sim"
 	"callcontrold/replica"
 	"callcontrold/server"
@@ -215,7 +216,7 @@ func (w *opWatch) recv() {
 // changes the call, so each is one revision and one event.
 func (w *opWatch) drive(ctx context.Context, cc *grpc.ClientConn, uid int64, measured bool, stop *atomic.Bool) (n, errs uint64) {
 	c := w.calls[uid]
-	var raw rawMsg
+	var raw rawframe.Msg
 	hold, talk := &callcontrolv1.HoldRequest{Uid: uid}, &callcontrolv1.TalkRequest{Uid: uid}
 	for !stop.Load() {
 		method, req := holdMethod, any(hold)
@@ -226,7 +227,7 @@ func (w *opWatch) drive(ctx context.Context, cc *grpc.ClientConn, uid int64, mea
 		c.sent = append(c.sent, time.Now())
 		c.measured = append(c.measured, measured)
 		c.mu.Unlock()
-		err := cc.Invoke(ctx, method, req, &raw, rawRecv)
+		err := cc.Invoke(ctx, method, req, &raw, rawframe.Recv)
 		if err != nil {
 			// Nothing to wait for: take the send back (one worker per call,
 			// so it is the last one).

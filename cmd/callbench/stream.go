@@ -17,6 +17,7 @@ import (
 
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 	"callcontrold/pbx"
 )
 
@@ -122,18 +123,18 @@ func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, war
 	errs := make(chan error, streams)
 	for i := range streams {
 		wg.Go(func() {
-			s, err := conns[i%len(conns)].NewStream(ctx, noopStreamDesc, noopStreamMethod, rawRecv)
+			s, err := conns[i%len(conns)].NewStream(ctx, noopStreamDesc, noopStreamMethod, rawframe.Recv)
 			if err == nil {
 				err = s.SendMsg(&emptypb.Empty{})
 			}
 			if err == nil {
 				err = s.CloseSend()
 			}
-			var m rawMsg
+			var m rawframe.Msg
 			for err == nil {
 				if err = s.RecvMsg(&m); err == nil {
 					var kind protowire.Number
-					if kind, _, _, err = parseFrame(m.b); err == nil {
+					if kind, _, _, err = parseFrame(m.B); err == nil {
 						err = mustKind(kind, frameProgress)
 					}
 					count.Add(1)
@@ -165,13 +166,13 @@ var watchDesc = &grpc.StreamDesc{StreamName: "WatchCalls", ServerStreams: true}
 const watchMethod = "/" + "callcontrol.v1.CallControlService" + "/WatchCalls"
 
 // openWatch opens WatchCalls without a snapshot (the request must set
-// skip_snapshot), receiving frames as bytes (rawRecv), and reads the
+// skip_snapshot), receiving frames as bytes (rawframe.Recv), and reads the
 // started frame; it returns the stream and the start revision.
 func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.WatchCallsRequest) (grpc.ClientStream, int64, error) {
 	if !req.GetSkipSnapshot() {
 		return nil, 0, errors.New("openWatch: only without a snapshot")
 	}
-	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawRecv)
+	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawframe.Recv)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -181,11 +182,11 @@ func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.Watc
 	if err := s.CloseSend(); err != nil {
 		return nil, 0, err
 	}
-	var m rawMsg
+	var m rawframe.Msg
 	if err := s.RecvMsg(&m); err != nil {
 		return nil, 0, err
 	}
-	kind, rev, _, err := parseFrame(m.b)
+	kind, rev, _, err := parseFrame(m.B)
 	if err == nil {
 		err = mustKind(kind, frameStarted)
 	}
@@ -219,14 +220,14 @@ func watchStreams(ctx context.Context, e *env, conns []*grpc.ClientConn, cfg str
 	}
 	for i, s := range streams {
 		wg.Go(func() {
-			var m rawMsg
+			var m rawframe.Msg
 			for {
 				err := s.RecvMsg(&m)
 				var kind protowire.Number
 				var rev int64
 				var n int
 				if err == nil {
-					kind, rev, n, err = parseFrame(m.b)
+					kind, rev, n, err = parseFrame(m.B)
 				}
 				if err != nil {
 					if !ended(wctx, err) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 )
 
 type unaryConfig struct {
@@ -81,23 +82,23 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	// decoded and checked, so a wrong answer cannot pass unnoticed.
 	const checkEvery = 1024
 	control := func(cc *grpc.ClientConn, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64) {
-		var raw rawMsg
+		var raw rawframe.Msg
 		hold, talk := &callcontrolv1.HoldRequest{Uid: uid}, &callcontrolv1.TalkRequest{Uid: uid}
 		for i := 0; !stop.Load(); i++ {
 			t := time.Now()
-			err := cc.Invoke(ctx, holdMethod, hold, &raw, rawRecv)
+			err := cc.Invoke(ctx, holdMethod, hold, &raw, rawframe.Recv)
 			t2 := time.Now()
 			h.Record(t2.Sub(t))
 			if err == nil && i%checkEvery == 0 {
-				err = checkControl(raw.b, &callcontrolv1.HoldResponse{}, callcontrolv1.State_STATE_HOLD)
+				err = checkControl(raw.B, &callcontrolv1.HoldResponse{}, callcontrolv1.State_STATE_HOLD)
 			}
 			if n++; err != nil {
 				errs++
 			}
-			err = cc.Invoke(ctx, talkMethod, talk, &raw, rawRecv)
+			err = cc.Invoke(ctx, talkMethod, talk, &raw, rawframe.Recv)
 			h.Record(time.Since(t2))
 			if err == nil && i%checkEvery == 0 {
-				err = checkControl(raw.b, &callcontrolv1.TalkResponse{}, callcontrolv1.State_STATE_UP)
+				err = checkControl(raw.B, &callcontrolv1.TalkResponse{}, callcontrolv1.State_STATE_UP)
 			}
 			if n++; err != nil {
 				errs++
@@ -157,7 +158,7 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 }
 
 // The control methods, invoked directly so that responses can arrive as
-// bytes (rawRecv).
+// bytes (rawframe.Recv).
 const (
 	holdMethod = "/callcontrol.v1.CallControlService/Hold"
 	talkMethod = "/callcontrol.v1.CallControlService/Talk"

@@ -32,6 +32,7 @@ import (
 
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/rawframe"
 )
 
 type config struct {
@@ -377,7 +378,7 @@ func (w *watcher) watch(ctx context.Context, cc *grpc.ClientConn) error {
 	if w.device != "" {
 		req.Filter = &callcontrolv1.CallFilter{Devices: []string{w.device}}
 	}
-	s, err := cc.NewStream(ctx, watchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawRecv)
+	s, err := cc.NewStream(ctx, watchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawframe.Recv)
 	if err != nil {
 		return err
 	}
@@ -387,13 +388,13 @@ func (w *watcher) watch(ctx context.Context, cc *grpc.ClientConn) error {
 	if err := s.CloseSend(); err != nil {
 		return err
 	}
-	var m rawMsg
+	var m rawframe.Msg
 	for {
 		if err := s.RecvMsg(&m); err != nil {
 			return err
 		}
 		w.frames.Add(1)
-		if rev, ok := frameRevision(m.b); ok {
+		if rev, ok := frameRevision(m.B); ok {
 			w.rev.Store(rev)
 		}
 		if w.delay > 0 {

@@ -11,10 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"callcontrold/wirefield"
@@ -164,34 +160,6 @@ func procRSS(pid int) (uint64, error) {
 	}
 	return 0, errors.New("no VmRSS in /proc/pid/status")
 }
-
-// rawMsg receives a frame's bytes; only its revision is read (protowire),
-// so that the 1,000 watchers cost the client little.
-type rawMsg struct{ b []byte }
-
-// rawCodec marshals requests as protobuf and hands responses over as
-// bytes. Its name is "proto", so the content-type is the ordinary one.
-type rawCodec struct{}
-
-var protoCodec = encoding.GetCodecV2(proto.Name)
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*rawMsg)
-	if !ok {
-		return protoCodec.Unmarshal(data, v)
-	}
-	m.b = m.b[:0]
-	for _, buf := range data {
-		m.b = append(m.b, buf.ReadOnlyData()...)
-	}
-	return nil
-}
-
-func (rawCodec) Name() string { return proto.Name }
-
-var rawRecv = grpc.ForceCodecV2(rawCodec{})
 
 // frameRevision returns the revision a WatchCallsResponse frame carries:
 // WatchStarted.revision (field 4 of frame 1), EventBatch.revision and

@@ -1,0 +1,42 @@
+// Package rawframe lets the load clients (callbench, callsoak) receive
+// gRPC responses as bytes: they read only what they measure with
+// protowire, since decoding every frame would measure the client, which
+// shares the machine with the server.
+package rawframe
+
+import (
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+)
+
+// Msg receives a response's bytes (its buffer is reused).
+type Msg struct{ B []byte }
+
+// codec marshals requests as protobuf and hands responses received into
+// a *Msg over as bytes. Its name is "proto", so the content-type is the
+// ordinary one.
+type codec struct{}
+
+var protoCodec = encoding.GetCodecV2(proto.Name)
+
+func (codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
+
+func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*Msg)
+	if !ok {
+		return protoCodec.Unmarshal(data, v)
+	}
+	m.B = m.B[:0]
+	for _, buf := range data {
+		m.B = append(m.B, buf.ReadOnlyData()...)
+	}
+	return nil
+}
+
+func (codec) Name() string { return proto.Name }
+
+// Recv is the call option that selects the codec for a call or stream:
+// receive into a *Msg.
+var Recv = grpc.ForceCodecV2(codec{})
