@@ -19,7 +19,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +27,8 @@ import (
 	"os/signal"
 	"strings"
 	"time"
+
+	"callcontrold/internal/benchkit"
 )
 
 type config struct {
@@ -151,17 +152,5 @@ func runPeer(ctx context.Context, name string, c *config) (*peerResult, error) {
 // file if set.
 func (r *report) write(w io.Writer, file string) error {
 	r.table(w)
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	fmt.Fprintln(w)
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	if file != "" {
-		return os.WriteFile(file, b, 0o644)
-	}
-	return nil
+	return benchkit.WriteJSON(w, r, file)
 }

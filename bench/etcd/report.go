@@ -3,36 +3,24 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
+
+	"callcontrold/internal/benchkit"
 )
 
 // report is the JSON summary.
 type report struct {
-	Command string        `json:"command"`
-	Smoke   bool          `json:"smoke"`
-	Machine machine       `json:"machine"`
-	Setup   string        `json:"setup"`
-	Started time.Time     `json:"started"`
-	Seconds float64       `json:"seconds"`
-	Peers   []*peerResult `json:"peers"`
-	Ratios  *ratios       `json:"ratios,omitempty"`
-	Checks  []check       `json:"checks"`
-	AllMet  bool          `json:"all_met"`
-}
-
-type machine struct {
-	NumCPU     int    `json:"num_cpu"`
-	GOMAXPROCS int    `json:"gomaxprocs"`
-	CPU        string `json:"cpu"`
-	OS         string `json:"os"`
-	Arch       string `json:"arch"`
-	Go         string `json:"go"`
-	LoadBefore string `json:"loadavg_before"`
-	LoadAfter  string `json:"loadavg_after"`
+	Command string           `json:"command"`
+	Smoke   bool             `json:"smoke"`
+	Machine benchkit.Machine `json:"machine"`
+	Setup   string           `json:"setup"`
+	Started time.Time        `json:"started"`
+	Seconds float64          `json:"seconds"`
+	Peers   []*peerResult    `json:"peers"`
+	Ratios  *ratios          `json:"ratios,omitempty"`
+	Checks  benchkit.Checks  `json:"checks"`
+	AllMet  bool             `json:"all_met"`
 }
 
 // ratios are callcontrold's figures divided by etcd's.
@@ -42,15 +30,6 @@ type ratios struct {
 	CPUPerEvent   float64 `json:"server_cpu_per_delivered_event"`
 	RSSPerStream  float64 `json:"idle_rss_per_stream"`
 	HeapPerStream float64 `json:"idle_heap_per_stream"`
-}
-
-// check is one target, met or missed.
-type check struct {
-	Name   string  `json:"name"`
-	Value  float64 `json:"value"`
-	Op     string  `json:"op"` // ">=" or "<="
-	Target float64 `json:"target"`
-	Met    bool    `json:"met"`
 }
 
 // setup says what is compared, in the output itself.
@@ -63,10 +42,7 @@ func newReport(c *config) *report {
 		Smoke:   c.smoke,
 		Setup:   setup,
 		Started: time.Now().UTC().Truncate(time.Second),
-		Machine: machine{
-			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel(),
-			OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version(), LoadBefore: loadavg(),
-		},
+		Machine: benchkit.ReadMachine(),
 	}
 }
 
@@ -83,26 +59,18 @@ func div(a, b float64) float64 {
 	if b == 0 {
 		return 0
 	}
-	return round3(a / b)
+	return benchkit.Round3(a / b)
 }
-
-func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
 
 func (r *report) finish() {
 	r.Seconds = time.Since(r.Started).Round(100 * time.Millisecond).Seconds()
-	r.Machine.LoadAfter = loadavg()
+	r.Machine.LoadAfter = benchkit.LoadAvg()
 	r.Checks = nil
-	add := func(name string, v float64, op string, target float64) {
-		met := v >= target
-		if op == "<=" {
-			met = v <= target
-		}
-		r.Checks = append(r.Checks, check{Name: name, Value: v, Op: op, Target: target, Met: met})
-	}
+	add := r.Checks.Add
 	cc, et := r.peer(peerCallcontrold), r.peer(peerEtcd)
 	if cc != nil {
 		add("callcontrold fan-out events missing", float64(cc.Fanout.Missing), "<=", 0)
-		add("callcontrold idle stream RSS (bytes)", round3(cc.Idle.RSSPerStream), "<=", 8192)
+		add("callcontrold idle stream RSS (bytes)", benchkit.Round3(cc.Idle.RSSPerStream), "<=", 8192)
 	}
 	if cc != nil && et != nil {
 		cf, ef := cc.Fanout, et.Fanout
@@ -117,16 +85,11 @@ func (r *report) finish() {
 		add("CPU per delivered event, callcontrold/etcd", r.Ratios.CPUPerEvent, "<=", 0.5)
 		add("idle stream RSS, callcontrold/etcd", r.Ratios.RSSPerStream, "<=", 0.5)
 	}
-	r.AllMet = true
-	for _, c := range r.Checks {
-		r.AllMet = r.AllMet && c.Met
-	}
+	r.AllMet = r.Checks.AllMet()
 }
 
 func (r *report) table(w io.Writer) {
-	m := r.Machine
-	fmt.Fprintf(w, "peerbench: %d CPUs (GOMAXPROCS %d, %s), %s/%s, %s; load average %s → %s; %.1fs\n",
-		m.NumCPU, m.GOMAXPROCS, m.CPU, m.OS, m.Arch, m.Go, m.LoadBefore, m.LoadAfter, r.Seconds)
+	fmt.Fprintln(w, r.Machine.Line("peerbench", r.Seconds))
 	fmt.Fprintf(w, "setup: %s\n", r.Setup)
 	if r.Smoke {
 		fmt.Fprintln(w, "SMOKE RUN: tiny durations and sizes; the figures mean nothing")
@@ -155,39 +118,5 @@ func (r *report) table(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tvalue\ttarget\tresult\t")
-	for _, c := range r.Checks {
-		res := "met"
-		if !c.Met {
-			res = "MISSED"
-		}
-		fmt.Fprintf(tw, "%s\t%g\t%s %g\t%s\t\n", c.Name, c.Value, c.Op, c.Target, res)
-	}
-	_ = tw.Flush()
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	for line := range strings.Lines(string(b)) {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	r.Checks.WriteTable(w)
 }

@@ -26,7 +26,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +39,7 @@ import (
 	"time"
 
 	"callcontrold/directory"
+	"callcontrold/internal/benchkit"
 )
 
 type config struct {
@@ -286,17 +286,5 @@ func runMeasured(ctx context.Context, name string, e *env, c *config, rep *repor
 // file if set.
 func (r *report) write(w io.Writer, file string) error {
 	r.table(w)
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	fmt.Fprintln(w)
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	if file != "" {
-		return os.WriteFile(file, b, 0o644)
-	}
-	return nil
+	return benchkit.WriteJSON(w, r, file)
 }

@@ -1,84 +1,52 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
+
+	"callcontrold/internal/benchkit"
 )
 
 // report is the JSON summary.
 type report struct {
-	Command string         `json:"command"`
-	Smoke   bool           `json:"smoke"`
-	Machine machine        `json:"machine"`
-	Started time.Time      `json:"started"`
-	Seconds float64        `json:"seconds"`
-	Unary   *unaryResult   `json:"unary,omitempty"`
-	Stream  *streamResult  `json:"streaming,omitempty"`
-	Connect *connectResult `json:"connect,omitempty"`
-	Fanout  *fanoutResult  `json:"fanout,omitempty"`
+	Command string           `json:"command"`
+	Smoke   bool             `json:"smoke"`
+	Machine benchkit.Machine `json:"machine"`
+	Started time.Time        `json:"started"`
+	Seconds float64          `json:"seconds"`
+	Unary   *unaryResult     `json:"unary,omitempty"`
+	Stream  *streamResult    `json:"streaming,omitempty"`
+	Connect *connectResult   `json:"connect,omitempty"`
+	Fanout  *fanoutResult    `json:"fanout,omitempty"`
 	// FanoutLarge is the fanout10k scenario (10,000 filtered watchers).
 	FanoutLarge *fanoutResult   `json:"fanout_10k,omitempty"`
 	Idle        *idleResult     `json:"idle,omitempty"`
 	Replicas    *replicasResult `json:"replicas,omitempty"`
 	Memory      *memoryResult   `json:"memory,omitempty"`
-	Checks      []check         `json:"checks"`
+	Checks      benchkit.Checks `json:"checks"`
 	AllMet      bool            `json:"all_met"`
-}
-
-type machine struct {
-	NumCPU     int    `json:"num_cpu"`
-	GOMAXPROCS int    `json:"gomaxprocs"`
-	CPU        string `json:"cpu"`
-	OS         string `json:"os"`
-	Arch       string `json:"arch"`
-	Go         string `json:"go"`
-	LoadBefore string `json:"loadavg_before"`
-	LoadAfter  string `json:"loadavg_after"`
-}
-
-// check is one performance target (docs/BENCHMARKS.md lists them) and
-// whether the run met it.
-type check struct {
-	Name   string  `json:"name"`
-	Value  float64 `json:"value"`
-	Op     string  `json:"op"` // ">=" or "<="
-	Target float64 `json:"target"`
-	Met    bool    `json:"met"`
 }
 
 func newReport(c *config) *report {
 	return &report{
 		Smoke:   c.smoke,
 		Started: time.Now().UTC().Truncate(time.Second),
-		Machine: machine{
-			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel(),
-			OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version(), LoadBefore: loadavg(),
-		},
+		Machine: benchkit.ReadMachine(),
 	}
 }
 
 func (r *report) finish() {
 	r.Seconds = time.Since(r.Started).Round(100 * time.Millisecond).Seconds()
-	r.Machine.LoadAfter = loadavg()
+	r.Machine.LoadAfter = benchkit.LoadAvg()
 	r.Checks = nil
-	add := func(name string, v float64, op string, target float64) {
-		met := v >= target
-		if op == "<=" {
-			met = v <= target
-		}
-		r.Checks = append(r.Checks, check{Name: name, Value: v, Op: op, Target: target, Met: met})
-	}
+	add := r.Checks.Add
 	if u := r.Unary; u != nil {
-		add("unary control/no-op rate", round3(u.Ratio), ">=", 0.9)
+		add("unary control/no-op rate", benchkit.Round3(u.Ratio), ">=", 0.9)
 	}
 	if s := r.Stream; s != nil {
-		add("WatchCalls/raw streaming messages/s", round3(s.Ratio), ">=", 0.8)
+		add("WatchCalls/raw streaming messages/s", benchkit.Round3(s.Ratio), ">=", 0.8)
 	}
 	if f := r.Fanout; f != nil {
 		add("fan-out events dropped", float64(f.Dropped), "<=", 0)
@@ -90,28 +58,21 @@ func (r *report) finish() {
 	}
 	if i := r.Idle; i != nil {
 		for _, rd := range i.Rounds {
-			add(fmt.Sprintf("idle stream RSS, %d conns (bytes)", rd.Conns), round3(rd.RSSPerStream), "<=", 8192)
+			add(fmt.Sprintf("idle stream RSS, %d conns (bytes)", rd.Conns), benchkit.Round3(rd.RSSPerStream), "<=", 8192)
 		}
 	}
 	if rp := r.Replicas; rp != nil {
-		add("replicas: transitions/s through the R3 stream", round3(rp.Replicas.PerSecond), ">=", 5000)
+		add("replicas: transitions/s through the R3 stream", benchkit.Round3(rp.Replicas.PerSecond), ">=", 5000)
 		add("replicas: p99 RPC→follower's watcher (ms)", rp.Replicas.Latency.P99, "<=", 20)
 	}
 	if m := r.Memory; m != nil {
-		add("heap per live call (bytes)", round3(m.HeapPerCall), "<=", 512)
+		add("heap per live call (bytes)", benchkit.Round3(m.HeapPerCall), "<=", 512)
 	}
-	r.AllMet = true
-	for _, c := range r.Checks {
-		r.AllMet = r.AllMet && c.Met
-	}
+	r.AllMet = r.Checks.AllMet()
 }
 
-func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
-
 func (r *report) table(w io.Writer) {
-	m := r.Machine
-	fmt.Fprintf(w, "callbench: %d CPUs (GOMAXPROCS %d, %s), %s/%s, %s; load average %s → %s; %.1fs\n",
-		m.NumCPU, m.GOMAXPROCS, m.CPU, m.OS, m.Arch, m.Go, m.LoadBefore, m.LoadAfter, r.Seconds)
+	fmt.Fprintln(w, r.Machine.Line("callbench", r.Seconds))
 	if r.Smoke {
 		fmt.Fprintln(w, "SMOKE RUN: tiny durations and sizes; the figures mean nothing")
 	}
@@ -146,41 +107,5 @@ func (r *report) table(w io.Writer) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tvalue\ttarget\tresult\t")
-	for _, c := range r.Checks {
-		res := "met"
-		if !c.Met {
-			res = "MISSED"
-		}
-		fmt.Fprintf(tw, "%s\t%g\t%s %g\t%s\t\n", c.Name, c.Value, c.Op, c.Target, res)
-	}
-	_ = tw.Flush()
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	r.Checks.WriteTable(w)
 }

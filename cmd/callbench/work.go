@@ -6,6 +6,8 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"time"
+
+	"callcontrold/internal/benchkit"
 )
 
 // work is what this process has done so far, by counters that a busy
@@ -77,10 +79,10 @@ func perEvent(from, to work, events uint64) workPerEvent {
 	}
 	d, n := to.sub(from), float64(events)
 	return workPerEvent{
-		CPUMicros:  round3(float64(d.cpu.Nanoseconds()) / 1e3 / n),
-		Allocs:     round3(float64(d.allocs) / n),
-		AllocBytes: round3(float64(d.allocBytes) / n),
-		Goroutines: round3(float64(d.goroutines) / n),
-		Writes:     round3(float64(d.writes) / n),
+		CPUMicros:  benchkit.Round3(float64(d.cpu.Nanoseconds()) / 1e3 / n),
+		Allocs:     benchkit.Round3(float64(d.allocs) / n),
+		AllocBytes: benchkit.Round3(float64(d.allocBytes) / n),
+		Goroutines: benchkit.Round3(float64(d.goroutines) / n),
+		Writes:     benchkit.Round3(float64(d.writes) / n),
 	}
 }

@@ -27,7 +27,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,6 +41,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/latency"
 )
 
@@ -144,7 +144,7 @@ type report struct {
 	Matched     int             `json:"answer_to_event_matched"`
 	Unmatched   int             `json:"answer_to_event_unmatched"`
 	LegsLeft    int             `json:"legs_left"`
-	Checks      []check         `json:"checks"`
+	Checks      benchkit.Checks `json:"checks"`
 	AllMet      bool            `json:"all_met"`
 	Watch       string          `json:"watch_error,omitempty"`
 }
@@ -164,18 +164,10 @@ func (r *runResult) finish() {
 	r.FailedCalls = r.Caller.Failed + r.Callee.Failed
 }
 
-type check struct {
-	Name   string  `json:"name"`
-	Value  float64 `json:"value"`
-	Op     string  `json:"op"`
-	Target float64 `json:"target"`
-	Met    bool    `json:"met"`
-}
-
 // run measures the direct baseline, then the switch, and fills the
 // report.
 func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
-	rep := &report{Smoke: c.smoke, CPUs: runtime.NumCPU(), LoadBefore: loadavg(), Calls: c.calls, Concurrency: c.concurrency, Devices: c.devices}
+	rep := &report{Smoke: c.smoke, CPUs: runtime.NumCPU(), LoadBefore: benchkit.LoadAvg(), Calls: c.calls, Concurrency: c.concurrency, Devices: c.devices}
 	dir, err := os.MkdirTemp("", "sipbench-")
 	if err != nil {
 		return nil, err
@@ -197,7 +189,7 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 	if err := runSwitch(ctx, c, dir, callsInf, rep); err != nil {
 		return rep, fmt.Errorf("switch: %w", err)
 	}
-	rep.LoadAfter = loadavg()
+	rep.LoadAfter = benchkit.LoadAvg()
 	rep.finish()
 	return rep, nil
 }
@@ -338,22 +330,13 @@ func (r *report) finish() {
 	if r.Direct.SetupsPerSec > 0 {
 		r.Ratio = float64(int64(r.Switch.SetupsPerSec/r.Direct.SetupsPerSec*1000+0.5)) / 1000
 	}
-	add := func(name string, v float64, op string, target float64) {
-		met := v >= target
-		if op == "<=" {
-			met = v <= target
-		}
-		r.Checks = append(r.Checks, check{Name: name, Value: v, Op: op, Target: target, Met: met})
-	}
+	add := r.Checks.Add
 	add("SIP call setups/s, switch/direct", r.Ratio, ">=", 0.5)
 	add("SIP failed calls (both runs)", float64(r.Direct.FailedCalls+r.Switch.FailedCalls), "<=", 0)
 	add("SIP 200 OK → WatchCalls event p99 (ms)", r.AnswerEvent.P99, "<=", 5)
 	add("answers without their WatchCalls event", float64(r.Unmatched), "<=", 0)
 	add("legs left in the store", float64(r.LegsLeft), "<=", 0)
-	r.AllMet = true
-	for _, c := range r.Checks {
-		r.AllMet = r.AllMet && c.Met
-	}
+	r.AllMet = r.Checks.AllMet()
 }
 
 // broken says the run went wrong whatever the machine's speed.
@@ -380,35 +363,6 @@ func (r *report) write(w io.Writer, file string) error {
 	a := r.AnswerEvent
 	fmt.Fprintf(w, "200 OK → WatchCalls event (ms): p50 %.3f, p99 %.3f, max %.3f, mean %.3f (%d answers, %d without event); legs left %d\n\n",
 		a.P50, a.P99, a.Max, a.Mean, r.Matched, r.Unmatched, r.LegsLeft)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\tvalue\ttarget\tresult\t")
-	for _, c := range r.Checks {
-		res := "met"
-		if !c.Met {
-			res = "MISSED"
-		}
-		fmt.Fprintf(tw, "%s\t%g\t%s %g\t%s\t\n", c.Name, c.Value, c.Op, c.Target, res)
-	}
-	_ = tw.Flush()
-	js, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\n%s\n", js)
-	if file != "" {
-		return os.WriteFile(file, append(js, '\n'), 0o644)
-	}
-	return nil
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	r.Checks.WriteTable(w)
+	return benchkit.WriteJSON(w, r, file)
 }
