@@ -43,7 +43,8 @@ type Driver interface {
 	// [Engine.Answered] or [Engine.Refused].
 	Ring(ctx context.Context, r Ring)
 	// Answer asks a ringing phone to answer by itself (the API's Talk on
-	// a ringing call); the driver reports [Engine.Answered].
+	// a ringing call); the driver reports [Engine.Answered], or
+	// [Engine.AnswerFailed] when the phone could not be asked.
 	Answer(ctx context.Context, leg LegRef)
 	// Originate calls an external number over the trunk for a leg; the
 	// driver reports [Engine.RemoteAnswered] or [Engine.RemoteEnded].

@@ -85,10 +85,12 @@ type Engine struct {
 
 	// What few legs have at a time, kept out of leg (one per live call,
 	// TestLegSize): the legs the API dialled that wait for their device to
-	// go off hook, and the channels closed at a leg's next commit for the
-	// operations that wait for a driver's report on it.
-	offHooks map[*leg]*offHook
-	changed  map[*leg]chan struct{}
+	// go off hook, the channels closed at a leg's next commit for the
+	// operations that wait for a driver's report on it, and why a ringing
+	// phone could not be told to answer (Engine.AnswerFailed).
+	offHooks     map[*leg]*offHook
+	changed      map[*leg]chan struct{}
+	answerFailed map[*leg]error
 }
 
 var _ Switch = (*Engine)(nil)
@@ -107,8 +109,9 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 		remotes: map[RemoteID]*remote{},
 		timers:  map[*engineTimer]struct{}{},
 
-		offHooks: map[*leg]*offHook{},
-		changed:  map[*leg]chan struct{}{},
+		offHooks:     map[*leg]*offHook{},
+		changed:      map[*leg]chan struct{}{},
+		answerFailed: map[*leg]error{},
 	}
 	e.ctx, e.stopc = context.WithCancel(context.Background())
 	e.sync = opts.Sync
@@ -439,6 +442,7 @@ func (e *Engine) forget(l *leg) {
 		e.stop(oh.timer)
 		delete(e.offHooks, l)
 	}
+	delete(e.answerFailed, l)
 	e.signalChanged(l)
 }
 

@@ -46,6 +46,28 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 	return l.cur, nil
 }
 
+// AnswerFailed reports that a ringing phone the driver's Answer was
+// for could not be told to answer: it refused the request, or never got
+// it. err says why and wraps one of the engine's errors (the server maps
+// it); the Talk waiting for the answer returns it at once, and the call
+// goes on ringing. Nothing is committed.
+func (e *Engine) AnswerFailed(ctx context.Context, uid int64, err error) error {
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
+	defer e.end()
+	l, lerr := e.live(uid)
+	if lerr != nil {
+		return lerr
+	}
+	if l.ringing == nil {
+		return nil // answered, or no longer ringing: nothing waits
+	}
+	e.answerFailed[l] = err
+	e.signalChanged(l)
+	return nil
+}
+
 // HungUp reports that the device of a leg hung up: an answered call ends
 // with 16, a ringing incoming one is declined (21).
 func (e *Engine) HungUp(ctx context.Context, uid int64) (*callstore.Call, error) {

@@ -209,18 +209,25 @@ func (e *Engine) Hold(ctx context.Context, uid int64) (*callstore.Call, bool, er
 
 // Talk answers a ringing incoming call or takes a held call off hold. A
 // ringing phone is asked to answer (the driver's Answer) and Talk returns
-// once the driver reported that it did, or when ctx ends (an error: the
-// phone still rings).
+// once the driver reported that it did, or that the phone could not be
+// asked ([Engine.AnswerFailed]), or when ctx ends (errors: the phone
+// still rings).
 func (e *Engine) Talk(ctx context.Context, uid int64) (*callstore.Call, bool, error) {
 	l, c, changed, err := e.talk(ctx, uid)
 	if l == nil {
 		return c, changed, err
 	}
-	if err := e.await(ctx, l, func(l *leg) bool { return l.ringing == nil }); err != nil {
+	if err := e.await(ctx, l, func(l *leg) bool { return l.ringing == nil || e.answerFailed[l] != nil }); err != nil {
 		return nil, false, fmt.Errorf("pbx: talk: %s did not answer call %d: %w", l.dev.Name, uid, err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.answerFailed[l]; err != nil {
+		delete(e.answerFailed, l)
+		if !l.dead && l.ringing != nil {
+			return nil, false, fmt.Errorf("pbx: talk: call %d still rings: %w", uid, err)
+		}
+	}
 	if l.dead {
 		return nil, false, &StateError{Op: "talk", UID: uid, State: callstore.StateDead,
 			Allowed: []callstore.State{callstore.StateRing, callstore.StateHold, callstore.StateUp},
@@ -257,6 +264,7 @@ func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bo
 		if !l.dev.Features.Answer || !e.drv.CanAnswer(l.dev.Name) {
 			return nil, nil, false, fmt.Errorf("%w: %s cannot answer remotely", ErrNotSupported, l.dev.Name)
 		}
+		delete(e.answerFailed, l) // a failure reported to an earlier Talk
 		ref := l.ref()
 		e.outbox = append(e.outbox, func(ctx context.Context, d Driver) { d.Answer(ctx, ref) })
 		return l, nil, false, nil

@@ -38,6 +38,11 @@ func (e *Engine) Verify() error {
 			return fmt.Errorf("leg %d: change wait kept for a leg the engine forgot", l.c.UID)
 		}
 	}
+	for l := range e.answerFailed {
+		if e.legs[l.c.UID] != l {
+			return fmt.Errorf("leg %d: failed answer request kept for a leg the engine forgot", l.c.UID)
+		}
+	}
 	if calls, _ := e.store.List(nil, nil, 0, 0); len(calls) != len(e.legs) {
 		return fmt.Errorf("store has %d live legs, engine %d", len(calls), len(e.legs))
 	}

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"fmt"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 
@@ -15,8 +16,12 @@ import (
 // (Broadsoft's convention; Polycom, Yealink and Cisco SPA phones follow
 // it). The phone then answers the INVITE with its 200 as if its user
 // had picked up, and that answer is reported as usual. A phone that
-// refuses the NOTIFY keeps ringing; Talk waits for the answer until its
-// own deadline.
+// refuses the NOTIFY (or never gets it) keeps ringing, and Talk fails at
+// once with NOT_SUPPORTED saying so, as does every later Talk on that
+// call: a second NOTIFY would need a CSeq above the one the dialog's BYE
+// will carry (see notifyTalk). A phone that accepts the NOTIFY and still
+// does not answer makes Talk wait until its deadline: nothing tells the
+// switch that it will not.
 
 // ringingState is what a client dialog knows of its phone before the
 // answer. It lives under the dialog's lock.
@@ -31,6 +36,9 @@ type ringingState struct {
 	answerAsked bool
 	// notified: the NOTIFY went out (once per call).
 	notified bool
+	// refused: why the NOTIFY failed (the phone's final response, or the
+	// transport's error); every Talk is told.
+	refused error
 }
 
 // CanAnswer: the phones whose directory entry says they answer a
@@ -50,9 +58,24 @@ func (b *b2bua) Answer(_ context.Context, leg pbx.LegRef) {
 	d.mu.Lock()
 	d.ringing.answerAsked = true
 	inv, early := d.takeEarly()
+	refused := d.ringing.refused
 	d.mu.Unlock()
-	if early != nil {
+	switch {
+	case refused != nil:
+		b.spawn(func() { b.answerFailed(d, refused) })
+	case early != nil:
 		b.spawn(func() { b.notifyTalk(d, inv, early) })
+	}
+}
+
+// answerFailed remembers why the phone could not be told to answer and
+// tells the engine, which fails the waiting Talk.
+func (b *b2bua) answerFailed(d *dialog, err error) {
+	d.mu.Lock()
+	d.ringing.refused = err
+	d.mu.Unlock()
+	if ferr := b.e.AnswerFailed(b.ctx, d.uid, err); ferr != nil {
+		b.log.Debug("sip: remote answer: failure not reported", "device", d.device, "error", ferr)
 	}
 }
 
@@ -116,7 +139,11 @@ func (b *b2bua) notifyTalk(d *dialog, inv *sipmsg.Request, early *sipmsg.Respons
 	switch {
 	case err != nil:
 		b.log.Warn("sip: remote answer: NOTIFY not delivered", "device", d.device, "error", err)
+		b.answerFailed(d, fmt.Errorf("%w: %s did not take the request to answer (NOTIFY Event: talk: %v): answer on the phone",
+			pbx.ErrNotSupported, d.device, err))
 	case !res.IsSuccess():
 		b.log.Warn("sip: remote answer refused by the phone (is its talk event enabled?)", "device", d.device, "status", res.StartLine())
+		b.answerFailed(d, fmt.Errorf("%w: %s refused to answer remotely (NOTIFY Event: talk got %d %s): turn on the phone's talk event (remote answer), or answer on the phone",
+			pbx.ErrNotSupported, d.device, res.StatusCode, res.Reason))
 	}
 }
