@@ -29,7 +29,8 @@ func causeOf(status int) int32 {
 }
 
 // statusOfCause is the response a caller's own INVITE gets when the
-// engine ends its leg before it was answered.
+// engine ends its leg before it was answered (RFC 3398's Q.850 → SIP
+// table for the causes the engine uses; the rest 503).
 func statusOfCause(cause int32) (int, string) {
 	switch cause {
 	case pbx.CauseUnallocated:
@@ -44,6 +45,8 @@ func statusOfCause(cause int32) (int, string) {
 		return 603, "Decline"
 	case pbx.CauseNormalClearing, pbx.CauseRedirected, pbx.CauseAnsweredElse:
 		return sipmsg.StatusRequestTerminated, "Request Terminated"
+	case pbx.CauseOutOfOrder: // the phone it rang vanished
+		return sipmsg.StatusBadGateway, "Bad Gateway"
 	}
 	return sipmsg.StatusServiceUnavailable, "Service Unavailable"
 }

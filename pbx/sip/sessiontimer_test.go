@@ -186,7 +186,7 @@ func TestSessionProbeEndsSilentPhone(t *testing.T) {
 
 // TestUnregisterWhileRinging: a ringing phone that unregisters cannot
 // answer: its leg ends with 27, and so does the caller that only it
-// rang, whose INVITE gets 503.
+// rang, whose INVITE gets 502 (RFC 3398 for cause 27).
 func TestUnregisterWhileRinging(t *testing.T) {
 	h, _, by := lostCallEnv(t, Config{SessionProbe: -1})
 	_, done := by["SIP/201"].call("202")
@@ -194,8 +194,8 @@ func TestUnregisterWhileRinging(t *testing.T) {
 	h.D.(*phones).dialogOf(t, h.On("SIP/202").UID) // the switch's INVITE is out
 	by["SIP/202"].unregister()
 	h.Expect("UPDATE SIP/202 dead/dead callee cause=27 | UPDATE SIP/201 dead/dead caller cause=27")
-	if err := outcome(t, done); statusOfErr(err) != 503 {
-		t.Errorf("the caller's INVITE ended with %v, want 503", err)
+	if err := outcome(t, done); statusOfErr(err) != 502 {
+		t.Errorf("the caller's INVITE ended with %v, want 502", err)
 	}
 	h.Check()
 }
