@@ -10,8 +10,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"callcontrold/internal/benchkit"
 )
 
 // child is the parent's handle on a server's child process.
@@ -35,7 +36,7 @@ func startChild(ctx context.Context, name string) (*child, error) {
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(), childEnv+"="+name)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	benchkit.DieWithParent(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -109,12 +110,12 @@ func (c *child) memory() (memory, error) {
 	var err1, err2, err3 error
 	m.Heap, err1 = strconv.ParseUint(f[1], 10, 64)
 	m.Goroutines, err2 = strconv.Atoi(f[2])
-	m.RSS, err3 = procRSS(c.cmd.Process.Pid)
+	m.RSS, err3 = benchkit.ProcRSS(c.cmd.Process.Pid)
 	return m, errors.Join(err1, err2, err3)
 }
 
 // cpu returns the CPU time the child has used so far (user + system).
-func (c *child) cpu() (time.Duration, error) { return procCPU(c.cmd.Process.Pid) }
+func (c *child) cpu() (time.Duration, error) { return benchkit.ProcCPU(c.cmd.Process.Pid) }
 
 func (c *child) wait() error {
 	if c.waited {
@@ -131,44 +132,4 @@ func (c *child) close() {
 	t := time.AfterFunc(20*time.Second, func() { _ = c.cmd.Process.Kill() })
 	defer t.Stop()
 	_ = c.wait()
-}
-
-// clockTick is the unit of /proc/<pid>/stat's CPU times: USER_HZ, 100 on
-// every Linux architecture Go supports.
-const clockTick = 10 * time.Millisecond
-
-// procCPU returns the user + system CPU time of process pid so far, from
-// /proc/<pid>/stat (fields 14 and 15, after the parenthesised command).
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("unexpected /proc/pid/stat")
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/pid/stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * clockTick, errors.Join(err1, err2)
-}
-
-// procRSS returns VmRSS of process pid, from /proc/<pid>/status.
-func procRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/pid/status")
 }

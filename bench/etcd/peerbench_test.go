@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -156,14 +155,5 @@ func TestDriveSchedule(t *testing.T) {
 				t.Errorf("writers %d, device %d: %d changes, want 12", writers, d, len(got))
 			}
 		}
-	}
-}
-
-func TestProcReaders(t *testing.T) {
-	if _, err := procCPU(os.Getpid()); err != nil {
-		t.Error("procCPU:", err)
-	}
-	if rss, err := procRSS(os.Getpid()); err != nil || rss == 0 {
-		t.Errorf("procRSS = %d, %v", rss, err)
 	}
 }

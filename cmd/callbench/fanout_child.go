@@ -20,6 +20,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"callcontrold/internal/benchkit"
 )
 
 // The fan-out watchers run in a child process by default: the callbench
@@ -92,7 +94,7 @@ func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChil
 	c.cmd.Env = append(os.Environ(), childEnv+"="+childFanout)
 	c.cmd.Stderr = c.stderr
 	c.cmd.WaitDelay = 5 * time.Second
-	setChildAttrs(c.cmd)
+	benchkit.DieWithParent(c.cmd)
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		c.cancel()
 		return nil, 0, err

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/rawframe"
 	"callcontrold/wirefield"
 )
@@ -108,7 +109,7 @@ func serverMemory() (heap, stack, frames, res uint64) {
 	if scanned[0].Value.Kind() == metrics.KindUint64 {
 		frames = scanned[0].Value.Uint64()
 	}
-	return m.HeapAlloc, m.StackInuse, frames, rss()
+	return m.HeapAlloc, m.StackInuse, frames, benchkit.SelfRSS()
 }
 
 func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
@@ -161,7 +162,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	cmd.Env = append(os.Environ(), childEnv+"="+childIdle)
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 5 * time.Second
-	setChildAttrs(cmd)
+	benchkit.DieWithParent(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"time"
+
+	"callcontrold/internal/benchkit"
 )
 
 type memoryConfig struct {
@@ -45,7 +44,7 @@ func runMemory(ctx context.Context, e *env, cfg memoryConfig) (*memoryResult, er
 		return m.HeapAlloc
 	}
 	res := &memoryResult{Calls: cfg.calls, CallsPerDevice: memCallsPerDev}
-	res.HeapBefore, res.RSSBefore = heap(), rss()
+	res.HeapBefore, res.RSSBefore = heap(), benchkit.SelfRSS()
 	t := time.Now()
 	for i := range cfg.calls {
 		if _, err := e.upCall(ctx, fanoutDevice(i%spreadDevices)); err != nil {
@@ -56,7 +55,7 @@ func runMemory(ctx context.Context, e *env, cfg memoryConfig) (*memoryResult, er
 	if n := e.store.Len(); n != cfg.calls {
 		return nil, fmt.Errorf("memory: %d live legs, want %d", n, cfg.calls)
 	}
-	res.HeapAfter, res.RSSAfter = heap(), rss()
+	res.HeapAfter, res.RSSAfter = heap(), benchkit.SelfRSS()
 	res.Goroutines = runtime.NumGoroutine()
 	res.HeapPerCall = (float64(res.HeapAfter) - float64(res.HeapBefore)) / float64(cfg.calls)
 	res.RSSPerCall = (float64(res.RSSAfter) - float64(res.RSSBefore)) / float64(cfg.calls)
@@ -71,25 +70,4 @@ func runMemory(ctx context.Context, e *env, cfg memoryConfig) (*memoryResult, er
 		}
 	}
 	return res, nil
-}
-
-// rss returns the resident set size from /proc/self/status (0 if
-// unavailable).
-func rss() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }

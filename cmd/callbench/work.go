@@ -36,7 +36,7 @@ func readWork() work {
 		}
 		return s[i].Value.Uint64()
 	}
-	return work{cpu: processCPU(), allocs: u(0), allocBytes: u(1), goroutines: u(2), writes: writeSyscalls()}
+	return work{cpu: benchkit.ProcessCPU(), allocs: u(0), allocBytes: u(1), goroutines: u(2), writes: writeSyscalls()}
 }
 
 // writeSyscalls returns the write system calls this process has made, or 0

@@ -32,6 +32,7 @@ import (
 
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/rawframe"
 )
 
@@ -178,7 +179,7 @@ func startServer(ctx context.Context, c *config) (*server, error) {
 		"--demo-traffic", strconv.FormatFloat(c.traffic, 'g', -1, 64),
 		"--history-size", strconv.Itoa(c.history),
 		"--max-watches", "0", "--log-format", "json", "--log-level", "info")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	benchkit.DieWithParent(cmd)
 	cmd.Env = os.Environ()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"callcontrold/internal/benchkit"
 	"callcontrold/wirefield"
 )
 
@@ -39,7 +37,7 @@ func takeSample(ctx context.Context, srv *server, ws *watchers, at time.Duration
 	if err != nil {
 		return sample{}, err
 	}
-	rss, err := procRSS(srv.cmd.Process.Pid)
+	rss, err := benchkit.ProcRSS(srv.cmd.Process.Pid)
 	if err != nil {
 		return sample{}, err
 	}
@@ -144,21 +142,6 @@ func judge(samples []sample, limit float64) verdict {
 		return verdict{text: text + ": NOT FLAT (" + strings.Join(fails, ", ") + ")"}
 	}
 	return verdict{flat: true, text: text + ": flat"}
-}
-
-// procRSS returns VmRSS of process pid, from /proc/<pid>/status.
-func procRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/pid/status")
 }
 
 // frameRevision returns the revision a WatchCallsResponse frame carries:

@@ -1,15 +1,15 @@
 //go:build unix
 
-package main
+package benchkit
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU returns the CPU time (user + system) this process has used so
-// far, or 0 if the system cannot tell.
-func processCPU() time.Duration {
+// ProcessCPU returns the CPU time (user + system) this process has used
+// so far, or 0 if the system cannot tell.
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
