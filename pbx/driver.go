@@ -141,7 +141,11 @@ func (e *Engine) flush() {
 		for _, s := range out {
 			s(e.ctx, e.drv)
 		}
+		clear(out)
 		e.mu.Lock()
+		if e.outbox == nil && !e.closed {
+			e.outbox = out[:0] // delivered: its array takes the next signals
+		}
 	}
 	e.flushing = false
 	e.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,17 @@ type Engine struct {
 	outbox     []signal // decided, not yet delivered to the driver
 	flushing   bool     // a goroutine is delivering the outbox
 
+	// The operation's bookkeeping, reused: operations hold mu one at a
+	// time, so one tx (newTx) and one changes array (commit) serve them
+	// all and a transition allocates none of its own.
+	scratch tx
+	mark    uint32 // the last tx's mark (leg.mark)
+	changes []callstore.Change
+	// keepChanges: put may keep the changes slice after it returns (a
+	// replica's log keeps it until the log acknowledges it), so commit
+	// hands it a fresh one instead of the reused array.
+	keepChanges bool
+
 	// What few legs have at a time, kept out of leg (one per live call,
 	// TestLegSize): the legs the API dialled that wait for their device to
 	// go off hook, the channels closed at a leg's next commit for the
@@ -122,6 +134,9 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 	if e.put = opts.CommitRequest; e.put == nil {
 		e.put = func(_ *Request, changes ...callstore.Change) (int64, error) { return commit(changes...) }
 	}
+	// The store copies what it keeps of a change; any other commit
+	// function may keep the slice.
+	e.keepChanges = opts.Commit != nil || opts.CommitRequest != nil
 	if e.clock == nil {
 		e.clock = RealClock()
 	}
@@ -210,6 +225,9 @@ type leg struct {
 	established bool // reached up at least once (jsInfo.established)
 	// quiet: the leg's own device ended it, so the driver is not told to.
 	quiet bool
+	// mark is the mark of the last tx that touched the leg (tx.touch); it
+	// fits in the padding after the flags.
+	mark uint32
 
 	peer     *leg    // bridged leg
 	ext      *remote // external party bridged to, or rung by, this leg
@@ -291,25 +309,56 @@ func (o origin) party() Party {
 }
 
 // tx collects what an operation touched; commit turns the legs into one
-// store revision and queues the signals for the driver.
+// store revision and queues the signals for the driver. The engine reuses
+// one (newTx).
 type tx struct {
+	mark    uint32 // carried by the legs in legs, and by no other leg
 	legs    []*leg
-	seen    map[*leg]bool
 	remotes []*remote
 	signals []signal
 	// xfer holds the legs whose next commit is a TRANSFER event, with the
 	// event's xfer_data.
 	xfer map[*leg][]callstore.XferLeg
-	// committed is what commit stored, in commit order.
+	// committed is what commit stored, in commit order; valid until the
+	// next newTx.
 	committed []*callstore.Call
 }
 
-func newTx() *tx { return &tx{seen: map[*leg]bool{}} }
+// newTx returns the engine's tx, emptied, for the operation holding the
+// lock; the one before must be committed or abandoned. Its mark is new:
+// no leg carries it yet.
+func (e *Engine) newTx() *tx {
+	t := &e.scratch
+	t.release()
+	clear(t.committed)
+	t.committed = t.committed[:0]
+	if e.mark++; e.mark == 0 { // wrapped: an old mark may come round again, so unmark every leg
+		for _, l := range e.legs {
+			l.mark = 0
+		}
+		e.mark = 1
+	}
+	t.mark = e.mark
+	return t
+}
+
+// release empties what the tx refers to, keeping its arrays, so a
+// committed operation's legs and signals are not kept alive by it.
+// committed stays until the next newTx: the operation returns it.
+func (t *tx) release() {
+	clear(t.legs)
+	t.legs = t.legs[:0]
+	clear(t.remotes)
+	t.remotes = t.remotes[:0]
+	clear(t.signals)
+	t.signals = t.signals[:0]
+	clear(t.xfer)
+}
 
 func (t *tx) touch(ls ...*leg) {
 	for _, l := range ls {
-		if l != nil && !t.seen[l] {
-			t.seen[l] = true
+		if l != nil && l.mark != t.mark {
+			l.mark = t.mark
 			t.legs = append(t.legs, l)
 		}
 	}
@@ -350,9 +399,12 @@ func (e *Engine) commit(t *tx) error {
 		}
 	}
 	now := e.clock.Now()
-	var changes []callstore.Change
-	var changed []*leg
-	for _, l := range t.legs {
+	changes := e.changes[:0]
+	if e.keepChanges {
+		changes = nil
+	}
+	changed := 0 // t.legs[:changed] are the changed legs, moved to the front in order
+	for i, l := range t.legs {
 		if l.cur == nil && l.dead {
 			continue // never shown: nothing to end
 		}
@@ -380,14 +432,19 @@ func (e *Engine) commit(t *tx) error {
 			typ = callstore.EventTransfer
 		}
 		changes = append(changes, callstore.Change{Type: typ, Call: n, Xfer: xfer})
-		changed = append(changed, l)
+		t.legs[changed], t.legs[i] = l, t.legs[changed]
+		changed++
 	}
 	defer func() {
-		clear(t.xfer)
 		for _, l := range t.legs {
 			if l.dead {
 				e.forget(l)
 			}
+		}
+		t.release()
+		if !e.keepChanges {
+			clear(changes)
+			e.changes = changes[:0]
 		}
 	}()
 	if len(changes) > 0 {
@@ -397,7 +454,7 @@ func (e *Engine) commit(t *tx) error {
 			return fmt.Errorf("pbx: commit: %w", err)
 		}
 	}
-	for i, l := range changed {
+	for i, l := range t.legs[:changed] {
 		l.cur = changes[i].Call
 		t.committed = append(t.committed, l.cur)
 		e.signalChanged(l)
@@ -597,7 +654,7 @@ func (e *Engine) after(d time.Duration, f func(t *tx)) *engineTimer {
 		}
 		et.done = true
 		delete(e.timers, et)
-		t := newTx()
+		t := e.newTx()
 		f(t)
 		if err := e.commit(t); err != nil {
 			e.log.Error("pbx: timer commit failed", "err", err)
@@ -623,8 +680,8 @@ func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *le
 	l := &leg{dev: dev}
 	l.c = &callstore.Call{
 		UID:         e.store.NewUID(),
-		ID:          fmt.Sprintf("%d.%d", now.Unix(), e.seq),
-		CID:         fmt.Sprintf("%s-%08x", dev.Name, e.seq),
+		ID:          legID(now.Unix(), e.seq),
+		CID:         channelID(dev.Name, e.seq),
 		DeviceRef:   e.deviceRef(dev),
 		Party:       party,
 		StampMillis: now.UnixMilli(),
@@ -633,6 +690,30 @@ func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *le
 	e.byDev[dev.Name] = append(e.byDev[dev.Name], l)
 	t.touch(l)
 	return l
+}
+
+// legID is a leg's PBX identifier, "<unix seconds>.<seq>" (as
+// Asterisk's uniqueid), built with one allocation: a leg is made on every
+// call.
+func legID(unix, seq int64) string {
+	var buf [48]byte
+	b := strconv.AppendInt(buf[:0], unix, 10)
+	b = append(b, '.')
+	return string(strconv.AppendInt(b, seq, 10))
+}
+
+// channelID is a leg's channel identifier on its device,
+// "<device>-<seq in 8 hex digits>", built with one allocation.
+func channelID(device string, seq int64) string {
+	var buf [64]byte
+	var digits [16]byte
+	hex := strconv.AppendInt(digits[:0], seq, 16)
+	b := append(buf[:0], device...)
+	b = append(b, '-')
+	for range 8 - len(hex) {
+		b = append(b, '0')
+	}
+	return string(append(b, hex...))
 }
 
 func (e *Engine) liveCount(dev string) int {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -269,5 +270,44 @@ func TestOffhookTimeout(t *testing.T) {
 	expectSignals(t, rec, "hangup SIP/201 cause=19")
 	if calls := e.store.ByDevice("SIP/201"); len(calls) != 0 {
 		t.Errorf("%d legs left", len(calls))
+	}
+}
+
+// TestMarkWraps: the tx marks that tell which legs an operation touched
+// wrap around after 2^32 operations; a leg last touched by the operation
+// 2^32 operations before still counts as untouched.
+func TestMarkWraps(t *testing.T) {
+	e, _, _ := newTestEngine(t)
+	ctx := context.Background()
+	id, calls := mustOK3[RemoteID, []*callstore.Call](t)(e.Inbound(ctx, "+442079460001", "Carol", "610"))
+	if len(calls) != 3 || e.mark != 1 {
+		t.Fatalf("ring-all rang %d phones under mark %d, want 3 under mark 1", len(calls), e.mark)
+	}
+	e.mu.Lock()
+	e.mark = math.MaxUint32 // the next operation's mark is 1 again
+	e.mu.Unlock()
+	okCalls(t)(e.RemoteEnded(ctx, id, CauseNormalClearing))
+	if n := e.store.Len(); n != 0 {
+		t.Errorf("%d legs still live after the caller hung up, want 0", n)
+	}
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLegIdentifiers: legID and channelID write what the format strings
+// they replace wrote.
+func TestLegIdentifiers(t *testing.T) {
+	for _, seq := range []int64{0, 1, 0xabc, 0xffffffff, 0x123456789, math.MaxInt64} {
+		if got, want := legID(1_700_000_000, seq), fmt.Sprintf("%d.%d", 1_700_000_000, seq); got != want {
+			t.Errorf("legID(%d): got %q, want %q", seq, got, want)
+		}
+		dev := "SIP/201_" + strings.Repeat("x", int(seq%60))
+		if got, want := channelID(dev, seq), fmt.Sprintf("%s-%08x", dev, seq); got != want {
+			t.Errorf("channelID(%q, %d): got %q, want %q", dev, seq, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = legID(1_700_000_000, 42), channelID("SIP/201", 42) }); n != 2 {
+		t.Errorf("legID and channelID allocate %v times, want 2 (their strings)", n)
 	}
 }

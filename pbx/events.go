@@ -3,6 +3,7 @@ package pbx
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
@@ -28,7 +29,7 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	oh := e.offHooks[l]
 	switch {
 	case l.ringing != nil:
@@ -89,7 +90,7 @@ func (e *Engine) Refused(ctx context.Context, uid int64, cause int32) (*callstor
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	l.quiet = true
 	if e.offHooks[l] != nil {
 		e.kill(t, l, cause) // the device refused to go off hook for its own call
@@ -119,7 +120,7 @@ func (e *Engine) Held(ctx context.Context, uid int64, held bool) (*callstore.Cal
 	if l.c.State != callstore.StateUp && l.c.State != callstore.StateHold {
 		return nil, stateErr("hold", l, "the phone holds or resumes only an answered call", callstore.StateUp, callstore.StateHold)
 	}
-	t := newTx()
+	t := e.newTx()
 	e.hold(t, l, held)
 	if err := e.commit(t); err != nil {
 		return nil, err
@@ -142,7 +143,7 @@ func (e *Engine) Originated(ctx context.Context, device, number string, bind fun
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	a := e.newLeg(t, dev, callstore.PartyCaller)
 	a.w().NRState = callstore.NRDial
 	a.w().Number = number
@@ -152,7 +153,7 @@ func (e *Engine) Originated(ctx context.Context, device, number string, bind fun
 	if err := e.commit(t); err != nil {
 		return nil, err
 	}
-	t = newTx()
+	t = e.newTx()
 	e.route(t, origin{leg: a}, d, modeDial)
 	if err := e.commit(t); err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func (e *Engine) InboundBind(ctx context.Context, fromNumber, fromName, toExtens
 	if x.Type == directory.ExtensionPark {
 		return 0, nil, fmt.Errorf("%w: park orbit %s cannot be called from outside", ErrInvalidNumber, x.Number)
 	}
-	t := newTx()
+	t := e.newTx()
 	r := e.newRemote(fromName, fromNumber, callstore.NRRing)
 	r.inbound = true
 	if bind != nil {
@@ -221,13 +222,13 @@ func (e *Engine) RemoteAnswered(ctx context.Context, id RemoteID) ([]*callstore.
 	if r.nr != callstore.NRRinging || r.leg == nil {
 		return nil, nil
 	}
-	t := newTx()
+	t := e.newTx()
 	r.nr = callstore.NRUp
 	answered(r.leg)
 	t.touch(r.leg)
 	bridged(t, Party{Remote: r.id}, Party{Leg: r.leg.ref()})
 	err = e.commit(t)
-	return t.committed, err
+	return slices.Clone(t.committed), err // t is the engine's, reused
 }
 
 // RemoteEnded reports that an external party ended its call with a cause:
@@ -246,7 +247,7 @@ func (e *Engine) RemoteEnded(ctx context.Context, id RemoteID, cause int32) ([]*
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	r.quiet = true
 	switch {
 	case r.leg != nil:
@@ -256,7 +257,7 @@ func (e *Engine) RemoteEnded(ctx context.Context, id RemoteID, cause int32) ([]*
 	}
 	t.detach(r, cause)
 	err = e.commit(t)
-	return t.committed, err
+	return slices.Clone(t.committed), err // t is the engine's, reused
 }
 
 func (e *Engine) remote(id RemoteID) (*remote, error) {

@@ -26,7 +26,7 @@ func (e *Engine) Lost(ctx context.Context, uid int64, cause int32) (*callstore.C
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	l.quiet = true
 	if l.ringing != nil {
 		e.decline(t, l, cause)

@@ -101,7 +101,7 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	if err := e.autoHold(t, dev, opts.AutoHold); err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (e *Engine) Hold(ctx context.Context, uid int64) (*callstore.Call, bool, er
 	if l.c.State != callstore.StateUp {
 		return nil, false, stateErr("hold", l, "", callstore.StateUp, callstore.StateHold)
 	}
-	t := newTx()
+	t := e.newTx()
 	e.hold(t, l, true)
 	if err := e.commit(t); err != nil {
 		return nil, false, err
@@ -254,7 +254,7 @@ func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bo
 		if !l.dev.Features.Talk {
 			return nil, nil, false, fmt.Errorf("%w: %s cannot take a call off hold", ErrNotSupported, l.dev.Name)
 		}
-		t := newTx()
+		t := e.newTx()
 		e.hold(t, l, false)
 		if err := e.commit(t); err != nil {
 			return nil, nil, false, err
@@ -338,7 +338,7 @@ func (e *Engine) Hangup(ctx context.Context, uid int64) (*callstore.Call, error)
 	if err != nil {
 		return nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	e.hangup(t, l, CauseRejected)
 	if err := e.commit(t); err != nil {
 		return nil, err
@@ -401,7 +401,7 @@ func (e *Engine) Send(ctx context.Context, uid int64, number string) (*callstore
 	if err != nil {
 		return nil, nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	t.touch(l)
 	var o origin
 	m := modeSend
@@ -482,7 +482,7 @@ func (e *Engine) Xfer(ctx context.Context, uid int64, number string) (*callstore
 	if err != nil {
 		return nil, nil, err
 	}
-	t := newTx()
+	t := e.newTx()
 	o := partyOf(x)
 	e.kill(t, x, CauseNormalClearing)
 	e.route(t, o, d, modeXfer)
@@ -536,7 +536,7 @@ func (e *Engine) AtXfer(ctx context.Context, uid, targetUID int64) (*callstore.C
 	if x1.peer == x2 {
 		return nil, nil, fmt.Errorf("%w: calls %d and %d are already bridged to each other", ErrInvalidArgument, uid, targetUID)
 	}
-	t := newTx()
+	t := e.newTx()
 	t.touch(x1, x2) // the transferrer's legs end first in the revision, then the new bridge
 	switch {
 	case ringingOut(x2):
@@ -642,7 +642,7 @@ func (e *Engine) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Cal
 	if l.c.JSInfo.MutedAudio == mute {
 		return l.cur, false, nil
 	}
-	t := newTx()
+	t := e.newTx()
 	l.w().JSInfo.MutedAudio = mute
 	t.touch(l)
 	if err := e.commit(t); err != nil {
@@ -672,7 +672,7 @@ func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.C
 	if l.c.State != callstore.StateUp {
 		return nil, stateErr("dtmf", l, "", callstore.StateUp)
 	}
-	t := newTx()
+	t := e.newTx()
 	l.w().DTMF += tone
 	l.w().HasDTMF = true
 	t.touch(l)
