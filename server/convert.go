@@ -136,19 +136,3 @@ func (cv *converter) xferVisible(legs []callstore.XferLeg, visible func(*callsto
 	}
 	return mask
 }
-
-// withXfer adds xfer_data, which only a TRANSFER event's call carries: the
-// legs whose bit is set in mask.
-func withXfer(pc *callcontrolv1.Call, legs []callstore.XferLeg, mask uint64) *callcontrolv1.Call {
-	if len(legs) == 0 {
-		return pc
-	}
-	xd := &callcontrolv1.XferData{}
-	for i, l := range legs[:min(len(legs), 64)] {
-		if mask&(1<<i) != 0 {
-			xd.Calls = append(xd.Calls, &callcontrolv1.CallRef{Uid: l.UID, Id: l.ID, Device: l.Device})
-		}
-	}
-	pc.XferData = xd
-	return pc
-}

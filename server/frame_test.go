@@ -132,8 +132,8 @@ func TestEncodeCacheSlots(t *testing.T) {
 
 // BenchmarkBatchFrameEncode is the encoding of one revision's event for
 // the first watcher that receives it (every other watcher of the same
-// view finds the frame in the cache): converting the leg, marshalling the
-// event, and assembling the frame.
+// view finds the frame in the cache): encoding the event, caching it, and
+// assembling and caching the frame.
 func BenchmarkBatchFrameEncode(b *testing.B) {
 	dir := directory.Demo()
 	enc := newEncodeCache(newConverter(callstore.New(callstore.Options{}), dir), 64)

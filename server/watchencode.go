@@ -1,13 +1,12 @@
 package server
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"callcontrold/callstore"
-	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/wirefield"
 )
 
@@ -22,7 +21,7 @@ const (
 )
 
 // encodeCache holds each event encoded once, shared by every watcher that
-// receives it: a 10-watcher fan-out marshals an event once, not ten times.
+// receives it: a 10-watcher fan-out encodes an event once, not ten times.
 // An encoding depends on the event, how it moves the watcher's view and
 // (rarely) which of the calls it points at (qcall, xfer_data) the watcher
 // may see, so those are the key.
@@ -33,7 +32,9 @@ const (
 // newer revision takes over its slot; watchers replaying older history
 // simply encode again.
 type encodeCache struct {
-	cv    *converter
+	cv    *converter    // decides what the viewer may see
+	ev    *eventEncoder // writes the events' bytes
+	bufs  sync.Pool     // *[]byte: eventEncoder's buffers, one per concurrent encoding
 	slots []atomic.Pointer[revEncodings]
 	mask  int64
 }
@@ -69,7 +70,9 @@ func newEncodeCache(cv *converter, window int) *encodeCache {
 	for n < window && n < 4096 {
 		n *= 2
 	}
-	return &encodeCache{cv: cv, slots: make([]atomic.Pointer[revEncodings], n), mask: int64(n - 1)}
+	c := &encodeCache{cv: cv, ev: newEventEncoder(cv), slots: make([]atomic.Pointer[revEncodings], n), mask: int64(n - 1)}
+	c.bufs.New = func() any { return new([]byte) }
+	return c
 }
 
 func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qvis bool, xvis uint64) ([]byte, bool) {
@@ -141,22 +144,21 @@ func (c *encodeCache) storeFrame(rev int64, parts [][]byte, frame *rawFrame) {
 	c.update(rev, func(next *revEncodings) { next.frames = append(next.frames, fe) })
 }
 
+// event returns e's CallEvent encoding as the viewer sees it, from the
+// cache or written by eventEncoder and cached. The bytes are shared: never
+// modify them.
 func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
 	qvis := c.cv.qcallVisible(e.Call, visible)
 	xvis := c.cv.xferVisible(e.Xfer, visible)
 	if b, ok := c.lookup(rev, e.Index, e.View, qvis, xvis); ok {
 		return b
 	}
-	vis := visible
-	if !qvis {
-		vis = func(*callstore.Call) bool { return false }
-	}
-	pc := withXfer(c.cv.call(e.Call, vis), e.Xfer, xvis)
-	b, _ := proto.Marshal(&callcontrolv1.CallEvent{
-		Type: eventTypeToProto(e.Type),
-		View: viewToProto(e.View),
-		Call: pc,
-	})
+	buf := c.bufs.Get().(*[]byte)
+	enc := c.ev.appendEvent((*buf)[:0], e, qvis, xvis)
+	b := make([]byte, len(enc)) // the entry's own: the buffer goes back for reuse
+	copy(b, enc)
+	*buf = enc
+	c.bufs.Put(buf)
 	c.store(rev, encEntry{index: e.Index, view: e.View, qvis: qvis, xvis: xvis, b: b})
 	return b
 }
