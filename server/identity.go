@@ -32,26 +32,7 @@ func identityUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc
 	return h(withIdentitySlot(ctx), req)
 }
 
-// identityLoggedStream is identityUnary for streams and the logging
-// interceptor in one. The logging interceptor logs a stream's end only
-// (logging.FinishCall), yet its wrapper of the stream reads the clock twice
-// for every message sent or received (≈ 110 ns a message, on every event a
-// watch delivers) to time log lines it never writes. So the handler gets
-// the stream as it was before logging, with logging's context (which
-// carries its fields), and the messages go past that wrapper. Should the
-// service ever log payloads (logging.PayloadSent/PayloadReceived), use
-// logging's own interceptor instead: this one would skip those lines.
-func identityLoggedStream(logged grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		s := &ctxStream{ServerStream: ss, ctx: withIdentitySlot(ss.Context())}
-		return logged(srv, s, info, func(srv any, withFields grpc.ServerStream) error {
-			// withFields' context is s's with logging's fields added.
-			s.ctx = withFields.Context()
-			return h(srv, s)
-		})
-	}
-}
-
+// ctxStream is a stream whose handler gets another context.
 type ctxStream struct {
 	grpc.ServerStream
 	ctx context.Context

@@ -248,7 +248,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
 	logOpts := []logging.Option{
-		// The end of a call only: identityLoggedStream relies on it.
+		// The end of a call only, as identityLog does for streams.
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(codeToLevel),
 	}
@@ -281,7 +281,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	stream := []grpc.StreamServerInterceptor{
 		s.pending.stream,
 		rpcMetrics.stream,
-		identityLoggedStream(logging.StreamServerInterceptor(logger, logOpts...)),
+		identityLog(logger, codeToLevel), // logging's line, fields built at the end (streamlog.go)
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
