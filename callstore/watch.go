@@ -60,6 +60,15 @@ type WatchRequest struct {
 	// exists so that a consumer blocked elsewhere (on a client that stopped
 	// reading) can be interrupted.
 	Evicted func(err error)
+	// Ready, if set, is the channel the watcher signals (see
+	// Watcher.Ready) instead of one of its own: it must have a buffer
+	// (capacity 1 is enough; signals are coalesced, never block). A
+	// consumer that also has wake-ups of its own signals them on the same
+	// channel and waits on that one channel alone: a goroutine parked on
+	// one channel holds one sudog, not one per channel. A receive then no
+	// longer means that the watcher has something: Drain may return
+	// nothing.
+	Ready chan struct{}
 }
 
 // Watcher receives the events of one watch. One goroutine consumes it:
@@ -104,6 +113,8 @@ type Watcher struct {
 	endRev     int64 // ended: the progress at the end
 }
 
+var errUnbufferedReady = errors.New("callstore: WatchRequest.Ready must have a buffer")
+
 // replayBudget bounds the revisions one Drain of a lagging watcher scans
 // while holding the store's read lock, so catching up never stalls commits
 // for long; the watcher re-signals Ready to continue.
@@ -119,12 +130,18 @@ const replayBudget = 4096
 // epoch, ErrFutureRevision beyond Revision(), *CompactedError (ErrCompacted)
 // before OldestRevision(). ErrClosed once the store is closed.
 func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev int64, err error) {
+	if req.Ready != nil && cap(req.Ready) == 0 {
+		return nil, nil, 0, errUnbufferedReady // its signals would be lost
+	}
 	w = &Watcher{
 		s:       s,
 		m:       compile(&req.Filter, req.Visible),
-		ready:   make(chan struct{}, 1),
+		ready:   req.Ready,
 		evicted: req.Evicted,
 		lagIdx:  -1,
+	}
+	if w.ready == nil {
+		w.ready = make(chan struct{}, 1)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -160,7 +177,8 @@ func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev 
 }
 
 // Ready returns a channel that receives (coalesced) when batches are
-// queued or the watcher has ended. Call Drain after each receive.
+// queued or the watcher has ended, WatchRequest.Ready if it was set. Call
+// Drain after each receive.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
 func (w *Watcher) signal() {

@@ -146,6 +146,46 @@ func TestWatchProgressWithoutEvents(t *testing.T) {
 	}
 }
 
+// TestWatchOwnReadyChannel: a watcher given a Ready channel signals
+// that one, for its events and its end, and refuses one without a
+// buffer (its signals would be lost).
+func TestWatchOwnReadyChannel(t *testing.T) {
+	s := New(Options{})
+	if _, _, _, err := s.Watch(WatchRequest{Ready: make(chan struct{})}); err == nil {
+		t.Fatal("Watch with an unbuffered Ready channel succeeded, want an error")
+	}
+	ready := make(chan struct{}, 1)
+	w, _, _, err := s.Watch(WatchRequest{Filter: Filter{UIDs: []int64{1}}, Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Ready() != (<-chan struct{})(ready) {
+		t.Fatal("Ready() is not the channel the request gave")
+	}
+	mustCommit(t, s, Change{Type: EventNew, Call: leg(2, "d", "c", StateRing)})
+	select {
+	case <-ready:
+		t.Fatal("signalled for an event the watcher does not match")
+	default:
+	}
+	rev := mustCommit(t, s, Change{Type: EventNew, Call: leg(1, "d", "c", StateRing)})
+	select {
+	case <-ready:
+	default:
+		t.Fatal("not signalled for a matching event")
+	}
+	got, _, err := w.Drain(nil)
+	if len(got) != 1 || got[0].Revision != rev || err != nil {
+		t.Fatalf("Drain() = %v, %v, want one batch at %d", got, err, rev)
+	}
+	w.Close()
+	select {
+	case <-ready:
+	default:
+		t.Fatal("not signalled when closed")
+	}
+}
+
 func TestWatchSnapshotAtomic(t *testing.T) {
 	// Commits race with Watch; snapshot + events must rebuild the exact live set.
 	s := New(Options{})

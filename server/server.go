@@ -303,7 +303,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(opts...)
 
 	s.calls = newCallService(cfg, d, log, m, s.drain)
-	s.calls.watches = newWatchRegistry(cfg.MaxWatchers, cfg.WatchSendTimeout, s.hits)
+	s.calls.watches = newWatchRegistry(cfg.MaxWatchers, cfg.WatchSendTimeout, cfg.ProgressInterval, s.drain, s.hits)
 	reg := decodeRegistrar{s: s.grpc, failures: failures}
 	callcontrolv1.RegisterCallControlServiceServer(reg, s.calls)
 	callcontrolv1.RegisterDeviceServiceServer(reg, newDeviceService(d, s.calls.cv, log))

@@ -92,6 +92,7 @@ func (s *callService) openWatch(req *callcontrolv1.WatchCallsRequest, stream cal
 		Epoch:    tok.Epoch,
 		Revision: tok.Revision,
 		Evicted:  ws.evict,
+		Ready:    ws.wake,
 	})
 	if err != nil {
 		ws.close()
@@ -193,12 +194,18 @@ type watchStream struct {
 
 	frames []any // the frames of one pump
 
+	// The one channel the handler waits on besides the stream's context
+	// (a parked goroutine holds a sudog per channel it waits on): the
+	// store's watcher signals it for events, endWith for an eviction, the
+	// registry for a drain and when a progress frame is due (see loop).
+	wake chan struct{}
+
 	// Eviction and stall detection; see watchsend.go.
 	sendSeq   atomic.Uint64         // odd while a send is under way (watchRegistry)
 	framesOut atomic.Uint64         // frames sent: a drain cuts only a watch whose frames stopped going out
-	sent      chan sendResult       // the send helper's or the sender's result
-	evicted   chan struct{}         // closed by evict
-	cause     atomic.Pointer[error] // why: set once, by the first eviction, before evicted is closed
+	lastFrame atomic.Int64          // monoNow when the last frames went out: the registry's progress tick reads it
+	sent      chan sendResult       // the send helper's or the sender's result, or the eviction's
+	cause     atomic.Pointer[error] // why: set once, by the first eviction, before it wakes the handler
 }
 
 func (ws *watchStream) token(rev int64) string {
@@ -240,18 +247,17 @@ func (ws *watchStream) sendProgress(rev int64) error {
 }
 
 // pump sends everything the watcher has queued, on a send helper (see
-// sendFrames). It reports whether it sent anything, the watcher's progress
-// revision, and the watcher's end.
-func (ws *watchStream) pump(w *callstore.Watcher) (sent bool, progress int64, ended error, err error) {
-	progress, ended = ws.collect(w)
+// sendFrames), and returns the watcher's progress revision.
+func (ws *watchStream) pump(w *callstore.Watcher) (progress int64, err error) {
+	progress, _ = ws.collect(w)
 	if len(ws.frames) == 0 {
-		return false, progress, ended, nil
+		return progress, nil
 	}
 	if err := ws.sendFrames(ws.frames); err != nil {
-		return false, progress, ended, err
+		return progress, err
 	}
 	ws.delivered()
-	return true, progress, ended, nil
+	return progress, nil
 }
 
 // collect drains the watcher into ws.batches and builds their frames in
@@ -280,75 +286,87 @@ func (ws *watchStream) delivered() {
 	ws.s.m.eventsSent.Add(float64(events))
 }
 
+// loop waits for something to do and does it, until the watch ends. It
+// waits on the stream's context and on the watch's wake-up channel alone,
+// and looks at everything after each wake-up (eviction, drain, events,
+// a progress frame due): an idle stream parks on two channels, with no
+// timer of its own (the registry's tick wakes it when a progress frame is
+// due, see watchRegistry.wakeQuiet).
 func (ws *watchStream) loop(w *callstore.Watcher) error {
 	ctx := ws.stream.Context()
-	interval := ws.s.cfg.ProgressInterval
-	// The timer is not reset on every frame (that costs more than the
-	// frame at 10k events/s); it fires every interval and the loop checks
-	// how long the stream has really been quiet.
-	timer := time.NewTimer(interval)
-	defer timer.Stop()
-	lastFrame := time.Now()
 	for {
+		again, err := ws.step(w)
+		if err != nil {
+			return err
+		}
+		if again {
+			continue // a sender ran, and may have taken a wake-up meant for the handler
+		}
 		select {
-		case <-ws.evicted:
-			return ws.end(ws.evictCause())
 		case <-ctx.Done():
 			// The client left (or its deadline passed): report that code,
 			// so metrics and logs tell it from a server-side end.
 			ws.s.m.watchEnds.WithLabelValues("client").Inc()
 			return toStatusError(ctx.Err())
-		case <-ws.s.drain:
-			// Send what is queued and a progress frame, so the client's
-			// token is as fresh as it can be, then tell it to come back.
-			_, progress, _, err := ws.pump(w)
-			if err == nil {
-				err = ws.sendProgress(progress)
-			}
-			if errors.Is(err, errSendAbandoned) {
-				// The drain cut it in a send its client does not read:
-				// the caller must also have the HTTP stream reset.
-				return err
-			}
-			ws.s.m.watchEnds.WithLabelValues("drain").Inc()
-			return unavailableDraining(ws.s.retryDelay())
-		case <-w.Ready():
-			// Linger for more only if this watch is busy: its last
-			// frame went out less than a linger ago.
-			r, err := ws.runSender(w, time.Since(lastFrame) < senderLinger)
-			if err == nil {
-				err = r.err
-			}
-			if err != nil {
-				return err
-			}
-			if r.ended != nil {
-				return ws.end(r.ended)
-			}
-			if r.sent {
-				lastFrame = time.Now()
-			}
-		case now := <-timer.C:
-			if quiet := now.Sub(lastFrame); quiet < interval {
-				timer.Reset(interval - quiet)
-				continue
-			}
-			sent, progress, ended, err := ws.pump(w)
-			if err != nil {
-				return err
-			}
-			if ended != nil {
-				return ws.end(ended)
-			}
-			if !sent {
-				if err := ws.sendProgress(progress); err != nil {
-					return err
-				}
-			}
-			lastFrame = time.Now()
-			timer.Reset(interval)
+		case <-ws.wake:
 		}
 	}
+}
+
+// step does what there is to do: end the watch if it was evicted or the
+// server drains, send the watcher's events (on a sender, see
+// watchsender.go), or a progress frame once the stream has been quiet for
+// ProgressInterval. A non-nil err ends the watch; again asks the loop to
+// look once more before it waits.
+func (ws *watchStream) step(w *callstore.Watcher) (again bool, err error) {
+	if cause := ws.evictCause(); cause != nil {
+		return false, ws.end(cause)
+	}
+	if ws.s.draining() {
+		return false, ws.drained(w)
+	}
+	progress, ended := ws.collect(w)
+	if len(ws.frames) > 0 {
+		// Linger for more only if this watch is busy: its last frame went
+		// out less than a linger ago.
+		r, err := ws.runSender(w, ws.quiet() < senderLinger, ended)
+		if err == nil {
+			err = r.err
+		}
+		if err == nil && r.ended != nil {
+			err = ws.end(r.ended)
+		}
+		return true, err
+	}
+	if ended != nil {
+		return false, ws.end(ended)
+	}
+	if ws.quiet() >= ws.s.cfg.ProgressInterval {
+		return false, ws.sendProgress(progress)
+	}
+	return false, nil
+}
+
+// quiet is how long ago the stream's last frames went out.
+func (ws *watchStream) quiet() time.Duration {
+	return time.Duration(monoNow() - ws.lastFrame.Load())
+}
+
+// drained ends the watch for a drain: it sends what is queued and a
+// progress frame, so the client's token is as fresh as it can be, then
+// tells it to come back.
+func (ws *watchStream) drained(w *callstore.Watcher) error {
+	progress, err := ws.pump(w)
+	if err == nil {
+		err = ws.sendProgress(progress)
+	}
+	if errors.Is(err, errSendAbandoned) {
+		// The drain cut it in a send its client does not read: the
+		// caller must also have the HTTP stream reset.
+		return err
+	}
+	ws.s.m.watchEnds.WithLabelValues("drain").Inc()
+	return unavailableDraining(ws.s.retryDelay())
 }
 
 func (ws *watchStream) end(err error) error {

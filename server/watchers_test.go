@@ -13,7 +13,7 @@ import (
 // own previous look, whatever the stall sweeper saw in between, and its
 // looks do not count as the sweeper's.
 func TestDrainStalledOwnClock(t *testing.T) {
-	r := newWatchRegistry(0, 0, nil)
+	r := newWatchRegistry(0, 0, 0, nil, nil)
 	ws := &watchStream{}
 	r.streams[ws] = &stallState{}
 	ws.sendSeq.Add(1) // a send begins
@@ -45,8 +45,8 @@ func TestStalledWatchCountedOnce(t *testing.T) {
 		log:   slog.New(slog.NewTextHandler(io.Discard, nil)), every: time.Hour,
 		last: map[string]time.Time{}, left: map[string]int{},
 	}
-	r := newWatchRegistry(0, 0, hits)
-	ws := &watchStream{evicted: make(chan struct{})}
+	r := newWatchRegistry(0, 0, 0, nil, hits)
+	ws := &watchStream{sent: make(chan sendResult, 2), wake: make(chan struct{}, 1)}
 	r.streams[ws] = &stallState{}
 	ws.sendSeq.Add(1) // a send begins, and never ends
 	for range 4 {
@@ -64,11 +64,44 @@ func TestStalledWatchCountedOnce(t *testing.T) {
 	}
 }
 
+// TestRegistryWakesQuietAndDrained: a progress tick wakes the watches
+// whose last frames went out a progress interval ago or more, and only
+// those; the drain wakes every watch.
+func TestRegistryWakesQuietAndDrained(t *testing.T) {
+	const interval = time.Minute // the ticker never fires in this test: ticks are called directly
+	drain := make(chan struct{})
+	r := newWatchRegistry(0, 0, interval, drain, nil)
+	quiet := &watchStream{wake: make(chan struct{}, 1)}
+	busy := &watchStream{wake: make(chan struct{}, 1)}
+	now := time.Now()
+	quiet.lastFrame.Store(int64(now.Sub(processStart) - interval))
+	busy.lastFrame.Store(int64(now.Sub(processStart) - interval + time.Millisecond))
+	for _, ws := range []*watchStream{quiet, busy} {
+		if err := r.add(ws, 0); err != nil {
+			t.Fatal(err)
+		}
+		defer r.remove(ws)
+	}
+	r.wakeQuiet(now)
+	if len(quiet.wake) != 1 || len(busy.wake) != 0 {
+		t.Fatalf("after a tick: quiet watch woken %d, busy one %d, want 1 and 0", len(quiet.wake), len(busy.wake))
+	}
+	<-quiet.wake
+	close(drain) // the registry's goroutine wakes them all
+	for _, ws := range []*watchStream{quiet, busy} {
+		select {
+		case <-ws.wake:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a watch was not woken by the drain")
+		}
+	}
+}
+
 // TestDrainSparesSlowReaders: a send still under way at the drain's next
 // look is cut only if none of its frames went out since: a slow reader
 // keeps its watch (and gets its last progress frame), a stuck one does not.
 func TestDrainSparesSlowReaders(t *testing.T) {
-	r := newWatchRegistry(0, 0, nil)
+	r := newWatchRegistry(0, 0, 0, nil, nil)
 	ws := &watchStream{}
 	r.streams[ws] = &stallState{}
 	ws.sendSeq.Add(1) // one long send begins

@@ -27,11 +27,14 @@ import (
 var errSendAbandoned = errors.New("watch evicted during a send")
 
 func newWatchStream(s *callService, stream callcontrolv1.CallControlService_WatchCallsServer, visible func(*callstore.Call) bool) *watchStream {
-	return &watchStream{
+	ws := &watchStream{
 		s: s, stream: stream, visible: visible,
 		span: trace.SpanFromContext(stream.Context()),
-		sent: make(chan sendResult, 1), evicted: make(chan struct{}),
+		// Room for one send's result and the eviction's (see endWith).
+		sent: make(chan sendResult, 2), wake: make(chan struct{}, 1),
 	}
+	ws.lastFrame.Store(monoNow())
+	return ws
 }
 
 // evict ends the watch from outside its goroutine: the store (history
@@ -43,12 +46,33 @@ func (ws *watchStream) evict(err error) { ws.endWith(err) }
 // was evicted already). A stalled watch stays registered until its
 // handler has returned, which a busy machine may delay past the next
 // sweep: the sweeps count a watch they end only once.
+//
+// It wakes the handler wherever it waits: on wake (the loop, or a sender
+// waiting for events), or on sent for a send (sendFrames, runSender),
+// which it is told of by an errSendAbandoned result. sent always has room
+// for it: the handler waits for each send's result before it starts
+// another, so at most one result is ever unread, and only the first
+// eviction gets here.
 func (ws *watchStream) endWith(err error) bool {
 	if !ws.cause.CompareAndSwap(nil, &err) {
 		return false
 	}
-	close(ws.evicted)
+	select {
+	case ws.sent <- sendResult{err: errSendAbandoned}:
+	default: // never (see above); were it ever full, a store blocked here would be far worse
+	}
+	ws.signal()
 	return true
+}
+
+// signal wakes the watch's handler (or its sender, waiting for events):
+// the store's watcher signals the same channel. Coalesced, never blocks;
+// whoever wakes looks at everything there may be to do.
+func (ws *watchStream) signal() {
+	select {
+	case ws.wake <- struct{}{}:
+	default:
+	}
 }
 
 // evictCause returns why the watch was evicted, or nil.
@@ -60,8 +84,9 @@ func (ws *watchStream) evictCause() error {
 }
 
 // sendFrames sends msgs in order and returns the first error, or
-// errSendAbandoned if the watch is evicted first. The caller must not
-// touch msgs after errSendAbandoned: the helper may still be reading it.
+// errSendAbandoned if the watch is evicted first (or was already: the
+// eviction's result is then waiting in sent). The caller must not touch
+// msgs after errSendAbandoned: the helper may still be reading it.
 //
 // sendSeq is odd while a call is under way: the stall sweeper ends a
 // watch whose call lasts longer than WatchSendTimeout. One call sends
@@ -72,16 +97,11 @@ func (ws *watchStream) sendFrames(msgs []any) error {
 	ws.sendSeq.Add(1)
 	defer ws.sendSeq.Add(1)
 	go ws.sendHelper(msgs)
-	select {
-	case r := <-ws.sent:
-		return r.err
-	case <-ws.evicted:
-		return errSendAbandoned
-	}
+	return (<-ws.sent).err
 }
 
 func (ws *watchStream) sendHelper(msgs []any) {
-	ws.sent <- sendResult{err: ws.sendAll(msgs)} // buffered: nobody may be waiting any more
+	ws.sent <- sendResult{err: ws.sendAll(msgs)} // buffered (see endWith): nobody may be waiting any more
 }
 
 // sendAll sends msgs in order and returns the first error.
@@ -92,6 +112,7 @@ func (ws *watchStream) sendAll(msgs []any) error {
 		}
 		ws.framesOut.Add(1)
 	}
+	ws.lastFrame.Store(monoNow())
 	return nil
 }
 

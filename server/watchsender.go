@@ -17,15 +17,15 @@ import (
 // sends, were what the fan-out's latency tail and CPU per event were made
 // of.
 //
-// So when events arrive, the handler starts a sender and waits for it.
-// The sender drains the watcher and sends. If the watch is busy (its last
+// So when events arrive, the handler drains the watcher, starts a sender
+// with the frames and waits for it. The sender sends them. If the watch is busy (its last
 // frame went out less than senderLinger ago), the sender then waits for
 // the watcher's next batches itself: while events keep coming, a delivery
 // costs one wake-up (the store's signal to the sender). Once nothing came
 // for a whole senderLinger, it returns to the handler, so a quiet watch
 // has only its handler's goroutine, and a watch that gets an event now
 // and then does not keep a second goroutine and a timer waiting in vain.
-// The handler keeps everything else: the progress timer, the drain, the
+// The handler keeps everything else: the progress frames, the drain, the
 // eviction and the end of the stream.
 //
 // Each batch of frames the sender sends is one send for the stall sweeper
@@ -36,34 +36,35 @@ import (
 // watch's revisions (100 µs at 10k/s), well below the progress interval.
 const senderLinger = 5 * time.Millisecond
 
-// runSender runs a sender for the watch, lingering for more events if
-// linger, and waits for it to finish, or returns errSendAbandoned when the
-// watch is evicted first: the sender may then still be in a send and the
-// caller must not touch the watch's frames or batches.
-func (ws *watchStream) runSender(w *callstore.Watcher, linger bool) (sendResult, error) {
-	go func() { ws.sent <- ws.sendWhileBusy(w, linger) }() // buffered: nobody may be waiting any more
-	select {
-	case r := <-ws.sent:
-		return r, nil
-	case <-ws.evicted:
-		return sendResult{}, errSendAbandoned
+// runSender runs a sender for the watch, which first sends the frames
+// the handler collected (ws.frames) and ended, the watcher's end they came
+// with, then lingers for more events if linger; it waits for the sender
+// to finish, or returns errSendAbandoned when the watch is evicted first:
+// the sender may then still be in a send and the caller must not touch
+// the watch's frames or batches.
+func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error) (sendResult, error) {
+	go func() { ws.sent <- ws.sendWhileBusy(w, linger, ended) }() // buffered (see endWith): nobody may be waiting any more
+	r := <-ws.sent
+	if r.err == errSendAbandoned { // the eviction's result, never a send's
+		return sendResult{}, r.err
 	}
+	return r, nil
 }
 
-// sendWhileBusy sends what the watcher has queued. If linger, it then
-// waits for more and sends that too, until the watcher was quiet for
+// sendWhileBusy sends the frames collected and, if linger, waits for more
+// events and sends those too, until the watcher was quiet for
 // senderLinger, a send fails, the watcher ends, or the stream is
 // cancelled, evicted or drained (the handler deals with those).
 //
-// It waits on the watcher and its timer only, and looks at the rest after
-// each wake-up: a select is paid per delivery, and its cost grows with
-// its cases. So the handler hears of a cancellation, an eviction or a
-// drain at the sender's next event or within two lingers.
-func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool) (r sendResult) {
+// It waits on the watch's wake-up channel and its timer only, and looks
+// at the rest after each wake-up: a select is paid per delivery, and its
+// cost grows with its cases. So the handler hears of a cancellation at
+// the sender's next event or within two lingers; an eviction or a drain
+// wakes the sender itself.
+func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended error) (r sendResult) {
 	var timer *time.Timer
 	busy := false // something was sent since the timer last fired
 	for {
-		_, ended := ws.collect(w)
 		if len(ws.frames) > 0 {
 			if r.err = ws.sendNow(ws.frames); r.err != nil {
 				return r
@@ -83,7 +84,7 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool) (r sendR
 			defer timer.Stop()
 		}
 		select {
-		case <-w.Ready():
+		case <-ws.wake:
 		case <-timer.C:
 			if !busy {
 				return r
@@ -94,27 +95,18 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool) (r sendR
 		if ws.interrupted() {
 			return r
 		}
+		_, ended = ws.collect(w)
 	}
 }
 
 // interrupted reports whether the handler has something else to do: the
-// stream is cancelled or evicted, or the server drains. One channel per
-// look: a single-case poll takes no lock.
+// stream is cancelled or evicted, or the server drains. A single-case
+// poll of a channel takes no lock.
 func (ws *watchStream) interrupted() bool {
 	if ws.stream.Context().Err() != nil {
 		return true
 	}
-	select {
-	case <-ws.evicted:
-		return true
-	default:
-	}
-	select {
-	case <-ws.s.drain:
-		return true
-	default:
-		return false
-	}
+	return ws.cause.Load() != nil || ws.s.draining()
 }
 
 // sendNow sends msgs in order on the calling goroutine, as one send for
