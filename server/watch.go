@@ -300,7 +300,7 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 			return err
 		}
 		if again {
-			continue // a sender ran, and may have taken a wake-up meant for the handler
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -328,15 +328,18 @@ func (ws *watchStream) step(w *callstore.Watcher) (again bool, err error) {
 	progress, ended := ws.collect(w)
 	if len(ws.frames) > 0 {
 		// Linger for more only if this watch is busy: its last frame went
-		// out less than a linger ago.
-		r, err := ws.runSender(w, ws.quiet() < senderLinger, ended)
+		// out less than a linger ago. A sender that lingers waits on the
+		// wake-up channel and may take a wake-up meant for the handler (it
+		// returns at once for those): look again before waiting.
+		linger := ws.quiet() < senderLinger
+		r, err := ws.runSender(w, linger, ended)
 		if err == nil {
 			err = r.err
 		}
 		if err == nil && r.ended != nil {
 			err = ws.end(r.ended)
 		}
-		return true, err
+		return linger, err
 	}
 	if ended != nil {
 		return false, ws.end(ended)
