@@ -20,6 +20,7 @@ import (
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/rawframe"
 	"callcontrold/pbx/sim"
 	ccserver "callcontrold/server"
 
@@ -151,11 +152,11 @@ func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snaps
 	if err != nil {
 		return nil, err
 	}
-	s, err := cc.NewStream(ctx, ccWatchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawCodecOption)
+	s, err := cc.NewStream(ctx, ccWatchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawframe.Recv)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.SendMsg(&rawMsg{b: b}); err != nil {
+	if err := s.SendMsg(&rawframe.Msg{B: b}); err != nil {
 		return nil, err
 	}
 	if err := s.CloseSend(); err != nil {
@@ -166,12 +167,12 @@ func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snaps
 	if snapshot {
 		want = frameSnapshotEnd
 	}
-	var m rawMsg
+	var m rawframe.Msg
 	for {
 		if err := s.RecvMsg(&m); err != nil {
 			return nil, err
 		}
-		kind, _, err := oneof(m.b)
+		kind, _, err := rawframe.Oneof(m.B)
 		if err != nil {
 			return nil, err
 		}
@@ -185,17 +186,17 @@ func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snaps
 }
 
 func (ccClient) events(b []byte, fn func(at int64)) error {
-	kind, batch, err := oneof(b)
+	kind, batch, err := rawframe.Oneof(b)
 	if err != nil || kind != frameEvents {
 		return err
 	}
-	return eachField(batch, wirefield.BatchEvents, func(ev []byte) error {
-		call, err := subField(ev, wirefield.EventCall)
+	return rawframe.EachField(batch, wirefield.BatchEvents, func(ev []byte) error {
+		call, err := rawframe.SubField(ev, wirefield.EventCall)
 		if err != nil {
 			return err
 		}
-		name, err := subField(call, wirefield.CallName)
-		fn(decimal(name))
+		name, err := rawframe.SubField(call, wirefield.CallName)
+		fn(rawframe.Decimal(name))
 		return err
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"callcontrold/callstore"
+	"callcontrold/internal/rawframe"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/wirefield"
@@ -162,18 +163,18 @@ const (
 
 func (etcdClient) open(ctx context.Context, cc *grpc.ClientConn, device int, _ bool) (grpc.ClientStream, error) {
 	req := etcdWatchRequest(device)
-	s, err := cc.NewStream(ctx, etcdWatchDesc, etcdWatchMethod, rawCodecOption)
+	s, err := cc.NewStream(ctx, etcdWatchDesc, etcdWatchMethod, rawframe.Recv)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.SendMsg(&rawMsg{b: req}); err != nil {
+	if err := s.SendMsg(&rawframe.Msg{B: req}); err != nil {
 		return nil, err
 	}
-	var m rawMsg
+	var m rawframe.Msg
 	if err := s.RecvMsg(&m); err != nil {
 		return nil, err
 	}
-	created, err := varintField(m.b, etcdCreated)
+	created, err := rawframe.VarintField(m.B, etcdCreated)
 	if err == nil && created != 1 {
 		err = errors.New("etcd watch: first response is not created")
 	}
@@ -184,21 +185,21 @@ func (etcdClient) open(ctx context.Context, cc *grpc.ClientConn, device int, _ b
 }
 
 func (etcdClient) events(b []byte, fn func(at int64)) error {
-	if c, err := varintField(b, etcdCanceled); err != nil || c == 1 {
-		reason, _ := subField(b, etcdCancelReason)
+	if c, err := rawframe.VarintField(b, etcdCanceled); err != nil || c == 1 {
+		reason, _ := rawframe.SubField(b, etcdCancelReason)
 		return errors.Join(err, fmt.Errorf("etcd watch canceled: %s", reason))
 	}
-	return eachField(b, etcdEvents, func(ev []byte) error {
-		kv, err := subField(ev, 2)
+	return rawframe.EachField(b, etcdEvents, func(ev []byte) error {
+		kv, err := rawframe.SubField(ev, 2)
 		if err != nil {
 			return err
 		}
-		value, err := subField(kv, 5)
+		value, err := rawframe.SubField(kv, 5)
 		if err != nil {
 			return err
 		}
-		name, err := subField(value, wirefield.CallName)
-		fn(decimal(name))
+		name, err := rawframe.SubField(value, wirefield.CallName)
+		fn(rawframe.Decimal(name))
 		return err
 	})
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"callcontrold/internal/latency"
 	"context"
 	"errors"
 	"fmt"
@@ -13,11 +12,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"callcontrold/internal/latency"
+	"callcontrold/internal/rawframe"
 )
 
 // peerClient is how the client opens a watch on one peer and reads its
 // events; everything else (connections, receiving, counting, latency,
-// CPU and memory readings) is the same code for both.
+// CPU and memory readings) is the same code for both. Both peers' clients
+// send and receive messages as bytes (rawframe) and read only what they
+// measure: decoding every message would measure the client, which shares
+// the machine with the server.
 type peerClient interface {
 	// open opens a watch of device (>= 0) or of everything (-1) and returns
 	// once it is established (with snapshot: after callcontrold's snapshot;
@@ -205,20 +210,20 @@ func runFanoutPhase(ctx context.Context, c *child, p peerClient, cfg fanoutConfi
 // receive counts w's events until its stream ends; events committed from
 // mark on (UnixNano) go into lat.
 func receive(ctx context.Context, p peerClient, w *fanWatcher, lat *latency.Hist, mark *atomic.Int64) {
-	var m rawMsg
+	var m rawframe.Msg
 	for {
 		err := w.s.RecvMsg(&m)
 		now := time.Now().UnixNano()
 		if err == nil {
 			var n uint64
-			err = p.events(m.b, func(at int64) {
+			err = p.events(m.B, func(at int64) {
 				n++
 				if at >= mark.Load() {
 					lat.Record(time.Duration(now - at))
 				}
 			})
 			if n > 0 {
-				w.bytes.Add(uint64(len(m.b)))
+				w.bytes.Add(uint64(len(m.B)))
 				w.received.Add(n)
 			}
 		}

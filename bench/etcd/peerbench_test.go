@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"callcontrold/callstore"
+	"callcontrold/internal/rawframe"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
@@ -53,7 +54,7 @@ func TestEtcdWireMatchesGeneratedTypes(t *testing.T) {
 	}
 
 	created := mustMarshal(t, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 5}, WatchId: 1, Created: true})
-	if v, err := varintField(created, etcdCreated); err != nil || v != 1 {
+	if v, err := rawframe.VarintField(created, etcdCreated); err != nil || v != 1 {
 		t.Errorf("created = %d, %v; want 1", v, err)
 	}
 	leg := func(name string) []byte {
@@ -87,7 +88,7 @@ func TestCallcontroldFrames(t *testing.T) {
 	started := mustMarshal(t, &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{
 		Started: &callcontrolv1.WatchStarted{Revision: 4},
 	}})
-	if kind, _, err := oneof(started); err != nil || kind != frameStarted {
+	if kind, _, err := rawframe.Oneof(started); err != nil || kind != frameStarted {
 		t.Errorf("started frame: kind %d, %v", kind, err)
 	}
 	if ats, err := collect(t, ccClient{}, started); err != nil || len(ats) != 0 {
@@ -95,14 +96,6 @@ func TestCallcontroldFrames(t *testing.T) {
 	}
 	if _, err := collect(t, ccClient{}, []byte{0x22, 0x05, 0x01}); err == nil {
 		t.Error("truncated frame: no error")
-	}
-}
-
-func TestDecimal(t *testing.T) {
-	for in, want := range map[string]int64{"": 0, "0": 0, "123": 123, "9223372036854775807": 1<<63 - 1, "9223372036854775808": 0, "12a": 0, "-1": 0} {
-		if got := decimal([]byte(in)); got != want {
-			t.Errorf("decimal(%q) = %d, want %d", in, got, want)
-		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"callcontrold/internal/benchkit"
+	"callcontrold/internal/rawframe"
 	"callcontrold/wirefield"
 )
 
@@ -145,59 +146,24 @@ func judge(samples []sample, limit float64) verdict {
 }
 
 // frameRevision returns the revision a WatchCallsResponse frame carries:
-// WatchStarted.revision (field 4 of frame 1), EventBatch.revision and
-// Progress.revision (field 1 of frames 4 and 5); ok is false for the
-// snapshot's frames.
+// WatchStarted.revision, EventBatch.revision or Progress.revision; ok is
+// false for the snapshot's frames and for a frame that does not parse.
 func frameRevision(b []byte) (rev int64, ok bool) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return 0, false
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return 0, false
-			}
-			b = b[n:]
-			continue
-		}
-		inner, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return 0, false
-		}
-		b = b[n:]
-		var field protowire.Number
-		switch num {
-		case wirefield.ResponseStarted:
-			field = wirefield.StartedRevision
-		case wirefield.ResponseEvents:
-			field = wirefield.BatchRevision
-		case wirefield.ResponseProgress:
-			field = wirefield.ProgressRevision
-		default:
-			continue
-		}
-		for len(inner) > 0 {
-			f, t, n := protowire.ConsumeTag(inner)
-			if n < 0 {
-				return 0, false
-			}
-			inner = inner[n:]
-			if f == field && t == protowire.VarintType {
-				v, n := protowire.ConsumeVarint(inner)
-				if n < 0 {
-					return 0, false
-				}
-				rev, ok = int64(v), true
-				inner = inner[n:]
-				continue
-			}
-			if n = protowire.ConsumeFieldValue(f, t, inner); n < 0 {
-				return 0, false
-			}
-			inner = inner[n:]
-		}
+	kind, inner, err := rawframe.Oneof(b)
+	if err != nil {
+		return 0, false
 	}
-	return rev, ok
+	var field protowire.Number
+	switch kind {
+	case wirefield.ResponseStarted:
+		field = wirefield.StartedRevision
+	case wirefield.ResponseEvents:
+		field = wirefield.BatchRevision
+	case wirefield.ResponseProgress:
+		field = wirefield.ProgressRevision
+	default:
+		return 0, false
+	}
+	v, err := rawframe.VarintField(inner, field)
+	return int64(v), err == nil
 }

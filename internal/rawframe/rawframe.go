@@ -1,7 +1,8 @@
-// Package rawframe lets the load clients (callbench, callsoak) receive
-// gRPC responses as bytes: they read only what they measure with
-// protowire, since decoding every frame would measure the client, which
-// shares the machine with the server.
+// Package rawframe lets the load clients (callbench, callsoak and the peer
+// benchmark in bench/etcd) receive gRPC responses as bytes and read only
+// what they measure from them, field by field (fields.go): decoding every
+// frame would measure the client, which shares the machine with the
+// server.
 package rawframe
 
 import (
@@ -11,17 +12,23 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// Msg receives a response's bytes (its buffer is reused).
+// Msg receives a response's bytes (its buffer is reused), or holds a
+// request already encoded.
 type Msg struct{ B []byte }
 
-// codec marshals requests as protobuf and hands responses received into
-// a *Msg over as bytes. Its name is "proto", so the content-type is the
-// ordinary one.
+// codec marshals requests as protobuf (a *Msg's bytes as they are) and
+// hands responses received into a *Msg over as bytes. Its name is
+// "proto", so the content-type is the ordinary one.
 type codec struct{}
 
 var protoCodec = encoding.GetCodecV2(proto.Name)
 
-func (codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
+func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*Msg); ok {
+		return mem.BufferSlice{mem.SliceBuffer(m.B)}, nil
+	}
+	return protoCodec.Marshal(v)
+}
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(*Msg)
@@ -38,5 +45,5 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 func (codec) Name() string { return proto.Name }
 
 // Recv is the call option that selects the codec for a call or stream:
-// receive into a *Msg.
+// receive into a *Msg (and send a *Msg's bytes as they are).
 var Recv = grpc.ForceCodecV2(codec{})
