@@ -5,21 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/benchserver"
 	"callcontrold/internal/rawframe"
 	"callcontrold/pbx/sim"
 	ccserver "callcontrold/server"
@@ -29,9 +24,8 @@ import (
 )
 
 // callcontrold, as cmd/callbench builds it: the real store, simulated
-// switch, authenticator, interceptor chain and services (server.New), the
-// limits off (auth.LimitConfig{}: the benchmark measures the service, not
-// its limits), logs discarded at level info, and the history callcontrold
+// switch, authenticator, interceptor chain and services (benchserver: the
+// limits off, logs discarded at level info), and the history callcontrold
 // retains by default (--history-size 100000: 10 s at 10k changes/s; etcd
 // keeps all of it until compacted). The driver commits straight to the
 // store, as the switch does.
@@ -62,10 +56,7 @@ func benchDirectoryYAML() []byte {
 type ccServer struct {
 	store *callstore.Store
 	sim   *sim.Switch
-	authn *auth.Authenticator
-	srv   *ccserver.Server
-	lis   net.Listener
-	serve chan error
+	srv   *benchserver.Server
 }
 
 func startCallcontrold() (server, error) {
@@ -73,32 +64,23 @@ func startCallcontrold() (server, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := benchserver.Logger()
 	s := &ccServer{store: callstore.New(callstore.Options{HistorySize: ccHistorySize})}
 	s.sim = sim.New(dir, s.store, sim.Options{Logger: log})
-	if s.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log}); err != nil {
-		s.close()
-		return nil, err
-	}
-	s.srv, err = ccserver.New(ccserver.Config{}, ccserver.Deps{
-		Store: s.store, Directory: dir, Switch: s.sim, Devices: s.sim, Simulator: s.sim,
-		Authenticate: s.authn.Authenticate, Limiter: auth.NewLimiter(auth.LimitConfig{}),
-		Logger: log, Registry: prometheus.NewRegistry(),
+	s.srv, err = benchserver.New(ccserver.Config{}, ccserver.Deps{
+		Store: s.store, Directory: dir, Switch: s.sim, Devices: s.sim, Simulator: s.sim, Logger: log,
 	})
+	if err == nil {
+		err = s.srv.ServeLoopback()
+	}
 	if err != nil {
 		s.close()
 		return nil, err
 	}
-	if s.lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		s.close()
-		return nil, err
-	}
-	s.serve = make(chan error, 1)
-	go func() { s.serve <- s.srv.Serve(s.lis) }()
 	return s, nil
 }
 
-func (s *ccServer) addr() string  { return s.lis.Addr().String() }
+func (s *ccServer) addr() string  { return s.srv.Addr() }
 func (s *ccServer) newUID() int64 { return s.store.NewUID() }
 func (s *ccServer) writers() int  { return 1 }
 
@@ -110,19 +92,9 @@ func (s *ccServer) put(ch callstore.Change) error {
 
 func (s *ccServer) close() {
 	if s.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.srv.Shutdown(ctx)
-		cancel()
-		if s.serve != nil {
-			<-s.serve
-		}
+		s.srv.Close()
 	}
-	if s.authn != nil {
-		_ = s.authn.Close()
-	}
-	if s.sim != nil {
-		s.sim.Close()
-	}
+	s.sim.Close()
 	s.store.Close()
 }
 

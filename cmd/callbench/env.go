@@ -5,20 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
+	"callcontrold/internal/benchserver"
 	"callcontrold/pbx"
 	"callcontrold/pbx/sim"
 	"callcontrold/server"
@@ -86,17 +81,15 @@ func benchDirectoryYAML() []byte {
 }
 
 // env is one in-process server: the real store, simulated switch,
-// authenticator, interceptor chain and services of callcontrold, plus the
-// no-op baseline service on the same grpc.Server, serving on a loopback
-// TCP listener.
+// authenticator, interceptor chain and services of callcontrold
+// (benchserver), plus the no-op baseline service on the same grpc.Server,
+// serving on a loopback TCP listener.
 type env struct {
 	dir   *directory.Directory
 	store *callstore.Store
 	sim   *sim.Switch
-	authn *auth.Authenticator
-	srv   *server.Server
+	srv   *benchserver.Server
 	addr  string
-	serve chan error
 	conns []*grpc.ClientConn
 }
 
@@ -106,46 +99,33 @@ type envOptions struct {
 
 func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 	e := &env{dir: dir}
-	// As callcontrold builds it (cmd/callcontrold/main.go), except: the
-	// rate and watch limits are off (auth.LimitConfig{}), the streams per
+	// As callcontrold builds it, with benchserver's changes (limits off,
+	// logs discarded at level info) and one more: the streams per
 	// connection are not capped (the fan-out scenario puts up to 10,010
 	// watches on two connections; a real client that does so must raise
-	// --max-concurrent-streams too), and the logs go to io.Discard at the
-	// default level (info), so the logging interceptor still formats every
-	// finished call.
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// --max-concurrent-streams too).
+	log := benchserver.Logger()
 	e.store = callstore.New(callstore.Options{})
 	e.sim = sim.New(dir, e.store, sim.Options{MaxCallsPerDevice: opts.maxCallsPerDevice, Logger: log})
 	var err error
-	e.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log})
-	if err != nil {
-		e.close()
-		return nil, err
-	}
-	e.srv, err = server.New(server.Config{MaxConcurrentStreams: -1}, server.Deps{
-		Store:        e.store,
-		Directory:    dir,
-		Switch:       e.sim,
-		Devices:      e.sim,
-		Simulator:    e.sim,
-		Authenticate: e.authn.Authenticate,
-		Limiter:      auth.NewLimiter(auth.LimitConfig{}),
-		Logger:       log,
-		Registry:     prometheus.NewRegistry(),
+	e.srv, err = benchserver.New(server.Config{MaxConcurrentStreams: -1}, server.Deps{
+		Store:     e.store,
+		Directory: dir,
+		Switch:    e.sim,
+		Devices:   e.sim,
+		Simulator: e.sim,
+		Logger:    log,
 	})
 	if err != nil {
 		e.close()
 		return nil, err
 	}
 	registerNoop(e.srv.GRPC())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := e.srv.ServeLoopback(); err != nil {
 		e.close()
 		return nil, err
 	}
-	e.addr = lis.Addr().String()
-	e.serve = make(chan error, 1)
-	go func() { e.serve <- e.srv.Serve(lis) }()
+	e.addr = e.srv.Addr()
 	return e, nil
 }
 
@@ -182,15 +162,7 @@ func (e *env) close() {
 		_ = cc.Close()
 	}
 	if e.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		e.srv.Shutdown(ctx)
-		cancel()
-		if e.serve != nil {
-			<-e.serve
-		}
-	}
-	if e.authn != nil {
-		_ = e.authn.Close()
+		e.srv.Close()
 	}
 	if e.sim != nil {
 		e.sim.Close()

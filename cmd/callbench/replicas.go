@@ -4,20 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
-	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchserver"
 	"callcontrold/internal/latency"
 	"callcontrold/internal/natsembed"
 	"callcontrold/internal/rawframe"
@@ -270,11 +267,9 @@ func (w *opWatch) close() {
 // replicaServer is one callcontrold replica: its node and gRPC server on
 // a loopback port, and a client connection to it.
 type replicaServer struct {
-	node  *replica.Node
-	srv   *server.Server
-	serve chan error
-	conn  *grpc.ClientConn
-	authn *auth.Authenticator
+	node *replica.Node
+	srv  *benchserver.Server
+	conn *grpc.ClientConn
 }
 
 type replicaSet struct {
@@ -311,7 +306,7 @@ func startReplicas(dir *directory.Directory) (rs *replicaSet, err error) {
 // startReplica builds a replica as callcontrold does with --nats (see
 // newEnv for the benchmark's departures), and waits until it caught up.
 func startReplica(dir *directory.Directory, url, id string) (r *replicaServer, err error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := benchserver.Logger()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -333,14 +328,10 @@ func startReplica(dir *directory.Directory, url, id string) (r *replicaServer, e
 	if err != nil {
 		return r, err
 	}
-	if r.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log}); err != nil {
-		return r, err
-	}
 	sw := r.node.Switch()
-	r.srv, err = server.New(server.Config{MaxConcurrentStreams: -1}, server.Deps{
-		Store: r.node.Store(), Directory: dir, Switch: sw, Devices: sw, Simulator: sw,
-		Authenticate: r.authn.Authenticate, Limiter: auth.NewLimiter(auth.LimitConfig{}), Logger: log,
-		Registry: prometheus.NewRegistry(), Forward: r.node.UnaryInterceptor(), AwaitRevision: r.node.AwaitRevision,
+	r.srv, err = benchserver.New(server.Config{MaxConcurrentStreams: -1}, server.Deps{
+		Store: r.node.Store(), Directory: dir, Switch: sw, Devices: sw, Simulator: sw, Logger: log,
+		Forward: r.node.UnaryInterceptor(), AwaitRevision: r.node.AwaitRevision,
 	})
 	if err != nil {
 		return r, err
@@ -348,8 +339,7 @@ func startReplica(dir *directory.Directory, url, id string) (r *replicaServer, e
 	if err := r.node.Run(context.Background()); err != nil {
 		return r, err
 	}
-	r.serve = make(chan error, 1)
-	go func() { r.serve <- r.srv.Serve(lis) }()
+	r.srv.Serve(lis)
 	select {
 	case <-r.node.Ready():
 	case <-time.After(30 * time.Second):
@@ -367,18 +357,10 @@ func (r *replicaServer) close() {
 		_ = r.conn.Close()
 	}
 	if r.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r.srv.Shutdown(ctx)
-		cancel()
-		if r.serve != nil {
-			<-r.serve
-		}
+		r.srv.Close()
 	}
 	if r.node != nil {
 		r.node.Close()
-	}
-	if r.authn != nil {
-		_ = r.authn.Close()
 	}
 }
 

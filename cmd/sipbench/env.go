@@ -6,22 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"callcontrold/auth"
 	"callcontrold/callstore"
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchserver"
 	"callcontrold/pbx"
 	"callcontrold/pbx/sip"
 	"callcontrold/server"
@@ -71,17 +67,14 @@ func benchDirectory(n int) (*directory.Directory, error) {
 type switchEnv struct {
 	store *callstore.Store
 	sw    *sip.Switch
-	authn *auth.Authenticator
-	srv   *server.Server
-	addr  string
-	serve chan error
+	srv   *benchserver.Server
 	cc    *grpc.ClientConn
 
 	answers *answerLog
 }
 
 func newSwitchEnv(dir *directory.Directory) (*switchEnv, error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := benchserver.Logger()
 	e := &switchEnv{answers: newAnswerLog()}
 	e.store = callstore.New(callstore.Options{})
 	var err error
@@ -95,31 +88,15 @@ func newSwitchEnv(dir *directory.Directory) (*switchEnv, error) {
 		e.close()
 		return nil, err
 	}
-	e.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: dir, Logger: log})
-	if err != nil {
-		e.close()
-		return nil, err
-	}
-	e.srv, err = server.New(server.Config{}, server.Deps{
-		Store: e.store, Directory: dir, Switch: e.sw, Devices: e.sw,
-		Authenticate: e.authn.Authenticate,
-		Limiter:      auth.NewLimiter(auth.LimitConfig{}),
-		Logger:       log,
-		Registry:     prometheus.NewRegistry(),
+	e.srv, err = benchserver.New(server.Config{}, server.Deps{
+		Store: e.store, Directory: dir, Switch: e.sw, Devices: e.sw, Logger: log,
 	})
-	if err != nil {
-		e.close()
-		return nil, err
+	if err == nil {
+		err = e.srv.ServeLoopback()
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		e.close()
-		return nil, err
+	if err == nil {
+		e.cc, err = grpc.NewClient(e.srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
-	e.addr = lis.Addr().String()
-	e.serve = make(chan error, 1)
-	go func() { e.serve <- e.srv.Serve(lis) }()
-	e.cc, err = grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		e.close()
 		return nil, err
@@ -132,15 +109,7 @@ func (e *switchEnv) close() {
 		_ = e.cc.Close()
 	}
 	if e.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		e.srv.Shutdown(ctx)
-		cancel()
-		if e.serve != nil {
-			<-e.serve
-		}
-	}
-	if e.authn != nil {
-		_ = e.authn.Close()
+		e.srv.Close()
 	}
 	if e.sw != nil {
 		_ = e.sw.Close()
