@@ -165,7 +165,8 @@ func (e *Engine) Originated(ctx context.Context, device, number string, bind fun
 // extension. It returns the external party's id and the legs it created
 // (the queue's leg first, then every ringing device). A destination where
 // nothing can ring (all busy) returns no legs and no error: the party was
-// ended with 17, and the driver told so.
+// ended with 17, and the driver told so. fromName is stored as valid
+// UTF-8 of at most MaxCallerNameLen bytes, whatever the far end sent.
 func (e *Engine) Inbound(ctx context.Context, fromNumber, fromName, toExtension string) (RemoteID, []*callstore.Call, error) {
 	return e.InboundBind(ctx, fromNumber, fromName, toExtension, nil)
 }
@@ -179,6 +180,7 @@ func (e *Engine) InboundBind(ctx context.Context, fromNumber, fromName, toExtens
 	if err := CheckExternal(fromNumber); err != nil {
 		return 0, nil, fmt.Errorf("from: %w", err)
 	}
+	fromName = callerName(fromName)
 	if err := e.begin(ctx); err != nil {
 		return 0, nil, err
 	}
