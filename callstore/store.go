@@ -52,10 +52,10 @@ type Store struct {
 	wComp     map[string][]*Watcher
 	wBroad    []*Watcher
 	watchers  map[*Watcher]struct{}
-	changeSeq uint64         // numbers the changes of all commits, for de-duplicating index hits
-	laggers   lagHeap        // lagging watchers by the next revision they need
-	touched   []*Watcher     // scratch: watchers with events in the commit being fanned out
-	pending   []pendingEvent // scratch: those events, in change order
+	changeSeq uint64       // numbers the changes of all commits, for de-duplicating index hits
+	laggers   lagHeap      // lagging watchers by the next revision they need
+	touched   []*Watcher   // scratch: watchers with events in the commit being fanned out
+	slab      []WatchEvent // the shared slab the caught-up watchers' windows are carved from (window)
 }
 
 // New returns an empty store with a fresh random epoch.

@@ -83,8 +83,7 @@ type Watcher struct {
 	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
 	touchRev   int64        // last revision this watcher got events in
 	pendN      int          // events for this watcher in the commit being fanned out
-	pendAt     int          // fill position in pendBuf
-	pendBuf    []WatchEvent // their window of the commit's slab, or of own
+	pendBuf    []WatchEvent // their window of the store's shared slab, or of own
 	// own is a backlogged watcher's private slab: its queued windows are
 	// carved from it, not from the commit's shared slab, so that what it
 	// pins is its own events (see fanoutLocked).
@@ -432,75 +431,57 @@ func (s *Store) unregisterLocked(w *Watcher) {
 
 // fanoutLocked queues the events of revision rev for every watcher they
 // concern. Only the watchers indexed under the old or new value's uid,
-// device or company, and the broad ones, are visited.
+// device or company, and the broad ones, are visited. Each event is
+// written once, into the watcher's window (see window).
 func (s *Store) fanoutLocked(e *histEntry) {
-	rev := e.rev
-	for i := range e.len() {
+	rev, n := e.rev, e.len()
+	for i := range n {
 		ch := e.at(i)
 		s.changeSeq++
 		c, p := ch.call, ch.prev
 		if len(s.wUID) > 0 {
-			s.visit(s.wUID[c.UID], ch, i, rev)
+			s.visit(s.wUID[c.UID], ch, i, rev, n)
 		}
 		if len(s.wDev) > 0 {
-			s.visit(s.wDev[c.Device], ch, i, rev)
+			s.visit(s.wDev[c.Device], ch, i, rev, n)
 			if p != nil && p.Device != c.Device {
-				s.visit(s.wDev[p.Device], ch, i, rev)
+				s.visit(s.wDev[p.Device], ch, i, rev, n)
 			}
 		}
 		if len(s.wComp) > 0 {
-			s.visit(s.wComp[c.DeviceCompany], ch, i, rev)
+			s.visit(s.wComp[c.DeviceCompany], ch, i, rev, n)
 			if p != nil && p.DeviceCompany != c.DeviceCompany {
-				s.visit(s.wComp[p.DeviceCompany], ch, i, rev)
+				s.visit(s.wComp[p.DeviceCompany], ch, i, rev, n)
 			}
 		}
-		s.visit(s.wBroad, ch, i, rev)
-	}
-	if len(s.touched) == 0 {
-		return
-	}
-	// Watchers' event windows are carved out of shared slabs of up to
-	// slabEvents events: one allocation per commit in the common case
-	// instead of one per matching watcher. A window keeps its whole slab
-	// alive while it is queued, so a watcher that is behind (batches
-	// already queued: this one will wait too) gets its window from its
-	// own slab instead; a stalled watcher then pins its own events, the
-	// slack of its own slab and at most the one shared slab of the batch
-	// it first fell behind on, not a shared slab per queued revision.
-	remaining := 0 // events still to place in shared slabs
-	for _, w := range s.touched {
-		w.pendAt = 0
-		if w.backlog.Load() {
-			w.pendBuf = w.carveOwn(w.pendN)
-		} else {
-			w.own, w.ownTotal = nil, 0 // caught up: its private slab goes with its last batch
-			remaining += w.pendN
-		}
-	}
-	var slab []WatchEvent
-	for _, w := range s.touched {
-		if w.pendBuf != nil {
-			continue
-		}
-		n := w.pendN
-		if len(slab)+n > cap(slab) {
-			slab = make([]WatchEvent, 0, max(n, min(remaining, slabEvents)))
-		}
-		w.pendBuf = carve(&slab, n)
-		remaining -= n
-	}
-	for _, p := range s.pending {
-		p.w.pendBuf[p.w.pendAt] = p.ev
-		p.w.pendAt++
+		s.visit(s.wBroad, ch, i, rev, n)
 	}
 	for i, w := range s.touched {
-		w.push(rev, w.pendBuf)
+		w.push(rev, w.pendBuf[:w.pendN:w.pendN]) // capacity ends at the length: appends never reach the next window
 		w.pendBuf, w.pendN = nil, 0
 		s.touched[i] = nil
 	}
 	s.touched = s.touched[:0]
-	clear(s.pending)
-	s.pending = s.pending[:0]
+}
+
+// window returns room for the events of the commit being fanned out to
+// w: n, its number of changes, since a watcher gets at most one event per
+// change (slots it does not fill stay unused).
+//
+// Windows are carved out of slabs of up to slabEvents events: one
+// allocation per slab instead of one per batch. The store's shared slab
+// serves the watchers that are caught up, across commits. A window keeps
+// its whole slab alive while it is queued, so a watcher that is behind
+// (batches already queued: this one will wait too) gets its window from
+// its own slab instead; a stalled watcher then pins its own events, the
+// slack of its own slab and at most the one shared slab of the batch it
+// first fell behind on, not a shared slab per queued revision.
+func (s *Store) window(w *Watcher, n int) []WatchEvent {
+	if w.backlog.Load() {
+		return w.carveOwn(n)
+	}
+	w.own, w.ownTotal = nil, 0 // caught up: its private slab goes with its last batch
+	return carve(&s.slab, n)
 }
 
 // slabEvents bounds the events sharing one allocation in the fan-out.
@@ -534,13 +515,7 @@ func (w *Watcher) carveOwn(n int) []WatchEvent {
 	return carve(&w.own, n)
 }
 
-// pendingEvent is one event of the commit being fanned out.
-type pendingEvent struct {
-	w  *Watcher
-	ev WatchEvent
-}
-
-func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64) {
+func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64, n int) {
 	for _, w := range ws {
 		if w.seenChange == s.changeSeq {
 			continue // reached through two index keys
@@ -553,9 +528,10 @@ func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64) {
 		if w.touchRev != rev {
 			w.touchRev = rev
 			s.touched = append(s.touched, w)
+			w.pendBuf = s.window(w, n)
 		}
+		w.pendBuf[w.pendN] = ev
 		w.pendN++
-		s.pending = append(s.pending, pendingEvent{w, ev})
 	}
 }
 
