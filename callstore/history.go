@@ -42,6 +42,25 @@ type history struct {
 	// Compact when the log behind the store no longer holds the revisions
 	// up to it, although the ring still does.
 	floor int64
+	// slab is where the entries' rest slices are carved from (rest).
+	slab []histChange
+}
+
+// restSlab is how many changes one allocation of rest slices holds.
+const restSlab = 64
+
+// rest returns room for an entry's n changes after its first. Slices
+// are carved out of slabs of restSlab changes, one allocation for many
+// multi-change commits. A slab lives until the last entry carved from it
+// is overwritten; push clears an overwritten entry's slots, so the
+// values they named do not live as long.
+func (h *history) rest(n int) []histChange {
+	if len(h.slab)+n > cap(h.slab) {
+		h.slab = make([]histChange, 0, max(n, restSlab))
+	}
+	l := len(h.slab)
+	h.slab = h.slab[:l+n]
+	return h.slab[l : l+n : l+n]
 }
 
 func (h *history) slot(rev int64) int { return int((rev - h.base - 1) % int64(h.size)) }
@@ -53,6 +72,7 @@ func (h *history) push(rev int64) *histEntry {
 		return &h.buf[len(h.buf)-1]
 	}
 	e := &h.buf[h.slot(rev)]
+	clear(e.rest)
 	*e = histEntry{rev: rev}
 	return e
 }
@@ -75,5 +95,6 @@ func (h *history) get(rev int64) *histEntry {
 func (h *history) reset(base int64) {
 	clear(h.buf)
 	h.buf = h.buf[:0]
+	h.slab = nil
 	h.base, h.floor = base, 0
 }

@@ -292,7 +292,7 @@ func checkChanges(changes []Change) error {
 func (s *Store) commitLocked(rev int64, changes []Change) {
 	e := s.hist.push(rev)
 	if len(changes) > 1 {
-		e.rest = make([]histChange, len(changes)-1)
+		e.rest = s.hist.rest(len(changes) - 1)
 	}
 	for i := range changes {
 		ch := &changes[i]
@@ -386,9 +386,8 @@ func (s *Store) devRemove(c *Call) {
 	if !ok {
 		return
 	}
-	if len(list) == 1 {
-		delete(s.byDev, c.Device)
-		return
-	}
+	// An emptied list stays, so the device's next leg is added without
+	// allocating: a store holds the legs of a PBX's devices, whose number
+	// is bounded by its directory.
 	s.byDev[c.Device] = slices.Delete(list, i, i+1)
 }

@@ -488,13 +488,9 @@ func (e *Engine) newRemote(name, number string, nr callstore.NRState) *remote {
 
 func (e *Engine) forget(l *leg) {
 	delete(e.legs, l.c.UID)
-	list := e.byDev[l.dev.Name]
-	list = slices.DeleteFunc(list, func(x *leg) bool { return x == l })
-	if len(list) == 0 {
-		delete(e.byDev, l.dev.Name)
-	} else {
-		e.byDev[l.dev.Name] = list
-	}
+	// An empty list stays: the device's next call appends without
+	// allocating (the devices are the directory's, so they are few).
+	e.byDev[l.dev.Name] = slices.DeleteFunc(e.byDev[l.dev.Name], func(x *leg) bool { return x == l })
 	if oh := e.offHooks[l]; oh != nil {
 		e.stop(oh.timer)
 		delete(e.offHooks, l)
