@@ -107,20 +107,33 @@ func (r *rawH2) read() {
 // message; pad adds a header of that many bytes. Write errors are ignored:
 // the server may close the connection, which is what some limits do.
 func (r *rawH2) open(pad int) uint32 {
+	var extra []hpack.HeaderField
+	if pad > 0 {
+		extra = append(extra, hpack.HeaderField{Name: "x-pad", Value: strings.Repeat("a", pad)})
+	}
+	return r.openCall("ListCalls", extra...)
+}
+
+// openWatch sends the HEADERS of a WatchCalls stream with demo-alice's
+// token and no message: the handler runs, and waits for its request.
+func (r *rawH2) openWatch() uint32 {
+	return r.openCall("WatchCalls", hpack.HeaderField{Name: "authorization", Value: "Bearer demo-alice"})
+}
+
+// openCall sends the HEADERS of a stream of the CallControlService method
+// with the extra header fields, and no message.
+func (r *rawH2) openCall(method string, extra ...hpack.HeaderField) uint32 {
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
-	for _, f := range []hpack.HeaderField{
+	for _, f := range append([]hpack.HeaderField{
 		{Name: ":method", Value: "POST"},
 		{Name: ":scheme", Value: "http"},
-		{Name: ":path", Value: "/" + callcontrolv1.CallControlService_ServiceDesc.ServiceName + "/ListCalls"},
+		{Name: ":path", Value: "/" + callcontrolv1.CallControlService_ServiceDesc.ServiceName + "/" + method},
 		{Name: ":authority", Value: "localhost"},
 		{Name: "content-type", Value: "application/grpc"},
 		{Name: "te", Value: "trailers"},
-	} {
+	}, extra...) {
 		_ = enc.WriteField(f)
-	}
-	if pad > 0 {
-		_ = enc.WriteField(hpack.HeaderField{Name: "x-pad", Value: strings.Repeat("a", pad)})
 	}
 	id := r.next
 	r.next += 2
@@ -263,14 +276,47 @@ func TestAbuseHeadersWithoutMessage(t *testing.T) {
 	goroutinesAtMost(t, base+pending+(conns+1)*perConnGoroutines+10, "pending streams capped")
 }
 
+// Streaming calls with a token and no message: their handlers run and
+// wait in their first read, and at most MaxPendingRequests of them wait,
+// a new one ending the oldest's.
+func TestAbuseStreamsWithoutMessage(t *testing.T) {
+	const conns, perConn, pending = 4, 25, 10
+	h := newHarness(t, withConfig(func(c *server.Config) {
+		c.MaxPendingRequests = pending
+		c.RequestReadTimeout = -1 // only the cap: the timeout has its own test
+	}))
+	served(t, h)
+	base := runtime.NumGoroutine()
+	for range conns {
+		r := dialRawH2(t, h.addr)
+		for range perConn {
+			r.openWatch()
+		}
+		r.sync()
+	}
+	served(t, h)
+	if got := limitHits(t, h, "pending_requests"); got < conns*perConn-pending {
+		t.Errorf("pending_requests limit hits = %v, want at least %d", got, conns*perConn-pending)
+	}
+	// A waiting stream holds its handler's goroutine and its read's; the
+	// ended ones hold none.
+	goroutinesAtMost(t, base+2*pending+(conns+1)*perConnGoroutines+10, "waiting streams capped")
+}
+
 // A stream whose request message never comes is cancelled after
-// RequestReadTimeout.
+// RequestReadTimeout: a unary call's (grpc waits for its message before
+// any handler runs) and a streaming call's (its handler runs and waits in
+// its first read).
 func TestAbuseRequestReadTimeout(t *testing.T) {
-	const streams = 10
+	const streams = 20
 	h := newHarness(t, withConfig(func(c *server.Config) { c.RequestReadTimeout = 100 * time.Millisecond }))
 	r := dialRawH2(t, h.addr)
-	for range streams {
-		r.open(0)
+	for i := range streams {
+		if i%2 == 0 {
+			r.open(0)
+		} else {
+			r.openWatch()
+		}
 	}
 	r.sync()
 	deadline := time.Now().Add(waitLimit)

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -193,29 +194,44 @@ func (c *limitConn) Close() error {
 	return c.Conn.Close()
 }
 
-// Errors a stream's context is cancelled with (context.Cause), and that
-// the abort function of AwaitRequest receives.
+// Errors a pending stream is ended with (a unary call's context is
+// cancelled with them, see context.Cause), and that the abort function of
+// AwaitRequest receives.
 var (
 	ErrRequestReadTimeout = errors.New("the request message did not arrive in time after the headers")
 	ErrPendingEvicted     = errors.New("too many requests are waiting for their request message: this one waited longest")
 )
 
 // streamCtl is what the server keeps of a stream from its headers until
-// its request message arrives: the cancel function of the stream's
-// context, which grpc's InTapHandle lets the server derive. Cancelling it
-// is the only way to end a stream whose handler grpc has not called yet
-// (grpc reads a unary request before calling anything of ours).
+// its request message arrives: how to end the wait.
+//
+// A unary call's: the cancel function of the stream's context, which
+// grpc's InTapHandle lets the server derive. Cancelling it is the only way
+// to end a call whose handler grpc has not called yet (grpc reads a unary
+// request before calling anything of ours).
+//
+// A streaming call's handler runs at once, and reads the request itself:
+// its wait is ended by failing that first read (firstRecvStream), so its
+// context needs no cancel of its own. A context derived with a cancel
+// stays for the stream's life, and on a WatchCalls stream that is ≈ 500
+// bytes of heap (the child context, its Done channel, the map of children
+// it puts on grpc's stream context) for a wait of a few microseconds.
 type streamCtl struct {
-	ctx    context.Context // the stream's, as the tap made it
-	cancel context.CancelCauseFunc
-	timer  *time.Timer
-	read   atomic.Bool   // the request message arrived
-	elem   *list.Element // guarded by pendingRequests.mu
+	ctx      context.Context   // the stream's: Err says whether it ended meanwhile
+	cancel   func(cause error) // ends the wait
+	method   string            // for the log line
+	deadline time.Time         // RequestReadTimeout after admission
+	read     atomic.Bool       // the request message arrived
+	elem     *list.Element     // guarded by pendingRequests.mu
+
+	// A streaming call's: closed when its wait is aborted, for cause.
+	aborted chan struct{}
+	cause   error
 }
 
 type streamCtlKey struct{}
 
-// streamCtlOf returns the stream's control, nil for a stream that did not
+// streamCtlOf returns a unary call's control, nil for a call that did not
 // come through the tap (a handler called by another transport).
 func streamCtlOf(ctx context.Context) *streamCtl {
 	st, _ := ctx.Value(streamCtlKey{}).(*streamCtl)
@@ -229,15 +245,28 @@ type pendingRequests struct {
 	timeout time.Duration
 	hits    *limitHit
 
-	mu sync.Mutex
-	l  list.List // *streamCtl, oldest first
+	// streaming holds the full names of the streaming methods: the tap
+	// leaves those to the stream interceptor. Written by New before the
+	// server serves, only read afterwards.
+	streaming map[string]bool
+
+	mu    sync.Mutex
+	l     list.List   // *streamCtl, oldest first, and so by deadline
+	timer *time.Timer // runs expire; armed while the list is not empty
+	armed bool
 
 	running atomic.Int64 // handlers running (a drain watches it)
 }
 
 // tap runs on every new stream, on the transport's goroutine, before the
-// stream gets one of its own: it must be quick.
+// stream gets one of its own: it must be quick. A unary call's context
+// gets a cancel; a streaming call is left to the stream interceptor.
+// (A streaming method registered after New, which the server does not
+// know as one, gets a cancel too, and the interceptor keeps it.)
 func (p *pendingRequests) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if p.streaming[info.FullMethodName] {
+		return ctx, nil
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	st := &streamCtl{cancel: cancel}
 	ctx = context.WithValue(ctx, streamCtlKey{}, st)
@@ -247,8 +276,10 @@ func (p *pendingRequests) tap(ctx context.Context, info *tap.Info) (context.Cont
 }
 
 // admit puts st on the list, cancelling the oldest stream at the cap, and
-// arms its read timeout. st.ctx and st.cancel must be set.
+// starts its read timeout. st.ctx and st.cancel must be set.
 func (p *pendingRequests) admit(st *streamCtl, method string) {
+	st.method = method
+	st.deadline = time.Now().Add(p.timeout)
 	p.mu.Lock()
 	var victim *streamCtl
 	if p.max > 0 && p.l.Len() >= p.max {
@@ -256,18 +287,45 @@ func (p *pendingRequests) admit(st *streamCtl, method string) {
 		victim.elem = nil
 	}
 	st.elem = p.l.PushBack(st)
+	if p.timeout > 0 && !p.armed {
+		p.armed = true
+		if p.timer == nil {
+			p.timer = time.AfterFunc(p.timeout, p.expire)
+		} else {
+			p.timer.Reset(p.timeout)
+		}
+	}
 	p.mu.Unlock()
 	if victim != nil && victim.ctx.Err() == nil { // not a stream that ended meanwhile
 		victim.cancel(ErrPendingEvicted)
 		p.hits.hit(limitPendingRequests, "too many streams waiting for their request message: cancelled the oldest", "max_pending_requests", p.max)
 	}
-	if p.timeout > 0 {
-		st.timer = time.AfterFunc(p.timeout, func() {
-			if p.remove(st) && st.ctx.Err() == nil {
-				st.cancel(ErrRequestReadTimeout)
-				p.hits.hit(limitRequestReadTime, "a stream sent no request message in time: cancelled", "method", method, "timeout", p.timeout)
-			}
-		})
+}
+
+// expire ends the waits past their deadline. One timer serves every
+// pending stream: they all have the same timeout, so the list is in the
+// order of their deadlines, and the timer is armed for the oldest's.
+func (p *pendingRequests) expire() {
+	now := time.Now()
+	var late []*streamCtl
+	p.mu.Lock()
+	for e := p.l.Front(); e != nil; e = p.l.Front() {
+		st := e.Value.(*streamCtl)
+		if wait := st.deadline.Sub(now); wait > 0 {
+			p.timer.Reset(wait)
+			break
+		}
+		p.l.Remove(e)
+		st.elem = nil
+		late = append(late, st)
+	}
+	p.armed = p.l.Len() > 0
+	p.mu.Unlock()
+	for _, st := range late {
+		if st.ctx.Err() == nil { // not a stream that ended meanwhile
+			st.cancel(ErrRequestReadTimeout)
+			p.hits.hit(limitRequestReadTime, "a stream sent no request message in time: cancelled", "method", st.method, "timeout", p.timeout)
+		}
 	}
 }
 
@@ -276,23 +334,12 @@ func (p *pendingRequests) received(st *streamCtl) {
 	if st.read.Load() || !st.read.CompareAndSwap(false, true) {
 		return
 	}
-	p.remove(st)
-	if st.timer != nil {
-		st.timer.Stop()
-		st.timer = nil // a stopped timer and its closure would stay as long as the stream
-	}
-}
-
-// remove takes st off the list; false if it was not on it.
-func (p *pendingRequests) remove(st *streamCtl) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if st.elem == nil {
-		return false
+	if st.elem != nil {
+		p.l.Remove(st.elem)
+		st.elem = nil
 	}
-	p.l.Remove(st.elem)
-	st.elem = nil
-	return true
 }
 
 // requestRead marks the stream of ctx as having delivered its request.
@@ -319,30 +366,102 @@ func (p *pendingRequests) unary(ctx context.Context, req any, _ *grpc.UnaryServe
 }
 
 // stream is the outermost stream interceptor: a streaming handler reads
-// its request itself, so the first RecvMsg marks it.
-func (p *pendingRequests) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+// its request itself, and is pending until its first RecvMsg returns. A
+// stream served through ServeHTTP (it carries a stream abort: package web)
+// is not counted here: that listener counts its requests itself
+// (AwaitRequest).
+func (p *pendingRequests) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	p.running.Add(1)
 	defer p.running.Add(-1)
-	if streamCtlOf(ss.Context()) == nil {
-		return h(srv, ss)
+	st := streamCtlOf(ss.Context()) // a method the tap did not know as streaming
+	if st == nil {
+		if streamAbortOf(ss.Context()) != nil {
+			return h(srv, ss)
+		}
+		st = &streamCtl{ctx: ss.Context(), aborted: make(chan struct{})}
+		st.cancel = st.abortRead
+		p.admit(st, info.FullMethod)
 	}
+	fs := &firstRecvStream{ServerStream: ss, p: p, st: st}
 	// A stream refused before it read its request (no token, say) is no
 	// longer waiting for it either.
-	defer p.requestRead(ss.Context())
-	return h(srv, &firstRecvStream{ServerStream: ss, p: p})
+	defer fs.readDone()
+	return h(srv, fs)
 }
 
+// abortRead is a streaming call's cancel: its first read fails with cause.
+// Called at most once: only by whoever took st off the pending list.
+func (st *streamCtl) abortRead(cause error) {
+	st.cause = cause
+	close(st.aborted)
+}
+
+// firstRead reads a streaming call's request message into m, or fails
+// once the wait is aborted. grpc's read cannot be interrupted but by
+// cancelling the stream's context, which this stream has no cancel of: so
+// it runs on a goroutine of its own, which the stream's end releases
+// after an abort (the handler returns the abort's error, and grpc then
+// ends the stream).
+func (st *streamCtl) firstRead(ss grpc.ServerStream, m any) error {
+	if st.aborted == nil { // the tap's: cancelling the context ends the read
+		return ss.RecvMsg(m)
+	}
+	select {
+	case <-st.aborted:
+		return st.abortError()
+	default:
+	}
+	done := make(chan error, 1)
+	go func() { done <- ss.RecvMsg(m) }()
+	select {
+	case err := <-done:
+		return err
+	case <-st.aborted:
+		return st.abortError()
+	}
+}
+
+// abortError is what an aborted first read returns: the status a unary
+// call's cancelled context gives (CANCELLED), whatever the cause.
+func (st *streamCtl) abortError() error {
+	return toStatusError(fmt.Errorf("%w: %w", context.Canceled, st.cause))
+}
+
+// firstRecvStream is a stream pending until its first RecvMsg returns.
 type firstRecvStream struct {
 	grpc.ServerStream
-	p    *pendingRequests
-	done bool
+	p  *pendingRequests
+	st *streamCtl // nil once the first RecvMsg has returned: an idle stream does not keep it
 }
 
 func (s *firstRecvStream) RecvMsg(m any) error {
-	err := s.ServerStream.RecvMsg(m)
-	if !s.done {
-		s.done = true
-		s.p.requestRead(s.ServerStream.Context())
+	st := s.st
+	if st == nil {
+		return s.ServerStream.RecvMsg(m)
 	}
-	return err
+	defer s.readDone()
+	return st.firstRead(s.ServerStream, m)
+}
+
+// readDone takes the stream off the pending list, once, and lets its
+// control go: after the first read, an idle stream keeps only s.
+func (s *firstRecvStream) readDone() {
+	if st := s.st; st != nil {
+		s.st = nil
+		s.p.received(st)
+	}
+}
+
+// streamingMethods returns the full names of the streaming methods s
+// serves (pendingRequests.streaming).
+func streamingMethods(s *grpc.Server) map[string]bool {
+	m := map[string]bool{}
+	for service, info := range s.GetServiceInfo() {
+		for _, method := range info.Methods {
+			if method.IsClientStream || method.IsServerStream {
+				m["/"+service+"/"+method.Name] = true
+			}
+		}
+	}
+	return m
 }

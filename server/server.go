@@ -311,6 +311,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
 	rpcMetrics.initialize(s.grpc)
+	s.pending.streaming = streamingMethods(s.grpc)
 
 	s.setServing(d.Simulator != nil)
 	return s, nil
