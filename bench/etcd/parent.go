@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -17,41 +14,23 @@ import (
 
 // child is the parent's handle on a server's child process.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	out    *bufio.Scanner
-	addr   string
-	waited bool
+	*benchkit.Child
+	name string
+	addr string
 }
 
 // startChild starts the named server in a child process and returns once
 // it serves. The child dies with ctx, with the parent (Pdeathsig), or when
-// its stdin closes.
+// its stdin closes. Its stderr (the server's own logs) passes through.
 func startChild(ctx context.Context, name string) (*child, error) {
-	exe, err := os.Executable()
+	ch, err := benchkit.StartChild(ctx, name, childEnv+"="+name, nil, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), childEnv+"="+name)
-	cmd.Stderr = os.Stderr
-	benchkit.DieWithParent(cmd)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &child{name: name, cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	c := &child{Child: ch, name: name}
 	f, err := c.reply("ready", 2)
 	if err != nil {
-		c.close()
+		c.Close()
 		return nil, err
 	}
 	c.addr = f[1]
@@ -61,25 +40,21 @@ func startChild(ctx context.Context, name string) (*child, error) {
 // reply reads the child's next line, which must start with word and have
 // n fields.
 func (c *child) reply(word string, n int) ([]string, error) {
-	if !c.out.Scan() {
-		return nil, fmt.Errorf("%s: the server's process ended (%v)", c.name, errors.Join(c.out.Err(), c.wait()))
+	line, err := c.ReadLine(0)
+	if err != nil {
+		return nil, fmt.Errorf("the server's process ended: %w", err)
 	}
-	f := strings.Fields(c.out.Text())
+	f := strings.Fields(line)
 	if len(f) != n || f[0] != word {
-		return nil, fmt.Errorf("%s: %s", c.name, c.out.Text())
+		return nil, fmt.Errorf("%s: %s", c.name, line)
 	}
 	return f, nil
-}
-
-func (c *child) command(line string) error {
-	_, err := fmt.Fprintln(c.stdin, line)
-	return err
 }
 
 // drive has the child commit count changes at rate/s, change n on device
 // n%devs; it returns how long that took.
 func (c *child) drive(rate float64, count, devs int) (time.Duration, error) {
-	if err := c.command(fmt.Sprintf("drive %g %d %d", rate, count, devs)); err != nil {
+	if err := c.Send("drive %g %d %d", rate, count, devs); err != nil {
 		return 0, err
 	}
 	f, err := c.reply("driven", 3)
@@ -99,7 +74,7 @@ type memory struct {
 }
 
 func (c *child) memory() (memory, error) {
-	if err := c.command("mem"); err != nil {
+	if err := c.Send("mem"); err != nil {
 		return memory{}, err
 	}
 	f, err := c.reply("mem", 3)
@@ -110,26 +85,13 @@ func (c *child) memory() (memory, error) {
 	var err1, err2, err3 error
 	m.Heap, err1 = strconv.ParseUint(f[1], 10, 64)
 	m.Goroutines, err2 = strconv.Atoi(f[2])
-	m.RSS, err3 = benchkit.ProcRSS(c.cmd.Process.Pid)
+	m.RSS, err3 = benchkit.ProcRSS(c.Pid())
 	return m, errors.Join(err1, err2, err3)
 }
 
 // cpu returns the CPU time the child has used so far (user + system).
-func (c *child) cpu() (time.Duration, error) { return benchkit.ProcCPU(c.cmd.Process.Pid) }
+func (c *child) cpu() (time.Duration, error) { return benchkit.ProcCPU(c.Pid()) }
 
-func (c *child) wait() error {
-	if c.waited {
-		return nil
-	}
-	c.waited = true
-	return c.cmd.Wait()
-}
-
-// close ends the child: stdin closes, it shuts down; killed if it has not
-// exited after a while.
-func (c *child) close() {
-	_ = c.stdin.Close()
-	t := time.AfterFunc(20*time.Second, func() { _ = c.cmd.Process.Kill() })
-	defer t.Stop()
-	_ = c.wait()
-}
+// close ends the child: its stdin closes, it shuts down; killed if it
+// has not exited after a while.
+func (c *child) close() { _ = c.Finish(20 * time.Second) }

@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -67,151 +64,55 @@ func childMode() (code int, ok bool) {
 }
 
 // fanChild is the parent's handle on the watchers' child process.
-type fanChild struct {
-	cmd    *exec.Cmd
-	cancel context.CancelFunc
-	ctx    context.Context
-	stdin  io.WriteCloser
-	out    *bufio.Reader
-	stderr *tailBuffer
-	waited bool
-}
+type fanChild struct{ *benchkit.Child }
 
 // startFanChild starts the child, which opens the watchers on the server
 // at addr, and returns once they are all started, with their revision.
 func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChild, int64, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, 0, err
-	}
 	args := []string{"-addr", addr, "-watchers", strconv.Itoa(cfg.filtered), "-unfiltered", strconv.Itoa(cfg.unfiltered), "-conns", strconv.Itoa(cfg.conns)}
 	if cfg.profileDir != "" {
 		args = append(args, "-cpuprofile", filepath.Join(cfg.profileDir, "cpu-"+cfg.name+"-watchers.pprof"))
 	}
-	c := &fanChild{stderr: &tailBuffer{max: 8 << 10}}
-	c.ctx, c.cancel = context.WithCancel(ctx)
-	c.cmd = exec.CommandContext(c.ctx, exe, args...)
-	c.cmd.Env = append(os.Environ(), childEnv+"="+childFanout)
-	c.cmd.Stderr = c.stderr
-	c.cmd.WaitDelay = 5 * time.Second
-	benchkit.DieWithParent(c.cmd)
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		c.cancel()
+	ch, err := benchkit.StartChild(ctx, "fanout watchers' process", childEnv+"="+childFanout, args, nil)
+	if err != nil {
 		return nil, 0, err
 	}
-	stdout, err := c.cmd.StdoutPipe()
+	c := &fanChild{ch}
+	line, err := c.ReadLine(time.Minute)
 	if err != nil {
-		c.cancel()
-		return nil, 0, err
-	}
-	c.out = bufio.NewReader(stdout)
-	if err := c.cmd.Start(); err != nil {
-		c.cancel()
-		return nil, 0, fmt.Errorf("fanout: start the watchers' process: %w", err)
-	}
-	line, err := c.readLine(time.Minute)
-	if err != nil {
-		c.close()
+		c.Close()
 		return nil, 0, err
 	}
 	var base int64
 	if _, err := fmt.Sscanf(line, "ready %d", &base); err != nil {
-		c.close()
-		return nil, 0, c.fail(fmt.Errorf("unexpected line %q", line))
+		c.Close()
+		return nil, 0, c.Err(fmt.Errorf("unexpected line %q", line))
 	}
 	return c, base, nil
 }
 
-func (c *fanChild) start(base, mark int64) error {
-	if _, err := fmt.Fprintf(c.stdin, "start %d %d\n", base, mark); err != nil {
-		return c.fail(err)
-	}
-	return nil
-}
+func (c *fanChild) start(base, mark int64) error { return c.Send("start %d %d", base, mark) }
 
 func (c *fanChild) stop(n int64) (*fanSummary, error) {
-	if _, err := fmt.Fprintf(c.stdin, "stop %d\n", n); err != nil {
-		return nil, c.fail(err)
+	if err := c.Send("stop %d", n); err != nil {
+		return nil, err
 	}
-	line, err := c.readLine(time.Minute)
+	line, err := c.ReadLine(time.Minute)
 	if err != nil {
 		return nil, err
 	}
 	var sum fanSummary
 	if err := json.Unmarshal([]byte(line), &sum); err != nil {
-		return nil, c.fail(fmt.Errorf("summary %q: %w", line, err))
+		return nil, c.Err(fmt.Errorf("summary %q: %w", line, err))
 	}
-	_ = c.stdin.Close()
-	c.waited = true
-	if err := c.cmd.Wait(); err != nil {
-		return nil, c.fail(err)
+	if err := c.Finish(time.Minute); err != nil {
+		return nil, err
 	}
 	return &sum, nil
 }
 
-// readLine reads the child's next stdout line; after timeout the child is
-// killed (and the read fails).
-func (c *fanChild) readLine(timeout time.Duration) (string, error) {
-	var timedOut atomic.Bool
-	t := time.AfterFunc(timeout, func() { timedOut.Store(true); c.cancel() })
-	defer t.Stop()
-	line, err := c.out.ReadString('\n')
-	if err != nil {
-		// The child exited (or was killed): reap it, so that its stderr
-		// is complete, and report its exit status.
-		c.cancel()
-		c.waited = true
-		if werr := c.cmd.Wait(); werr != nil {
-			err = fmt.Errorf("%w (%w)", err, werr)
-		}
-		if timedOut.Load() {
-			err = fmt.Errorf("no answer in %v: killed", timeout)
-		}
-		return "", c.fail(err)
-	}
-	return strings.TrimSuffix(line, "\n"), nil
-}
-
-// fail wraps err with what the child wrote on stderr.
-func (c *fanChild) fail(err error) error {
-	if s := strings.TrimSpace(c.stderr.String()); s != "" {
-		return fmt.Errorf("fanout watchers' process: %w; its stderr:\n%s", err, s)
-	}
-	return fmt.Errorf("fanout watchers' process: %w", err)
-}
-
 // close kills the child unless it has exited, and reaps it.
-func (c *fanChild) close() {
-	c.cancel()
-	if !c.waited {
-		c.waited = true
-		_ = c.stdin.Close()
-		_ = c.cmd.Wait()
-	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
-		t.b = append(t.b[:0], t.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
+func (c *fanChild) close() { c.Close() }
 
 // fanoutChildMain is the child: it opens the watchers, follows the
 // protocol above on stdin/stdout and returns the exit code.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -151,50 +150,27 @@ func waitNoWatchers(ctx context.Context, e *env) error {
 func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRound, error) {
 	r := &idleRound{Streams: cfg.streams, Conns: conns}
 	r.HeapBase, _, _, r.RSSBase = serverMemory()
-	exe, err := os.Executable()
+	args := []string{"-addr", e.addr, "-streams", strconv.Itoa(cfg.streams), "-conns", strconv.Itoa(conns)}
+	c, err := benchkit.StartChild(ctx, "idle watchers' process", childEnv+"="+childIdle, args, nil)
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stderr := &tailBuffer{max: 8 << 10}
-	cmd := exec.CommandContext(cctx, exe, "-addr", e.addr, "-streams", strconv.Itoa(cfg.streams), "-conns", strconv.Itoa(conns))
-	cmd.Env = append(os.Environ(), childEnv+"="+childIdle)
-	cmd.Stderr = stderr
-	cmd.WaitDelay = 5 * time.Second
-	benchkit.DieWithParent(cmd)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	}()
-	out := bufio.NewScanner(stdout)
+	// Its stdin closed, the child closes everything and exits.
+	defer func() { _ = c.Finish(time.Minute) }()
 	expect := func(want string) error {
-		t := time.AfterFunc(2*time.Minute, cancel)
-		defer t.Stop()
-		if !out.Scan() || out.Text() != want {
-			cancel()
-			return fmt.Errorf("idle watchers' process: want %q, got %q (%v); its stderr:\n%s",
-				want, out.Text(), errors.Join(out.Err(), cmd.Wait()), stderr.String())
+		got, err := c.ReadLine(2 * time.Minute)
+		if err == nil && got != want {
+			c.Close()
+			err = c.Err(fmt.Errorf("want %q, got %q", want, got))
 		}
-		return nil
+		return err
 	}
 	if err := expect("connected"); err != nil {
 		return nil, err
 	}
 	r.HeapConnected, r.StackConnected, r.FramesConnected, r.RSSConnected = serverMemory()
 	t := time.Now()
-	if _, err := fmt.Fprintln(stdin, "open"); err != nil {
+	if err := c.Send("open"); err != nil {
 		return nil, err
 	}
 	if err := expect("ready"); err != nil {

@@ -11,7 +11,14 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the test child (child_test.go) when the test binary is
+// re-executed as one, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(testChildEnv); role != "" {
+		os.Exit(testChild(role))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestChecks(t *testing.T) {
 	var cs Checks

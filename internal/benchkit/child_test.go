@@ -1,0 +1,100 @@
+package benchkit
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testChildEnv = "BENCHKIT_TEST_CHILD"
+
+// testChild is the child the tests start: it answers "echo X" with
+// "X", exits with status 3 on "fail" (after a line on stderr), stops
+// answering on "stall", and exits 0 when its stdin closes.
+func testChild(role string) int {
+	if role != "echo" {
+		return 2
+	}
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		switch cmd := sc.Text(); {
+		case strings.HasPrefix(cmd, "echo "):
+			fmt.Println(strings.TrimPrefix(cmd, "echo "))
+		case cmd == "fail":
+			fmt.Fprintln(os.Stderr, "failing as asked")
+			return 3
+		case cmd == "stall":
+			time.Sleep(time.Hour)
+		}
+	}
+	return 0
+}
+
+func startTestChild(t *testing.T) *Child {
+	t.Helper()
+	c, err := StartChild(context.Background(), "test child", testChildEnv+"=echo", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestChildLines(t *testing.T) {
+	c := startTestChild(t)
+	for _, w := range []string{"ready 42", "done"} {
+		if err := c.Send("echo %s", w); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.ReadLine(time.Minute); err != nil || got != w {
+			t.Fatalf("ReadLine = %q, %v; want %q", got, err, w)
+		}
+	}
+	if c.Pid() <= 0 {
+		t.Errorf("Pid = %d", c.Pid())
+	}
+	if err := c.Finish(time.Minute); err != nil {
+		t.Errorf("Finish after stdin closed: %v", err)
+	}
+}
+
+func TestChildFails(t *testing.T) {
+	c := startTestChild(t)
+	if err := c.Send("fail"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.ReadLine(time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "failing as asked") || !strings.HasPrefix(err.Error(), "test child: ") {
+		t.Errorf("ReadLine after the child failed: %v; want its name, exit status and stderr", err)
+	}
+}
+
+func TestChildStalls(t *testing.T) {
+	c := startTestChild(t)
+	if err := c.Send("stall"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadLine(100 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "no answer in 100ms: killed") {
+		t.Errorf("ReadLine of a stalled child: %v", err)
+	}
+	c2 := startTestChild(t)
+	if err := c2.Send("stall"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Finish(100 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Finish of a stalled child: %v", err)
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	b := &TailBuffer{Max: 5}
+	fmt.Fprint(b, "abc")
+	fmt.Fprint(b, "defg")
+	if got := b.String(); got != "cdefg" {
+		t.Errorf("TailBuffer = %q, want the last 5 bytes %q", got, "cdefg")
+	}
+}
