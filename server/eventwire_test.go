@@ -168,7 +168,8 @@ func checkEventEncoding(t *rapid.T, cv *converter) *callcontrolv1.CallEvent {
 	if err != nil {
 		t.Fatalf("proto.Marshal: %v", err)
 	}
-	got := newEncodeCache(cv, 64).event(7, &e, viewer.visible)
+	entry, _ := newEncodeCache(cv, 64).event(7, &e, viewer.visible)
+	got := entry.b
 	if !bytes.Equal(got, wantBytes) {
 		var dec callcontrolv1.CallEvent
 		if err := proto.Unmarshal(got, &dec); err != nil {

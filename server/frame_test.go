@@ -112,19 +112,22 @@ func TestEncodeCacheSlots(t *testing.T) {
 		}
 		return string(b)
 	}
-	c.store(5, e(0, "a"))
-	c.store(5, e(1, "b"))
+	store := func(rev int64, e encEntry) {
+		c.update(rev, func(next *revEncodings) { next.entries = append(next.entries, e) })
+	}
+	store(5, e(0, "a"))
+	store(5, e(1, "b"))
 	if got := get(5, 0) + get(5, 1) + get(5, 2); got != "abmiss" {
 		t.Errorf("rev 5 lookups = %q, want %q", got, "abmiss")
 	}
 	if got, _ := c.lookup(5, 0, callstore.ViewLeft, false, 0); got != nil {
 		t.Errorf("lookup with another view = %q, want a miss", got)
 	}
-	c.store(5+n, e(0, "c")) // same slot, newer revision: takes it over
+	store(5+n, e(0, "c")) // same slot, newer revision: takes it over
 	if got := get(5, 0) + get(5+n, 0); got != "missc" {
 		t.Errorf("after takeover = %q, want %q", got, "missc")
 	}
-	c.store(5, e(0, "a")) // an older revision never evicts a newer one
+	store(5, e(0, "a")) // an older revision never evicts a newer one
 	if got := get(5+n, 0); got != "c" {
 		t.Errorf("newer revision lost its slot to an older one: got %q", got)
 	}

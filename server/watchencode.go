@@ -88,10 +88,6 @@ func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qv
 	return nil, false
 }
 
-func (c *encodeCache) store(rev int64, e encEntry) {
-	c.update(rev, func(next *revEncodings) { next.entries = append(next.entries, e) })
-}
-
 // update publishes a copy of rev's encodings changed by f, unless a newer
 // revision owns the slot (then this one stays uncached).
 func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
@@ -136,31 +132,35 @@ next:
 	return nil
 }
 
-func (c *encodeCache) storeFrame(rev int64, parts [][]byte, frame *rawFrame) {
+// publish adds a frame, and the event encodings first written for it, to
+// rev's encodings: one copy of them per frame, not one per event.
+func (c *encodeCache) publish(rev int64, entries []encEntry, parts [][]byte, frame *rawFrame) {
 	fe := frameEntry{parts: make([]*byte, len(parts)), frame: frame}
 	for i, b := range parts {
 		fe.parts[i] = &b[0]
 	}
-	c.update(rev, func(next *revEncodings) { next.frames = append(next.frames, fe) })
+	c.update(rev, func(next *revEncodings) {
+		next.entries = append(next.entries, entries...)
+		next.frames = append(next.frames, fe)
+	})
 }
 
 // event returns e's CallEvent encoding as the viewer sees it, from the
-// cache or written by eventEncoder and cached. The bytes are shared: never
-// modify them.
-func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) []byte {
-	qvis := c.cv.qcallVisible(e.Call, visible)
-	xvis := c.cv.xferVisible(e.Xfer, visible)
-	if b, ok := c.lookup(rev, e.Index, e.View, qvis, xvis); ok {
-		return b
+// cache or written by eventEncoder; fresh says it was written here, for
+// the caller to publish. The bytes are shared: never modify them.
+func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) (entry encEntry, fresh bool) {
+	entry = encEntry{index: e.Index, view: e.View, qvis: c.cv.qcallVisible(e.Call, visible), xvis: c.cv.xferVisible(e.Xfer, visible)}
+	if b, ok := c.lookup(rev, entry.index, entry.view, entry.qvis, entry.xvis); ok {
+		entry.b = b
+		return entry, false
 	}
 	buf := c.bufs.Get().(*[]byte)
-	enc := c.ev.appendEvent((*buf)[:0], e, qvis, xvis)
-	b := make([]byte, len(enc)) // the entry's own: the buffer goes back for reuse
-	copy(b, enc)
+	enc := c.ev.appendEvent((*buf)[:0], e, entry.qvis, entry.xvis)
+	entry.b = make([]byte, len(enc)) // the entry's own: the buffer goes back for reuse
+	copy(entry.b, enc)
 	*buf = enc
 	c.bufs.Put(buf)
-	c.store(rev, encEntry{index: e.Index, view: e.View, qvis: qvis, xvis: xvis, b: b})
-	return b
+	return entry, true
 }
 
 // batchFrame builds a WatchCallsResponse{events: EventBatch{...}} frame
@@ -171,19 +171,28 @@ func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*ca
 // that receive the same events share it.
 func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(*callstore.Call) bool, scratch *[][]byte) *rawFrame {
 	events := (*scratch)[:0]
+	var freshArray [4]encEntry
+	fresh := freshArray[:0] // the encodings written for this frame: published with it
 	inner := protowire.SizeTag(fieldBatchRevision) + protowire.SizeVarint(uint64(b.Revision)) +
 		protowire.SizeTag(fieldBatchResumeToken) + protowire.SizeBytes(tokenLen)
 	for i := range b.Events {
-		e := c.event(b.Revision, &b.Events[i], visible)
-		events = append(events, e)
-		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(e))
+		e, isFresh := c.event(b.Revision, &b.Events[i], visible)
+		if isFresh {
+			fresh = append(fresh, e)
+		}
+		events = append(events, e.b)
+		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(e.b))
 	}
 	defer func() {
 		clear(events) // do not pin encodings past this frame
 		*scratch = events[:0]
 	}()
-	if f := c.lookupFrame(b.Revision, events); f != nil {
-		return f
+	// A frame of a fresh encoding cannot be cached: frames know their
+	// events by address.
+	if len(fresh) == 0 {
+		if f := c.lookupFrame(b.Revision, events); f != nil {
+			return f
+		}
 	}
 	out := make([]byte, 0, protowire.SizeTag(fieldResponseEvents)+protowire.SizeBytes(inner))
 	out = protowire.AppendTag(out, fieldResponseEvents, protowire.BytesType)
@@ -198,6 +207,6 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(
 		out = protowire.AppendBytes(out, e)
 	}
 	f := newRawFrame(out)
-	c.storeFrame(b.Revision, events, f)
+	c.publish(b.Revision, fresh, events, f)
 	return f
 }
