@@ -7,12 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,10 +185,10 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	if cfg.profileDir != "" {
 		// The heap, and every goroutine's stack (the idle streams' handlers
 		// are most of them: see what one costs).
-		if err := writeProfile(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", conns), "heap", 0); err != nil {
+		if err := benchkit.WriteProfile(filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", conns)), "heap", 0); err != nil {
 			return nil, err
 		}
-		if err := writeProfile(cfg.profileDir, fmt.Sprintf("goroutines-idle-%d.txt", conns), "goroutine", 2); err != nil {
+		if err := benchkit.WriteProfile(filepath.Join(cfg.profileDir, fmt.Sprintf("goroutines-idle-%d.txt", conns)), "goroutine", 2); err != nil {
 			return nil, err
 		}
 	}
@@ -201,19 +199,6 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	r.RSSPerStream = (float64(r.RSSStreams) - float64(r.RSSConnected)) / n
 	r.RSSPerStreamConns = (float64(r.RSSStreams) - float64(r.RSSBase)) / n
 	return r, nil
-}
-
-// writeProfile writes the named runtime profile into dir/file.
-func writeProfile(dir, file, profile string, debug int) error {
-	f, err := os.Create(filepath.Join(dir, file))
-	if err != nil {
-		return err
-	}
-	if err := pprof.Lookup(profile).WriteTo(f, debug); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // idleChildMain is the child: it opens the connections and, when told,

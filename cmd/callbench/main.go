@@ -33,7 +33,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -236,12 +235,7 @@ func runScenario(ctx context.Context, name string, dir *directory.Directory, c *
 	if c.profileDir != "" {
 		// Allocations count from the start of the process: run one
 		// scenario (--scenarios) to read them for that scenario alone.
-		f, perr := os.Create(filepath.Join(c.profileDir, "allocs-"+name+".pprof"))
-		if perr != nil {
-			return errors.Join(err, perr)
-		}
-		defer f.Close()
-		if perr := pprof.Lookup("allocs").WriteTo(f, 0); perr != nil {
+		if perr := benchkit.WriteProfile(filepath.Join(c.profileDir, "allocs-"+name+".pprof"), "allocs", 0); perr != nil {
 			return errors.Join(err, perr)
 		}
 	}
@@ -251,15 +245,11 @@ func runScenario(ctx context.Context, name string, dir *directory.Directory, c *
 // runMeasured runs one scenario on e, under a CPU profile when asked.
 func runMeasured(ctx context.Context, name string, e *env, c *config, rep *report) (err error) {
 	if c.profileDir != "" {
-		f, err := os.Create(filepath.Join(c.profileDir, "cpu-"+name+".pprof"))
+		stop, err := benchkit.StartCPUProfile(filepath.Join(c.profileDir, "cpu-"+name+".pprof"))
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	switch name {
 	case "unary":

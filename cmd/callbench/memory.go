@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"time"
 
 	"callcontrold/internal/benchkit"
@@ -60,12 +58,7 @@ func runMemory(ctx context.Context, e *env, cfg memoryConfig) (*memoryResult, er
 	res.HeapPerCall = (float64(res.HeapAfter) - float64(res.HeapBefore)) / float64(cfg.calls)
 	res.RSSPerCall = (float64(res.RSSAfter) - float64(res.RSSBefore)) / float64(cfg.calls)
 	if cfg.profileDir != "" {
-		f, err := os.Create(filepath.Join(cfg.profileDir, "heap-memory.pprof"))
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		if err := benchkit.WriteProfile(filepath.Join(cfg.profileDir, "heap-memory.pprof"), "heap", 0); err != nil {
 			return nil, err
 		}
 	}

@@ -36,7 +36,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -276,17 +275,11 @@ func runSwitch(ctx context.Context, c *config, dir, callsInf string, rep *report
 		return err
 	}
 	caller := sippRun{name: "switch-caller", scenario: "uac_auth", remote: sipAddr, inf: callsInf, authUser: callerUser, authPassword: password(callerUser)}
-	if c.cpuProfile != "" {
-		f, err := os.Create(c.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchkit.StartCPUProfile(c.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if rep.Switch, err = runPair(ctx, c, dir, caller, uas); err != nil {
 		return err
 	}
