@@ -21,14 +21,11 @@ import (
 // ringing incoming call, or it picked up for a call the API dialled from
 // it (which the engine then routes).
 func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	t := e.newTx()
 	oh := e.offHooks[l]
 	switch {
@@ -53,14 +50,11 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 // it); the Talk waiting for the answer returns it at once, and the call
 // goes on ringing. Nothing is committed.
 func (e *Engine) AnswerFailed(ctx context.Context, uid int64, err error) error {
-	if err := e.begin(ctx); err != nil {
-		return err
-	}
-	defer e.end()
-	l, lerr := e.live(uid)
+	l, lerr := e.beginLeg(ctx, uid)
 	if lerr != nil {
 		return lerr
 	}
+	defer e.end()
 	if l.ringing == nil {
 		return nil // answered, or no longer ringing: nothing waits
 	}
@@ -79,24 +73,30 @@ func (e *Engine) HungUp(ctx context.Context, uid int64) (*callstore.Call, error)
 // cause (busy 17, no answer 19, rejected 21, ...). An answered call ends
 // with 16 whatever the cause.
 func (e *Engine) Refused(ctx context.Context, uid int64, cause int32) (*callstore.Call, error) {
+	return e.deviceEnded(ctx, uid, cause, func(t *tx, l *leg) {
+		if e.offHooks[l] != nil {
+			e.kill(t, l, cause) // the device refused to go off hook for its own call
+		} else {
+			e.hangup(t, l, cause)
+		}
+	})
+}
+
+// deviceEnded is Refused and Lost: the device of leg uid ended it with
+// cause, so the driver is not told to (quiet); end ends the leg and what
+// goes with it, in one revision.
+func (e *Engine) deviceEnded(ctx context.Context, uid int64, cause int32, end func(t *tx, l *leg)) (*callstore.Call, error) {
 	if err := CheckCause(cause); err != nil {
 		return nil, err
 	}
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	t := e.newTx()
 	l.quiet = true
-	if e.offHooks[l] != nil {
-		e.kill(t, l, cause) // the device refused to go off hook for its own call
-	} else {
-		e.hangup(t, l, cause)
-	}
+	end(t, l)
 	if err := e.commit(t); err != nil {
 		return nil, err
 	}
@@ -106,14 +106,11 @@ func (e *Engine) Refused(ctx context.Context, uid int64, cause int32) (*callstor
 // Held reports that a phone put its call on hold (held) or took it back.
 // The other party is told, as for the API's Hold and Talk.
 func (e *Engine) Held(ctx context.Context, uid int64, held bool) (*callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	if held == (l.c.NRState == callstore.NRHold) {
 		return l.cur, nil
 	}
@@ -213,14 +210,11 @@ func (e *Engine) InboundBind(ctx context.Context, fromNumber, fromName, toExtens
 // answered. It returns the legs the revision changed, in commit order;
 // answering twice changes nothing.
 func (e *Engine) RemoteAnswered(ctx context.Context, id RemoteID) ([]*callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	r, err := e.remote(id)
+	r, err := e.beginRemote(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	if r.nr != callstore.NRRinging || r.leg == nil {
 		return nil, nil
 	}
@@ -241,14 +235,11 @@ func (e *Engine) RemoteEnded(ctx context.Context, id RemoteID, cause int32) ([]*
 	if err := CheckCause(cause); err != nil {
 		return nil, err
 	}
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	r, err := e.remote(id)
+	r, err := e.beginRemote(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	t := e.newTx()
 	r.quiet = true
 	switch {

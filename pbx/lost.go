@@ -15,26 +15,11 @@ import (
 // CauseOutOfOrder (27). The driver has already ended the leg's own
 // signalling; the peer's is ended as usual.
 func (e *Engine) Lost(ctx context.Context, uid int64, cause int32) (*callstore.Call, error) {
-	if err := CheckCause(cause); err != nil {
-		return nil, err
-	}
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
-	if err != nil {
-		return nil, err
-	}
-	t := e.newTx()
-	l.quiet = true
-	if l.ringing != nil {
-		e.decline(t, l, cause)
-	} else {
-		e.kill(t, l, cause)
-	}
-	if err := e.commit(t); err != nil {
-		return nil, err
-	}
-	return l.cur, nil
+	return e.deviceEnded(ctx, uid, cause, func(t *tx, l *leg) {
+		if l.ringing != nil {
+			e.decline(t, l, cause)
+		} else {
+			e.kill(t, l, cause)
+		}
+	})
 }

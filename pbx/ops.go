@@ -61,6 +61,32 @@ func (e *Engine) await(ctx context.Context, l *leg, done func(*leg) bool) error 
 	}
 }
 
+// beginOn is begin for an operation on what find looks up under the
+// lock (a live leg, an external party): if find fails, the lock is
+// released again; otherwise the caller defers end.
+func (e *Engine) beginOn(ctx context.Context, find func() error) error {
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
+	if err := find(); err != nil {
+		e.end()
+		return err
+	}
+	return nil
+}
+
+// beginLeg is beginOn for the live leg uid.
+func (e *Engine) beginLeg(ctx context.Context, uid int64) (l *leg, err error) {
+	err = e.beginOn(ctx, func() (err error) { l, err = e.live(uid); return err })
+	return l, err
+}
+
+// beginRemote is beginOn for the external party id.
+func (e *Engine) beginRemote(ctx context.Context, id RemoteID) (r *remote, err error) {
+	err = e.beginOn(ctx, func() (err error) { r, err = e.remote(id); return err })
+	return r, err
+}
+
 func (e *Engine) live(uid int64) (*leg, error) {
 	l, ok := e.legs[uid]
 	if !ok || l.dead || l.cur == nil {
@@ -182,14 +208,11 @@ func (e *Engine) hold(t *tx, l *leg, held bool) {
 // Hold puts an up call on hold. The held party's leg stays up (its
 // bridged leg is on hold).
 func (e *Engine) Hold(ctx context.Context, uid int64) (*callstore.Call, bool, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, false, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, false, err
 	}
+	defer e.end()
 	if !l.dev.Features.Hold {
 		return nil, false, fmt.Errorf("%w: %s cannot hold", ErrNotSupported, l.dev.Name)
 	}
@@ -239,14 +262,11 @@ func (e *Engine) Talk(ctx context.Context, uid int64) (*callstore.Call, bool, er
 // talk applies Talk, or asks the phone to answer and returns its leg for
 // Talk to wait on.
 func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bool, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, nil, false, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	defer e.end()
 	switch {
 	case l.c.State == callstore.StateUp:
 		return nil, l.cur, false, nil
@@ -298,17 +318,7 @@ func (e *Engine) answer(t *tx, x *leg) {
 		q.w().Queue = &nq
 		q.qAgent, x.queue = x, q
 		t.touch(q)
-		if a := q.peer; a != nil {
-			q.peer = nil
-			a.peer, x.peer = x, a
-			setParty(a, e.identOf(x))
-			t.touch(a)
-			bridged(t, Party{Leg: a.ref()}, Party{Leg: x.ref()})
-		} else if r := q.ext; r != nil {
-			q.ext = nil
-			x.ext, r.leg = r, x
-			bridged(t, Party{Remote: r.id}, Party{Leg: x.ref()})
-		}
+		e.rebridge(t, q, x, false)
 	case rg.origin != nil:
 		a := rg.origin
 		a.alerting = nil
@@ -330,14 +340,11 @@ func (e *Engine) answer(t *tx, x *leg) {
 // another leg still rings for it, a hunt group has another member, or it
 // waits in a queue.
 func (e *Engine) Hangup(ctx context.Context, uid int64) (*callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	t := e.newTx()
 	e.hangup(t, l, CauseRejected)
 	if err := e.commit(t); err != nil {
@@ -379,14 +386,11 @@ func (e *Engine) decline(t *tx, l *leg, cause int32) {
 // Send redirects a ringing incoming call, or a call waiting in a queue, to
 // a number: the old legs end with 23 and the destination rings.
 func (e *Engine) Send(ctx context.Context, uid int64, number string) (*callstore.Call, *callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer e.end()
 	var q *leg
 	switch {
 	case l.ringing != nil && l.ringing.queue:
@@ -447,6 +451,26 @@ func partyOf(x *leg) origin {
 	return origin{}
 }
 
+// rebridge bridges the other party of from (a leg or an external party)
+// to to instead; with transfer, the party's leg gets a TRANSFER event
+// naming the new bridge.
+func (e *Engine) rebridge(t *tx, from, to *leg, transfer bool) {
+	switch o := partyOf(from); {
+	case o.leg != nil:
+		p := o.leg
+		p.peer, to.peer = to, p
+		setParty(p, e.identOf(to))
+		if transfer {
+			t.transfer(p, xferOf(p, to))
+		}
+		t.touch(p)
+		bridged(t, Party{Leg: p.ref()}, Party{Leg: to.ref()})
+	case o.rem != nil:
+		to.ext, o.rem.leg = o.rem, to
+		bridged(t, Party{Remote: o.rem.id}, Party{Leg: to.ref()})
+	}
+}
+
 func (e *Engine) checkTransferable(op string, x *leg) error {
 	if x.c.State != callstore.StateUp && x.c.State != callstore.StateHold {
 		return stateErr(op, x, "", callstore.StateUp, callstore.StateHold)
@@ -467,14 +491,11 @@ func (e *Engine) checkTransferable(op string, x *leg) error {
 // ends (16) and the other party's leg gets a TRANSFER event and rings the
 // destination (state ring with nrState still up).
 func (e *Engine) Xfer(ctx context.Context, uid int64, number string) (*callstore.Call, *callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, nil, err
-	}
-	defer e.end()
-	x, err := e.live(uid)
+	x, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer e.end()
 	if err := e.checkTransferable("xfer", x); err != nil {
 		return nil, nil, err
 	}
@@ -628,14 +649,11 @@ func bridgeRemote(t *tx, a *leg, r *remote) {
 
 // Mute mutes or unmutes a WebRTC call (jsInfo.muted.audio).
 func (e *Engine) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Call, bool, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, false, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, false, err
 	}
+	defer e.end()
 	if !l.dev.WebRTC {
 		return nil, false, fmt.Errorf("%w: mute needs a WebRTC device, %s is not", ErrNotSupported, l.dev.Name)
 	}
@@ -655,14 +673,11 @@ func (e *Engine) Mute(ctx context.Context, uid int64, mute bool) (*callstore.Cal
 // whose driver carries tones (CanDtmf); the tone is appended to the leg's
 // collected DTMF string.
 func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.Call, error) {
-	if err := e.begin(ctx); err != nil {
-		return nil, err
-	}
-	defer e.end()
-	l, err := e.live(uid)
+	l, err := e.beginLeg(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
+	defer e.end()
 	if !l.dev.WebRTC && !e.drv.CanDtmf(l.dev.Name) {
 		return nil, fmt.Errorf("%w: %s cannot send tones (WebRTC devices can, and SIP phones behind the sip switch)", ErrNotSupported, l.dev.Name)
 	}

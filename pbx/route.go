@@ -198,24 +198,8 @@ func (e *Engine) ringExpired(t *tx, rg *ringer) {
 // on hold) and the free members ring.
 func (e *Engine) enqueue(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
 	qdev, _ := e.dir.Device("Queue/q_" + ext.Number) // the directory guarantees it
-	q := e.newLeg(t, qdev, callstore.PartyCallee)
-	q.w().NRState = callstore.NRUp
+	q := e.takeCall(t, o, qdev, callstore.NRUp, ext, ref, id, transfer)
 	q.w().Queue = &callstore.Queue{Name: id.name, Number: id.number, In: e.clock.Now().Unix()}
-	setParty(q, id)
-	q.w().Extension = ref
-	q.w().Company = ext.Company
-	if a := o.leg; a != nil {
-		a.peer, q.peer = q, a
-		answered(a)
-		setParty(a, ident{ext.Name, ext.Number})
-		if transfer {
-			t.transfer(a, xferOf(a, q))
-		}
-	} else {
-		q.ext, o.rem.leg = o.rem, q
-		o.rem.nr = callstore.NRUp
-	}
-	bridged(t, o.party(), Party{Leg: q.ref()})
 	rg := &ringer{origin: q, ext: ext, ref: ref, ident: id, queue: true}
 	q.alerting = rg
 	legs := e.ringDevices(t, rg, e.members(ext, o))
@@ -230,24 +214,32 @@ func (e *Engine) park(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		e.fail(t, o, CauseUserBusy) // one call per orbit
 		return nil
 	}
-	k := e.newLeg(t, pdev, callstore.PartyCallee)
-	k.w().NRState = callstore.NRPark
-	setParty(k, id)
-	k.w().Extension = ref
-	k.w().Company = ext.Company
+	return []*leg{e.takeCall(t, o, pdev, callstore.NRPark, ext, ref, id, transfer)}
+}
+
+// takeCall makes the leg of a queue or a park orbit (dev) that takes the
+// origin's call at once, in near-end state nr: the origin is bridged to
+// it (a transferred leg gets a TRANSFER event naming the bridge).
+func (e *Engine) takeCall(t *tx, o origin, dev *directory.Device, nr callstore.NRState,
+	ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) *leg {
+	x := e.newLeg(t, dev, callstore.PartyCallee)
+	x.w().NRState = nr
+	setParty(x, id)
+	x.w().Extension = ref
+	x.w().Company = ext.Company
 	if a := o.leg; a != nil {
-		a.peer, k.peer = k, a
+		a.peer, x.peer = x, a
 		answered(a)
 		setParty(a, ident{ext.Name, ext.Number})
 		if transfer {
-			t.transfer(a, xferOf(a, k))
+			t.transfer(a, xferOf(a, x))
 		}
 	} else {
-		k.ext, o.rem.leg = o.rem, k
+		x.ext, o.rem.leg = o.rem, x
 		o.rem.nr = callstore.NRUp
 	}
-	bridged(t, o.party(), Party{Leg: k.ref()})
-	return []*leg{k}
+	bridged(t, o.party(), Party{Leg: x.ref()})
+	return x
 }
 
 // pickup: a leg dialled a park orbit; the parked party is bridged to it
@@ -266,18 +258,7 @@ func (e *Engine) pickup(t *tx, c *leg, ext *directory.Extension) {
 	c.w().NRState = callstore.NRUp
 	setParty(c, ident{k.c.Name, k.c.Number})
 	c.w().Extension = e.refs[ext.Number]
-	if p := k.peer; p != nil {
-		k.peer, p.peer = nil, nil
-		p.peer, c.peer = c, p
-		setParty(p, e.identOf(c))
-		t.transfer(p, xferOf(p, c))
-		t.touch(p)
-		bridged(t, Party{Leg: p.ref()}, Party{Leg: c.ref()})
-	} else if r := k.ext; r != nil {
-		k.ext = nil
-		c.ext, r.leg = r, c
-		bridged(t, Party{Remote: r.id}, Party{Leg: c.ref()})
-	}
+	e.rebridge(t, k, c, true)
 	e.kill(t, k, CauseNormalClearing)
 }
 
