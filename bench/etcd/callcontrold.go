@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
@@ -102,8 +101,6 @@ func (s *ccServer) close() {
 // device or unfiltered.
 type ccClient struct{}
 
-var ccWatchDesc = &grpc.StreamDesc{ServerStreams: true}
-
 // The WatchCallsResponse frames the client reads (oneof field numbers),
 // and the path down to an event's Call.name (wirefield: the numbers are
 // checked against the generated descriptors there).
@@ -120,18 +117,8 @@ func (ccClient) open(ctx context.Context, cc *grpc.ClientConn, device int, snaps
 	if device >= 0 {
 		req.Filter = &callcontrolv1.CallFilter{Devices: []string{fanoutDevice(device)}}
 	}
-	b, err := proto.Marshal(req)
+	s, err := rawframe.ServerStream(ctx, cc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, req)
 	if err != nil {
-		return nil, err
-	}
-	s, err := cc.NewStream(ctx, ccWatchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawframe.Recv)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.SendMsg(&rawframe.Msg{B: b}); err != nil {
-		return nil, err
-	}
-	if err := s.CloseSend(); err != nil {
 		return nil, err
 	}
 	// started, then (with a snapshot) its chunks and its end.

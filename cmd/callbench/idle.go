@@ -287,15 +287,9 @@ func openIdle(ctx context.Context, conns []*grpc.ClientConn, n int) error {
 }
 
 func openSnapshotWatch(ctx context.Context, cc *grpc.ClientConn, device string) error {
-	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawframe.Recv)
-	if err != nil {
-		return err
-	}
 	req := &callcontrolv1.WatchCallsRequest{Filter: &callcontrolv1.CallFilter{Devices: []string{device}}}
-	if err := s.SendMsg(req); err != nil {
-		return err
-	}
-	if err := s.CloseSend(); err != nil {
+	s, err := rawframe.ServerStream(ctx, cc, watchMethod, req)
+	if err != nil {
 		return err
 	}
 	var m rawframe.Msg

@@ -68,6 +68,3 @@ var noopDesc = grpc.ServiceDesc{
 }
 
 func registerNoop(s *grpc.Server) { s.RegisterService(&noopDesc, noopImpl{}) }
-
-// noopStreamDesc is the client's view of the stream.
-var noopStreamDesc = &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true}

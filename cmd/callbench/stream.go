@@ -123,13 +123,7 @@ func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, war
 	errs := make(chan error, streams)
 	for i := range streams {
 		wg.Go(func() {
-			s, err := conns[i%len(conns)].NewStream(ctx, noopStreamDesc, noopStreamMethod, rawframe.Recv)
-			if err == nil {
-				err = s.SendMsg(&emptypb.Empty{})
-			}
-			if err == nil {
-				err = s.CloseSend()
-			}
+			s, err := rawframe.ServerStream(ctx, conns[i%len(conns)], noopStreamMethod, &emptypb.Empty{})
 			var m rawframe.Msg
 			for err == nil {
 				if err = s.RecvMsg(&m); err == nil {
@@ -161,8 +155,6 @@ type watchStat struct {
 	failures       int
 }
 
-var watchDesc = &grpc.StreamDesc{StreamName: "WatchCalls", ServerStreams: true}
-
 const watchMethod = "/" + "callcontrol.v1.CallControlService" + "/WatchCalls"
 
 // openWatch opens WatchCalls without a snapshot (the request must set
@@ -172,14 +164,8 @@ func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.Watc
 	if !req.GetSkipSnapshot() {
 		return nil, 0, errors.New("openWatch: only without a snapshot")
 	}
-	s, err := cc.NewStream(ctx, watchDesc, watchMethod, rawframe.Recv)
+	s, err := rawframe.ServerStream(ctx, cc, watchMethod, req)
 	if err != nil {
-		return nil, 0, err
-	}
-	if err := s.SendMsg(req); err != nil {
-		return nil, 0, err
-	}
-	if err := s.CloseSend(); err != nil {
 		return nil, 0, err
 	}
 	var m rawframe.Msg

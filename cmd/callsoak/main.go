@@ -372,21 +372,13 @@ func (ws *watchers) follow(ctx context.Context, cc *grpc.ClientConn, w *watcher)
 	}
 }
 
-var watchDesc = &grpc.StreamDesc{ServerStreams: true}
-
 func (w *watcher) watch(ctx context.Context, cc *grpc.ClientConn) error {
 	req := &callcontrolv1.WatchCallsRequest{}
 	if w.device != "" {
 		req.Filter = &callcontrolv1.CallFilter{Devices: []string{w.device}}
 	}
-	s, err := cc.NewStream(ctx, watchDesc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, rawframe.Recv)
+	s, err := rawframe.ServerStream(ctx, cc, callcontrolv1.CallControlService_WatchCalls_FullMethodName, req)
 	if err != nil {
-		return err
-	}
-	if err := s.SendMsg(req); err != nil {
-		return err
-	}
-	if err := s.CloseSend(); err != nil {
 		return err
 	}
 	var m rawframe.Msg

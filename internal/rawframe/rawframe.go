@@ -6,6 +6,8 @@
 package rawframe
 
 import (
+	"context"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
@@ -47,3 +49,23 @@ func (codec) Name() string { return proto.Name }
 // Recv is the call option that selects the codec for a call or stream:
 // receive into a *Msg (and send a *Msg's bytes as they are).
 var Recv = grpc.ForceCodecV2(codec{})
+
+var serverStream = &grpc.StreamDesc{ServerStreams: true}
+
+// ServerStream opens a server-streaming call of method (its full name,
+// "/package.Service/Method") on cc, sends req (a proto message, or a *Msg
+// already encoded) and closes the sending side: the responses are then
+// received into a *Msg with RecvMsg.
+func ServerStream(ctx context.Context, cc grpc.ClientConnInterface, method string, req any) (grpc.ClientStream, error) {
+	s, err := cc.NewStream(ctx, serverStream, method, Recv)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SendMsg(req); err != nil {
+		return nil, err
+	}
+	if err := s.CloseSend(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -2,10 +2,17 @@ package rawframe
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -143,4 +150,59 @@ func FuzzFields(f *testing.F) {
 		}
 		_, _ = SubField(b, 4)
 	})
+}
+
+// TestServerStream: over a real loopback connection, the request arrives
+// as sent (a proto message, or a *Msg's bytes), the sending side is
+// closed, and the responses come back as their bytes.
+func TestServerStream(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := eventsFrame(t, "7")
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, s grpc.ServerStream) error {
+		var req callcontrolv1.WatchCallsRequest
+		if err := s.RecvMsg(&req); err != nil {
+			return err
+		}
+		if err := s.RecvMsg(&req); err != io.EOF {
+			return fmt.Errorf("after the request: %v, want the client's end of sending", err)
+		}
+		var out callcontrolv1.WatchCallsResponse
+		if err := proto.Unmarshal(resp, &out); err != nil {
+			return err
+		}
+		for range req.GetFilter().GetDevices() {
+			if err := s.SendMsg(&out); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	defer srv.Stop()
+	go func() { _ = srv.Serve(lis) }()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req := &callcontrolv1.WatchCallsRequest{Filter: &callcontrolv1.CallFilter{Devices: []string{"SIP/1", "SIP/2"}}}
+	for _, r := range []any{req, &Msg{B: mustMarshal(t, req)}} {
+		s, err := ServerStream(ctx, cc, "/test.Service/Watch", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m Msg
+		for i := range 2 {
+			if err := s.RecvMsg(&m); err != nil || !bytes.Equal(m.B, resp) {
+				t.Fatalf("%T: response %d: % x, %v; want % x", r, i, m.B, err, resp)
+			}
+		}
+		if err := s.RecvMsg(&m); err != io.EOF {
+			t.Errorf("%T: after the responses: %v, want io.EOF", r, err)
+		}
+	}
 }
