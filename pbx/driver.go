@@ -110,8 +110,60 @@ type Originate struct {
 }
 
 // signal is one driver call decided under the engine's lock and made
-// after it is released.
-type signal func(ctx context.Context, d Driver)
+// after it is released (flush): which method, op, and its arguments. A
+// value rather than a closure: an operation decides a few, and a closure
+// each was an allocation each.
+type signal struct {
+	op     signalOp
+	flag   bool     // offhook: auto answer; hold: held
+	cause  int32    // hangup, hangupRemote
+	leg    LegRef   // the leg signalled (ring: the ringing leg; originate: the calling one); not for bridge, hangupRemote
+	remote RemoteID // hangupRemote, originate
+	a, b   Party    // bridge: the two parties; ring: a calls; hold: b is the other party
+	// ring: the caller; originate: the caller as the far end sees it.
+	name, number string
+	text         string // dtmf: the tone; originate: the number called
+}
+
+// signalOp names the Driver method a signal calls.
+type signalOp uint8
+
+// The signal ops: one per signalling method of Driver.
+const (
+	sigOffhook signalOp = iota + 1
+	sigRing
+	sigAnswer
+	sigOriginate
+	sigBridge
+	sigHold
+	sigHangup
+	sigHangupRemote
+	sigDtmf
+)
+
+// deliver makes the driver call.
+func (s *signal) deliver(ctx context.Context, d Driver) {
+	switch s.op {
+	case sigOffhook:
+		d.Offhook(ctx, s.leg, s.flag)
+	case sigRing:
+		d.Ring(ctx, Ring{Leg: s.leg, From: s.a, Name: s.name, Number: s.number})
+	case sigAnswer:
+		d.Answer(ctx, s.leg)
+	case sigOriginate:
+		d.Originate(ctx, Originate{Remote: s.remote, Number: s.text, From: s.leg, CallerName: s.name, CallerNumber: s.number})
+	case sigBridge:
+		d.Bridge(ctx, s.a, s.b)
+	case sigHold:
+		d.Hold(ctx, s.leg, s.b, s.flag)
+	case sigHangup:
+		d.Hangup(ctx, s.leg, s.cause)
+	case sigHangupRemote:
+		d.HangupRemote(ctx, s.remote, s.cause)
+	case sigDtmf:
+		d.Dtmf(ctx, s.leg, s.text)
+	}
+}
 
 // flush delivers the signals queued by committed operations, in order and
 // one at a time. Whichever goroutine finds no one delivering becomes the
@@ -130,7 +182,7 @@ func (e *Engine) flush() {
 	e.flushing = true
 	for len(e.outbox) > 0 {
 		out := e.outbox
-		e.outbox = nil
+		e.outbox, e.spare = e.spare, nil // the signals queued meanwhile go into the array delivered before
 		e.mu.Unlock()
 		if e.sync != nil {
 			if err := e.sync(); err != nil {
@@ -138,14 +190,12 @@ func (e *Engine) flush() {
 				out = nil
 			}
 		}
-		for _, s := range out {
-			s(e.ctx, e.drv)
+		for i := range out {
+			out[i].deliver(e.ctx, e.drv)
 		}
 		clear(out)
 		e.mu.Lock()
-		if e.outbox == nil && !e.closed {
-			e.outbox = out[:0] // delivered: its array takes the next signals
-		}
+		e.spare = out[:0]
 	}
 	e.flushing = false
 	e.mu.Unlock()

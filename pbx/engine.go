@@ -82,6 +82,7 @@ type Engine struct {
 	lastRemote RemoteID
 	timers     map[*engineTimer]struct{}
 	outbox     []signal // decided, not yet delivered to the driver
+	spare      []signal // empty: the array of the outbox delivered last, for the next one
 	flushing   bool     // a goroutine is delivering the outbox
 
 	// The operation's bookkeeping, reused: operations hold mu one at a
@@ -473,8 +474,7 @@ func (e *Engine) endRemotes(t *tx) {
 		}
 		delete(e.remotes, r.id)
 		if !r.quiet {
-			id, cause := r.id, r.cause
-			e.outbox = append(e.outbox, func(ctx context.Context, d Driver) { d.HangupRemote(ctx, id, cause) })
+			e.outbox = append(e.outbox, signal{op: sigHangupRemote, remote: r.id, cause: r.cause})
 		}
 	}
 }
@@ -771,8 +771,7 @@ func (e *Engine) kill(t *tx, l *leg, cause int32) {
 	l.w().Cause = cause
 	t.touch(l)
 	if !l.quiet {
-		ref := l.ref()
-		t.signal(func(ctx context.Context, d Driver) { d.Hangup(ctx, ref, cause) })
+		t.signal(signal{op: sigHangup, leg: l.ref(), cause: cause})
 	}
 	if p := l.peer; p != nil {
 		l.peer, p.peer = nil, nil
@@ -833,7 +832,7 @@ func (e *Engine) fail(t *tx, o origin, cause int32) {
 
 // bridged tells the driver that two parties now talk to each other.
 func bridged(t *tx, a, b Party) {
-	t.signal(func(ctx context.Context, d Driver) { d.Bridge(ctx, a, b) })
+	t.signal(signal{op: sigBridge, a: a, b: b})
 }
 
 func isPhone(dev *directory.Device) bool { return strings.HasPrefix(dev.Name, "SIP/") }

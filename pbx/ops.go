@@ -135,8 +135,7 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 	a.w().NRState = callstore.NRDial
 	a.w().Number = number
 	e.offHooks[a] = &offHook{dest: d, timer: e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })}
-	ref, auto := a.ref(), opts.AutoAnswer
-	t.signal(func(ctx context.Context, d Driver) { d.Offhook(ctx, ref, auto) })
+	t.signal(signal{op: sigOffhook, leg: a.ref(), flag: opts.AutoAnswer})
 	if err := e.commit(t); err != nil {
 		return nil, err
 	}
@@ -201,8 +200,7 @@ func (e *Engine) hold(t *tx, l *leg, held bool) {
 	default:
 		return
 	}
-	ref := l.ref()
-	t.signal(func(ctx context.Context, d Driver) { d.Hold(ctx, ref, other, held) })
+	t.signal(signal{op: sigHold, leg: l.ref(), b: other, flag: held})
 }
 
 // Hold puts an up call on hold. The held party's leg stays up (its
@@ -285,8 +283,7 @@ func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bo
 			return nil, nil, false, fmt.Errorf("%w: %s cannot answer remotely", ErrNotSupported, l.dev.Name)
 		}
 		delete(e.answerFailed, l) // a failure reported to an earlier Talk
-		ref := l.ref()
-		e.outbox = append(e.outbox, func(ctx context.Context, d Driver) { d.Answer(ctx, ref) })
+		e.outbox = append(e.outbox, signal{op: sigAnswer, leg: l.ref()})
 		return l, nil, false, nil
 	}
 	return nil, nil, false, stateErr("talk", l, "only a ringing incoming call or a held call can be talked",
@@ -691,8 +688,7 @@ func (e *Engine) Dtmf(ctx context.Context, uid int64, tone string) (*callstore.C
 	l.w().DTMF += tone
 	l.w().HasDTMF = true
 	t.touch(l)
-	ref := l.ref()
-	t.signal(func(ctx context.Context, d Driver) { d.Dtmf(ctx, ref, tone) })
+	t.signal(signal{op: sigDtmf, leg: l.ref(), text: tone})
 	if err := e.commit(t); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package pbx
 
 import (
-	"context"
 	"fmt"
 	"strings"
 
@@ -148,8 +147,8 @@ func (e *Engine) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg
 		l.ringing = rg
 		rg.legs = append(rg.legs, l)
 		legs = append(legs, l)
-		r := Ring{Leg: l.ref(), From: origin{leg: rg.origin, rem: rg.rem}.party(), Name: rg.ident.name, Number: rg.ident.number}
-		t.signal(func(ctx context.Context, d Driver) { d.Ring(ctx, r) })
+		from := origin{leg: rg.origin, rem: rg.rem}.party()
+		t.signal(signal{op: sigRing, leg: l.ref(), a: from, name: rg.ident.name, number: rg.ident.number})
 	}
 	return legs
 }
@@ -284,6 +283,5 @@ func (e *Engine) routeExternal(t *tx, o origin, number string, transfer bool) {
 		t.transfer(a, xferOf(a))
 	}
 	id := e.identOf(a)
-	o2 := Originate{Remote: r.id, Number: number, From: a.ref(), CallerName: id.name, CallerNumber: id.number}
-	t.signal(func(ctx context.Context, d Driver) { d.Originate(ctx, o2) })
+	t.signal(signal{op: sigOriginate, remote: r.id, text: number, leg: a.ref(), name: id.name, number: id.number})
 }
