@@ -118,7 +118,6 @@ func (ws *watchStream) sendAll(msgs []any) error {
 
 // sendResult is what a send helper or a sender run reports to the handler.
 type sendResult struct {
-	sent  bool  // frames of events went out (a sender run)
 	ended error // the store ended the watcher (a sender run)
 	err   error // a send failed
 }

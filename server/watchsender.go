@@ -70,7 +70,7 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended er
 				return r
 			}
 			ws.delivered()
-			r.sent, busy = true, true
+			busy = true
 		}
 		if ended != nil {
 			r.ended = ended
