@@ -3,7 +3,6 @@ package pbx
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"callcontrold/callstore"
@@ -296,12 +295,14 @@ func (e *Engine) answer(t *tx, x *leg) {
 	rg := x.ringing
 	t.touch(x) // the answering leg's event comes first
 	e.stop(rg.timer)
-	others := slices.DeleteFunc(slices.Clone(rg.legs), func(l *leg) bool { return l == x })
+	legs := rg.legs
 	rg.legs, rg.rest = nil, nil
 	x.ringing = nil
-	for _, o := range others {
-		o.ringing = nil
-		e.kill(t, o, CauseAnsweredElse)
+	for _, o := range legs {
+		if o != x {
+			o.ringing = nil
+			e.kill(t, o, CauseAnsweredElse)
+		}
 	}
 	x.w().NRState = callstore.NRUp
 	t.touch(x)
