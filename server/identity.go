@@ -32,14 +32,6 @@ func identityUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc
 	return h(withIdentitySlot(ctx), req)
 }
 
-// ctxStream is a stream whose handler gets another context.
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *ctxStream) Context() context.Context { return s.ctx }
-
 // identityOf returns the caller of a request context: from auth's value
 // (handlers) or from the slot (interceptors outside auth).
 func identityOf(ctx context.Context) *auth.Principal {

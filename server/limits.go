@@ -211,7 +211,7 @@ var (
 // request before calling anything of ours).
 //
 // A streaming call's handler runs at once, and reads the request itself:
-// its wait is ended by failing that first read (firstRecvStream), so its
+// its wait is ended by failing that first read (chainStream), so its
 // context needs no cancel of its own. A context derived with a cancel
 // stays for the stream's life, and on a WatchCalls stream that is ≈ 500
 // bytes of heap (the child context, its Done channel, the map of children
@@ -365,28 +365,33 @@ func (p *pendingRequests) unary(ctx context.Context, req any, _ *grpc.UnaryServe
 	return h(ctx, req)
 }
 
-// stream is the outermost stream interceptor: a streaming handler reads
-// its request itself, and is pending until its first RecvMsg returns. A
-// stream served through ServeHTTP (it carries a stream abort: package web)
-// is not counted here: that listener counts its requests itself
-// (AwaitRequest).
-func (p *pendingRequests) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	p.running.Add(1)
-	defer p.running.Add(-1)
-	st := streamCtlOf(ss.Context()) // a method the tap did not know as streaming
+// startRead counts s as pending until its first RecvMsg returns: a
+// streaming handler reads its request itself. A stream served through
+// ServeHTTP (it carries a stream abort: package web) is not counted here:
+// that listener counts its requests itself (AwaitRequest).
+func (s *chainStream) startRead(p *pendingRequests, method string) {
+	ctx := s.ServerStream.Context()
+	st := streamCtlOf(ctx) // a method the tap did not know as streaming
 	if st == nil {
-		if streamAbortOf(ss.Context()) != nil {
-			return h(srv, ss)
+		if streamAbortOf(ctx) != nil {
+			return
 		}
-		st = &streamCtl{ctx: ss.Context(), aborted: make(chan struct{})}
+		st = &streamCtl{ctx: ctx, aborted: make(chan struct{})}
 		st.cancel = st.abortRead
-		p.admit(st, info.FullMethod)
+		p.admit(st, method)
 	}
-	fs := &firstRecvStream{ServerStream: ss, p: p, st: st}
-	// A stream refused before it read its request (no token, say) is no
-	// longer waiting for it either.
-	defer fs.readDone()
-	return h(srv, fs)
+	s.pending, s.st = p, st
+}
+
+// readDone takes the stream off the pending list, once, and lets its
+// control go: after the first read, an idle stream does not keep it. A
+// stream refused before it read its request (no token, say) is no longer
+// waiting for it either.
+func (s *chainStream) readDone() {
+	if st := s.st; st != nil {
+		s.st = nil
+		s.pending.received(st)
+	}
 }
 
 // abortRead is a streaming call's cancel: its first read fails with cause.
@@ -425,31 +430,6 @@ func (st *streamCtl) firstRead(ss grpc.ServerStream, m any) error {
 // call's cancelled context gives (CANCELLED), whatever the cause.
 func (st *streamCtl) abortError() error {
 	return toStatusError(fmt.Errorf("%w: %w", context.Canceled, st.cause))
-}
-
-// firstRecvStream is a stream pending until its first RecvMsg returns.
-type firstRecvStream struct {
-	grpc.ServerStream
-	p  *pendingRequests
-	st *streamCtl // nil once the first RecvMsg has returned: an idle stream does not keep it
-}
-
-func (s *firstRecvStream) RecvMsg(m any) error {
-	st := s.st
-	if st == nil {
-		return s.ServerStream.RecvMsg(m)
-	}
-	defer s.readDone()
-	return st.firstRead(s.ServerStream, m)
-}
-
-// readDone takes the stream off the pending list, once, and lets its
-// control go: after the first read, an idle stream keeps only s.
-func (s *firstRecvStream) readDone() {
-	if st := s.st; st != nil {
-		s.st = nil
-		s.p.received(st)
-	}
 }
 
 // streamingMethods returns the full names of the streaming methods s

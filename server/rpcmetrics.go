@@ -119,6 +119,8 @@ func (m *rpcMetrics) resolve(typ, service, method string) *methodMetrics {
 	return mm
 }
 
+// A stream's messages are counted by chainStream (streamchain.go).
+
 // method returns the counters of fullMethod ("/service/method"). A method
 // initialize did not see (none, as long as every service is registered
 // before it runs) is resolved on each call, as the provider did.
@@ -159,37 +161,6 @@ func (m *rpcMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	mm.done(err, start)
 	return resp, err
-}
-
-func (m *rpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	start := time.Now()
-	mm := m.method(info.FullMethod, info.IsClientStream, info.IsServerStream)
-	mm.started.Inc()
-	err := h(srv, &countedStream{ServerStream: ss, counters: mm})
-	mm.done(err, start)
-	return err
-}
-
-// countedStream counts the messages a stream sends and receives.
-type countedStream struct {
-	grpc.ServerStream
-	counters *methodMetrics
-}
-
-func (s *countedStream) SendMsg(msg any) error {
-	err := s.ServerStream.SendMsg(msg)
-	if err == nil {
-		s.counters.sent.Inc()
-	}
-	return err
-}
-
-func (s *countedStream) RecvMsg(msg any) error {
-	err := s.ServerStream.RecvMsg(msg)
-	if err == nil {
-		s.counters.received.Inc()
-	}
-	return err
 }
 
 // rpcType is the grpc_type label of a method.

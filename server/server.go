@@ -248,20 +248,20 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
 	logOpts := []logging.Option{
-		// The end of a call only, as identityLog does for streams.
+		// The end of a call only, as streamChain does for streams.
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(codeToLevel),
 	}
-	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+	recovered := func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p)
 		return internalError()
-	})}
+	}
 	// Health and reflection need no token: probes and grpcurl's list must
 	// work without one.
-	needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return c.Service != healthpb.Health_ServiceDesc.ServiceName &&
-			!strings.HasPrefix(c.Service, "grpc.reflection.")
-	})
+	needsAuth := func(service string) bool {
+		return service != healthpb.Health_ServiceDesc.ServiceName &&
+			!strings.HasPrefix(service, "grpc.reflection.")
+	}
 
 	failures := &decodeFailures{}
 	authFn := authenticate(d.Authenticate, log)
@@ -275,30 +275,29 @@ func New(cfg Config, d Deps) (*Server, error) {
 		unary = append(unary, d.Forward)
 	}
 	unary = append(unary,
-		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn), needsAuth),
-		recovery.UnaryServerInterceptor(recoverOpts...),
+		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn),
+			selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool { return needsAuth(c.Service) })),
+		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(recovered)),
 	)
-	stream := []grpc.StreamServerInterceptor{
-		s.pending.stream,
-		rpcMetrics.stream,
-		identityLog(logger, codeToLevel), // logging's line, fields built at the end (streamlog.go)
-		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(authFn), needsAuth),
-		recovery.StreamServerInterceptor(recoverOpts...),
+	// The same steps for streams, in one interceptor: every stream
+	// interceptor would be a frame on each stream's goroutine for as long
+	// as the stream lives, and an idle watch's frames decide its stack's
+	// size (streamchain.go; docs/BENCHMARKS.md, "Idle streams").
+	streams := &streamChain{
+		pending: s.pending, metrics: rpcMetrics, logger: logger,
+		authFn: authFn, needsAuth: needsAuth, recovered: recovered,
+		callerTrace: d.TracerProvider == nil,
 	}
-	// Every stream interceptor is a frame on each stream's goroutine for
-	// as long as the stream lives, and an idle watch's frames decide its
-	// stack's size: add one only with a measure of the idle scenario
-	// (docs/BENCHMARKS.md, "Idle streams").
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
+		grpc.StreamInterceptor(streams.intercept),
 	}
 	opts = append(opts, transportOptions(cfg, s.pending)...)
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(cfg.TLS))
 	}
-	// Before the chains above: the trace context interceptor runs first.
+	// Before the chain above: the trace context interceptor runs first.
 	opts = append(tracingOptions(d.TracerProvider), opts...)
 	s.grpc = grpc.NewServer(opts...)
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +15,8 @@ import (
 )
 
 // The end-of-stream log line. Unary calls are logged by go-grpc-middleware's
-// logging interceptor (logging.FinishCall only); streams by identityLog
-// below, whose line is the one that interceptor writes, field for field
+// logging interceptor (logging.FinishCall only); streams by logStreamEnd
+// (from streamChain), whose line is the one that interceptor writes, field for field
 // (TestStreamLogLineAsLogging compares them). logging's interceptor builds a
 // call's fields when the call starts and keeps them, twice, with its
 // reporter and a context, for as long as the call lasts: ≈ 930 bytes of heap
@@ -27,26 +28,12 @@ import (
 // (logging.PayloadSent, StartCall), use logging's own interceptor for
 // streams again: this one writes the end-of-call line only.
 
-// identityLog is the stream interceptor that puts the identity slot
-// (identity.go) in the stream's context and logs the stream's end with it,
-// at the level lvl gives its code.
-func identityLog(logger logging.Logger, lvl logging.CodeToLevel) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		start := time.Now()
-		s := &ctxStream{ServerStream: ss, ctx: withIdentitySlot(ss.Context())}
-		err := h(srv, s)
-		logStreamEnd(logger, lvl, s, info, start, err)
-		return err
-	}
-}
-
 // logStreamEnd writes the "finished call" line of a stream that started at
 // start and ended with err: logging's fields, in logging's order.
-func logStreamEnd(logger logging.Logger, lvl logging.CodeToLevel, s *ctxStream, info *grpc.StreamServerInfo, start time.Time, err error) {
+func logStreamEnd(logger logging.Logger, lvl logging.CodeToLevel, ctx context.Context, info *grpc.StreamServerInfo, start time.Time, err error) {
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	ctx := s.ctx
 	meta := interceptors.NewServerCallMeta(info.FullMethod, info, nil)
 	fields := make(logging.Fields, 0, 24)
 	fields = append(fields,

@@ -20,6 +20,14 @@ import (
 	"callcontrold/directory"
 )
 
+// ctxStream is a stream whose handler gets another context.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *ctxStream) Context() context.Context { return s.ctx }
+
 // logLine is one line a logging.Logger was given.
 type logLine struct {
 	level  logging.Level
@@ -82,18 +90,26 @@ func masked(t *testing.T, l logLine) logLine {
 	return l
 }
 
-// identityLog's line is the one go-grpc-middleware's logging interceptor
+// A stream's line is the one go-grpc-middleware's logging interceptor
 // writes (configured as server.go configures it for unary calls), field
 // for field, level, message and the caller's identity included.
 func TestStreamLogLineAsLogging(t *testing.T) {
 	logged := func(logger logging.Logger) grpc.StreamServerInterceptor {
 		inner := logging.StreamServerInterceptor(logger, logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeToLevel))
-		// As before identityLog: the slot outside logging's interceptor.
+		// As the chain was: the slot outside logging's interceptor.
 		return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return inner(srv, &ctxStream{ServerStream: ss, ctx: withIdentitySlot(ss.Context())}, info, h)
 		}
 	}
-	ours := func(logger logging.Logger) grpc.StreamServerInterceptor { return identityLog(logger, codeToLevel) }
+	ours := func(logger logging.Logger) grpc.StreamServerInterceptor {
+		// The handler authenticates (lineOf): the chain's own step is off.
+		c := &streamChain{
+			pending: &pendingRequests{}, metrics: newRPCMetrics(), logger: logger,
+			needsAuth: func(string) bool { return false },
+			recovered: func(context.Context, any) error { return internalError() },
+		}
+		return c.intercept
+	}
 
 	withPeer := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4711}})
 	withDeadline, cancel := context.WithDeadline(withPeer, time.Now().Add(time.Hour))

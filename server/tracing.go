@@ -32,10 +32,8 @@ var tracePropagator = propagation.TraceContext{}
 // tracingOptions returns the server options of tracing with tp.
 func tracingOptions(tp trace.TracerProvider) []grpc.ServerOption {
 	if tp == nil {
-		return []grpc.ServerOption{
-			grpc.ChainUnaryInterceptor(traceContextUnary),
-			grpc.ChainStreamInterceptor(traceContextStream),
-		}
+		// A stream's: streamChain.callerTrace.
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(traceContextUnary)}
 	}
 	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(tp),
@@ -56,14 +54,6 @@ func withCallerTrace(ctx context.Context) context.Context {
 
 func traceContextUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	return h(withCallerTrace(ctx), req)
-}
-
-func traceContextStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	ctx := ss.Context()
-	if tctx := withCallerTrace(ctx); tctx != ctx {
-		ss = &ctxStream{ServerStream: ss, ctx: tctx}
-	}
-	return h(srv, ss)
 }
 
 // incomingCarrier reads a request's metadata for the propagator without
