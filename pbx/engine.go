@@ -399,7 +399,7 @@ func (e *Engine) commit(t *tx) error {
 			t.touch(l.ringing.origin)
 		}
 	}
-	now := e.clock.Now()
+	now := clockReading{clock: e.clock}
 	changes := e.changes[:0]
 	if e.keepChanges {
 		changes = nil
@@ -411,14 +411,14 @@ func (e *Engine) commit(t *tx) error {
 		}
 		if l.c == l.cur { // unwritten: render a copy, keep it only if it differs
 			c := *l.cur
-			e.render(l, &c, now)
+			e.render(l, &c, &now)
 			if c == *l.cur && t.xfer[l] == nil {
 				continue
 			}
 			l.c = new(callstore.Call)
 			*l.c = c
 		} else {
-			e.render(l, l.c, now)
+			e.render(l, l.c, &now)
 			if l.cur != nil && *l.c == *l.cur && t.xfer[l] == nil {
 				l.c = l.cur // written back to what it was
 				continue
@@ -564,15 +564,32 @@ func brState(l *leg) callstore.NRState {
 	return callstore.NRDown
 }
 
+// clockReading reads a clock once, when first asked: the legs of a
+// commit share one reading, and most commits need none (only a leg that
+// is answered for the first time does), which spares a clock read per
+// revision.
+type clockReading struct {
+	clock Clock
+	t     time.Time
+	read  bool
+}
+
+func (r *clockReading) get() time.Time {
+	if !r.read {
+		r.t, r.read = r.clock.Now(), true
+	}
+	return r.t
+}
+
 // render fills the derived fields of the working value.
-func (e *Engine) render(l *leg, c *callstore.Call, now time.Time) {
+func (e *Engine) render(l *leg, c *callstore.Call, now *clockReading) {
 	if l.dead {
 		c.State, c.NRState, c.Features, c.PeerUID = callstore.StateDead, callstore.NRDead, 0, 0
 	} else {
 		br := brState(l)
 		c.State = derive(c.NRState, br)
 		if (c.State == callstore.StateUp || c.State == callstore.StateHold) && c.StartMillis == 0 {
-			c.StartMillis = now.UnixMilli()
+			c.StartMillis = now.get().UnixMilli()
 		}
 		if c.NRState == callstore.NRUp || c.NRState == callstore.NRHold {
 			l.established = true
