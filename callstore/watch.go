@@ -85,7 +85,7 @@ type Watcher struct {
 	pendN      int          // events for this watcher in the commit being fanned out
 	pendBuf    []WatchEvent // their window of the store's shared slab, or of own
 	// own is a backlogged watcher's private slab: its queued windows are
-	// carved from it, not from the commit's shared slab, so that what it
+	// carved from it, not from the store's shared slab, so that what it
 	// pins is its own events (see fanoutLocked).
 	own        []WatchEvent
 	ownTotal   int // events in its private slabs since its backlog began (see carveOwn)
