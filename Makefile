@@ -78,6 +78,7 @@ breaking: ## buf breaking against the previous commit (when it had the proto)
 .PHONY: bench
 bench: test-deps ## Benchmarks: callstore in-process, the gRPC load client, SIP call setups (SIPp), callcontrold beside etcd (see docs/BENCHMARKS.md)
 	go test -run '^$$' -bench . -benchmem ./callstore/
+	go test -run '^$$' -bench Transition -benchmem ./pbx/
 	go test -run '^$$' -bench Transitions -benchtime 5000x ./replica/
 	go run ./cmd/callbench
 	go run ./cmd/sipbench
