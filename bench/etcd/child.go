@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"callcontrold/callstore"
+	"callcontrold/internal/benchserver"
 )
 
 // The servers under test run in child processes, one at a time: this
@@ -117,8 +118,7 @@ func childMain(name string, stdin io.Reader, stdout io.Writer) int {
 // do not overtake each other in practice; etcd does not care anyway).
 func drive(s server, rate float64, count, devs int) error {
 	interval := time.Duration(float64(time.Second) / rate)
-	cur := make([]*callstore.Call, devs)
-	step := make([]int, devs)
+	legs := make([]benchserver.Leg, devs)
 	var (
 		work  chan callstore.Change
 		wg    sync.WaitGroup
@@ -156,11 +156,7 @@ func drive(s server, rate float64, count, devs int) error {
 		}
 		due = due.Add(interval)
 		d := n % devs
-		ch := nextTransition(s.newUID, cur[d], &step[d], fanoutDevice(d))
-		cur[d] = ch.Call
-		if ch.Call.State == callstore.StateDead {
-			cur[d] = nil
-		}
+		ch := legs[d].Next(s.newUID, fanoutDevice(d))
 		if work != nil {
 			work <- ch
 		} else if err := s.put(ch); err != nil {
@@ -172,39 +168,6 @@ func drive(s server, rate float64, count, devs int) error {
 		wg.Wait()
 	}
 	return first
-}
-
-// nextTransition returns the next change of device's leg: a new ringing
-// leg, then up, hold, up, dead. (The fan-out driver of cmd/callbench moves
-// its legs the same way.)
-func nextTransition(newUID func() int64, c *callstore.Call, step *int, device string) callstore.Change {
-	now := time.Now()
-	if c == nil {
-		uid := newUID()
-		*step = 0
-		return callstore.Change{Type: callstore.EventNew, Call: &callstore.Call{
-			UID: uid, ID: "bench-" + strconv.FormatInt(uid, 10), CID: "c" + strconv.FormatInt(uid, 10),
-			DeviceRef: &callstore.DeviceRef{Device: device, DeviceCompany: "default", OwnerID: 2, OwnerLogin: "load"},
-			Name:      "Remote party", Number: "+19990000001", StampMillis: now.UnixMilli(),
-			Party: callstore.PartyCallee, Features: callstore.FeatureAnswer,
-			State: callstore.StateRing, NRState: callstore.NRRinging,
-		}}
-	}
-	n := *c
-	*step++
-	switch *step {
-	case 1, 3:
-		n.State, n.NRState, n.Features = callstore.StateUp, callstore.NRUp, callstore.FeatureHold
-		if n.StartMillis == 0 {
-			n.StartMillis = now.UnixMilli()
-		}
-	case 2:
-		n.State, n.NRState, n.Features = callstore.StateHold, callstore.NRHold, callstore.FeatureTalk
-	default:
-		n.State, n.NRState, n.Features = callstore.StateDead, callstore.NRDead, 0
-		n.Cause = 16
-	}
-	return callstore.Change{Type: callstore.EventUpdate, Call: &n}
 }
 
 // stamp is the commit time written into a leg's Name just before it is

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"callcontrold/internal/latency"
 	"context"
 	"fmt"
 	"strconv"
@@ -9,10 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"callcontrold/internal/benchserver"
+	"callcontrold/internal/latency"
+
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/internal/rawframe"
 )
@@ -152,8 +153,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	// The driver: device n%devs's leg moves ring → up → hold → up → dead,
 	// then a new leg starts; one leg change per revision.
 	devs := fanoutDevs(cfg.filtered)
-	cur := make([]*callstore.Call, devs)
-	step := make([]int, devs)
+	legs := make([]benchserver.Leg, devs)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
 	work0 := readWork()
 	start := time.Now()
@@ -166,7 +166,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		}
 		due = due.Add(interval)
 		d := n % devs
-		ch := nextTransition(e.store, cur[d], &step[d], fanoutDevice(d))
+		ch := legs[d].Next(e.store.NewUID, fanoutDevice(d))
 		rev := base + int64(n) + 1
 		ch.Call.Name = strconv.FormatInt(time.Now().UnixNano(), 10)
 		got, err := e.store.Commit(ch)
@@ -177,10 +177,6 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		if got != rev {
 			derr = fmt.Errorf("fanout: committed revision %d, expected %d: another writer?", got, rev)
 			break
-		}
-		cur[d] = ch.Call
-		if ch.Call.State == callstore.StateDead {
-			cur[d] = nil
 		}
 	}
 	elapsed := time.Since(start)
@@ -356,36 +352,4 @@ func compareRevs(want, got []int64) (missing, extra int) {
 		delete(seen, r)
 	}
 	return missing, extra + len(seen)
-}
-
-// nextTransition returns the next change of device's leg: a new ringing
-// leg, then up, hold, up, dead.
-func nextTransition(s *callstore.Store, c *callstore.Call, step *int, device string) callstore.Change {
-	now := time.Now()
-	if c == nil {
-		uid := s.NewUID()
-		*step = 0
-		return callstore.Change{Type: callstore.EventNew, Call: &callstore.Call{
-			UID: uid, ID: "bench-" + strconv.FormatInt(uid, 10), CID: "c" + strconv.FormatInt(uid, 10),
-			DeviceRef: &callstore.DeviceRef{Device: device, DeviceCompany: "default", OwnerID: 2, OwnerLogin: "load"},
-			Name:      "Remote party", Number: extNumber, StampMillis: now.UnixMilli(),
-			Party: callstore.PartyCallee, Features: callstore.FeatureAnswer,
-			State: callstore.StateRing, NRState: callstore.NRRinging,
-		}}
-	}
-	n := *c
-	*step++
-	switch *step {
-	case 1, 3:
-		n.State, n.NRState, n.Features = callstore.StateUp, callstore.NRUp, callstore.FeatureHold
-		if n.StartMillis == 0 {
-			n.StartMillis = now.UnixMilli()
-		}
-	case 2:
-		n.State, n.NRState, n.Features = callstore.StateHold, callstore.NRHold, callstore.FeatureTalk
-	default:
-		n.State, n.NRState, n.Features = callstore.StateDead, callstore.NRDead, 0
-		n.Cause = 16
-	}
-	return callstore.Change{Type: callstore.EventUpdate, Call: &n}
 }
