@@ -54,11 +54,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.idle.conns, "idle-conns", 10, "idle: client connections they share")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	c.idle.settle = time.Second
 	if c.smoke {
@@ -82,13 +79,7 @@ func main() {
 		os.Exit(childMain(name, os.Stdin, os.Stdout))
 	}
 	c, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "peerbench:", err)
-		os.Exit(2)
-	}
+	benchkit.ExitOnFlagError("peerbench", err)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := run(ctx, c, os.Stderr)

@@ -93,11 +93,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof) and the memory scenario's heap profile into `dir`")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	c.scenarios = map[string]bool{}
 	for s := range strings.SplitSeq(scen, ",") {

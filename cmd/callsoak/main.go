@@ -69,11 +69,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.growthLimit, "growth-limit", 0.10, "flat: the last third's mean RSS and live heap at most this fraction above the first third's (after the warm-up: the first 30% of the samples)")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 if memory did not stay flat")
 	fs.BoolVar(&c.smoke, "smoke", false, "a few seconds, 100 watchers: checks the soak runs (judges nothing)")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if c.smoke {
 		c.duration, c.interval = 4*time.Second, 500*time.Millisecond
@@ -92,13 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 
 func main() {
 	c, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "callsoak:", err)
-		os.Exit(2)
-	}
+	benchkit.ExitOnFlagError("callsoak", err)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	flat, err := run(ctx, c, os.Stdout)

@@ -65,11 +65,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the switch run (this process: switch, server, watcher) to `file`")
-	if err := fs.Parse(args); err != nil {
+	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if c.smoke {
 		c.calls, c.concurrency, c.devices = min(c.calls, 20), min(c.concurrency, 2), min(c.devices, 4)
@@ -91,13 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 
 func main() {
 	c, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sipbench:", err)
-		os.Exit(2)
-	}
+	benchkit.ExitOnFlagError("sipbench", err)
 	// sipgo logs a few lines of its own through the default logger (late
 	// provisional responses under load): warnings and errors only.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))

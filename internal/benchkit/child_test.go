@@ -3,6 +3,8 @@ package benchkit
 import (
 	"bufio"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -16,8 +18,19 @@ const testChildEnv = "BENCHKIT_TEST_CHILD"
 // "X", exits with status 3 on "fail" (after a line on stderr), stops
 // answering on "stall", and exits 0 when its stdin closes.
 func testChild(role string) int {
-	if role != "echo" {
-		return 2
+	switch role {
+	case "flag-help":
+		ExitOnFlagError("tool", flag.ErrHelp)
+		return 1
+	case "flag-error":
+		ExitOnFlagError("tool", errors.New("--x must be positive"))
+		return 1
+	case "flag-ok":
+		ExitOnFlagError("tool", nil)
+		return 0
+	case "echo":
+	default:
+		return 1
 	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -96,5 +109,35 @@ func TestTailBuffer(t *testing.T) {
 	fmt.Fprint(b, "defg")
 	if got := b.String(); got != "cdefg" {
 		t.Errorf("TailBuffer = %q, want the last 5 bytes %q", got, "cdefg")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	fs := flag.NewFlagSet("tool", flag.ContinueOnError)
+	n := fs.Int("n", 1, "a number")
+	if err := ParseFlags(fs, []string{"-n", "3"}); err != nil || *n != 3 {
+		t.Errorf("-n 3: n = %d, %v", *n, err)
+	}
+	if err := ParseFlags(fs, []string{"-n", "3", "extra"}); err == nil || !strings.Contains(err.Error(), `unexpected arguments: ["extra"]`) {
+		t.Errorf("a positional argument: %v", err)
+	}
+}
+
+// TestExitOnFlagError runs ExitOnFlagError in a child: help exits 0, an
+// error exits 2 with "tool: error" on stderr, no error returns.
+func TestExitOnFlagError(t *testing.T) {
+	for role, want := range map[string]string{"flag-help": "", "flag-ok": "", "flag-error": "exit status 2"} {
+		c, err := StartChild(context.Background(), role, testChildEnv+"="+role, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.ReadLine(time.Minute)
+		c.Close()
+		switch {
+		case want == "" && (err == nil || strings.Contains(err.Error(), "exit status")):
+			t.Errorf("%s: %v, want a clean exit", role, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "tool: --x must be positive")):
+			t.Errorf("%s: %v, want %s and the error on stderr", role, err, want)
+		}
 	}
 }
