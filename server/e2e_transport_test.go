@@ -8,6 +8,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -295,9 +296,10 @@ func TestAbuseStreamsWithoutMessage(t *testing.T) {
 		r.sync()
 	}
 	served(t, h)
-	if got := limitHits(t, h, "pending_requests"); got < conns*perConn-pending {
-		t.Errorf("pending_requests limit hits = %v, want at least %d", got, conns*perConn-pending)
-	}
+	// A streaming call is admitted by its own handler's goroutine, which
+	// a busy machine may run well after the transport took the stream.
+	want := float64(conns*perConn - pending)
+	waitFor(t, fmt.Sprintf("%v pending_requests limit hits", want), func() bool { return limitHits(t, h, "pending_requests") >= want })
 	// A waiting stream holds its handler's goroutine and its read's; the
 	// ended ones hold none.
 	goroutinesAtMost(t, base+2*pending+(conns+1)*perConnGoroutines+10, "waiting streams capped")
