@@ -150,20 +150,17 @@ func judge(samples []sample, limit float64) verdict {
 // false for the snapshot's frames and for a frame that does not parse.
 func frameRevision(b []byte) (rev int64, ok bool) {
 	kind, inner, err := rawframe.Oneof(b)
-	if err != nil {
-		return 0, false
-	}
-	var field protowire.Number
-	switch kind {
-	case wirefield.ResponseStarted:
-		field = wirefield.StartedRevision
-	case wirefield.ResponseEvents:
-		field = wirefield.BatchRevision
-	case wirefield.ResponseProgress:
-		field = wirefield.ProgressRevision
-	default:
+	field, carries := revisionField[kind]
+	if err != nil || !carries {
 		return 0, false
 	}
 	v, err := rawframe.VarintField(inner, field)
 	return int64(v), err == nil
+}
+
+// revisionField is, for each frame that carries a revision, its field.
+var revisionField = map[protowire.Number]protowire.Number{
+	wirefield.ResponseStarted:  wirefield.StartedRevision,
+	wirefield.ResponseEvents:   wirefield.BatchRevision,
+	wirefield.ResponseProgress: wirefield.ProgressRevision,
 }

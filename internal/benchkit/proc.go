@@ -1,7 +1,6 @@
 package benchkit
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -23,15 +22,18 @@ func ProcCPU(pid int) (time.Duration, error) {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("unexpected /proc/pid/stat")
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
 	if len(f) < 13 {
-		return 0, errors.New("short /proc/pid/stat")
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * clockTick, errors.Join(err1, err2)
+	utime, err := strconv.ParseInt(f[11], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * clockTick, err
 }
 
 // ProcRSS returns the resident set (VmRSS) of process pid, from
