@@ -17,13 +17,11 @@ package main
 
 import (
 	"bytes"
-	"callcontrold/internal/latency"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/latency"
 	"callcontrold/internal/rawframe"
 	"callcontrold/web"
 )
@@ -138,21 +137,7 @@ func connectUnary(ctx context.Context, e *env, hc *http.Client, base string, cfg
 
 // controlPhase runs one worker per uid for d.
 func controlPhase(w controlWorker, uids []int64, d time.Duration, h *latency.Hist) (n, errs uint64, elapsed time.Duration) {
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var tn, te atomic.Uint64
-	start := time.Now()
-	for i, uid := range uids {
-		wg.Go(func() {
-			n, errs := w(i, uid, h, &stop)
-			tn.Add(n)
-			te.Add(errs)
-		})
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	return tn.Load(), te.Load(), time.Since(start)
+	return runFor(len(uids), d, func(i int, stop *atomic.Bool) (n, errs uint64) { return w(i, uids[i], h, stop) })
 }
 
 func grpcControl(ctx context.Context, conns []*grpc.ClientConn) controlWorker {

@@ -112,21 +112,9 @@ func replicaLoad(ctx context.Context, cfg replicasConfig, sw switchSim, rpcConn,
 	defer w.close()
 	wctx := withToken(ctx, loadToken)
 	phase := func(d time.Duration, measured bool) (n, errs uint64, el time.Duration) {
-		var stop atomic.Bool
-		var tn, te atomic.Uint64
-		var wg sync.WaitGroup
-		start := time.Now()
-		for _, uid := range uids {
-			wg.Go(func() {
-				n, errs := w.drive(wctx, rpcConn, uid, measured, &stop)
-				tn.Add(n)
-				te.Add(errs)
-			})
-		}
-		time.Sleep(d)
-		stop.Store(true)
-		wg.Wait()
-		return tn.Load(), te.Load(), time.Since(start)
+		return runFor(len(uids), d, func(i int, stop *atomic.Bool) (n, errs uint64) {
+			return w.drive(wctx, rpcConn, uids[i], measured, stop)
+		})
 	}
 	phase(cfg.warmup, false)
 	n, errs, el := phase(cfg.duration, true)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"callcontrold/internal/latency"
 	"context"
 	"fmt"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/latency"
 	"callcontrold/internal/rawframe"
 )
 
@@ -108,21 +108,9 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	}
 	type worker func(cc *grpc.ClientConn, uid int64, h *latency.Hist, stop *atomic.Bool) (n, errs uint64)
 	phase := func(w worker, d time.Duration, h *latency.Hist) (n, errs uint64, elapsed time.Duration) {
-		var stop atomic.Bool
-		var wg sync.WaitGroup
-		var tn, te atomic.Uint64
-		start := time.Now()
-		for i := range cfg.concurrency {
-			wg.Go(func() {
-				n, errs := w(conns[i%len(conns)], uids[i], h, &stop)
-				tn.Add(n)
-				te.Add(errs)
-			})
-		}
-		time.Sleep(d)
-		stop.Store(true)
-		wg.Wait()
-		return tn.Load(), te.Load(), time.Since(start)
+		return runFor(cfg.concurrency, d, func(i int, stop *atomic.Bool) (n, errs uint64) {
+			return w(conns[i%len(conns)], uids[i], h, stop)
+		})
 	}
 
 	var nh, ch latency.Hist
@@ -176,4 +164,25 @@ func checkControl(b []byte, resp interface {
 		return fmt.Errorf("unary: call %d is %v after the RPC, want %v", resp.GetCall().GetUid(), got, want)
 	}
 	return nil
+}
+
+// runFor runs work(i, stop) on n goroutines (i = 0..n-1) for d, then
+// raises stop and waits for them: it returns the operations and errors
+// they counted, and the time until the last one ended.
+func runFor(n int, d time.Duration, work func(i int, stop *atomic.Bool) (ops, errs uint64)) (ops, errs uint64, elapsed time.Duration) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var tn, te atomic.Uint64
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			n, errs := work(i, &stop)
+			tn.Add(n)
+			te.Add(errs)
+		})
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	return tn.Load(), te.Load(), time.Since(start)
 }
