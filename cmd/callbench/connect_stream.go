@@ -228,8 +228,11 @@ func watchPhase(ctx context.Context, e *env, open watchOpener, cfg streamConfig,
 	return st, err
 }
 
-// driveTraffic runs the traffic drivers for cfg.warmup + d and returns
-// what the watchers received over d.
+// driveTraffic runs the traffic drivers (one per caller/callee pair) for
+// cfg.warmup + d, never more than cfg.window revisions ahead of the
+// slowest watcher (last: each one's last revision; sig: a watcher moved),
+// and returns what the watchers received over d and the work this
+// process did meanwhile.
 func driveTraffic(ctx context.Context, e *env, last []atomic.Int64, sig chan struct{}, cfg streamConfig, d time.Duration, frames, events *atomic.Uint64) (*watchStat, error) {
 	dctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -265,14 +268,14 @@ func driveTraffic(ctx context.Context, e *env, last []atomic.Int64, sig chan str
 		})
 	}
 	time.Sleep(cfg.warmup)
-	f0, ev0, rev0, t0 := frames.Load(), events.Load(), e.store.Revision(), time.Now()
+	f0, ev0, rev0, w0, t0 := frames.Load(), events.Load(), e.store.Revision(), readWork(), time.Now()
 	time.Sleep(d)
-	f1, ev1, rev1, el := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0)
+	f1, ev1, rev1, el, wk := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0), readWork().sub(w0)
 	stop()
 	dwg.Wait()
 	close(derr)
 	if err := <-derr; err != nil {
 		return nil, err
 	}
-	return &watchStat{frames: f1 - f0, events: ev1 - ev0, commits: rev1 - rev0, elapsed: el}, nil
+	return &watchStat{frames: f1 - f0, events: ev1 - ev0, commits: rev1 - rev0, elapsed: el, work: wk}, nil
 }

@@ -233,53 +233,13 @@ func watchStreams(ctx context.Context, e *env, conns []*grpc.ClientConn, cfg str
 			}
 		})
 	}
-	// The traffic drivers: one per caller/callee pair.
-	dctx, stopDrivers := context.WithCancel(ctx)
-	var dwg sync.WaitGroup
-	derr := make(chan error, trafficPairs)
-	pace := func() {
-		t := time.NewTimer(time.Hour)
-		defer t.Stop()
-		for dctx.Err() == nil {
-			slowest := last[0].Load()
-			for i := range last {
-				slowest = min(slowest, last[i].Load())
-			}
-			if e.store.Revision()-slowest <= cfg.window {
-				return
-			}
-			t.Reset(time.Millisecond)
-			select {
-			case <-sig:
-			case <-t.C:
-			case <-dctx.Done():
-			}
-		}
-	}
-	for i := range trafficPairs {
-		dwg.Go(func() {
-			for dctx.Err() == nil {
-				if err := trafficCycle(ctx, e, i, pace); err != nil {
-					derr <- err
-					return
-				}
-			}
-		})
-	}
-	time.Sleep(cfg.warmup)
-	f0, ev0, rev0, w0, t0 := frames.Load(), events.Load(), e.store.Revision(), readWork(), time.Now()
-	time.Sleep(d)
-	f1, ev1, rev1, el, wk := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0), readWork().sub(w0)
-	stopDrivers()
-	dwg.Wait()
+	st, err := driveTraffic(ctx, e, last, sig, cfg, d, &frames, &events)
 	cancel()
 	wg.Wait()
-	close(derr)
-	if err := <-derr; err != nil {
-		return nil, err
+	if st != nil {
+		st.failures = int(failures.Load())
 	}
-	st := &watchStat{frames: f1 - f0, events: ev1 - ev0, commits: rev1 - rev0, elapsed: el, work: wk, failures: int(failures.Load())}
-	return st, nil
+	return st, err
 }
 
 // trafficCycle runs one call through the simulated switch: the caller of
