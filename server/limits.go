@@ -253,7 +253,7 @@ type pendingRequests struct {
 	mu    sync.Mutex
 	l     list.List   // *streamCtl, oldest first, and so by deadline
 	timer *time.Timer // runs expire; armed while the list is not empty
-	armed bool
+	armed bool        // the timer is armed (stopped once the list empties)
 
 	running atomic.Int64 // handlers running (a drain watches it)
 }
@@ -339,6 +339,12 @@ func (p *pendingRequests) received(st *streamCtl) {
 	if st.elem != nil {
 		p.l.Remove(st.elem)
 		st.elem = nil
+	}
+	if p.armed && p.l.Len() == 0 {
+		// An armed timer is the runtime's, and holds p (and through its
+		// metrics the server's store): it must not outlive the last wait.
+		p.timer.Stop()
+		p.armed = false
 	}
 }
 
