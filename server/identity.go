@@ -17,7 +17,8 @@ import (
 // never sees the principal that auth adds further in. identitySlot bridges
 // that: an interceptor outside logging puts an empty slot in the context,
 // auth fills it, and identityHandler reads it when logging interceptor
-// writes its line.
+// writes its line. (A unary call's: a stream's line is written by
+// streamChain with the handler's context, which has the principal.)
 type identitySlot struct {
 	p atomic.Pointer[auth.Principal]
 }

@@ -14,9 +14,8 @@ import (
 // are chained by grpc (server.go); a stream's run as the steps of
 // streamChain.intercept, in the same order: the caller's trace context,
 // the pending request (limits.go), the per-RPC metrics (rpcmetrics.go),
-// the identity slot and the end-of-call log line (identity.go,
-// streamlog.go), authentication (skipped for health and reflection), and
-// panic recovery.
+// the end-of-call log line (streamlog.go), authentication (skipped for
+// health and reflection), and panic recovery.
 //
 // Why one function: every interceptor is a frame on the stream's goroutine
 // for as long as the stream lives, and grpc's chaining adds a closure
@@ -44,8 +43,7 @@ func (c *streamChain) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 	if c.callerTrace {
 		ctx = withCallerTrace(ctx)
 	}
-	logCtx := withIdentitySlot(ctx) // logged with: auth fills the slot
-	s := &chainStream{ServerStream: ss, ctx: logCtx}
+	s := &chainStream{ServerStream: ss, ctx: ctx}
 	s.startRead(c.pending, info.FullMethod)
 	defer s.readDone()
 	mm := c.metrics.method(info.FullMethod, info.IsClientStream, info.IsServerStream)
@@ -54,7 +52,10 @@ func (c *streamChain) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 
 	err := c.authenticated(srv, s, info, h)
 	mm.done(err, start)
-	logStreamEnd(c.logger, codeToLevel, logCtx, info, start, err)
+	// Logged with the handler's context: it carries the principal once
+	// authentication has passed (no identity slot needed, unlike a unary
+	// call's logging interceptor, which runs outside auth).
+	logStreamEnd(c.logger, codeToLevel, s.ctx, info, start, err)
 	return err
 }
 

@@ -13,22 +13,24 @@ import (
 	"google.golang.org/grpc/status"
 
 	"callcontrold/auth"
-	"callcontrold/directory"
 )
 
 // The chain's steps around a streaming handler: authentication (skipped
 // where not needed), panic recovery, the counters and the log line.
 func TestStreamChainSteps(t *testing.T) {
-	alice := &auth.Principal{Login: "alice", Role: directory.RoleUser}
 	errNoToken := status.Error(codes.Unauthenticated, "no token")
 	var codesLogged []string
 	c := &streamChain{
 		pending: &pendingRequests{},
 		metrics: newRPCMetrics(),
-		logger: logging.LoggerFunc(func(_ context.Context, _ logging.Level, _ string, fields ...any) {
+		logger: logging.LoggerFunc(func(ctx context.Context, _ logging.Level, _ string, fields ...any) {
+			login := ""
+			if p := identityOf(ctx); p != nil {
+				login = p.Login
+			}
 			for i := 0; i+1 < len(fields); i += 2 {
 				if fields[i] == "grpc.code" {
-					codesLogged = append(codesLogged, fields[i+1].(string))
+					codesLogged = append(codesLogged, fields[i+1].(string)+" "+login)
 				}
 			}
 		}),
@@ -72,8 +74,9 @@ func TestStreamChainSteps(t *testing.T) {
 		t.Errorf("panicking handler: got %v, want INTERNAL", err)
 	}
 
-	if want := []string{"OK", "Unauthenticated", "Internal"}; !slices.Equal(codesLogged, want) {
-		t.Errorf("logged codes %v, want %v", codesLogged, want)
+	// The lines name the caller where authentication passed.
+	if want := []string{"OK alice", "Unauthenticated ", "Internal "}; !slices.Equal(codesLogged, want) {
+		t.Errorf("logged codes and callers %q, want %q", codesLogged, want)
 	}
 	if got := testutil.ToFloat64(c.metrics.started.WithLabelValues("server_stream", "s.Service", "Watch")); got != 2 {
 		t.Errorf("grpc_server_started_total{s.Service} = %v, want 2", got)

@@ -28,6 +28,9 @@ type ctxStream struct {
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
 
+// alice is the caller the streams of these tests authenticate as.
+var alice = &auth.Principal{Login: "alice", Role: directory.RoleUser}
+
 // logLine is one line a logging.Logger was given.
 type logLine struct {
 	level  logging.Level
@@ -48,7 +51,6 @@ func lineOf(t *testing.T, interceptor func(logging.Logger) grpc.StreamServerInte
 		}
 		lines = append(lines, l)
 	})
-	alice := &auth.Principal{Login: "alice", Role: directory.RoleUser}
 	authn := recordIdentity(func(ctx context.Context) (context.Context, error) { return auth.WithPrincipal(ctx, alice), nil })
 	got := interceptor(logger)(nil, &ctxStream{ctx: ctx}, info, func(_ any, ss grpc.ServerStream) error {
 		if _, aerr := authn(ss.Context()); aerr != nil {
@@ -102,10 +104,10 @@ func TestStreamLogLineAsLogging(t *testing.T) {
 		}
 	}
 	ours := func(logger logging.Logger) grpc.StreamServerInterceptor {
-		// The handler authenticates (lineOf): the chain's own step is off.
 		c := &streamChain{
 			pending: &pendingRequests{}, metrics: newRPCMetrics(), logger: logger,
-			needsAuth: func(string) bool { return false },
+			authFn:    recordIdentity(func(ctx context.Context) (context.Context, error) { return auth.WithPrincipal(ctx, alice), nil }),
+			needsAuth: func(string) bool { return true },
 			recovered: func(context.Context, any) error { return internalError() },
 		}
 		return c.intercept
