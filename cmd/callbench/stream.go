@@ -80,7 +80,7 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 		res.Noop.Messages += n
 		res.Noop.Seconds += el.Seconds()
 		res.Noop.work = res.Noop.work.add(wk)
-		w, err := watchStreams(ctx, e, conns, cfg, per)
+		w, err := watchPhase(ctx, e, grpcWatchOpener(conns), cfg, per)
 		if err != nil {
 			return nil, err
 		}
@@ -185,61 +185,6 @@ func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.Watc
 // ended reports whether a stream's error is the end the client asked for.
 func ended(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled))
-}
-
-func watchStreams(ctx context.Context, e *env, conns []*grpc.ClientConn, cfg streamConfig, d time.Duration) (*watchStat, error) {
-	wctx, cancel := context.WithCancel(withToken(ctx, adminToken))
-	defer cancel()
-	var frames, events atomic.Uint64
-	var failures atomic.Int64
-	last := make([]atomic.Int64, cfg.streams)
-	sig := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	streams := make([]grpc.ClientStream, cfg.streams)
-	for i := range streams {
-		s, rev, err := openWatch(wctx, conns[i%len(conns)], &callcontrolv1.WatchCallsRequest{SkipSnapshot: true})
-		if err != nil {
-			return nil, fmt.Errorf("open watch: %w", err)
-		}
-		streams[i] = s
-		last[i].Store(rev)
-	}
-	for i, s := range streams {
-		wg.Go(func() {
-			var m rawframe.Msg
-			for {
-				err := s.RecvMsg(&m)
-				var kind protowire.Number
-				var rev int64
-				var n int
-				if err == nil {
-					kind, rev, n, err = parseFrame(m.B)
-				}
-				if err != nil {
-					if !ended(wctx, err) {
-						failures.Add(1)
-					}
-					return
-				}
-				if kind == frameEvents {
-					frames.Add(1)
-					events.Add(uint64(n))
-					last[i].Store(rev)
-					select {
-					case sig <- struct{}{}:
-					default:
-					}
-				}
-			}
-		})
-	}
-	st, err := driveTraffic(ctx, e, last, sig, cfg, d, &frames, &events)
-	cancel()
-	wg.Wait()
-	if st != nil {
-		st.failures = int(failures.Load())
-	}
-	return st, err
 }
 
 // trafficCycle runs one call through the simulated switch: the caller of
