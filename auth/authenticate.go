@@ -6,8 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"google.golang.org/grpc/metadata"
 
@@ -33,7 +31,7 @@ type Config struct {
 type Authenticator struct {
 	tokens     TokenLookup
 	jwt        *jwtVerifier
-	principals principalCache // of directory users
+	principals principalCache // of directory users, by *directory.User
 }
 
 // NewAuthenticator builds an authenticator. With a JWT configuration it
@@ -129,30 +127,10 @@ func (a *Authenticator) authenticateToken(ctx context.Context, token string) (*P
 	if !validRole(u.Role) {
 		return nil, unauthenticated(ReasonTokenInvalid, "login "+u.Login+" has no valid role in the directory")
 	}
-	return a.principals.of(u), nil
-}
-
-// maxCachedPrincipals bounds principalCache: a directory's users (a
-// TokenLookup that returned a new *User on every lookup would otherwise
-// grow it without end; past the bound, principals are built per request).
-const maxCachedPrincipals = 1 << 14
-
-// principalCache holds one *Principal per directory user, shared by all
-// of that user's requests: a Principal is immutable, and a WatchCalls
-// stream keeps its request's for its whole life (112 bytes each). Only
-// the building of the principal is cached: every request's token is still
-// looked up and checked, so a token the directory no longer has is refused
-// at once, and a user's role is the one of the *User the lookup returned.
-type principalCache struct {
-	m sync.Map     // *directory.User → *Principal
-	n atomic.Int64 // entries in m
-}
-
-func (c *principalCache) of(u *directory.User) *Principal {
-	if p, ok := c.m.Load(u); ok {
-		return p.(*Principal)
+	if p, ok := a.principals.load(u); ok {
+		return p, nil
 	}
-	p := &Principal{
+	return a.principals.share(u, &Principal{
 		Login:     u.Login,
 		UserID:    u.ID,
 		Name:      u.Name,
@@ -160,15 +138,7 @@ func (c *principalCache) of(u *directory.User) *Principal {
 		Company:   u.Company,
 		Companies: u.Companies, // shared: the directory is read-only
 		Method:    MethodToken,
-	}
-	if c.n.Load() >= maxCachedPrincipals {
-		return p
-	}
-	if cached, loaded := c.m.LoadOrStore(u, p); loaded {
-		return cached.(*Principal)
-	}
-	c.n.Add(1)
-	return p
+	}), nil
 }
 
 // bearerToken extracts the token of "authorization: Bearer <token>". The

@@ -82,6 +82,8 @@ type jwtVerifier struct {
 
 	keys atomic.Pointer[[]verKey]
 
+	principals principalCache // by claimsKey
+
 	kick      chan struct{} // a token named an unknown key: reload soon
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -416,14 +418,15 @@ func (v *jwtVerifier) principal(tok jwt.Token) (*Principal, error) {
 			fmt.Sprintf("JWT for a company-admin has no companies claim %q", v.cfg.CompaniesClaim))
 	}
 	name, _ := stringClaim(tok, nameClaim)
-	return &Principal{
+	p := &Principal{
 		Login:     login,
 		Name:      name,
 		Role:      role,
 		Company:   company,
 		Companies: companies,
 		Method:    MethodJWT,
-	}, nil
+	}
+	return v.principals.share(claimsKeyOf(p), p), nil
 }
 
 func stringClaim(tok jwt.Token, name string) (string, bool) {

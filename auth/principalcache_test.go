@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"callcontrold/directory"
 )
@@ -101,5 +102,42 @@ func TestPrincipalCacheBounded(t *testing.T) {
 	}
 	if n := a.principals.n.Load(); n != maxCachedPrincipals {
 		t.Errorf("cache holds %d principals, want the bound %d", n, maxCachedPrincipals)
+	}
+}
+
+// JWTs with the same claims share one principal (two tokens of one user,
+// or one token used twice); other claims get their own, and an expired
+// token is refused although its principal is cached.
+func TestJWTPrincipalShared(t *testing.T) {
+	a := newJWTAuthenticator(t)
+	k := newTestKeys(t)
+	c := validClaims()
+	first, second := k.ec.sign(t, c), k.rsa.sign(t, c)
+	p1, err := principalOf(t, a, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := principalOf(t, a, first)
+	p3, _ := principalOf(t, a, second)
+	if p1 != p2 || p1 != p3 {
+		t.Errorf("one user's JWTs got principals %p, %p, %p, want one shared", p1, p2, p3)
+	}
+
+	other := c
+	other.companies = []string{"acme"}
+	p4, err := principalOf(t, a, k.ec.sign(t, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p4 == p1 || len(p4.Companies) != 1 {
+		t.Errorf("a JWT with other companies got %+v, want its own principal", p4)
+	}
+
+	expired := c
+	expired.exp = time.Now().Add(-time.Hour)
+	_, err = principalOf(t, a, k.ec.sign(t, expired))
+	var ae *AuthError
+	if !errors.As(err, &ae) || ae.Reason != ReasonTokenExpired {
+		t.Errorf("expired JWT of a cached principal: got %v, want an *AuthError %s", err, ReasonTokenExpired)
 	}
 }
