@@ -296,9 +296,11 @@ func (p *pendingRequests) admit(st *streamCtl, method string) {
 		}
 	}
 	p.mu.Unlock()
+	// Counted before the cancel: a client that sees its stream end must
+	// find the hit counted.
 	if victim != nil && victim.ctx.Err() == nil { // not a stream that ended meanwhile
-		victim.cancel(ErrPendingEvicted)
 		p.hits.hit(limitPendingRequests, "too many streams waiting for their request message: cancelled the oldest", "max_pending_requests", p.max)
+		victim.cancel(ErrPendingEvicted)
 	}
 }
 
@@ -322,9 +324,9 @@ func (p *pendingRequests) expire() {
 	p.armed = p.l.Len() > 0
 	p.mu.Unlock()
 	for _, st := range late {
-		if st.ctx.Err() == nil { // not a stream that ended meanwhile
-			st.cancel(ErrRequestReadTimeout)
+		if st.ctx.Err() == nil { // not a stream that ended meanwhile (counted first, as above)
 			p.hits.hit(limitRequestReadTime, "a stream sent no request message in time: cancelled", "method", st.method, "timeout", p.timeout)
+			st.cancel(ErrRequestReadTimeout)
 		}
 	}
 }
