@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"callcontrold/internal/benchkit"
+	"callcontrold/internal/freeport"
 	"callcontrold/internal/latency"
 )
 
@@ -303,7 +304,7 @@ func waitLegsGone(env *switchEnv, limit time.Duration) int {
 }
 
 func mustPort() int {
-	p, err := freePort()
+	p, err := freeport.Port()
 	if err != nil {
 		panic(err) // loopback without a free port: nothing can run
 	}

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +74,7 @@ func startSIPp(ctx context.Context, dir string, r sippRun) (*sippProc, error) {
 	if err := os.WriteFile(file, xml, 0o600); err != nil {
 		return nil, err
 	}
-	ctrl, err := freePort()
+	ctrl, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -247,26 +246,6 @@ func (p *sippProc) tail() string {
 		}
 	}
 	return b.String()
-}
-
-// freePort returns a loopback port free for UDP and TCP at the time of
-// asking: SIPp cannot bind port 0 and report it. Another process taking
-// it meanwhile shows as SIPp's bind error.
-func freePort() (int, error) {
-	for range 50 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return 0, err
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		t, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		u.Close()
-		if err == nil {
-			t.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free loopback port")
 }
 
 // writeInf writes a SIPp injection file read in order (one line per

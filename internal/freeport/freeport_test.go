@@ -21,3 +21,23 @@ func TestMediaPort(t *testing.T) {
 		}
 	}
 }
+
+// TestPort: the port is free for UDP and TCP when Port returns.
+func TestPort(t *testing.T) {
+	for range 20 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		if err != nil {
+			t.Fatalf("Port gave %d, taken for UDP: %v", p, err)
+		}
+		u.Close()
+		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		if err != nil {
+			t.Fatalf("Port gave %d, taken for TCP: %v", p, err)
+		}
+		l.Close()
+	}
+}
