@@ -201,11 +201,11 @@ type watchStream struct {
 	wake chan struct{}
 
 	// Eviction and stall detection; see watchsend.go.
-	sendSeq   atomic.Uint64         // odd while a send is under way (watchRegistry)
-	framesOut atomic.Uint64         // frames sent: a drain cuts only a watch whose frames stopped going out
-	lastFrame atomic.Int64          // monoNow when the last frames went out: the registry's progress tick reads it
-	sent      chan sendResult       // the send helper's or the sender's result, or the eviction's
-	cause     atomic.Pointer[error] // why: set once, by the first eviction, before it wakes the handler
+	sendSeq   atomic.Uint64            // odd while a send is under way (watchRegistry)
+	framesOut atomic.Uint64            // frames sent: a drain cuts only a watch whose frames stopped going out
+	lastFrame atomic.Int64             // monoNow when the last frames went out: the registry's progress tick reads it
+	slot      atomic.Pointer[sendSlot] // where the handler waits for a send's result, while one is under way
+	cause     atomic.Pointer[error]    // why: set once, by the first eviction, before it wakes the handler
 }
 
 func (ws *watchStream) token(rev int64) string {

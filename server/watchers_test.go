@@ -46,7 +46,7 @@ func TestStalledWatchCountedOnce(t *testing.T) {
 		last: map[string]time.Time{}, left: map[string]int{},
 	}
 	r := newWatchRegistry(0, 0, 0, nil, hits)
-	ws := &watchStream{sent: make(chan sendResult, 2), wake: make(chan struct{}, 1)}
+	ws := &watchStream{wake: make(chan struct{}, 1)}
 	r.streams[ws] = &stallState{}
 	ws.sendSeq.Add(1) // a send begins, and never ends
 	for range 4 {
@@ -123,5 +123,39 @@ func TestDrainSparesSlowReaders(t *testing.T) {
 func TestWatchStreamSize(t *testing.T) {
 	if got := unsafe.Sizeof(watchStream{}); got > 192 {
 		t.Errorf("watchStream is %d bytes, want at most 192", got)
+	}
+}
+
+// TestEvictionReachesAWaitingSend: an eviction wakes a handler waiting
+// for a send that never ends with errSendAbandoned, a send cannot begin
+// once the watch is evicted, and a send that ended first gives its result.
+func TestEvictionReachesAWaitingSend(t *testing.T) {
+	ws := &watchStream{wake: make(chan struct{}, 1)}
+	sl := ws.beginSend()
+	if sl == nil {
+		t.Fatal("a send could not begin on a live watch")
+	}
+	sl.ch <- sendResult{} // a send that ended
+	if r := ws.await(sl); r.err != nil || ws.slot.Load() != nil {
+		t.Fatalf("await = %+v, slot %p; want the send's result and no slot", r, ws.slot.Load())
+	}
+
+	sl = ws.beginSend() // a send that never ends: its helper never posts
+	done := make(chan sendResult)
+	go func() { done <- ws.await(sl) }()
+	ws.evict(errors.New("evicted"))
+	select {
+	case r := <-done:
+		if r.err != errSendAbandoned {
+			t.Fatalf("await after an eviction = %v, want errSendAbandoned", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the eviction did not reach the handler waiting for its send")
+	}
+	if ws.beginSend() != nil {
+		t.Fatal("a send began on an evicted watch")
+	}
+	if len(ws.wake) != 1 {
+		t.Fatal("the eviction did not wake the handler's loop")
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"sync"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -30,8 +31,7 @@ func newWatchStream(s *callService, stream callcontrolv1.CallControlService_Watc
 	ws := &watchStream{
 		s: s, stream: stream, visible: visible,
 		span: trace.SpanFromContext(stream.Context()),
-		// Room for one send's result and the eviction's (see endWith).
-		sent: make(chan sendResult, 2), wake: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1),
 	}
 	ws.lastFrame.Store(monoNow())
 	return ws
@@ -48,18 +48,18 @@ func (ws *watchStream) evict(err error) { ws.endWith(err) }
 // sweep: the sweeps count a watch they end only once.
 //
 // It wakes the handler wherever it waits: on wake (the loop, or a sender
-// waiting for events), or on sent for a send (sendFrames, runSender),
-// which it is told of by an errSendAbandoned result. sent always has room
-// for it: the handler waits for each send's result before it starts
-// another, so at most one result is ever unread, and only the first
-// eviction gets here.
+// waiting for events), or on the send's result slot (sendFrames,
+// runSender), which it is told of by an errSendAbandoned result (see
+// sendSlot).
 func (ws *watchStream) endWith(err error) bool {
 	if !ws.cause.CompareAndSwap(nil, &err) {
 		return false
 	}
-	select {
-	case ws.sent <- sendResult{err: errSendAbandoned}:
-	default: // never (see above); were it ever full, a store blocked here would be far worse
+	if sl := ws.slot.Load(); sl != nil {
+		select {
+		case sl.ch <- sendResult{err: errSendAbandoned}:
+		default: // never (see sendSlot); were it ever full, a store blocked here would be far worse
+		}
 	}
 	ws.signal()
 	return true
@@ -84,9 +84,9 @@ func (ws *watchStream) evictCause() error {
 }
 
 // sendFrames sends msgs in order and returns the first error, or
-// errSendAbandoned if the watch is evicted first (or was already: the
-// eviction's result is then waiting in sent). The caller must not touch
-// msgs after errSendAbandoned: the helper may still be reading it.
+// errSendAbandoned if the watch is evicted first (or was already). The
+// caller must not touch msgs after errSendAbandoned: the helper may still
+// be reading it.
 //
 // sendSeq is odd while a call is under way: the stall sweeper ends a
 // watch whose call lasts longer than WatchSendTimeout. One call sends
@@ -96,12 +96,57 @@ func (ws *watchStream) evictCause() error {
 func (ws *watchStream) sendFrames(msgs []any) error {
 	ws.sendSeq.Add(1)
 	defer ws.sendSeq.Add(1)
-	go ws.sendHelper(msgs)
-	return (<-ws.sent).err
+	sl := ws.beginSend()
+	if sl == nil {
+		return errSendAbandoned
+	}
+	go ws.sendHelper(sl, msgs)
+	return ws.await(sl).err
 }
 
-func (ws *watchStream) sendHelper(msgs []any) {
-	ws.sent <- sendResult{err: ws.sendAll(msgs)} // buffered (see endWith): nobody may be waiting any more
+func (ws *watchStream) sendHelper(sl *sendSlot, msgs []any) {
+	sl.ch <- sendResult{err: ws.sendAll(msgs)} // buffered (see sendSlot): nobody may be waiting any more
+}
+
+// sendSlot is where the handler waits for a send's result: the send
+// helper's or the sender's, or the eviction's (endWith posts
+// errSendAbandoned there). A watch holds one only while a send is under
+// way, published in watchStream.slot; an idle watch holds none (the
+// channel is 160 of the bytes of an idle stream otherwise). The channel
+// has room for the send's result and the eviction's: at most one of each
+// ever reaches a slot.
+//
+// A slot goes back to sendSlots only empty: when its send's result was
+// received and no eviction can have seen it. The handler withdraws the
+// slot and then looks for an eviction, endWith sets its cause and then
+// looks for a slot (sequentially consistent atomics): if the handler
+// finds no cause, endWith comes later and finds no slot.
+type sendSlot struct{ ch chan sendResult }
+
+var sendSlots = sync.Pool{New: func() any { return &sendSlot{ch: make(chan sendResult, 2)} }}
+
+// beginSend publishes a result slot for a send about to start, or
+// returns nil if the watch was evicted already (endWith may not have
+// seen the slot: the send must not start).
+func (ws *watchStream) beginSend() *sendSlot {
+	sl := sendSlots.Get().(*sendSlot)
+	ws.slot.Store(sl)
+	if ws.cause.Load() != nil {
+		ws.slot.Store(nil) // and dropped: endWith may have posted into it
+		return nil
+	}
+	return sl
+}
+
+// await waits for the result of the send sl was published for, withdraws
+// sl and gives it back to the pool if it is certainly empty.
+func (ws *watchStream) await(sl *sendSlot) sendResult {
+	r := <-sl.ch
+	ws.slot.Store(nil)
+	if r.err != errSendAbandoned && ws.cause.Load() == nil {
+		sendSlots.Put(sl)
+	}
+	return r
 }
 
 // sendAll sends msgs in order and returns the first error.

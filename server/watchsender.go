@@ -43,8 +43,12 @@ const senderLinger = 5 * time.Millisecond
 // the sender may then still be in a send and the caller must not touch
 // the watch's frames or batches.
 func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error) (sendResult, error) {
-	go func() { ws.sent <- ws.sendWhileBusy(w, linger, ended) }() // buffered (see endWith): nobody may be waiting any more
-	r := <-ws.sent
+	sl := ws.beginSend()
+	if sl == nil {
+		return sendResult{}, errSendAbandoned
+	}
+	go func() { sl.ch <- ws.sendWhileBusy(w, linger, ended) }() // buffered (see sendSlot): nobody may be waiting any more
+	r := ws.await(sl)
 	if r.err == errSendAbandoned { // the eviction's result, never a send's
 		return sendResult{}, r.err
 	}
