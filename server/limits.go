@@ -331,6 +331,24 @@ func (p *pendingRequests) expire() {
 	}
 }
 
+// stop forgets every pending stream and stops the read timeout's timer.
+// A stream that ended before its request came (a client that gave up)
+// stays on the list until its deadline, and a stream's context carries
+// the grpc server and so everything this server serves: once the server
+// has stopped, nothing of it may stay reachable from the timer.
+func (p *pendingRequests) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.armed = false
+	for e := p.l.Front(); e != nil; e = p.l.Front() {
+		e.Value.(*streamCtl).elem = nil
+		p.l.Remove(e)
+	}
+}
+
 // received marks st as having delivered its request.
 func (p *pendingRequests) received(st *streamCtl) {
 	if st.read.Load() || !st.read.CompareAndSwap(false, true) {

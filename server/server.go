@@ -292,6 +292,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 		grpc.ForceServerCodecV2(newFrameCodec(failures)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.StreamInterceptor(streams.intercept),
+		// Shutdown returns once every handler has: nothing of this server
+		// runs (or keeps its memory) after it, and every call's end-of-call
+		// log line and metrics are written by then.
+		grpc.WaitForHandlers(true),
 	}
 	opts = append(opts, transportOptions(cfg, s.pending)...)
 	if cfg.TLS != nil {
@@ -373,6 +377,7 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 func (s *Server) Shutdown(ctx context.Context) {
 	s.once.Do(func() {
 		defer close(s.stopped)
+		defer s.pending.stop() // every handler has returned (WaitForHandlers)
 		s.Drain()
 		done := make(chan struct{})
 		go func() {
