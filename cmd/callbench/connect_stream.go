@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/rawframe"
 )
 
@@ -268,9 +269,9 @@ func driveTraffic(ctx context.Context, e *env, last []atomic.Int64, sig chan str
 		})
 	}
 	time.Sleep(cfg.warmup)
-	f0, ev0, rev0, w0, t0 := frames.Load(), events.Load(), e.store.Revision(), readWork(), time.Now()
+	f0, ev0, rev0, w0, t0 := frames.Load(), events.Load(), e.store.Revision(), benchkit.ReadWork(), time.Now()
 	time.Sleep(d)
-	f1, ev1, rev1, el, wk := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0), readWork().sub(w0)
+	f1, ev1, rev1, el, wk := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0), benchkit.ReadWork().Sub(w0)
 	stop()
 	dwg.Wait()
 	close(derr)

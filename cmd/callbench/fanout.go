@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/benchserver"
 	"callcontrold/internal/latency"
 
@@ -51,8 +52,8 @@ type fanoutResult struct {
 	// goroutines started. Less sensitive to a busy machine than the
 	// latency: it counts work, not waiting. With --fanout-inprocess it
 	// includes the watchers' side.
-	ServerWork workPerEvent    `json:"server_work_per_event"`
-	Latency    latency.Summary `json:"commit_to_receive"`
+	ServerWork benchkit.WorkPerEvent `json:"server_work_per_event"`
+	Latency    latency.Summary       `json:"commit_to_receive"`
 }
 
 // The fan-out schedule, which the driver follows and the watchers' side
@@ -155,7 +156,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	devs := fanoutDevs(cfg.filtered)
 	legs := make([]benchserver.Leg, devs)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
-	work0 := readWork()
+	work0 := benchkit.ReadWork()
 	start := time.Now()
 	due := start
 	var derr error
@@ -187,7 +188,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if err != nil {
 		return nil, err
 	}
-	work1 := readWork()
+	work1 := benchkit.ReadWork()
 	res := &fanoutResult{
 		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
 		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
@@ -196,7 +197,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
 		Latency:       sum.Latency,
 	}
-	res.ServerWork = perEvent(work0, work1, sum.Received)
+	res.ServerWork = benchkit.PerEvent(work0, work1, sum.Received)
 	// A watcher failure is reported, not fatal: a watcher that fell behind
 	// the retained history (OUT_OF_RANGE) is part of what this scenario
 	// measures.

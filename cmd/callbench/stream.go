@@ -17,6 +17,7 @@ import (
 
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/rawframe"
 	"callcontrold/pbx"
 )
@@ -38,8 +39,8 @@ type streamKind struct {
 	// the traffic drivers and the switch) per message received, over the
 	// measured time: on a busy machine the rates say who else ran, the
 	// CPU per message still says what a message costs.
-	Work *workPerEvent `json:"work_per_message,omitempty"`
-	work work          // summed over the rounds
+	Work *benchkit.WorkPerEvent `json:"work_per_message,omitempty"`
+	work benchkit.Work          // summed over the rounds
 }
 
 type streamResult struct {
@@ -79,21 +80,21 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 		}
 		res.Noop.Messages += n
 		res.Noop.Seconds += el.Seconds()
-		res.Noop.work = res.Noop.work.add(wk)
+		res.Noop.work = res.Noop.work.Add(wk)
 		w, err := watchPhase(ctx, e, grpcWatchOpener(conns), cfg, per)
 		if err != nil {
 			return nil, err
 		}
 		res.Watch.Messages += w.frames
 		res.Watch.Seconds += w.elapsed.Seconds()
-		res.Watch.work = res.Watch.work.add(w.work)
+		res.Watch.work = res.Watch.work.Add(w.work)
 		res.Events += w.events
 		res.Commits += w.commits
 		res.WatcherFailures += w.failures
 	}
 	res.Noop.PerSecond = float64(res.Noop.Messages) / res.Noop.Seconds
 	res.Watch.PerSecond = float64(res.Watch.Messages) / res.Watch.Seconds
-	nw, ww := perEvent(work{}, res.Noop.work, res.Noop.Messages), perEvent(work{}, res.Watch.work, res.Watch.Messages)
+	nw, ww := benchkit.PerEvent(benchkit.Work{}, res.Noop.work, res.Noop.Messages), benchkit.PerEvent(benchkit.Work{}, res.Watch.work, res.Watch.Messages)
 	res.Noop.Work, res.Watch.Work = &nw, &ww
 	res.CommitsPerSec = float64(res.Commits) / res.Watch.Seconds
 	if res.Watch.Messages > 0 {
@@ -108,14 +109,14 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 
 // measure runs warmup, then reads count and the process's work before and
 // after d.
-func measure(count *atomic.Uint64, warmup, d time.Duration) (uint64, time.Duration, work) {
+func measure(count *atomic.Uint64, warmup, d time.Duration) (uint64, time.Duration, benchkit.Work) {
 	time.Sleep(warmup)
-	n0, w0, t0 := count.Load(), readWork(), time.Now()
+	n0, w0, t0 := count.Load(), benchkit.ReadWork(), time.Now()
 	time.Sleep(d)
-	return count.Load() - n0, time.Since(t0), readWork().sub(w0)
+	return count.Load() - n0, time.Since(t0), benchkit.ReadWork().Sub(w0)
 }
 
-func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration) (uint64, time.Duration, work, error) {
+func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration) (uint64, time.Duration, benchkit.Work, error) {
 	ctx, cancel := context.WithCancel(withToken(ctx, loadToken))
 	defer cancel()
 	var count atomic.Uint64
@@ -151,7 +152,7 @@ type watchStat struct {
 	frames, events uint64
 	commits        int64
 	elapsed        time.Duration
-	work           work
+	work           benchkit.Work
 	failures       int
 }
 
