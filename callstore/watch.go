@@ -205,6 +205,12 @@ func (w *Watcher) Drain(dst []Batch) (batches []Batch, progress int64, err error
 		clear(dst[base:])
 		return dst[:base], w.handed, err
 	}
+	// Never behind what an earlier Drain handed out: a commit fans out
+	// before it publishes its revision, so a batch can be taken (and sent)
+	// while the store's revision still says the one before, and a progress
+	// frame made from that revision would send a resuming client the batch
+	// again.
+	progress = max(progress, w.handed)
 	w.handed = progress
 	return dst, progress, err
 }

@@ -684,3 +684,28 @@ func TestWatchQueueArrayKeptWhileBehind(t *testing.T) {
 		t.Errorf("queue array of %d batches after %d small Drains, want it let go", got, queueSmallTakes)
 	}
 }
+
+// TestDrainProgressNeverGoesBack: a commit fans out before it publishes
+// its revision, so a Drain can take a batch newer than the store's
+// revision; a later Drain that finds nothing must not report progress
+// below that batch (a progress frame made from it would send a resuming
+// client the batch again).
+func TestDrainProgressNeverGoesBack(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	w, _, start, err := s.Watch(WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The fan-out of revision start+1, its revision not yet published.
+	next := start + 1
+	w.push(next, []WatchEvent{{Type: EventNew, Call: &Call{UID: 1}}})
+	got, progress, err := w.Drain(nil)
+	if err != nil || len(got) != 1 || got[0].Revision != next || progress != next {
+		t.Fatalf("first Drain: %d batches, progress %d, err %v; want the batch of r%d and progress %d", len(got), progress, err, next, next)
+	}
+	if _, progress, err = w.Drain(nil); err != nil || progress < next {
+		t.Errorf("second Drain: progress %d, err %v; want at least %d (r%d was handed out)", progress, err, next, next)
+	}
+}
