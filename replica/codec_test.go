@@ -13,6 +13,7 @@ import (
 
 	"callcontrold/callstore"
 	"callcontrold/pbx"
+	"callcontrold/wirefield"
 )
 
 // fullCall returns a Call with every field set to a value that is not
@@ -72,7 +73,7 @@ func TestCodecRequest(t *testing.T) {
 		}
 	}
 	// A fingerprint that is not a SHA-256 digest is a corrupt message.
-	req := appendString(nil, 1, "alice")
+	req := wirefield.AppendString(nil, 1, "alice")
 	req = protowire.AppendTag(req, 4, protowire.BytesType)
 	req = protowire.AppendBytes(req, []byte{1, 2, 3})
 	bad := protowire.AppendTag([]byte{binaryMarker, opBinaryVersion}, 4, protowire.BytesType)
@@ -333,11 +334,11 @@ func BenchmarkCodec(b *testing.B) {
 // allocation.
 func TestDecodeCallRepeatedField(t *testing.T) {
 	var b []byte
-	b = appendString(b, 2, "1.2")
-	b = appendString(b, 9, "first")
-	b = appendString(b, 10, "202")
-	b = appendString(b, 9, "Bob")
-	b = appendString(b, 4, "SIP/201")
+	b = wirefield.AppendString(b, 2, "1.2")
+	b = wirefield.AppendString(b, 9, "first")
+	b = wirefield.AppendString(b, 10, "202")
+	b = wirefield.AppendString(b, 9, "Bob")
+	b = wirefield.AppendString(b, 4, "SIP/201")
 	c, err := decodeCall(b)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"callcontrold/callstore"
 	"callcontrold/pbx"
+	"callcontrold/wirefield"
 )
 
 // The binary format of log messages and snapshots (see "The encoding" in
@@ -68,8 +69,8 @@ func isBinary(data []byte, what string, version byte) (bool, error) {
 func encodeOpBinary(leader string, term uint64, req *pbx.Request, changes []callstore.Change) ([]byte, error) {
 	b := make([]byte, 0, 64+160*len(changes))
 	b = append(b, binaryMarker, opBinaryVersion)
-	b = appendString(b, 1, leader)
-	b = appendVarint(b, 2, term)
+	b = wirefield.AppendString(b, 1, leader)
+	b = wirefield.AppendVarint(b, 2, term)
 	for i := range changes {
 		if ch := &changes[i]; ch.Call == nil || ch.Call.DeviceRef == nil {
 			return nil, fmt.Errorf("replica: change %d: a call without a device", i)
@@ -113,9 +114,9 @@ func decodeOpBinary(data []byte) (*op, []callstore.Change, error) {
 }
 
 func appendRequest(b []byte, r *pbx.Request) []byte {
-	b = appendString(b, 1, r.Principal)
-	b = appendString(b, 2, r.Method)
-	b = appendString(b, 3, r.ID)
+	b = wirefield.AppendString(b, 1, r.Principal)
+	b = wirefield.AppendString(b, 2, r.Method)
+	b = wirefield.AppendString(b, 3, r.ID)
 	b = protowire.AppendTag(b, 4, protowire.BytesType)
 	return protowire.AppendBytes(b, r.Fingerprint[:])
 }
@@ -142,7 +143,7 @@ func decodeRequest(data []byte) (*pbx.Request, error) {
 }
 
 func appendChange(b []byte, ch *callstore.Change) []byte {
-	b = appendVarint(b, 1, uint64(ch.Type))
+	b = wirefield.AppendVarint(b, 1, uint64(ch.Type))
 	b = appendNested(b, 2, ch.Call, appendCall)
 	for i := range ch.Xfer {
 		b = appendNested(b, 3, &ch.Xfer[i], appendXfer)
@@ -178,9 +179,9 @@ func decodeChange(data []byte) (callstore.Change, error) {
 }
 
 func appendXfer(b []byte, x *callstore.XferLeg) []byte {
-	b = appendVarint(b, 1, uint64(x.UID))
-	b = appendString(b, 2, x.ID)
-	return appendString(b, 3, x.Device)
+	b = wirefield.AppendVarint(b, 1, uint64(x.UID))
+	b = wirefield.AppendString(b, 2, x.ID)
+	return wirefield.AppendString(b, 3, x.Device)
 }
 
 func decodeXfer(data []byte) (callstore.XferLeg, error) {
@@ -216,35 +217,35 @@ func jsInfoFromBits(v uint64) callstore.JSInfo {
 }
 
 func appendCall(b []byte, c *callstore.Call) []byte {
-	b = appendVarint(b, 1, uint64(c.UID))
-	b = appendString(b, 2, c.ID)
-	b = appendString(b, 3, c.CID)
-	b = appendString(b, 4, c.Device)
-	b = appendString(b, 5, c.DeviceCompany)
-	b = appendVarint(b, 6, uint64(c.OwnerID))
-	b = appendString(b, 7, c.OwnerLogin)
-	b = appendString(b, 8, c.Label)
-	b = appendString(b, 9, c.Name)
-	b = appendString(b, 10, c.Number)
-	b = appendVarint(b, 11, uint64(c.StampMillis))
-	b = appendVarint(b, 12, uint64(c.StartMillis))
+	b = wirefield.AppendVarint(b, 1, uint64(c.UID))
+	b = wirefield.AppendString(b, 2, c.ID)
+	b = wirefield.AppendString(b, 3, c.CID)
+	b = wirefield.AppendString(b, 4, c.Device)
+	b = wirefield.AppendString(b, 5, c.DeviceCompany)
+	b = wirefield.AppendVarint(b, 6, uint64(c.OwnerID))
+	b = wirefield.AppendString(b, 7, c.OwnerLogin)
+	b = wirefield.AppendString(b, 8, c.Label)
+	b = wirefield.AppendString(b, 9, c.Name)
+	b = wirefield.AppendString(b, 10, c.Number)
+	b = wirefield.AppendVarint(b, 11, uint64(c.StampMillis))
+	b = wirefield.AppendVarint(b, 12, uint64(c.StartMillis))
 	if c.Queue != nil {
 		b = appendNested(b, 13, c.Queue, appendQueue)
 	}
-	b = appendString(b, 14, c.Company)
-	b = appendString(b, 15, c.DTMF)
-	b = appendBool(b, 16, c.HasDTMF)
+	b = wirefield.AppendString(b, 14, c.Company)
+	b = wirefield.AppendString(b, 15, c.DTMF)
+	b = wirefield.AppendBool(b, 16, c.HasDTMF)
 	if c.Extension != nil {
 		b = appendNested(b, 17, c.Extension, appendExtension)
 	}
-	b = appendVarint(b, 18, uint64(int64(c.Cause)))
-	b = appendVarint(b, 19, uint64(c.Party))
-	b = appendVarint(b, 20, uint64(c.Features))
-	b = appendVarint(b, 21, uint64(c.State))
-	b = appendVarint(b, 22, uint64(c.NRState))
-	b = appendVarint(b, 23, uint64(c.JSState))
-	b = appendVarint(b, 24, jsInfoBits(c.JSInfo))
-	return appendVarint(b, 25, uint64(c.PeerUID))
+	b = wirefield.AppendVarint(b, 18, uint64(int64(c.Cause)))
+	b = wirefield.AppendVarint(b, 19, uint64(c.Party))
+	b = wirefield.AppendVarint(b, 20, uint64(c.Features))
+	b = wirefield.AppendVarint(b, 21, uint64(c.State))
+	b = wirefield.AppendVarint(b, 22, uint64(c.NRState))
+	b = wirefield.AppendVarint(b, 23, uint64(c.JSState))
+	b = wirefield.AppendVarint(b, 24, jsInfoBits(c.JSInfo))
+	return wirefield.AppendVarint(b, 25, uint64(c.PeerUID))
 }
 
 // decodeCall decodes a call. Its device fields are looked up in
@@ -380,13 +381,13 @@ func (r *deviceRefCache) lookup(dev, company, login []byte, ownerID int64) *call
 }
 
 func appendExtension(b []byte, x *callstore.ExtensionRef) []byte {
-	b = appendString(b, 1, x.Number)
+	b = wirefield.AppendString(b, 1, x.Number)
 	if x.Queue != nil {
 		b = appendNested(b, 2, x.Queue, appendQueue)
 	}
-	b = appendString(b, 3, x.Company)
-	b = appendVarint(b, 4, uint64(x.Type))
-	return appendString(b, 5, x.Name)
+	b = wirefield.AppendString(b, 3, x.Company)
+	b = wirefield.AppendVarint(b, 4, uint64(x.Type))
+	return wirefield.AppendString(b, 5, x.Name)
 }
 
 func decodeExtension(data []byte) (*callstore.ExtensionRef, error) {
@@ -414,13 +415,13 @@ func decodeExtension(data []byte) (*callstore.ExtensionRef, error) {
 }
 
 func appendQueue(b []byte, q *callstore.Queue) []byte {
-	b = appendString(b, 1, q.Name)
-	b = appendString(b, 2, q.Number)
-	b = appendVarint(b, 3, uint64(q.In))
-	b = appendVarint(b, 4, uint64(q.Out))
-	b = appendVarint(b, 5, uint64(q.CallUID))
-	b = appendString(b, 6, q.CallID)
-	return appendString(b, 7, q.CallDevice)
+	b = wirefield.AppendString(b, 1, q.Name)
+	b = wirefield.AppendString(b, 2, q.Number)
+	b = wirefield.AppendVarint(b, 3, uint64(q.In))
+	b = wirefield.AppendVarint(b, 4, uint64(q.Out))
+	b = wirefield.AppendVarint(b, 5, uint64(q.CallUID))
+	b = wirefield.AppendString(b, 6, q.CallID)
+	return wirefield.AppendString(b, 7, q.CallDevice)
 }
 
 func decodeQueue(data []byte) (*callstore.Queue, error) {
@@ -453,11 +454,11 @@ func decodeQueue(data []byte) (*callstore.Queue, error) {
 func encodeSnapshotBinary(s *snapshot, calls []*callstore.Call) []byte {
 	b := make([]byte, 0, 64+96*len(calls))
 	b = append(b, binaryMarker, snapshotBinaryVersion)
-	b = appendVarint(b, 1, s.Epoch)
-	b = appendVarint(b, 2, uint64(s.Revision))
-	b = appendVarint(b, 3, s.Term)
-	b = appendVarint(b, 4, uint64(s.LastUID))
-	b = appendString(b, 5, s.Writer)
+	b = wirefield.AppendVarint(b, 1, s.Epoch)
+	b = wirefield.AppendVarint(b, 2, uint64(s.Revision))
+	b = wirefield.AppendVarint(b, 3, s.Term)
+	b = wirefield.AppendVarint(b, 4, uint64(s.LastUID))
+	b = wirefield.AppendString(b, 5, s.Writer)
 	for _, c := range calls {
 		b = appendNested(b, 6, c, appendCall)
 	}
@@ -570,42 +571,9 @@ func eachField(data []byte, m message, f func(num protowire.Number, v uint64, p 
 	return nil
 }
 
-// appendVarint, appendString and appendBool append a field unless it
-// holds its zero value.
-func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendBool(b []byte, num protowire.Number, v bool) []byte {
-	return appendVarint(b, num, protowire.EncodeBool(v))
-}
-
 // appendNested appends field num holding the message that enc writes for
-// v. Its length goes before it, so enc writes it after the largest room
-// a length needs, and the message is moved back over what it did not use.
+// v.
 func appendNested[T any](b []byte, num protowire.Number, v *T, enc func([]byte, *T) []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	const room = 3 // a length below 1<<21
-	start := len(b)
-	b = enc(append(b, make([]byte, room)...), v)
-	size := len(b) - start - room
-	if protowire.SizeVarint(uint64(size)) > room {
-		msg := append([]byte(nil), b[start+room:]...)
-		return protowire.AppendBytes(b[:start], msg)
-	}
-	lenBytes := protowire.AppendVarint(b[start:start], uint64(size))
-	n := copy(b[start+len(lenBytes):], b[start+room:])
-	return b[:start+len(lenBytes)+n]
+	b, at := wirefield.OpenMessage(b, num)
+	return wirefield.CloseMessage(enc(b, v), at)
 }

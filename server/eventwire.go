@@ -56,27 +56,27 @@ func (en *eventEncoder) appendEvent(b []byte, e *callstore.WatchEvent, qvis bool
 	if e.Call == nil {
 		return b
 	}
-	b, at := openMessage(b, wirefield.EventCall)
+	b, at := wirefield.OpenMessage(b, wirefield.EventCall)
 	b = en.appendCall(b, e.Call, qvis)
 	b = appendXferData(b, e.Xfer, xvis)
-	return closeMessage(b, at)
+	return wirefield.CloseMessage(b, at)
 }
 
 // appendCall appends the fields of c's Call up to js_info; xfer_data, the
 // last, is appendEvent's.
 func (en *eventEncoder) appendCall(b []byte, c *callstore.Call, qvis bool) []byte {
-	b = appendInt(b, wirefield.CallUID, c.UID)
-	b = appendString(b, wirefield.CallID, c.ID)
-	b = appendString(b, wirefield.CallCID, c.CID)
-	b = appendString(b, wirefield.CallDevice, c.Device)
-	b = appendString(b, wirefield.CallDeviceCompany, c.DeviceCompany)
-	b = appendString(b, wirefield.CallLabel, c.Label)
-	b = appendString(b, wirefield.CallName, c.Name)
-	b = appendString(b, wirefield.CallNumber, c.Number)
+	b = wirefield.AppendInt(b, wirefield.CallUID, c.UID)
+	b = wirefield.AppendString(b, wirefield.CallID, c.ID)
+	b = wirefield.AppendString(b, wirefield.CallCID, c.CID)
+	b = wirefield.AppendString(b, wirefield.CallDevice, c.Device)
+	b = wirefield.AppendString(b, wirefield.CallDeviceCompany, c.DeviceCompany)
+	b = wirefield.AppendString(b, wirefield.CallLabel, c.Label)
+	b = wirefield.AppendString(b, wirefield.CallName, c.Name)
+	b = wirefield.AppendString(b, wirefield.CallNumber, c.Number)
 	q := c.Queue
 	if q != nil {
-		b = appendString(b, wirefield.CallQname, q.Name)
-		b = appendString(b, wirefield.CallQnumber, q.Number)
+		b = wirefield.AppendString(b, wirefield.CallQname, q.Name)
+		b = wirefield.AppendString(b, wirefield.CallQnumber, q.Number)
 	}
 	b = appendTime(b, wirefield.CallStamp, time.UnixMilli(c.StampMillis), c.StampMillis != 0)
 	b = appendTime(b, wirefield.CallStart, time.UnixMilli(c.StartMillis), c.StartMillis != 0)
@@ -93,23 +93,23 @@ func (en *eventEncoder) appendCall(b []byte, c *callstore.Call, qvis bool) []byt
 			b = protowire.AppendBytes(b, owner)
 		}
 	}
-	b = appendInt(b, wirefield.CallOwnerID, c.OwnerID)
-	b = appendString(b, wirefield.CallCompany, c.Company)
+	b = wirefield.AppendInt(b, wirefield.CallOwnerID, c.OwnerID)
+	b = wirefield.AppendString(b, wirefield.CallCompany, c.Company)
 	if c.HasDTMF { // optional: present even when empty
 		b = protowire.AppendTag(b, wirefield.CallDTMFString, protowire.BytesType)
 		b = protowire.AppendString(b, c.DTMF)
 	}
 	if x := c.Extension; x != nil {
 		var at int
-		b, at = openMessage(b, wirefield.CallExtension)
-		b = appendString(b, wirefield.ExtensionNumber, x.Number)
-		b = appendString(b, wirefield.ExtensionCompany, x.Company)
+		b, at = wirefield.OpenMessage(b, wirefield.CallExtension)
+		b = wirefield.AppendString(b, wirefield.ExtensionNumber, x.Number)
+		b = wirefield.AppendString(b, wirefield.ExtensionCompany, x.Company)
 		b = appendEnum(b, wirefield.ExtensionType, int32(extensionTypeToProto(x.Type)))
-		b = appendString(b, wirefield.ExtensionName, x.Name)
-		b = closeMessage(b, at)
+		b = wirefield.AppendString(b, wirefield.ExtensionName, x.Name)
+		b = wirefield.CloseMessage(b, at)
 	}
 	b = appendEnum(b, wirefield.CallCause, c.Cause)
-	b = appendString(b, wirefield.CallCauseTxt, c.CauseText())
+	b = wirefield.AppendString(b, wirefield.CallCauseTxt, c.CauseText())
 	b = appendEnum(b, wirefield.CallParty, int32(partyToProto(c.Party)))
 	b = appendFeatures(b, c.Features)
 	b = appendEnum(b, wirefield.CallState, int32(stateToProto(c.State)))
@@ -126,30 +126,30 @@ func appendFeatures(b []byte, f callstore.Features) []byte {
 	if f == 0 {
 		return b
 	}
-	b, at := openMessage(b, wirefield.CallFeatures)
+	b, at := wirefield.OpenMessage(b, wirefield.CallFeatures)
 	for _, fl := range featureList {
 		if f&fl.bit != 0 {
 			b = protowire.AppendVarint(b, uint64(fl.pb))
 		}
 	}
-	return closeMessage(b, at)
+	return wirefield.CloseMessage(b, at)
 }
 
 // appendJSInfo appends js_info; its onhold and muted are always present.
 func appendJSInfo(b []byte, state callstore.JSState, j *callstore.JSInfo) []byte {
-	b, info := openMessage(b, wirefield.CallJSInfo)
+	b, info := wirefield.OpenMessage(b, wirefield.CallJSInfo)
 	b = appendEnum(b, wirefield.JSInfoState, int32(jsStateToProto(state)))
-	b = appendBool(b, wirefield.JSInfoEstablished, j.Established)
-	b = appendBool(b, wirefield.JSInfoEnded, j.Ended)
-	b, hold := openMessage(b, wirefield.JSInfoOnhold)
-	b = appendBool(b, wirefield.JSHoldLocal, j.HoldLocal)
-	b = appendBool(b, wirefield.JSHoldRemote, j.HoldRemote)
-	b = closeMessage(b, hold)
-	b, muted := openMessage(b, wirefield.JSInfoMuted)
-	b = appendBool(b, wirefield.JSMutedAudio, j.MutedAudio)
-	b = appendBool(b, wirefield.JSMutedVideo, j.MutedVideo)
-	b = closeMessage(b, muted)
-	return closeMessage(b, info)
+	b = wirefield.AppendBool(b, wirefield.JSInfoEstablished, j.Established)
+	b = wirefield.AppendBool(b, wirefield.JSInfoEnded, j.Ended)
+	b, hold := wirefield.OpenMessage(b, wirefield.JSInfoOnhold)
+	b = wirefield.AppendBool(b, wirefield.JSHoldLocal, j.HoldLocal)
+	b = wirefield.AppendBool(b, wirefield.JSHoldRemote, j.HoldRemote)
+	b = wirefield.CloseMessage(b, hold)
+	b, muted := wirefield.OpenMessage(b, wirefield.JSInfoMuted)
+	b = wirefield.AppendBool(b, wirefield.JSMutedAudio, j.MutedAudio)
+	b = wirefield.AppendBool(b, wirefield.JSMutedVideo, j.MutedVideo)
+	b = wirefield.CloseMessage(b, muted)
+	return wirefield.CloseMessage(b, info)
 }
 
 // appendXferData appends xfer_data, which only a TRANSFER event's call
@@ -159,21 +159,21 @@ func appendXferData(b []byte, legs []callstore.XferLeg, mask uint64) []byte {
 	if len(legs) == 0 {
 		return b
 	}
-	b, at := openMessage(b, wirefield.CallXferData)
+	b, at := wirefield.OpenMessage(b, wirefield.CallXferData)
 	for i, l := range legs[:min(len(legs), 64)] {
 		if mask&(1<<i) != 0 {
 			b = appendCallRef(b, wirefield.XferCalls, l.UID, l.ID, l.Device)
 		}
 	}
-	return closeMessage(b, at)
+	return wirefield.CloseMessage(b, at)
 }
 
 func appendCallRef(b []byte, num protowire.Number, uid int64, id, device string) []byte {
-	b, at := openMessage(b, num)
-	b = appendInt(b, wirefield.RefUID, uid)
-	b = appendString(b, wirefield.RefID, id)
-	b = appendString(b, wirefield.RefDevice, device)
-	return closeMessage(b, at)
+	b, at := wirefield.OpenMessage(b, num)
+	b = wirefield.AppendInt(b, wirefield.RefUID, uid)
+	b = wirefield.AppendString(b, wirefield.RefID, id)
+	b = wirefield.AppendString(b, wirefield.RefDevice, device)
+	return wirefield.CloseMessage(b, at)
 }
 
 // appendTime appends a google.protobuf.Timestamp of t if present (the
@@ -182,64 +182,16 @@ func appendTime(b []byte, num protowire.Number, t time.Time, present bool) []byt
 	if !present {
 		return b
 	}
-	b, at := openMessage(b, num)
-	b = appendInt(b, wirefield.TimestampSeconds, t.Unix())
+	b, at := wirefield.OpenMessage(b, num)
+	b = wirefield.AppendInt(b, wirefield.TimestampSeconds, t.Unix())
 	b = appendEnum(b, wirefield.TimestampNanos, int32(t.Nanosecond()))
-	return closeMessage(b, at)
+	return wirefield.CloseMessage(b, at)
 }
 
 // The scalar appenders leave a zero value out, as proto3 does.
 
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendInt(b []byte, num protowire.Number, v int64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(v))
-}
-
 // appendEnum appends an enum or int32: negative values sign-extend to ten
 // bytes, as protobuf encodes them.
 func appendEnum(b []byte, num protowire.Number, v int32) []byte {
-	return appendInt(b, num, int64(v))
-}
-
-func appendBool(b []byte, num protowire.Number, v bool) []byte {
-	if !v {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, 1)
-}
-
-// openMessage appends the tag of a length-delimited field and one byte for
-// its length, and returns where its contents start; closeMessage, called
-// once they are appended, writes the length. Nearly every length fits the
-// byte; a longer one moves the contents up to make room (protobuf wants
-// the shortest varint, so a wider length cannot be reserved up front).
-func openMessage(b []byte, num protowire.Number) ([]byte, int) {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = append(b, 0)
-	return b, len(b)
-}
-
-func closeMessage(b []byte, at int) []byte {
-	n := len(b) - at
-	if n < 0x80 {
-		b[at-1] = byte(n)
-		return b
-	}
-	extra := protowire.SizeVarint(uint64(n)) - 1
-	b = append(b, make([]byte, extra)...)
-	copy(b[at+extra:], b[at:at+n])
-	protowire.AppendVarint(b[:at-1], uint64(n))
-	return b
+	return wirefield.AppendInt(b, num, int64(v))
 }

@@ -6,7 +6,9 @@
 // unmarshalling them (cmd/callbench). Keeping the numbers here, in one place, lets one test
 // check every one of them against the generated descriptors, so a field
 // renumbered or retyped in the proto fails that test instead of producing
-// frames that clients misread.
+// frames that clients misread. The package also holds the appenders
+// that write a field in the wire format by hand (append.go), for the
+// fan-out's events and for the replicas' log and snapshots.
 package wirefield
 
 import "google.golang.org/protobuf/encoding/protowire"
