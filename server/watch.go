@@ -18,22 +18,60 @@ import (
 // WatchCalls streams the caller's view of the store: started, the
 // snapshot, then one frame per revision that has matching events, with
 // progress frames when nothing matched for ProgressInterval. The loop
-// follows etcd's sendLoop: the store queues, this goroutine sends, and a
+// follows etcd's sendLoop: the store queues, the watch sends, and a
 // stalled client never stalls the store.
 //
 // An idle watch waits in its loop on this goroutine, below grpc's and the
-// interceptors' frames, for as long as it lives: what is on the stack then
-// decides the stack's size (the runtime halves a stack only while under a
-// quarter of it is in use). So this frame stays small: checking the request
-// and opening the watch (openWatch) and mapping its end (watchEnded) run
-// in their own frames, before and after the wait.
+// interceptors' frames, for as long as it lives, so whatever runs on it
+// decides the stack's size for the stream's life (see onOwnStack): the
+// loop's own work is shallow, opening the watch and sending its first
+// frames run on a goroutine of their own, building frames and sending
+// them on the sender's (watchsender.go), and mapping the watch's end
+// (watchEnded) after the wait.
 func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
-	ws, start, err := s.openWatch(req, stream)
+	var ws *watchStream
+	var err, served error
+	onOwnStack(func() { ws, served, err = s.openAndStart(req, stream) })
 	if err != nil {
 		return err
 	}
 	defer ws.close()
-	return s.watchEnded(ws, ws.serve(start))
+	if served == nil {
+		served = ws.loop(ws.w)
+	}
+	return s.watchEnded(ws, served)
+}
+
+// openAndStart opens the watch (openWatch) and sends its first frames
+// (sendStart); started is the error that ended the watch there.
+func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) (ws *watchStream, started, err error) {
+	ws, start, err := s.openWatch(req, stream)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ws, ws.sendStart(start), nil
+}
+
+// onOwnStack runs f on a goroutine of its own and waits for it (a panic
+// in f is raised again here). A stream's goroutine runs its handler below
+// grpc's frames (1,368 B) and the interceptors' for as long as the stream
+// lives, and a goroutine's stack never shrinks below twice what is on it
+// at rest: the first time the work on it goes deeper than ≈ 3.1 KiB (the
+// 4 KiB stack less the runtime's guard), the stack doubles to 8 KiB for
+// the stream's life. So what goes deep runs here, and an idle stream
+// keeps a 4 KiB stack: opening the watch (the request's checks, the
+// store's watcher, the snapshot, the first frames) runs here; building
+// the frames of events runs on the sender (take, buildFrames); every
+// send runs on a goroutine of its own (sendFrames, runSender).
+func onOwnStack(f func()) {
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		f()
+	}()
+	if p := <-done; p != nil {
+		panic(p)
+	}
 }
 
 // watchStart is what the first frames of a watch need: the snapshot (if
@@ -156,16 +194,7 @@ func (s *callService) draining() bool {
 	}
 }
 
-// serve sends the started frame, the snapshot, then runs the loop.
-func (ws *watchStream) serve(start watchStart) error {
-	if err := ws.sendStart(start); err != nil {
-		return err
-	}
-	return ws.loop(ws.w)
-}
-
-// sendStart sends the started frame and the snapshot, in a frame of its
-// own: serve's stays on the stack while the loop waits.
+// sendStart sends the started frame and the snapshot.
 func (ws *watchStream) sendStart(start watchStart) error {
 	s := ws.s
 	if err := ws.send("started", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
@@ -249,7 +278,7 @@ func (ws *watchStream) sendProgress(rev int64) error {
 // pump sends everything the watcher has queued, on a send helper (see
 // sendFrames), and returns the watcher's progress revision.
 func (ws *watchStream) pump(w *callstore.Watcher) (progress int64, err error) {
-	progress, _ = ws.collect(w)
+	progress, _ = ws.collect(w) // the watch ends after this: its stack may grow
 	if len(ws.frames) == 0 {
 		return progress, nil
 	}
@@ -263,12 +292,27 @@ func (ws *watchStream) pump(w *callstore.Watcher) (progress int64, err error) {
 // collect drains the watcher into ws.batches and builds their frames in
 // ws.frames (none when nothing was queued).
 func (ws *watchStream) collect(w *callstore.Watcher) (progress int64, ended error) {
+	progress, ended = ws.take(w)
+	ws.buildFrames()
+	return progress, ended
+}
+
+// take drains the watcher into ws.batches, for the sender to build their
+// frames (buildFrames): building frames goes deeper than an idle
+// stream's handler has room for (see onOwnStack), the sender's goroutine
+// does not live on.
+func (ws *watchStream) take(w *callstore.Watcher) (progress int64, ended error) {
 	ws.batches, progress, ended = w.Drain(ws.batches[:0])
+	ws.frames = ws.frames[:0]
+	return progress, ended
+}
+
+// buildFrames builds the frames of ws.batches into ws.frames.
+func (ws *watchStream) buildFrames() {
 	ws.frames = ws.frames[:0]
 	for i := range ws.batches {
 		ws.frames = append(ws.frames, ws.s.enc.batchFrame(&ws.batches[i], ws.s.store.Epoch(), ws.visible, &ws.scratch))
 	}
-	return progress, ended
 }
 
 // delivered accounts for the frames of the last collect once they are
@@ -325,8 +369,8 @@ func (ws *watchStream) step(w *callstore.Watcher) (again bool, err error) {
 	if ws.s.draining() {
 		return false, ws.drained(w)
 	}
-	progress, ended := ws.collect(w)
-	if len(ws.frames) > 0 {
+	progress, ended := ws.take(w)
+	if len(ws.batches) > 0 {
 		// Linger for more only if this watch is busy: its last frame went
 		// out less than a linger ago. A sender that lingers waits on the
 		// wake-up channel and may take a wake-up meant for the handler (it

@@ -18,7 +18,9 @@ import (
 // of.
 //
 // So when events arrive, the handler drains the watcher, starts a sender
-// with the frames and waits for it. The sender sends them. If the watch is busy (its last
+// with the batches and waits for it. The sender builds their frames (which
+// goes deeper than an idle stream's handler has room for: see onOwnStack)
+// and sends them. If the watch is busy (its last
 // frame went out less than senderLinger ago), the sender then waits for
 // the watcher's next batches itself: while events keep coming, a delivery
 // costs one wake-up (the store's signal to the sender). Once nothing came
@@ -36,9 +38,9 @@ import (
 // watch's revisions (100 µs at 10k/s), well below the progress interval.
 const senderLinger = 5 * time.Millisecond
 
-// runSender runs a sender for the watch, which first sends the frames
-// the handler collected (ws.frames) and ended, the watcher's end they came
-// with, then lingers for more events if linger; it waits for the sender
+// runSender runs a sender for the watch, which first builds and sends the
+// frames of the batches the handler took (ws.batches) and ended, the
+// watcher's end they came with, then lingers for more events if linger; it waits for the sender
 // to finish, or returns errSendAbandoned when the watch is evicted first:
 // the sender may then still be in a send and the caller must not touch
 // the watch's frames or batches.
@@ -67,7 +69,8 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error)
 // wakes the sender itself.
 func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended error) (r sendResult) {
 	var timer *time.Timer
-	busy := false // something was sent since the timer last fired
+	busy := false    // something was sent since the timer last fired
+	ws.buildFrames() // of the batches the handler took
 	for {
 		if len(ws.frames) > 0 {
 			if r.err = ws.sendNow(ws.frames); r.err != nil {

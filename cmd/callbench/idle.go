@@ -21,8 +21,10 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/internal/benchkit"
+	"callcontrold/internal/benchserver"
 	"callcontrold/internal/rawframe"
 	"callcontrold/wirefield"
 )
@@ -87,6 +89,11 @@ type idleRound struct {
 	RSSPerStreamConns float64 `json:"rss_bytes_per_stream_with_connections"`
 	Goroutines        int     `json:"server_goroutines"`
 	OpenSeconds       float64 `json:"open_seconds"`
+	// Then every stream gets events (a leg rings on its device and ends)
+	// and is idle again: what it costs then. A handler whose stack grew
+	// while it delivered keeps the larger stack for the stream's life.
+	RSSPerStreamAfterEvents   float64 `json:"rss_bytes_per_stream_after_events"`
+	StackPerStreamAfterEvents float64 `json:"stack_bytes_per_stream_after_events"`
 }
 
 type idleResult struct {
@@ -198,7 +205,38 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	r.FramesPerStream = (float64(r.FramesStreams) - float64(r.FramesConnected)) / n
 	r.RSSPerStream = (float64(r.RSSStreams) - float64(r.RSSConnected)) / n
 	r.RSSPerStreamConns = (float64(r.RSSStreams) - float64(r.RSSBase)) / n
+
+	if err := ringEveryDevice(e, min(cfg.streams, spreadDevices)); err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(cfg.settle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	_, stack, _, rss := serverMemory()
+	r.StackPerStreamAfterEvents = (float64(stack) - float64(r.StackConnected)) / n
+	r.RSSPerStreamAfterEvents = (float64(rss) - float64(r.RSSConnected)) / n
 	return r, nil
+}
+
+// ringEveryDevice commits, on each of the first devs fan-out devices, a
+// leg that rings and then ends: two events for every idle stream, and
+// the store as it was (no live leg left).
+func ringEveryDevice(e *env, devs int) error {
+	for d := range devs {
+		var leg benchserver.Leg
+		ring := leg.Next(e.store.NewUID, fanoutDevice(d))
+		if _, err := e.store.Commit(ring); err != nil {
+			return fmt.Errorf("idle: ring %s: %w", fanoutDevice(d), err)
+		}
+		dead := *ring.Call
+		dead.State, dead.NRState, dead.Features, dead.Cause = callstore.StateDead, callstore.NRDead, 0, 16
+		if _, err := e.store.Commit(callstore.Change{Type: callstore.EventUpdate, Call: &dead}); err != nil {
+			return fmt.Errorf("idle: end %s: %w", fanoutDevice(d), err)
+		}
+	}
+	return nil
 }
 
 // idleChildMain is the child: it opens the connections and, when told,
@@ -318,8 +356,9 @@ func (r *idleResult) summary() string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f)",
-			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream, rd.FramesPerStream)
+		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f); after events: RSS %.0f, stacks %.0f",
+			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream, rd.FramesPerStream,
+			rd.RSSPerStreamAfterEvents, rd.StackPerStreamAfterEvents)
 	}
 	return b.String()
 }
