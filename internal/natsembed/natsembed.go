@@ -1,7 +1,8 @@
-// Package natsembed runs a JetStream cluster of embedded NATS servers on
-// loopback, with ephemeral ports: the log of replicas for a benchmark, in
-// one process with the replicas. It is not a way to run NATS in
-// production: point replicas at an operated cluster there.
+// Package natsembed runs embedded NATS servers with JetStream on
+// loopback, with ephemeral ports: a cluster for the log of replicas in a
+// benchmark, in one process with the replicas, or one server for a test.
+// It is not a way to run NATS in production: point replicas at an
+// operated cluster there.
 package natsembed
 
 import (
@@ -97,6 +98,32 @@ func Start(n int) (c *Cluster, err error) {
 	if err := c.waitFor(func(s *natsserver.Server) bool { return len(s.JetStreamClusterPeers()) == n }, false); err != nil {
 		return c, errors.New("natsembed: the meta leader does not see every server online")
 	}
+	return c, nil
+}
+
+// StartOne starts a single server, outside any cluster, storing under a
+// fresh temporary directory, and returns once it accepts connections:
+// JetStream is ready then (streams and buckets of one replica).
+func StartOne() (c *Cluster, err error) {
+	dir, err := os.MkdirTemp("", "natsembed-")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{dir: dir}
+	s, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	go s.Start()
+	c.servers = append(c.servers, s)
+	if !s.ReadyForConnections(readyTimeout) {
+		c.Close()
+		return nil, errors.New("natsembed: nats server not ready")
+	}
+	c.urls = append(c.urls, s.ClientURL())
 	return c, nil
 }
 

@@ -52,3 +52,37 @@ func TestStart(t *testing.T) {
 		t.Errorf("first message stored at %d, want 1", ack.Sequence)
 	}
 }
+
+// TestStartOne: the single server takes a file-storage bucket at once,
+// and Close removes its storage.
+func TestStartOne(t *testing.T) {
+	c, err := StartOne()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := c.dir
+	defer func() {
+		c.Close()
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("storage %s left after Close: %v", dir, err)
+		}
+	}()
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "T", Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := kv.Put(ctx, "k", []byte("v")); err != nil || rev != 1 {
+		t.Errorf("first put: revision %d, %v; want 1", rev, err)
+	}
+}

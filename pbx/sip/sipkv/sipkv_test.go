@@ -9,11 +9,11 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"callcontrold/internal/natsembed"
 	"callcontrold/pbx"
 	"callcontrold/pbx/sip"
 )
@@ -23,21 +23,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // bucket starts one embedded JetStream server on a loopback port and returns a fresh bucket.
 func bucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
+	ns, err := natsembed.StartOne()
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	nc, err := nats.Connect(ns.ClientURL())
+	t.Cleanup(ns.Close)
+	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
