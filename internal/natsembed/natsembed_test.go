@@ -20,27 +20,11 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := c.dir
-	defer func() {
-		c.Close()
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("storage %s left after Close: %v", dir, err)
-		}
-	}()
+	t.Cleanup(func() { closeAndCheck(t, c) }) // after connect's cleanups
 	if got := len(c.urls); got != 3 {
 		t.Fatalf("%d URLs, want 3", got)
 	}
-	nc, err := nats.Connect(c.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	js, ctx := connect(t, c)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,29 +44,40 @@ func TestStartOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := c.dir
-	defer func() {
-		c.Close()
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("storage %s left after Close: %v", dir, err)
-		}
-	}()
-	nc, err := nats.Connect(c.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(func() { closeAndCheck(t, c) }) // after connect's cleanups
+	js, ctx := connect(t, c)
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "T", Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rev, err := kv.Put(ctx, "k", []byte("v")); err != nil || rev != 1 {
 		t.Errorf("first put: revision %d, %v; want 1", rev, err)
+	}
+}
+
+// connect returns JetStream on c and a context bounding the test's calls;
+// both end with the test.
+func connect(t *testing.T, c *Cluster) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return js, ctx
+}
+
+// closeAndCheck closes c and checks that its storage is gone.
+func closeAndCheck(t *testing.T, c *Cluster) {
+	dir := c.dir
+	c.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("storage %s left after Close: %v", dir, err)
 	}
 }
