@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx/sip/siptest"
 )
@@ -45,16 +41,10 @@ func TestRealPhones(t *testing.T) {
 		}
 	}
 
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialServer(t, s.addr)
 	defer conn.Close()
 	calls := callcontrolv1.NewCallControlServiceClient(conn)
 	devices := callcontrolv1.NewDeviceServiceClient(conn)
-	as := func(login string) context.Context {
-		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer demo-"+login)
-	}
 	for _, d := range []string{"SIP/201", "SIP/202"} {
 		waitUntil(t, d+" registered (status up)", func() bool {
 			got, err := devices.GetDevice(as("admin"), &callcontrolv1.GetDeviceRequest{Name: d})

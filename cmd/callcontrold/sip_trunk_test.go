@@ -1,15 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx/sip/siptest"
@@ -33,16 +28,10 @@ func TestRealTrunk(t *testing.T) {
 	if _, err := alice.WaitEvent(phoneWait, "REGISTER_OK"); err != nil {
 		t.Fatalf("registration: %v", err)
 	}
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialServer(t, s.addr)
 	defer conn.Close()
 	calls := callcontrolv1.NewCallControlServiceClient(conn)
 	devices := callcontrolv1.NewDeviceServiceClient(conn)
-	as := func(login string) context.Context {
-		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer demo-"+login)
-	}
 	waitUntil(t, "SIP/201 registered (status up)", func() bool {
 		got, err := devices.GetDevice(as("admin"), &callcontrolv1.GetDeviceRequest{Name: "SIP/201"})
 		return err == nil && got.GetDevice().GetStatus() == callcontrolv1.DeviceStatus_DEVICE_STATUS_UP

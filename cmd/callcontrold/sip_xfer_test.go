@@ -38,10 +38,7 @@ func startRealSwitch(t *testing.T, bin string, users []string, args ...string) *
 		}
 		rs.phones[u] = p
 	}
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialServer(t, s.addr)
 	t.Cleanup(func() { conn.Close() })
 	rs.calls = callcontrolv1.NewCallControlServiceClient(conn)
 	devices := callcontrolv1.NewDeviceServiceClient(conn)
@@ -58,6 +55,17 @@ func startRealSwitch(t *testing.T, bin string, users []string, args ...string) *
 	rs.w = watchAll(t, rs.calls, ctx)
 	t.Cleanup(cancel)
 	return rs
+}
+
+// dialServer opens a plaintext client connection to a server under test;
+// the caller closes it (where decides which watch readers it ends first).
+func dialServer(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // as is the outgoing context of a demo login.
