@@ -162,22 +162,16 @@ func main() {
 		os.Exit(code)
 	}
 	c, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err == nil {
-		var rep *report
-		rep, err = run(context.Background(), c, os.Stderr)
-		if rep != nil {
-			rep.Command = "go run ./cmd/callbench " + strings.Join(os.Args[1:], " ")
-			rep.Command = strings.TrimSpace(rep.Command)
-			if werr := rep.write(os.Stdout, c.jsonFile); werr != nil && err == nil {
-				err = werr
-			}
-			if err == nil && c.strict && !rep.AllMet {
-				fmt.Fprintln(os.Stderr, "callbench: targets missed")
-				os.Exit(3)
-			}
+	benchkit.ExitOnFlagError("callbench", err)
+	rep, err := run(context.Background(), c, os.Stderr)
+	if rep != nil {
+		rep.Command = strings.TrimSpace("go run ./cmd/callbench " + strings.Join(os.Args[1:], " "))
+		if werr := rep.write(os.Stdout, c.jsonFile); werr != nil && err == nil {
+			err = werr
+		}
+		if err == nil && c.strict && !rep.AllMet {
+			fmt.Fprintln(os.Stderr, "callbench: targets missed")
+			os.Exit(3)
 		}
 	}
 	if err != nil {
