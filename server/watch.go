@@ -375,7 +375,7 @@ func (ws *watchStream) step(w *callstore.Watcher) (again bool, err error) {
 		// out less than a linger ago. A sender that lingers waits on the
 		// wake-up channel and may take a wake-up meant for the handler (it
 		// returns at once for those): look again before waiting.
-		linger := ws.quiet() < senderLinger
+		linger := ws.quiet() < ws.s.watches.linger
 		r, err := ws.runSender(w, linger, ended)
 		if err == nil {
 			err = r.err

@@ -29,17 +29,29 @@ import (
 // most a tick late, and an idle watch has no timer of its own (a timer
 // and the sudog its handler waits on it with were ≈ 300 of the bytes of
 // an idle stream). When the server drains, it wakes every watch.
+//
+// And it ends the senders' lingers (see watchsender.go): every
+// linger/lingerTicks it wakes the lingering senders whose watches have
+// been quiet for a linger, or whose streams were cancelled, so a sender
+// waits for events on the watch's wake-up channel alone.
 type watchRegistry struct {
 	max          int           // <= 0: no cap
 	stallTimeout time.Duration // <= 0: no stall detection
 	progress     time.Duration // <= 0: no progress ticks
+	linger       time.Duration // how long a busy watch's sender waits for more events
 	drain        <-chan struct{}
 	hits         *limitHit
 
-	mu      sync.Mutex
-	streams map[*watchStream]*stallState
-	stop    chan struct{} // closed to stop the sweeper; nil while none runs
+	mu        sync.Mutex
+	streams   map[*watchStream]*stallState
+	lingering map[*watchStream]struct{} // the watches whose senders linger
+	stop      chan struct{}             // closed to stop the sweeper; nil while none runs
 }
+
+// lingerTicks is how many linger ticks there are per linger: a sender
+// returns to its handler at most this fraction of a linger late, and a
+// cancelled stream's sender is woken within a tick.
+const lingerTicks = 4
 
 // progressTicks is how many progress ticks there are per progress
 // interval: a progress frame comes at most this fraction of the interval
@@ -95,10 +107,19 @@ var errDrainStalled = errors.New("the server is draining and the watch made no s
 // cap) that ends the watches stalled in a send for stall (<= 0: never),
 // wakes them every progress (<= 0: never) for their progress frames, and
 // once drain is closed (nil: never).
+//
+// A sender lingers for senderLinger, or a progress tick if that is
+// shorter: a lingering sender holds its handler, which sends the progress
+// frames.
 func newWatchRegistry(max int, stall, progress time.Duration, drain <-chan struct{}, hits *limitHit) *watchRegistry {
+	linger := senderLinger
+	if progress > 0 {
+		linger = min(linger, progress/progressTicks)
+	}
 	return &watchRegistry{
-		max: max, stallTimeout: stall, progress: progress, drain: drain, hits: hits,
-		streams: map[*watchStream]*stallState{},
+		max: max, stallTimeout: stall, progress: progress, linger: linger, drain: drain, hits: hits,
+		streams:   map[*watchStream]*stallState{},
+		lingering: map[*watchStream]struct{}{},
 	}
 }
 
@@ -111,7 +132,7 @@ func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
 		return &watcherLimitError{max: r.max, retry: retry}
 	}
 	r.streams[ws] = &stallState{}
-	if r.stop == nil && (r.stallTimeout > 0 || r.progress > 0 || r.drain != nil) {
+	if r.stop == nil {
 		r.stop = make(chan struct{})
 		go r.run(r.stop)
 	}
@@ -122,6 +143,7 @@ func (r *watchRegistry) remove(ws *watchStream) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.streams, ws)
+	delete(r.lingering, ws)
 	if len(r.streams) == 0 && r.stop != nil {
 		close(r.stop)
 		r.stop = nil
@@ -135,9 +157,25 @@ func (r *watchRegistry) Len() int {
 	return len(r.streams)
 }
 
+// lingerBegin and lingerEnd bracket a sender's linger (sendWhileBusy):
+// while it lingers, the linger ticks look at its watch.
+func (r *watchRegistry) lingerBegin(ws *watchStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lingering[ws] = struct{}{}
+}
+
+func (r *watchRegistry) lingerEnd(ws *watchStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.lingering, ws)
+}
+
 // run is the registry's goroutine while there are watches: the stall
-// sweeps, the progress ticks and the drain's wake-up.
+// sweeps, the progress and linger ticks and the drain's wake-up.
 func (r *watchRegistry) run(stop <-chan struct{}) {
+	lingers := time.NewTicker(max(r.linger/lingerTicks, time.Millisecond))
+	defer lingers.Stop()
 	var sweeps, ticks <-chan time.Time
 	if r.stallTimeout > 0 {
 		t := time.NewTicker(max(r.stallTimeout/stallChecks, time.Millisecond))
@@ -158,6 +196,8 @@ func (r *watchRegistry) run(stop <-chan struct{}) {
 			r.sweep()
 		case now := <-ticks:
 			r.wakeQuiet(now)
+		case now := <-lingers.C:
+			r.wakeLingering(now)
 		case <-drain:
 			drain = nil // closed: once is enough
 			r.wakeAll()
@@ -184,6 +224,20 @@ func (r *watchRegistry) wakeQuiet(now time.Time) {
 	defer r.mu.Unlock()
 	for ws := range r.streams {
 		if ws.lastFrame.Load() <= due {
+			ws.signal()
+		}
+	}
+}
+
+// wakeLingering wakes the lingering senders whose watches' last frames
+// went out a linger or more before now, or whose streams were cancelled:
+// they return to their handlers.
+func (r *watchRegistry) wakeLingering(now time.Time) {
+	due := int64(now.Sub(processStart) - r.linger)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ws := range r.lingering {
+		if ws.lastFrame.Load() <= due || ws.stream.Context().Err() != nil {
 			ws.signal()
 		}
 	}

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 	"unsafe"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
 // TestDrainStalledOwnClock: the drain cuts a send it saw under way at its
@@ -93,6 +96,54 @@ func TestRegistryWakesQuietAndDrained(t *testing.T) {
 		case <-ws.wake:
 		case <-time.After(10 * time.Second):
 			t.Fatal("a watch was not woken by the drain")
+		}
+	}
+}
+
+// watchCtxStream is a WatchCalls stream that has only a context.
+type watchCtxStream struct {
+	callcontrolv1.CallControlService_WatchCallsServer
+	ctx context.Context
+}
+
+func (s watchCtxStream) Context() context.Context { return s.ctx }
+
+// TestRegistryEndsLingers: a linger tick wakes the lingering senders
+// whose watches have been quiet for a linger or whose streams were
+// cancelled, and only those; a sender that stopped lingering is not
+// looked at.
+func TestRegistryEndsLingers(t *testing.T) {
+	r := newWatchRegistry(0, 0, 0, nil, nil)
+	now := time.Now()
+	live, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gone, cancelGone := context.WithCancel(context.Background())
+	cancelGone()
+	watch := func(ctx context.Context, quiet time.Duration) *watchStream {
+		ws := &watchStream{wake: make(chan struct{}, 1), stream: watchCtxStream{ctx: ctx}}
+		ws.lastFrame.Store(int64(now.Sub(processStart) - quiet))
+		if err := r.add(ws, 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.remove(ws) })
+		return ws
+	}
+	quiet := watch(live, r.linger)
+	busy := watch(live, r.linger-time.Millisecond)
+	cancelled := watch(gone, 0)
+	done := watch(live, time.Hour) // quiet, but its sender is back with its handler
+	for _, ws := range []*watchStream{quiet, busy, cancelled, done} {
+		r.lingerBegin(ws)
+	}
+	r.lingerEnd(done)
+	r.wakeLingering(now)
+	for _, c := range []struct {
+		name string
+		ws   *watchStream
+		want int
+	}{{"quiet", quiet, 1}, {"busy", busy, 0}, {"cancelled", cancelled, 1}, {"no longer lingering", done, 0}} {
+		if got := len(c.ws.wake); got != c.want {
+			t.Errorf("%s watch: %d wake-ups after a linger tick, want %d", c.name, got, c.want)
 		}
 	}
 }

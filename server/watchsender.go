@@ -20,23 +20,31 @@ import (
 // So when events arrive, the handler drains the watcher, starts a sender
 // with the batches and waits for it. The sender builds their frames (which
 // goes deeper than an idle stream's handler has room for: see onOwnStack)
-// and sends them. If the watch is busy (its last
-// frame went out less than senderLinger ago), the sender then waits for
-// the watcher's next batches itself: while events keep coming, a delivery
-// costs one wake-up (the store's signal to the sender). Once nothing came
-// for a whole senderLinger, it returns to the handler, so a quiet watch
-// has only its handler's goroutine, and a watch that gets an event now
-// and then does not keep a second goroutine and a timer waiting in vain.
-// The handler keeps everything else: the progress frames, the drain, the
-// eviction and the end of the stream.
+// and sends them. If the watch is busy (its last frame went out less than
+// a linger ago, see watchRegistry.linger), the sender then waits for the
+// watcher's next batches itself: while events keep coming, a delivery
+// costs one wake-up (the store's signal to the sender). A filtered watch
+// that gets an event every 100 ms is busy too: it pays one wake-up per
+// delivery, not three. Once nothing came for a whole linger, the
+// registry's linger tick wakes the sender and it returns to the handler,
+// so a quiet watch has only its handler's goroutine, and a watch that gets
+// an event now and then does not keep a second goroutine waiting in vain.
+// The sender waits on the watch's wake-up channel alone, with no timer of
+// its own: a select with a timer case, and the timer's upkeep, were paid
+// per delivery. The handler keeps everything else: the progress frames,
+// the drain, the eviction and the end of the stream.
 //
 // Each batch of frames the sender sends is one send for the stall sweeper
 // (sendSeq is odd while it is under way); lingering is not a send.
 
 // senderLinger is how long a sender waits for more events before it
-// hands the watch back to its handler: well above the gap between a busy
-// watch's revisions (100 µs at 10k/s), well below the progress interval.
-const senderLinger = 5 * time.Millisecond
+// hands the watch back to its handler (at most a progress tick: see
+// watchRegistry.linger): well above the gap between a filtered watch's
+// events in a busy fan-out (100 ms at 10k/s over 1,000 devices), well
+// below the time an idle watch's memory is measured after its events
+// (callbench's idle scenario: a second), and a small share of the time a
+// watch that gets an event now and then spends waiting.
+const senderLinger = 250 * time.Millisecond
 
 // runSender runs a sender for the watch, which first builds and sends the
 // frames of the batches the handler took (ws.batches) and ended, the
@@ -58,26 +66,27 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error)
 }
 
 // sendWhileBusy sends the frames collected and, if linger, waits for more
-// events and sends those too, until the watcher was quiet for
-// senderLinger, a send fails, the watcher ends, or the stream is
-// cancelled, evicted or drained (the handler deals with those).
+// events and sends those too, until the watcher was quiet for a linger, a
+// send fails, the watcher ends, or the stream is cancelled, evicted or
+// drained (the handler deals with those).
 //
-// It waits on the watch's wake-up channel and its timer only, and looks
-// at the rest after each wake-up: a select is paid per delivery, and its
-// cost grows with its cases. So the handler hears of a cancellation at
-// the sender's next event or within two lingers; an eviction or a drain
-// wakes the sender itself.
+// It waits on the watch's wake-up channel alone and looks at the rest
+// after each wake-up: the store's watcher wakes it for events, an
+// eviction or a drain wakes it, and so does the registry's linger tick
+// once the watch has been quiet for a linger or its stream is cancelled
+// (see watchRegistry.wakeLingering).
 func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended error) (r sendResult) {
-	var timer *time.Timer
-	busy := false    // something was sent since the timer last fired
 	ws.buildFrames() // of the batches the handler took
+	if linger {
+		ws.s.watches.lingerBegin(ws)
+		defer ws.s.watches.lingerEnd(ws)
+	}
 	for {
 		if len(ws.frames) > 0 {
 			if r.err = ws.sendNow(ws.frames); r.err != nil {
 				return r
 			}
 			ws.delivered()
-			busy = true
 		}
 		if ended != nil {
 			r.ended = ended
@@ -86,23 +95,13 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended er
 		if !linger {
 			return r
 		}
-		if timer == nil {
-			timer = time.NewTimer(senderLinger)
-			defer timer.Stop()
-		}
-		select {
-		case <-ws.wake:
-		case <-timer.C:
-			if !busy {
-				return r
-			}
-			busy = false
-			timer.Reset(senderLinger)
-		}
+		<-ws.wake
 		if ws.interrupted() {
 			return r
 		}
-		_, ended = ws.collect(w)
+		if _, ended = ws.collect(w); len(ws.frames) == 0 && ended == nil && ws.quiet() >= ws.s.watches.linger {
+			return r
+		}
 	}
 }
 
