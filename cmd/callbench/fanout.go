@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,50 @@ type fanoutResult struct {
 	// latency: it counts work, not waiting. With --fanout-inprocess it
 	// includes the watchers' side.
 	ServerWork benchkit.WorkPerEvent `json:"server_work_per_event"`
-	Latency    latency.Summary       `json:"commit_to_receive"`
+	// ServerGC is the garbage collector's share of ServerWork.
+	ServerGC fanoutGC        `json:"server_gc"`
+	Latency  latency.Summary `json:"commit_to_receive"`
+}
+
+// fanoutGC is what the collector did in this process over the measured
+// window, from the runtime's own estimates: the fan-out's latency tail is
+// made of the deliveries woken during a mark phase.
+type fanoutGC struct {
+	Cycles    uint64  `json:"cycles"`
+	CPUMicros float64 `json:"cpu_us_per_event"` // mark (assists, workers, idle workers) and pauses
+	Share     float64 `json:"cpu_share"`        // of the process's CPU time over the window
+}
+
+// gcReading is the collector's counters at one moment.
+type gcReading struct {
+	cycles uint64
+	cpu    float64 // seconds
+}
+
+func readGC() gcReading {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	var r gcReading
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		r.cycles = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindFloat64 {
+		r.cpu = s[1].Value.Float64()
+	}
+	return r
+}
+
+// gcPerEvent is the collector's work between two readings, per event,
+// and its share of cpu (the process's CPU time over the same window).
+func gcPerEvent(from, to gcReading, cpu time.Duration, events uint64) fanoutGC {
+	g := fanoutGC{Cycles: to.cycles - from.cycles}
+	if events > 0 {
+		g.CPUMicros = benchkit.Round3((to.cpu - from.cpu) * 1e6 / float64(events))
+	}
+	if cpu > 0 {
+		g.Share = benchkit.Round3((to.cpu - from.cpu) / cpu.Seconds())
+	}
+	return g
 }
 
 // The fan-out schedule, which the driver follows and the watchers' side
@@ -156,7 +200,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	devs := fanoutDevs(cfg.filtered)
 	legs := make([]benchserver.Leg, devs)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
-	work0 := benchkit.ReadWork()
+	work0, gc0 := benchkit.ReadWork(), readGC()
 	start := time.Now()
 	due := start
 	var derr error
@@ -188,7 +232,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if err != nil {
 		return nil, err
 	}
-	work1 := benchkit.ReadWork()
+	work1, gc1 := benchkit.ReadWork(), readGC()
 	res := &fanoutResult{
 		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
 		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
@@ -198,6 +242,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		Latency:       sum.Latency,
 	}
 	res.ServerWork = benchkit.PerEvent(work0, work1, sum.Received)
+	res.ServerGC = gcPerEvent(gc0, gc1, work1.CPU-work0.CPU, sum.Received)
 	// A watcher failure is reported, not fatal: a watcher that fell behind
 	// the retained history (OUT_OF_RANGE) is part of what this scenario
 	// measures.
