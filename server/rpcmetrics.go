@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,11 @@ type rpcMetrics struct {
 	// methods is written once by initialize, before the server serves, and
 	// only read afterwards.
 	methods map[string]*methodMetrics
+	// late holds the methods of services registered on the grpc.Server
+	// after initialize (fullMethod → *methodMetrics), each resolved on its
+	// first call. grpc-go answers an unknown method itself, before any
+	// interceptor, so only registered methods get here: it stays small.
+	late sync.Map
 }
 
 // methodMetrics are one method's resolved counters.
@@ -122,17 +128,22 @@ func (m *rpcMetrics) resolve(typ, service, method string) *methodMetrics {
 // A stream's messages are counted by chainStream (streamchain.go).
 
 // method returns the counters of fullMethod ("/service/method"). A method
-// initialize did not see (none, as long as every service is registered
-// before it runs) is resolved on each call, as the provider did.
+// initialize did not see (a service registered on the grpc.Server after
+// New, as the benchmarks' no-op service is) is resolved on its first call
+// and kept.
 func (m *rpcMetrics) method(fullMethod string, clientStream, serverStream bool) *methodMetrics {
 	if mm, ok := m.methods[fullMethod]; ok {
 		return mm
+	}
+	if mm, ok := m.late.Load(fullMethod); ok {
+		return mm.(*methodMetrics)
 	}
 	service, method, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	if !ok {
 		service, method = "unknown", "unknown"
 	}
-	return m.resolve(rpcType(clientStream, serverStream), service, method)
+	mm, _ := m.late.LoadOrStore(fullMethod, m.resolve(rpcType(clientStream, serverStream), service, method))
+	return mm.(*methodMetrics)
 }
 
 // done counts the end of a call with its status code and duration.

@@ -79,8 +79,9 @@ func (r *report) table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tmeasure\tbaseline (no-op)\tmeasured\tp50 / p99 (ms)\t")
 	if u := r.Unary; u != nil {
-		fmt.Fprintf(tw, "unary c=%d\tRPCs/s\t%.0f (p50 %.3f, p99 %.3f)\t%.0f Hold+Talk\t%.3f / %.3f\t\n",
-			u.Concurrency, u.Noop.PerSecond, u.Noop.Latency.P50, u.Noop.Latency.P99, u.Control.PerSecond, u.Control.Latency.P50, u.Control.Latency.P99)
+		fmt.Fprintf(tw, "unary c=%d\tRPCs/s\t%.0f (p50 %.3f, p99 %.3f; %.2f µs CPU, %.1f allocs each)\t%.0f Hold+Talk (%.2f µs CPU, %.1f allocs each)\t%.3f / %.3f\t\n",
+			u.Concurrency, u.Noop.PerSecond, u.Noop.Latency.P50, u.Noop.Latency.P99, u.Noop.Work.CPUMicros, u.Noop.Work.Allocs,
+			u.Control.PerSecond, u.Control.Work.CPUMicros, u.Control.Work.Allocs, u.Control.Latency.P50, u.Control.Latency.P99)
 	}
 	if s := r.Stream; s != nil {
 		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (%.2f µs CPU each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes each)\t\t\n",

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/latency"
 	"callcontrold/internal/rawframe"
 )
@@ -30,6 +31,11 @@ type unaryKind struct {
 	Seconds   float64         `json:"seconds"`
 	PerSecond float64         `json:"rpcs_per_second"`
 	Latency   latency.Summary `json:"latency"`
+	// Work is this process's work (client and server) per RPC over the
+	// measured time: the rates swing with whoever else runs on the
+	// machine, the CPU and allocations per RPC much less.
+	Work *benchkit.WorkPerEvent `json:"work_per_rpc,omitempty"`
+	work benchkit.Work          // summed over the rounds
 }
 
 type unaryResult struct {
@@ -125,7 +131,9 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 			h   *latency.Hist
 			out *unaryKind
 		}{{noop, &nh, &res.Noop}, {control, &ch, &res.Control}} {
+			w0 := benchkit.ReadWork()
 			n, errs, el := phase(k.w, per, k.h)
+			k.out.work = k.out.work.Add(benchkit.ReadWork().Sub(w0))
 			k.out.RPCs += n
 			k.out.Errors += errs
 			k.out.Seconds += el.Seconds()
@@ -137,6 +145,8 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	}{{&nh, &res.Noop}, {&ch, &res.Control}} {
 		k.out.PerSecond = float64(k.out.RPCs) / k.out.Seconds
 		k.out.Latency = k.h.Summary()
+		w := benchkit.PerEvent(benchkit.Work{}, k.out.work, k.out.RPCs)
+		k.out.Work = &w
 	}
 	res.Ratio = res.Control.PerSecond / res.Noop.PerSecond
 	if res.Noop.Errors+res.Control.Errors > 0 {
