@@ -17,9 +17,13 @@ import (
 // interceptor runs: no log line or metric says who sent it, and it reads
 // as a server bug. So the server's codec (codec.go) does not fail on a
 // request: it records the failure here and lets the message through, and
-// the handlers of every service, wrapped by decodeRegistrar, take it back
-// and answer INVALID_ARGUMENT (malformedRequest in errors.go) from inside
-// the interceptor chain, after authentication, like any other refusal.
+// it is taken back inside the interceptor chain, after authentication,
+// and answered INVALID_ARGUMENT (malformedRequest in errors.go) like any
+// other refusal: by the innermost unary interceptor (decodeFailures.unary)
+// instead of the handler, and by a stream's first read (decodeRegistrar
+// wraps the stream handlers). A unary call refused before the innermost
+// interceptor (no token, say) leaves its failure behind: the outermost one
+// forgets it (pendingRequests.unary).
 //
 // Only the request types of services registered through decodeRegistrar
 // are let through: a service registered on the grpc.Server directly
@@ -87,8 +91,32 @@ func (f *decodeFailures) received(msg any, err error) error {
 	return nil
 }
 
-// decodeRegistrar registers services with handlers that take back their
-// requests' decode failures.
+// unary is the innermost unary interceptor: a request that did not decode
+// is answered here instead of calling the handler, and a panic in the
+// handler becomes the error recovered makes of it (as streamChain's
+// recovering does for streams). The check and the recovery are one
+// interceptor, and no wrapper sits around each generated handler: every
+// wrapper and interceptor is two more frames on each call's goroutine,
+// which the runtime walks every time that goroutine's stack grows, and a
+// closure or two allocated per call (docs/BENCHMARKS.md, "Sixth round").
+func (f *decodeFailures) unary(recovered func(ctx context.Context, p any) error) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		if err := f.received(req, nil); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				err = recovered(ctx, p)
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+// decodeRegistrar registers services so that their requests' decode
+// failures are let through to the chain: every request type is noted for
+// the codec, and the stream handlers take the failure back at the first
+// read.
 type decodeRegistrar struct {
 	s        *grpc.Server
 	failures *decodeFailures
@@ -97,11 +125,6 @@ type decodeRegistrar struct {
 func (r decodeRegistrar) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	r.failures.wrap(sd)
 	wrapped := *sd
-	wrapped.Methods = make([]grpc.MethodDesc, len(sd.Methods))
-	for i, m := range sd.Methods {
-		m.Handler = r.unary(m.Handler)
-		wrapped.Methods[i] = m
-	}
 	wrapped.Streams = make([]grpc.StreamDesc, len(sd.Streams))
 	for i, st := range sd.Streams {
 		st.Handler = r.stream(st.Handler)
@@ -112,32 +135,6 @@ func (r decodeRegistrar) RegisterService(sd *grpc.ServiceDesc, impl any) {
 
 // GetServiceInfo lets reflection register through the registrar too.
 func (r decodeRegistrar) GetServiceInfo() map[string]grpc.ServiceInfo { return r.s.GetServiceInfo() }
-
-// unary lets a generated unary handler run its interceptors even when the
-// request did not decode: the chain then ends in a handler that returns
-// the failure instead of calling the service method.
-func (r decodeRegistrar) unary(h grpc.MethodHandler) grpc.MethodHandler {
-	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-		var decodeErr error
-		held := func(m any) error {
-			if err := dec(m); err != nil {
-				return err // grpc-go has answered already (a message over the size limit, say)
-			}
-			decodeErr = r.failures.received(m, nil)
-			return nil
-		}
-		chain := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			if decodeErr != nil {
-				handler = func(context.Context, any) (any, error) { return nil, decodeErr }
-			}
-			if ic == nil {
-				return handler(ctx, req)
-			}
-			return ic(ctx, req, info, handler)
-		}
-		return h(srv, ctx, held, chain)
-	}
-}
 
 // stream checks the messages a stream receives; streams receive inside
 // the interceptor chain already.

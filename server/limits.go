@@ -244,6 +244,10 @@ type pendingRequests struct {
 	max     int
 	timeout time.Duration
 	hits    *limitHit
+	// failures are the requests that did not decode: the innermost unary
+	// interceptor takes a call's back, unary forgets the failure of a
+	// call refused before it (decode.go). Nil: none recorded.
+	failures *decodeFailures
 
 	// streaming holds the full names of the streaming methods: the tap
 	// leaves those to the stream interceptor. Written by New before the
@@ -388,7 +392,11 @@ func (p *pendingRequests) unary(ctx context.Context, req any, _ *grpc.UnaryServe
 	p.requestRead(ctx)
 	p.running.Add(1)
 	defer p.running.Add(-1)
-	return h(ctx, req)
+	resp, err := h(ctx, req)
+	if p.failures != nil {
+		_ = p.failures.take(req) // refused before the innermost interceptor took it back
+	}
+	return resp, err
 }
 
 // startRead counts s as pending until its first RecvMsg returns: a

@@ -13,7 +13,6 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -233,7 +232,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	rpcMetrics := newRPCMetrics()
 	m := newMetrics(d.Store)
 	s.hits = newLimitHit(m, log)
-	s.pending = &pendingRequests{max: cfg.MaxPendingRequests, timeout: cfg.RequestReadTimeout, hits: s.hits}
+	failures := &decodeFailures{}
+	s.pending = &pendingRequests{max: cfg.MaxPendingRequests, timeout: cfg.RequestReadTimeout, hits: s.hits, failures: failures}
 	m.addTransportGauges(s.listeners.open, s.pending.Pending)
 	if d.Registry != nil {
 		if err := d.Registry.Register(rpcMetrics); err != nil {
@@ -263,7 +263,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 			!strings.HasPrefix(service, "grpc.reflection.")
 	}
 
-	failures := &decodeFailures{}
 	authFn := authenticate(d.Authenticate, log)
 	unary := []grpc.UnaryServerInterceptor{
 		s.pending.unary,
@@ -277,7 +276,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	unary = append(unary,
 		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(authFn),
 			selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool { return needsAuth(c.Service) })),
-		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(recovered)),
+		failures.unary(recovered),
 	)
 	// The same steps for streams, in one interceptor: every stream
 	// interceptor would be a frame on each stream's goroutine for as long
