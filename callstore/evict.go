@@ -19,13 +19,13 @@ func (h lagHeap) Len() int           { return len(h) }
 func (h lagHeap) Less(i, j int) bool { return h[i].lagKey < h[j].lagKey }
 func (h lagHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].lagIdx, h[j].lagIdx = i, j
+	h[i].lagIdx, h[j].lagIdx = int32(i), int32(j)
 }
 
 // Push and Pop implement heap.Interface; use add and remove.
 func (h *lagHeap) Push(x any) {
 	w := x.(*Watcher)
-	w.lagIdx = len(*h)
+	w.lagIdx = int32(len(*h))
 	*h = append(*h, w)
 }
 
@@ -50,7 +50,7 @@ func (h *lagHeap) add(w *Watcher, next int64) {
 
 func (h *lagHeap) remove(w *Watcher) {
 	if w.lagIdx >= 0 {
-		heap.Remove(h, w.lagIdx)
+		heap.Remove(h, int(w.lagIdx))
 	}
 }
 

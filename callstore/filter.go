@@ -85,8 +85,10 @@ type matcher struct {
 	visible   func(*Call) bool
 }
 
-func compile(f *Filter, visible func(*Call) bool) *matcher {
-	m := &matcher{visible: visible}
+// compile builds the matcher of f (nil: every leg) and visible. It is
+// returned by value: a watcher holds its matcher in its own allocation.
+func compile(f *Filter, visible func(*Call) bool) matcher {
+	m := matcher{visible: visible}
 	if f == nil {
 		return m
 	}

@@ -16,7 +16,8 @@ func (s *Store) LastUID() int64 { return s.uid.Load() }
 func (s *Store) Snapshot() (calls []*Call, lastUID, rev int64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.listLocked(compile(nil, nil), 0, 0), s.uid.Load(), s.rev.Load()
+	all := compile(nil, nil)
+	return s.listLocked(&all, 0, 0), s.uid.Load(), s.rev.Load()
 }
 
 // Restore replaces the store's contents with calls, the live legs of a

@@ -134,7 +134,7 @@ func (s *Store) List(f *Filter, visible func(*Call) bool, afterUID int64, limit 
 	m := compile(f, visible)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.listLocked(m, afterUID, limit), s.rev.Load()
+	return s.listLocked(&m, afterUID, limit), s.rev.Load()
 }
 
 func (s *Store) listLocked(m *matcher, afterUID int64, limit int) []*Call {

@@ -214,8 +214,8 @@ func TestFilterMatches(t *testing.T) {
 		if got := tt.f.Matches(c); got != tt.want {
 			t.Errorf("%s: Matches() = %v, want %v", tt.name, got, tt.want)
 		}
-		if got := compile(tt.f, nil).match(c); got != tt.want {
-			t.Errorf("%s: compiled match() = %v, want %v", tt.name, got, tt.want)
+		if m := compile(tt.f, nil); m.match(c) != tt.want {
+			t.Errorf("%s: compiled match() = %v, want %v", tt.name, !tt.want, tt.want)
 		}
 	}
 }

@@ -75,41 +75,41 @@ type WatchRequest struct {
 // wait on Ready, then Drain.
 type Watcher struct {
 	s       *Store
-	m       *matcher
 	ready   chan struct{}
 	evicted func(error)
+	m       matcher // in the watcher's own allocation: an idle watch is one object, not two
 
 	// Guarded by s.mu (held for writing by the committer).
 	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
 	touchRev   int64        // last revision this watcher got events in
-	pendN      int          // events for this watcher in the commit being fanned out
 	pendBuf    []WatchEvent // their window of the store's shared slab, or of own
+	pendN      int32        // events for this watcher in the commit being fanned out
+	lagIdx     int32        // position in s.laggers, -1 when not there
+	lagKey     int64        // s.laggers' key: at most the watcher's next revision
 	// own is a backlogged watcher's private slab: its queued windows are
 	// carved from it, not from the store's shared slab, so that what it
 	// pins is its own events (see fanoutLocked).
-	own        []WatchEvent
-	ownTotal   int // events in its private slabs since its backlog began (see carveOwn)
-	registered bool
-	lagIdx     int   // position in s.laggers, -1 when not there
-	lagKey     int64 // s.laggers' key: at most the watcher's next revision
+	own      []WatchEvent
+	ownTotal int // events in its private slabs since its backlog began (see carveOwn)
 
 	// backlog is set while the queue holds batches not yet drained: the
 	// next batch will wait behind them. The committer reads it without
 	// the watcher's lock; a stale value only moves where events are put.
-	backlog atomic.Bool
+	backlog    atomic.Bool
+	registered bool  // guarded by s.mu
+	lagging    bool  // guarded by mu
+	smallTakes uint8 // guarded by mu: takes in a row that found the queue at most a quarter full (see takeLocked)
 
 	drainMu sync.Mutex // one Drain at a time: replay must not run twice
 	handed  int64      // guarded by drainMu: the progress the last Drain returned
 
 	// Guarded by mu; lock order s.mu then mu. While lagging, the committer
 	// leaves the watcher alone and Drain replays history from next.
-	mu         sync.Mutex
-	queue      []Batch
-	lagging    bool
-	smallTakes uint8 // takes in a row that found the queue at most a quarter full (see takeLocked)
-	next       int64 // lagging: the next revision to hand out
-	err        error // non-nil once ended
-	endRev     int64 // ended: the progress at the end
+	mu     sync.Mutex
+	queue  []Batch
+	next   int64 // lagging: the next revision to hand out
+	err    error // non-nil once ended
+	endRev int64 // ended: the progress at the end
 }
 
 var errUnbufferedReady = errors.New("callstore: WatchRequest.Ready must have a buffer")
@@ -168,7 +168,7 @@ func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev 
 		return w, nil, req.Revision, nil
 	}
 	if req.Snapshot {
-		snapshot = s.listLocked(w.m, 0, 0)
+		snapshot = s.listLocked(&w.m, 0, 0)
 	}
 	w.handed = cur
 	s.registerLocked(w)
@@ -376,7 +376,7 @@ func (s *Store) registerLocked(w *Watcher) {
 	w.registered = true
 	s.watchers[w] = struct{}{}
 	s.nwatch.Add(1)
-	m := w.m
+	m := &w.m
 	switch {
 	case !m.uids.empty():
 		for _, k := range m.uids.keys() {
@@ -422,7 +422,7 @@ func (s *Store) unregisterLocked(w *Watcher) {
 	s.laggers.remove(w)
 	delete(s.watchers, w)
 	s.nwatch.Add(-1)
-	m := w.m
+	m := &w.m
 	switch {
 	case !m.uids.empty():
 		unindex(s.wUID, m.uids.keys(), w)

@@ -440,7 +440,7 @@ func TestEvictPassedManyLaggers(t *testing.T) {
 	}
 	seen := map[*Watcher]bool{}
 	for i, w := range s.laggers {
-		if seen[w] || w.lagIdx != i {
+		if seen[w] || int(w.lagIdx) != i {
 			t.Errorf("laggers[%d]: duplicate or wrong index %d", i, w.lagIdx)
 		}
 		seen[w] = true
@@ -707,5 +707,14 @@ func TestDrainProgressNeverGoesBack(t *testing.T) {
 	}
 	if _, progress, err = w.Drain(nil); err != nil || progress < next {
 		t.Errorf("second Drain: progress %d, err %v; want at least %d (r%d was handed out)", progress, err, next, next)
+	}
+}
+
+// TestWatcherSize guards an idle watch's memory: every open watch holds a
+// Watcher, its matcher inside, and one over 320 bytes takes the next size
+// class (352 bytes). Keep per-watcher state that few watchers need elsewhere.
+func TestWatcherSize(t *testing.T) {
+	if got := unsafe.Sizeof(Watcher{}); got > 320 {
+		t.Errorf("Watcher is %d bytes, want at most 320", got)
 	}
 }

@@ -94,6 +94,13 @@ type idleRound struct {
 	// while it delivered keeps the larger stack for the stream's life.
 	RSSPerStreamAfterEvents   float64 `json:"rss_bytes_per_stream_after_events"`
 	StackPerStreamAfterEvents float64 `json:"stack_bytes_per_stream_after_events"`
+	// Where the streams' resident memory goes: the growth of each of the
+	// runtime's memory classes (/memory/classes/..., their names without
+	// that prefix) from the connections' reading to the streams', per
+	// stream. Objects in the heap, the free space in the heap's spans in
+	// use (what size-class rounding and partly used spans cost), stacks,
+	// and the runtime's own structures (span records, GC metadata).
+	ClassesPerStream map[string]float64 `json:"memory_classes_per_stream"`
 }
 
 type idleResult struct {
@@ -104,6 +111,13 @@ type idleResult struct {
 // rounds start alike) and reads this process's heap, goroutine stacks,
 // the frames in them at rest, and resident set.
 func serverMemory() (heap, stack, frames, res uint64) {
+	heap, stack, frames, res, _ = serverMemoryClasses()
+	return heap, stack, frames, res
+}
+
+// serverMemoryClasses is serverMemory, with the runtime's memory classes
+// (see memoryClasses) read at the same moment.
+func serverMemoryClasses() (heap, stack, frames, res uint64, classes map[string]uint64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
@@ -113,7 +127,41 @@ func serverMemory() (heap, stack, frames, res uint64) {
 	if scanned[0].Value.Kind() == metrics.KindUint64 {
 		frames = scanned[0].Value.Uint64()
 	}
-	return m.HeapAlloc, m.StackInuse, frames, benchkit.SelfRSS()
+	return m.HeapAlloc, m.StackInuse, frames, benchkit.SelfRSS(), memoryClasses()
+}
+
+const memoryClassPrefix = "/memory/classes/"
+
+// memoryClasses reads the runtime's memory classes, in bytes, by name
+// without memoryClassPrefix and the unit ("heap/objects", "os-stacks",
+// ...): the leaves that add up to what the runtime has mapped.
+func memoryClasses() map[string]uint64 {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, memoryClassPrefix) && !strings.HasPrefix(d.Name, memoryClassPrefix+"total") {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	out := make(map[string]uint64, len(samples))
+	for _, sm := range samples {
+		if sm.Value.Kind() == metrics.KindUint64 {
+			out[strings.TrimSuffix(strings.TrimPrefix(sm.Name, memoryClassPrefix), ":bytes")] = sm.Value.Uint64()
+		}
+	}
+	return out
+}
+
+// classesPerStream is each class's growth from before to after, per
+// stream; classes that did not move are left out.
+func classesPerStream(before, after map[string]uint64, streams int) map[string]float64 {
+	out := map[string]float64{}
+	for name, v := range after {
+		if d := float64(v) - float64(before[name]); d != 0 {
+			out[name] = d / float64(streams)
+		}
+	}
+	return out
 }
 
 func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
@@ -173,7 +221,8 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	if err := expect("connected"); err != nil {
 		return nil, err
 	}
-	r.HeapConnected, r.StackConnected, r.FramesConnected, r.RSSConnected = serverMemory()
+	var classesConnected, classesStreams map[string]uint64
+	r.HeapConnected, r.StackConnected, r.FramesConnected, r.RSSConnected, classesConnected = serverMemoryClasses()
 	t := time.Now()
 	if err := c.Send("open"); err != nil {
 		return nil, err
@@ -187,7 +236,8 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	r.HeapStreams, r.StackStreams, r.FramesStreams, r.RSSStreams = serverMemory()
+	r.HeapStreams, r.StackStreams, r.FramesStreams, r.RSSStreams, classesStreams = serverMemoryClasses()
+	r.ClassesPerStream = classesPerStream(classesConnected, classesStreams, cfg.streams)
 	r.Goroutines = runtime.NumGoroutine()
 	if cfg.profileDir != "" {
 		// The heap, and every goroutine's stack (the idle streams' handlers
