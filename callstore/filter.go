@@ -1,6 +1,9 @@
 package callstore
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
 // Filter selects legs: AND across the non-empty fields, OR within a field.
 // An empty field does not restrict. The zero Filter matches every leg.
@@ -24,54 +27,36 @@ func (f *Filter) Matches(c *Call) bool {
 		(len(f.States) == 0 || slices.Contains(f.States, c.State))
 }
 
-// smallSet is the size up to which a linear scan beats a map lookup.
+// smallSet is the size up to which a linear scan beats a binary search.
 const smallSet = 8
 
-// set is a membership test compiled from a filter field: a slice while
-// small, a map beyond. Empty means "no restriction".
-type set[K comparable] struct {
-	list []K
-	m    map[K]struct{}
+// set is a membership test compiled from a filter field: its distinct
+// members, sorted (scanned while small, searched beyond). Empty means "no
+// restriction". One slice and nothing else: every watcher holds three.
+type set[K cmp.Ordered] []K
+
+func newSet[K cmp.Ordered](ks []K) set[K] {
+	if len(ks) == 0 {
+		return nil
+	}
+	s := slices.Clone(ks)
+	slices.Sort(s)
+	return slices.Clip(slices.Compact(s))
 }
 
-func newSet[K comparable](ks []K) set[K] {
-	if len(ks) <= smallSet {
-		return set[K]{list: slices.Clone(ks)}
-	}
-	m := make(map[K]struct{}, len(ks))
-	for _, k := range ks {
-		m[k] = struct{}{}
-	}
-	return set[K]{m: m}
-}
+func (s set[K]) empty() bool { return len(s) == 0 }
 
-func (s *set[K]) empty() bool { return len(s.list) == 0 && len(s.m) == 0 }
-
-func (s *set[K]) has(k K) bool {
-	if s.m != nil {
-		_, ok := s.m[k]
+func (s set[K]) has(k K) bool {
+	if len(s) > smallSet {
+		_, ok := slices.BinarySearch(s, k)
 		return ok
 	}
-	return slices.Contains(s.list, k)
+	return slices.Contains(s, k)
 }
 
-// keys returns the distinct members.
-func (s *set[K]) keys() []K {
-	if s.m == nil {
-		out := make([]K, 0, len(s.list))
-		for _, k := range s.list {
-			if !slices.Contains(out, k) {
-				out = append(out, k)
-			}
-		}
-		return out
-	}
-	out := make([]K, 0, len(s.m))
-	for k := range s.m {
-		out = append(out, k)
-	}
-	return out
-}
+// keys returns the distinct members, in ascending order. The slice is
+// the set's own: read it, never modify it.
+func (s set[K]) keys() []K { return s }
 
 // matcher is a Filter plus a visibility predicate, compiled for the
 // fan-out: it is immutable once built, so the committer and replaying

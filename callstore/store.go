@@ -142,9 +142,7 @@ func (s *Store) listLocked(m *matcher, afterUID int64, limit int) []*Call {
 	var out []*Call
 	switch {
 	case !m.uids.empty():
-		uids := m.uids.keys()
-		slices.Sort(uids)
-		for _, uid := range uids {
+		for _, uid := range m.uids.keys() { // in ascending order
 			if c := s.live[uid]; uid > afterUID && c != nil && m.match(c) {
 				if out = append(out, c); full(out) {
 					break

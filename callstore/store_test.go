@@ -219,3 +219,30 @@ func TestFilterMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestSetLargeAndSmall: a compiled filter field answers the same whether
+// it is scanned (small) or searched (over smallSet members), duplicates
+// and order of the filter notwithstanding, and its keys are its distinct
+// members in ascending order.
+func TestSetLargeAndSmall(t *testing.T) {
+	for _, n := range []int{1, smallSet, smallSet + 1, 3 * smallSet} {
+		var in []int64
+		for i := n; i > 0; i-- {
+			in = append(in, int64(2*i), int64(2*i)) // even numbers, each twice, descending
+		}
+		s := newSet(in)
+		for k := int64(0); k <= int64(2*n+1); k++ {
+			if want := k > 0 && k%2 == 0; s.has(k) != want {
+				t.Errorf("n=%d: has(%d) = %v, want %v", n, k, !want, want)
+			}
+		}
+		keys := s.keys()
+		ascending := len(keys) == n
+		for i := 1; i < len(keys); i++ {
+			ascending = ascending && keys[i-1] < keys[i]
+		}
+		if !ascending {
+			t.Errorf("n=%d: keys %v, want %d distinct members in ascending order", n, keys, n)
+		}
+	}
+}

@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"callcontrold/auth"
@@ -29,31 +29,40 @@ import (
 // them on the sender's (watchsender.go), and mapping the watch's end
 // (watchEnded) after the wait.
 func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
-	var ws *watchStream
-	var err, served error
-	onOwnStack(func() { ws, served, err = s.openAndStart(req, stream) })
-	if err != nil {
-		return err
+	o := onOwnStack(func() opened { return s.openAndStart(req, stream) })
+	if o.err != nil {
+		return o.err
 	}
+	ws := o.ws
 	defer ws.close()
+	served := o.started
 	if served == nil {
 		served = ws.loop(ws.w)
 	}
 	return s.watchEnded(ws, served)
 }
 
-// openAndStart opens the watch (openWatch) and sends its first frames
-// (sendStart); started is the error that ended the watch there.
-func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) (ws *watchStream, started, err error) {
-	ws, start, err := s.openWatch(req, stream)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ws, ws.sendStart(start), nil
+// opened is what openAndStart returns: the watch, the error that ended it
+// while its first frames were sent (started), or why it could not open
+// (err). One value through onOwnStack's channel: variables the function
+// set in the handler's frame would live on the heap for the stream's life.
+type opened struct {
+	ws           *watchStream
+	started, err error
 }
 
-// onOwnStack runs f on a goroutine of its own and waits for it (a panic
-// in f is raised again here). A stream's goroutine runs its handler below
+// openAndStart opens the watch (openWatch) and sends its first frames
+// (sendStart).
+func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) opened {
+	ws, start, err := s.openWatch(req, stream)
+	if err != nil {
+		return opened{err: err}
+	}
+	return opened{ws: ws, started: ws.sendStart(start)}
+}
+
+// onOwnStack runs f on a goroutine of its own, waits for it and returns
+// its result (a panic in f is raised again here). A stream's goroutine runs its handler below
 // grpc's frames (1,368 B) and the interceptors' for as long as the stream
 // lives, and a goroutine's stack never shrinks below twice what is on it
 // at rest: the first time the work on it goes deeper than ≈ 3.1 KiB (the
@@ -63,15 +72,25 @@ func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream 
 // store's watcher, the snapshot, the first frames) runs here; building
 // the frames of events runs on the sender (take, buildFrames); every
 // send runs on a goroutine of its own (sendFrames, runSender).
-func onOwnStack(f func()) {
-	done := make(chan any, 1)
-	go func() {
-		defer func() { done <- recover() }()
-		f()
-	}()
-	if p := <-done; p != nil {
-		panic(p)
+func onOwnStack[T any](f func() T) T {
+	type result struct {
+		v     T
+		panic any
 	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			r.panic = recover()
+			done <- r
+		}()
+		r.v = f()
+	}()
+	r := <-done
+	if r.panic != nil {
+		panic(r.panic)
+	}
+	return r.v
 }
 
 // watchStart is what the first frames of a watch need: the snapshot (if
@@ -194,21 +213,80 @@ func (s *callService) draining() bool {
 	}
 }
 
-// sendStart sends the started frame and the snapshot.
+// sendStart sends the started frame and the snapshot, in as few sends as
+// the snapshot's chunks allow: the started frame goes with the first
+// chunk, the snapshot's end with the last (no snapshot, or an empty one:
+// one send). Each send is a goroutine and a result slot (sendFrames), and
+// what opening a watch allocates and drops is what leaves holes in the
+// heap next to what an idle stream keeps.
 func (ws *watchStream) sendStart(start watchStart) error {
 	s := ws.s
-	if err := ws.send("started", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
+	frames := make([]any, 0, 3)
+	frames = append(frames, &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
 		ProgressInterval: durationpb.New(s.cfg.ProgressInterval),
 		HistoryWindow:    int64(s.store.HistorySize()),
 		OldestRevision:   s.store.OldestRevision(),
 		Revision:         start.rev,
-	}}}); err != nil {
+	}}})
+	if !start.withSnapshot {
+		return ws.sendCounted(frames)
+	}
+	calls := start.snapshot
+	for {
+		if n := min(s.cfg.SnapshotChunkSize, len(calls)); n > 0 {
+			frames = append(frames, ws.snapshotChunk(calls[:n]))
+			calls = calls[n:]
+		}
+		if len(calls) == 0 {
+			frames = append(frames, &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_SnapshotEnd{SnapshotEnd: &callcontrolv1.SnapshotEnd{
+				Revision: start.rev, ResumeToken: ws.token(start.rev),
+			}}})
+			return ws.sendCounted(frames)
+		}
+		if err := ws.sendCounted(frames); err != nil {
+			return err
+		}
+		frames = frames[:0]
+	}
+}
+
+// snapshotChunk is the snapshot frame of calls, as the caller sees them.
+func (ws *watchStream) snapshotChunk(calls []*callstore.Call) *callcontrolv1.WatchCallsResponse {
+	chunk := &callcontrolv1.SnapshotChunk{Calls: make([]*callcontrolv1.Call, len(calls))}
+	for i, c := range calls {
+		chunk.Calls[i] = ws.s.cv.call(c, ws.visible)
+	}
+	return &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Snapshot{Snapshot: chunk}}
+}
+
+// sendCounted sends frames (WatchCallsResponse messages) as one send and
+// counts each by its kind once they are sent. It clears frames: a watch
+// must not pin its last frame (snapshot_end, say).
+func (ws *watchStream) sendCounted(frames []any) error {
+	if err := ws.sendFrames(frames); err != nil {
 		return err
 	}
-	if start.withSnapshot {
-		return ws.sendSnapshot(start.snapshot, start.rev)
+	for i, f := range frames {
+		ws.s.m.framesSent.WithLabelValues(frameKind(f.(*callcontrolv1.WatchCallsResponse))).Inc()
+		frames[i] = nil
 	}
 	return nil
+}
+
+// frameKind is the framesSent label of a frame the handler sends itself.
+func frameKind(m *callcontrolv1.WatchCallsResponse) string {
+	switch m.GetFrame().(type) {
+	case *callcontrolv1.WatchCallsResponse_Started:
+		return "started"
+	case *callcontrolv1.WatchCallsResponse_Snapshot:
+		return "snapshot"
+	case *callcontrolv1.WatchCallsResponse_SnapshotEnd:
+		return "snapshot_end"
+	case *callcontrolv1.WatchCallsResponse_Progress:
+		return "progress"
+	default: // none: the frames of events are the sender's (eventFrames)
+		return "other"
+	}
 }
 
 type watchStream struct {
@@ -218,10 +296,11 @@ type watchStream struct {
 	release func()             // gives back the caller's watch limit; nil without a Limiter
 	visible func(*callstore.Call) bool
 	span    trace.Span // the RPC's span: one event per frame of events
-	batches []callstore.Batch
-	scratch [][]byte // event encodings of the frame being built
 
-	frames []any // the frames of one pump
+	// What delivering events needs, while the watch has some to deliver
+	// (see getBusy); nil while it is quiet.
+	*watchBusy
+	stall stallState // the registry's, guarded by its mu
 
 	// The one channel the handler waits on besides the stream's context
 	// (a parked goroutine holds a sudog per channel it waits on): the
@@ -237,42 +316,62 @@ type watchStream struct {
 	cause     atomic.Pointer[error]    // why: set once, by the first eviction, before it wakes the handler
 }
 
+// watchBusy is what a watch needs while it delivers events: the batches
+// drained from the store's watcher, the encodings of the frame being
+// built, the frames of one send. A watch takes one from busyPool when it
+// drains its watcher (take) and gives it back once its sender is done
+// (putBusy): an idle watch holds none (these arrays were ≈ 150 bytes of
+// every stream that ever got an event), and the arrays serve whichever
+// watches are delivering at the moment.
+type watchBusy struct {
+	batches []callstore.Batch
+	scratch [][]byte // event encodings of the frame being built
+	frames  []any    // the frames of one pump
+}
+
+var busyPool = sync.Pool{New: func() any { return new(watchBusy) }}
+
+// busyKeep bounds the arrays a watchBusy takes back to busyPool: a
+// burst's (a resumed watch's replay, up to thousands of batches) goes.
+const busyKeep = 64
+
+// getBusy gives the watch a watchBusy, if it has none.
+func (ws *watchStream) getBusy() {
+	if ws.watchBusy == nil {
+		ws.watchBusy = busyPool.Get().(*watchBusy)
+	}
+}
+
+// putBusy gives the watch's watchBusy back, emptied. Only once no sender
+// can be using it.
+func (ws *watchStream) putBusy() {
+	b := ws.watchBusy
+	if b == nil {
+		return
+	}
+	ws.watchBusy = nil
+	clear(b.batches) // a failed send left them undelivered
+	clear(b.frames)
+	b.batches, b.frames, b.scratch = keepSmall(b.batches), keepSmall(b.frames), keepSmall(b.scratch)
+	busyPool.Put(b)
+}
+
+// keepSmall returns s emptied, or nil if its array is over busyKeep.
+func keepSmall[S ~[]E, E any](s S) S {
+	if cap(s) > busyKeep {
+		return nil
+	}
+	return s[:0]
+}
+
 func (ws *watchStream) token(rev int64) string {
 	return resumeToken{Epoch: ws.s.store.Epoch(), Revision: rev}.String()
 }
 
-func (ws *watchStream) send(kind string, m proto.Message) error {
-	ws.frames = append(ws.frames[:0], m)
-	if err := ws.sendFrames(ws.frames); err != nil {
-		return err
-	}
-	clear(ws.frames) // an idle watch must not pin its last frame (snapshot_end, say)
-	ws.s.m.framesSent.WithLabelValues(kind).Inc()
-	return nil
-}
-
-func (ws *watchStream) sendSnapshot(calls []*callstore.Call, rev int64) error {
-	size := ws.s.cfg.SnapshotChunkSize
-	for len(calls) > 0 {
-		n := min(size, len(calls))
-		chunk := &callcontrolv1.SnapshotChunk{Calls: make([]*callcontrolv1.Call, n)}
-		for i, c := range calls[:n] {
-			chunk.Calls[i] = ws.s.cv.call(c, ws.visible)
-		}
-		if err := ws.send("snapshot", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Snapshot{Snapshot: chunk}}); err != nil {
-			return err
-		}
-		calls = calls[n:]
-	}
-	return ws.send("snapshot_end", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_SnapshotEnd{SnapshotEnd: &callcontrolv1.SnapshotEnd{
-		Revision: rev, ResumeToken: ws.token(rev),
-	}}})
-}
-
 func (ws *watchStream) sendProgress(rev int64) error {
-	return ws.send("progress", &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Progress{Progress: &callcontrolv1.Progress{
+	return ws.sendCounted([]any{&callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Progress{Progress: &callcontrolv1.Progress{
 		Revision: rev, ResumeToken: ws.token(rev),
-	}}})
+	}}}})
 }
 
 // pump sends everything the watcher has queued, on a send helper (see
@@ -302,6 +401,7 @@ func (ws *watchStream) collect(w *callstore.Watcher) (progress int64, ended erro
 // stream's handler has room for (see onOwnStack), the sender's goroutine
 // does not live on.
 func (ws *watchStream) take(w *callstore.Watcher) (progress int64, ended error) {
+	ws.getBusy()
 	ws.batches, progress, ended = w.Drain(ws.batches[:0])
 	ws.frames = ws.frames[:0]
 	return progress, ended
@@ -378,6 +478,7 @@ func (ws *watchStream) step(w *callstore.Watcher) (again bool, err error) {
 		linger := ws.quiet() < ws.s.watches.linger
 		r, err := ws.runSender(w, linger, ended)
 		if err == nil {
+			ws.putBusy() // the sender is done with it
 			err = r.err
 		}
 		if err == nil && r.ended != nil {
@@ -385,6 +486,7 @@ func (ws *watchStream) step(w *callstore.Watcher) (again bool, err error) {
 		}
 		return linger, err
 	}
+	ws.putBusy()
 	if ended != nil {
 		return false, ws.end(ended)
 	}

@@ -43,7 +43,7 @@ type watchRegistry struct {
 	hits         *limitHit
 
 	mu        sync.Mutex
-	streams   map[*watchStream]*stallState
+	streams   map[*watchStream]struct{} // each with its stallState in watchStream.stall
 	lingering map[*watchStream]struct{} // the watches whose senders linger
 	stop      chan struct{}             // closed to stop the sweeper; nil while none runs
 }
@@ -68,15 +68,19 @@ var processStart = time.Now()
 // stallChecks is how many sweeps a send must outlast to count as stalled.
 const stallChecks = 4
 
-// stallState is the memory of one stream, guarded by mu: the sweeper's,
-// and apart from it the drain's, which looks on its own clock (were they
-// shared, a send the sweeper saw a moment before a drain's look would be
-// cut although it had barely begun).
+// stallState is the memory of one stream, guarded by the registry's mu:
+// the sweeper's, and apart from it the drain's, which looks on its own
+// clock (were they shared, a send the sweeper saw a moment before a
+// drain's look would be cut although it had barely begun). It lives in
+// the watchStream (a separate object and a map value were ≈ 40 bytes of
+// every idle stream) and keeps the low 32 bits of the counters it
+// compares: a sweep tells whether they moved since the last one, and
+// they cannot move by 2^32 sends or frames between two.
 type stallState struct {
-	seq         uint64 // sendSeq at the last sweep
-	checks      int    // sweeps in a row that found the same send under way
-	drainSeq    uint64 // sendSeq at the drain's last look
-	drainFrames uint64 // framesOut at the drain's last look
+	seq         uint32 // sendSeq at the last sweep
+	checks      uint32 // sweeps in a row that found the same send under way
+	drainSeq    uint32 // sendSeq at the drain's last look
+	drainFrames uint32 // framesOut at the drain's last look
 }
 
 // watchStalledError: a send of the watch lasted longer than the stall
@@ -118,7 +122,7 @@ func newWatchRegistry(max int, stall, progress time.Duration, drain <-chan struc
 	}
 	return &watchRegistry{
 		max: max, stallTimeout: stall, progress: progress, linger: linger, drain: drain, hits: hits,
-		streams:   map[*watchStream]*stallState{},
+		streams:   map[*watchStream]struct{}{},
 		lingering: map[*watchStream]struct{}{},
 	}
 }
@@ -131,7 +135,7 @@ func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
 		r.hits.hit(limitWatchersTotal, "watcher limit reached: refused a watch", "max_watchers", r.max)
 		return &watcherLimitError{max: r.max, retry: retry}
 	}
-	r.streams[ws] = &stallState{}
+	r.streams[ws] = struct{}{}
 	if r.stop == nil {
 		r.stop = make(chan struct{})
 		go r.run(r.stop)
@@ -255,12 +259,13 @@ func (r *watchRegistry) wakeAll() {
 
 // stalled returns the streams found in the same send for checks sweeps
 // in a row, this one included.
-func (r *watchRegistry) stalled(checks int) []*watchStream {
+func (r *watchRegistry) stalled(checks uint32) []*watchStream {
 	var out []*watchStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws, st := range r.streams {
-		seq := ws.sendSeq.Load()
+	for ws := range r.streams {
+		st := &ws.stall
+		seq := uint32(ws.sendSeq.Load())
 		if seq&1 == 0 || seq != st.seq {
 			st.seq, st.checks = seq, 0
 			continue
@@ -282,8 +287,9 @@ func (r *watchRegistry) drainStalled() []*watchStream {
 	var out []*watchStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws, st := range r.streams {
-		seq, frames := ws.sendSeq.Load(), ws.framesOut.Load()
+	for ws := range r.streams {
+		st := &ws.stall
+		seq, frames := uint32(ws.sendSeq.Load()), uint32(ws.framesOut.Load())
 		if seq&1 == 1 && seq == st.drainSeq && frames == st.drainFrames {
 			out = append(out, ws)
 		}

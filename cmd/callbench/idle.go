@@ -54,7 +54,7 @@ const (
 )
 
 type idleConfig struct {
-	profileDir string // non-empty: write heap-idle-<conns>.pprof and goroutines-idle-<conns>.txt there
+	profileDir string // non-empty: write heap-idle-<conns>.pprof, heap-idle-<conns>-events.pprof and goroutines-idle-<conns>.txt there
 	streams    int
 	conns      []int         // one round per connection count
 	settle     time.Duration // after the streams are open, before the reading
@@ -265,6 +265,12 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 		return nil, ctx.Err()
 	}
 	_, stack, _, rss := serverMemory()
+	if cfg.profileDir != "" {
+		// What the streams keep of their deliveries.
+		if err := benchkit.WriteProfile(filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d-events.pprof", conns)), "heap", 0); err != nil {
+			return nil, err
+		}
+	}
 	r.StackPerStreamAfterEvents = (float64(stack) - float64(r.StackConnected)) / n
 	r.RSSPerStreamAfterEvents = (float64(rss) - float64(r.RSSConnected)) / n
 	return r, nil
