@@ -46,6 +46,10 @@ type watchRegistry struct {
 	streams   map[*watchStream]struct{} // each with its stallState in watchStream.stall
 	lingering map[*watchStream]struct{} // the watches whose senders linger
 	stop      chan struct{}             // closed to stop the sweeper; nil while none runs
+
+	// lingerStart tells the registry's goroutine that a sender began to
+	// linger: its linger ticks run only while some sender lingers.
+	lingerStart chan struct{}
 }
 
 // lingerTicks is how many linger ticks there are per linger: a sender
@@ -122,8 +126,9 @@ func newWatchRegistry(max int, stall, progress time.Duration, drain <-chan struc
 	}
 	return &watchRegistry{
 		max: max, stallTimeout: stall, progress: progress, linger: linger, drain: drain, hits: hits,
-		streams:   map[*watchStream]struct{}{},
-		lingering: map[*watchStream]struct{}{},
+		streams:     map[*watchStream]struct{}{},
+		lingering:   map[*watchStream]struct{}{},
+		lingerStart: make(chan struct{}, 1),
 	}
 }
 
@@ -167,6 +172,12 @@ func (r *watchRegistry) lingerBegin(ws *watchStream) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lingering[ws] = struct{}{}
+	if len(r.lingering) == 1 {
+		select {
+		case r.lingerStart <- struct{}{}:
+		default: // told already
+		}
+	}
 }
 
 func (r *watchRegistry) lingerEnd(ws *watchStream) {
@@ -178,9 +189,13 @@ func (r *watchRegistry) lingerEnd(ws *watchStream) {
 // run is the registry's goroutine while there are watches: the stall
 // sweeps, the progress and linger ticks and the drain's wake-up.
 func (r *watchRegistry) run(stop <-chan struct{}) {
-	lingers := time.NewTicker(max(r.linger/lingerTicks, time.Millisecond))
-	defer lingers.Stop()
-	var sweeps, ticks <-chan time.Time
+	var lingerTicker *time.Ticker // runs while some sender lingers
+	defer func() {
+		if lingerTicker != nil {
+			lingerTicker.Stop()
+		}
+	}()
+	var sweeps, ticks, lingers <-chan time.Time
 	if r.stallTimeout > 0 {
 		t := time.NewTicker(max(r.stallTimeout/stallChecks, time.Millisecond))
 		defer t.Stop()
@@ -200,8 +215,16 @@ func (r *watchRegistry) run(stop <-chan struct{}) {
 			r.sweep()
 		case now := <-ticks:
 			r.wakeQuiet(now)
-		case now := <-lingers.C:
-			r.wakeLingering(now)
+		case <-r.lingerStart:
+			if lingerTicker == nil {
+				lingerTicker = time.NewTicker(max(r.linger/lingerTicks, time.Millisecond))
+				lingers = lingerTicker.C
+			}
+		case now := <-lingers:
+			if !r.wakeLingering(now) {
+				lingerTicker.Stop()
+				lingerTicker, lingers = nil, nil
+			}
 		case <-drain:
 			drain = nil // closed: once is enough
 			r.wakeAll()
@@ -235,8 +258,8 @@ func (r *watchRegistry) wakeQuiet(now time.Time) {
 
 // wakeLingering wakes the lingering senders whose watches' last frames
 // went out a linger or more before now, or whose streams were cancelled:
-// they return to their handlers.
-func (r *watchRegistry) wakeLingering(now time.Time) {
+// they return to their handlers. It reports whether any sender lingers.
+func (r *watchRegistry) wakeLingering(now time.Time) bool {
 	due := int64(now.Sub(processStart) - r.linger)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -245,6 +268,16 @@ func (r *watchRegistry) wakeLingering(now time.Time) {
 			ws.signal()
 		}
 	}
+	if len(r.lingering) == 0 {
+		// A sender that begins to linger after this finds the map empty
+		// and tells run again.
+		select {
+		case <-r.lingerStart:
+		default:
+		}
+		return false
+	}
+	return true
 }
 
 // wakeAll wakes every watch (the server drains). A watch registered

@@ -136,7 +136,9 @@ func TestRegistryEndsLingers(t *testing.T) {
 		r.lingerBegin(ws)
 	}
 	r.lingerEnd(done)
-	r.wakeLingering(now)
+	if !r.wakeLingering(now) {
+		t.Error("a linger tick with lingering senders reported none")
+	}
 	for _, c := range []struct {
 		name string
 		ws   *watchStream
@@ -145,6 +147,12 @@ func TestRegistryEndsLingers(t *testing.T) {
 		if got := len(c.ws.wake); got != c.want {
 			t.Errorf("%s watch: %d wake-ups after a linger tick, want %d", c.name, got, c.want)
 		}
+	}
+	for _, ws := range []*watchStream{quiet, busy, cancelled} {
+		r.lingerEnd(ws)
+	}
+	if r.wakeLingering(now) {
+		t.Error("a linger tick with no lingering sender reported some: its ticker would run on")
 	}
 }
 
