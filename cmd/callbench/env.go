@@ -89,6 +89,7 @@ type env struct {
 	store *callstore.Store
 	sim   *sim.Switch
 	srv   *benchserver.Server
+	noop  *noopImpl // the no-op baseline service
 	addr  string
 	conns []*grpc.ClientConn
 }
@@ -120,7 +121,7 @@ func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	registerNoop(e.srv.GRPC())
+	e.noop = registerNoop(e.srv.GRPC())
 	if err := e.srv.ServeLoopback(); err != nil {
 		e.close()
 		return nil, err

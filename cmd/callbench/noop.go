@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/server"
 )
 
 // The no-op baseline: a hand-written service (no protoc) registered on the
@@ -20,14 +22,34 @@ const (
 )
 
 // noopServer is the handler type of the no-op service.
-type noopServer interface{ noop() }
+type noopServer interface{ frames() []any }
 
-type noopImpl struct{}
+// noopImpl holds what the no-op stream sends: WatchCalls frames the
+// stream scenario took from a real watch (setFrames), each encoded once
+// and sent as it is, as the watch fan-out sends its shared frames; until
+// then, noopFrame.
+type noopImpl struct{ sample atomic.Pointer[[]any] }
 
-func (noopImpl) noop() {}
+func (n *noopImpl) frames() []any {
+	if f := n.sample.Load(); f != nil {
+		return *f
+	}
+	return []any{noopFrame}
+}
 
-// noopFrame is the small pre-built message the no-op stream repeats: a
-// WatchCalls progress frame, the size of a typical heartbeat (31 bytes encoded).
+// setFrames makes the no-op stream send these encoded WatchCallsResponse
+// frames, in turn.
+func (n *noopImpl) setFrames(frames [][]byte) {
+	out := make([]any, len(frames))
+	for i, b := range frames {
+		out[i] = server.Encoded(b)
+	}
+	n.sample.Store(&out)
+}
+
+// noopFrame is what the no-op stream sends until the stream scenario has
+// given it frames of a real watch: a WatchCalls progress frame, the size
+// of a typical heartbeat (31 bytes encoded).
 var noopFrame = &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Progress{Progress: &callcontrolv1.Progress{
 	Revision:    123456,
 	ResumeToken: "a1b2c3d4e5f60718-123456",
@@ -53,13 +75,14 @@ var noopDesc = grpc.ServiceDesc{
 	Streams: []grpc.StreamDesc{{
 		StreamName:    "Stream",
 		ServerStreams: true,
-		// Stream sends noopFrame until the client goes away.
-		Handler: func(_ any, stream grpc.ServerStream) error {
+		// Stream sends its frames in turn until the client goes away.
+		Handler: func(srv any, stream grpc.ServerStream) error {
 			if err := stream.RecvMsg(new(emptypb.Empty)); err != nil {
 				return err
 			}
-			for {
-				if err := stream.SendMsg(noopFrame); err != nil {
+			frames := srv.(noopServer).frames()
+			for i := 0; ; i++ {
+				if err := stream.SendMsg(frames[i%len(frames)]); err != nil {
 					return nil // the client left
 				}
 			}
@@ -67,4 +90,9 @@ var noopDesc = grpc.ServiceDesc{
 	}},
 }
 
-func registerNoop(s *grpc.Server) { s.RegisterService(&noopDesc, noopImpl{}) }
+// registerNoop registers the no-op service on s.
+func registerNoop(s *grpc.Server) *noopImpl {
+	n := &noopImpl{}
+	s.RegisterService(&noopDesc, n)
+	return n
+}

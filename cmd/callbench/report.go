@@ -84,8 +84,8 @@ func (r *report) table(w io.Writer) {
 			u.Control.PerSecond, u.Control.Work.CPUMicros, u.Control.Work.Allocs, u.Control.Latency.P50, u.Control.Latency.P99)
 	}
 	if s := r.Stream; s != nil {
-		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (%.2f µs CPU each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes each)\t\t\n",
-			s.Streams, s.Noop.PerSecond, s.Noop.Work.CPUMicros, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec,
+		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (WatchCalls frames of %.0f B; %.2f µs CPU, %.1f allocs each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes each)\t\t\n",
+			s.Streams, s.Noop.PerSecond, s.FrameBytes, s.Noop.Work.CPUMicros, s.Noop.Work.Allocs, s.Watch.PerSecond, s.EventsPerFrame, s.CommitsPerSec,
 			s.Watch.Work.CPUMicros, s.Watch.Work.Allocs, s.Watch.Work.Goroutines, s.Watch.Work.Writes)
 	}
 	r.Connect.table(tw)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,11 +51,14 @@ type streamResult struct {
 	Watch   streamKind `json:"watch"`
 	// Events is the number of call events in the watch frames (a frame is
 	// one revision: one or several legs).
-	Events          uint64  `json:"watch_events"`
-	Commits         int64   `json:"commits"`
-	CommitsPerSec   float64 `json:"commits_per_second"`
-	EventsPerFrame  float64 `json:"events_per_frame"`
-	Ratio           float64 `json:"ratio"`
+	Events         uint64  `json:"watch_events"`
+	Commits        int64   `json:"commits"`
+	CommitsPerSec  float64 `json:"commits_per_second"`
+	EventsPerFrame float64 `json:"events_per_frame"`
+	Ratio          float64 `json:"ratio"`
+	// FrameBytes is the mean size of the frames the no-op stream repeats:
+	// the frames of one traffic cycle, as a watch received them.
+	FrameBytes      float64 `json:"noop_frame_bytes"`
 	TrafficDrivers  int     `json:"traffic_drivers"`
 	TrafficWindow   int64   `json:"traffic_window_revisions"`
 	WatcherFailures int     `json:"watcher_failures"`
@@ -72,6 +76,14 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 		return nil, err
 	}
 	res := &streamResult{Streams: cfg.streams, Conns: cfg.conns, TrafficDrivers: trafficPairs, TrafficWindow: cfg.window}
+	frames, err := sampleFrames(ctx, e, conns[0])
+	if err != nil {
+		return nil, err
+	}
+	e.noop.setFrames(frames)
+	for _, f := range frames {
+		res.FrameBytes += float64(len(f)) / float64(len(frames))
+	}
 	per := cfg.duration / time.Duration(cfg.rounds)
 	for range cfg.rounds {
 		n, el, wk, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per)
@@ -130,7 +142,7 @@ func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, war
 				if err = s.RecvMsg(&m); err == nil {
 					var kind protowire.Number
 					if kind, _, _, err = parseFrame(m.B); err == nil {
-						err = mustKind(kind, frameProgress)
+						err = mustKind(kind, frameEvents)
 					}
 					count.Add(1)
 				}
@@ -187,6 +199,39 @@ func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.Watc
 func ended(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (status.Code(err) == codes.Canceled || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled))
 }
+
+// sampleFrames returns the frames an unfiltered watch receives for one
+// traffic cycle (trafficCycle: 6 revisions, one frame each), encoded as
+// the server sent them: the no-op stream repeats them, so that both kinds
+// of stream send the same messages (sizes 159–445 bytes, 1.5 events a
+// frame), and the comparison is of what WatchCalls does to make and
+// deliver a frame, not of message sizes.
+func sampleFrames(ctx context.Context, e *env, cc *grpc.ClientConn) ([][]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, _, err := openWatch(withToken(ctx, adminToken), cc, &callcontrolv1.WatchCallsRequest{SkipSnapshot: true})
+	if err != nil {
+		return nil, fmt.Errorf("sample frames: %w", err)
+	}
+	if err := trafficCycle(ctx, e, 0, func() {}); err != nil {
+		return nil, err
+	}
+	var frames [][]byte
+	var m rawframe.Msg
+	for len(frames) < trafficRevisions {
+		if err := s.RecvMsg(&m); err != nil {
+			return nil, fmt.Errorf("sample frames: %w", err)
+		}
+		if kind, _, _, err := parseFrame(m.B); err != nil || kind != frameEvents {
+			continue // a progress frame, say
+		}
+		frames = append(frames, bytes.Clone(m.B))
+	}
+	return frames, nil
+}
+
+// trafficRevisions is the revisions of one trafficCycle.
+const trafficRevisions = 6
 
 // trafficCycle runs one call through the simulated switch: the caller of
 // pair i dials the callee's extension (2 revisions: the dialling leg, then
