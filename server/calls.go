@@ -14,6 +14,7 @@ import (
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 	"callcontrold/pbx"
+	"callcontrold/wirefield"
 )
 
 // callService implements CallControlService. Each handler checks the
@@ -103,9 +104,9 @@ func (s *callService) controllableCall(p *auth.Principal, field string, uid int6
 	return c, nil
 }
 
-// onOwnCall runs op on a call the caller may control and converts the call
+// onOwnCall runs op on a call the caller may control and returns the call
 // op returns; already reports that op changed nothing (its effect held).
-func (s *callService) onOwnCall(p *auth.Principal, uid int64, op func() (c *callstore.Call, changed bool, err error)) (pc *callcontrolv1.Call, already bool, err error) {
+func (s *callService) onOwnCall(p *auth.Principal, uid int64, op func() (c *callstore.Call, changed bool, err error)) (c *callstore.Call, already bool, err error) {
 	if _, err := s.controllableCall(p, "uid", uid); err != nil {
 		return nil, false, err
 	}
@@ -113,7 +114,40 @@ func (s *callService) onOwnCall(p *auth.Principal, uid int64, op func() (c *call
 	if err != nil {
 		return nil, false, err
 	}
-	return s.cv.call(c, auth.VisibleFunc(p)), !changed, nil
+	return c, !changed, nil
+}
+
+// callResponse fills resp, the response of a control RPC on one call
+// (HoldResponse, TalkResponse, MuteResponse: call and already_applied;
+// HangupResponse, DtmfResponse: call, and already false): c as p sees it
+// and, if already, already_applied. The watch's event encoder writes the
+// Call's bytes straight from the store's leg (eventwire.go), and they are
+// the message's unknown fields, which proto.Marshal writes as they are:
+// the same bytes as marshalling the converter's Call
+// (TestCallResponseMatchesConverter), without building the Call and its
+// timestamps first, nor protobuf's field-by-field marshalling of it, which
+// was the largest part of what a control call cost the server beyond a
+// no-op call (docs/BENCHMARKS.md, "Sixth round"). The message is meant to
+// be marshalled: in this process its getters see none of these fields.
+func (s *callService) callResponse(resp proto.Message, p *auth.Principal, c *callstore.Call, already bool) {
+	qvis := c != nil && s.cv.qcallVisible(c, auth.VisibleFunc(p))
+	writeCallResponse(resp, s.enc.ev, c, qvis, already)
+}
+
+// writeCallResponse is callResponse with the viewer's qcall visibility
+// decided (converter.qcallVisible).
+func writeCallResponse(resp proto.Message, en *eventEncoder, c *callstore.Call, qvis, already bool) {
+	b := make([]byte, 0, 256)
+	if c != nil {
+		var at int
+		b, at = wirefield.OpenMessage(b, wirefield.ControlCall)
+		b = en.appendCall(b, c, qvis)
+		b = wirefield.CloseMessage(b, at)
+	}
+	if already {
+		b = wirefield.AppendBool(b, wirefield.ControlAlreadyApplied, true)
+	}
+	resp.ProtoReflect().SetUnknown(b)
 }
 
 // always adapts a switch operation that always changes the call.
@@ -282,11 +316,13 @@ func (s *callService) Hold(ctx context.Context, req *callcontrolv1.HoldRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Hold", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.HoldResponse, error) {
-		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Hold(ctx, req.GetUid()) })
+		c, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Hold(ctx, req.GetUid()) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.HoldResponse{Call: pc, AlreadyApplied: already}, nil
+		resp := &callcontrolv1.HoldResponse{}
+		s.callResponse(resp, p, c, already)
+		return resp, nil
 	})
 }
 
@@ -295,11 +331,13 @@ func (s *callService) Talk(ctx context.Context, req *callcontrolv1.TalkRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Talk", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.TalkResponse, error) {
-		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Talk(ctx, req.GetUid()) })
+		c, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Talk(ctx, req.GetUid()) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.TalkResponse{Call: pc, AlreadyApplied: already}, nil
+		resp := &callcontrolv1.TalkResponse{}
+		s.callResponse(resp, p, c, already)
+		return resp, nil
 	})
 }
 
@@ -308,11 +346,13 @@ func (s *callService) Hangup(ctx context.Context, req *callcontrolv1.HangupReque
 		return nil, err
 	}
 	return control(ctx, s, "Hangup", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.HangupResponse, error) {
-		pc, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Hangup(ctx, req.GetUid())) })
+		c, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Hangup(ctx, req.GetUid())) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.HangupResponse{Call: pc}, nil
+		resp := &callcontrolv1.HangupResponse{}
+		s.callResponse(resp, p, c, false)
+		return resp, nil
 	})
 }
 
@@ -404,11 +444,13 @@ func (s *callService) Mute(ctx context.Context, req *callcontrolv1.MuteRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Mute", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.MuteResponse, error) {
-		pc, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Mute(ctx, req.GetUid(), req.GetMute()) })
+		c, already, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return s.sw.Mute(ctx, req.GetUid(), req.GetMute()) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.MuteResponse{Call: pc, AlreadyApplied: already}, nil
+		resp := &callcontrolv1.MuteResponse{}
+		s.callResponse(resp, p, c, already)
+		return resp, nil
 	})
 }
 
@@ -421,11 +463,13 @@ func (s *callService) Dtmf(ctx context.Context, req *callcontrolv1.DtmfRequest) 
 		return nil, err
 	}
 	return control(ctx, s, "Dtmf", req, func(ctx context.Context, p *auth.Principal) (*callcontrolv1.DtmfResponse, error) {
-		pc, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Dtmf(ctx, req.GetUid(), req.GetTone())) })
+		c, _, err := s.onOwnCall(p, req.GetUid(), func() (*callstore.Call, bool, error) { return always(s.sw.Dtmf(ctx, req.GetUid(), req.GetTone())) })
 		if err != nil {
 			return nil, err
 		}
-		return &callcontrolv1.DtmfResponse{Call: pc}, nil
+		resp := &callcontrolv1.DtmfResponse{}
+		s.callResponse(resp, p, c, false)
+		return resp, nil
 	})
 }
 

@@ -31,6 +31,14 @@ const (
 	ProgressRevision protowire.Number = 1 // Progress.revision (int64)
 )
 
+// The responses of the control RPCs on one call (HoldResponse,
+// TalkResponse, MuteResponse, HangupResponse, DtmfResponse), which the
+// server writes from the store's leg: the same numbers in each.
+const (
+	ControlCall           protowire.Number = 1 // <Control>Response.call (Call)
+	ControlAlreadyApplied protowire.Number = 2 // HoldResponse, TalkResponse, MuteResponse.already_applied (bool)
+)
+
 // CallEvent.
 const (
 	EventType protowire.Number = 1 // CallEvent.type (EventType)
