@@ -30,25 +30,26 @@ import (
 // (watchEnded) after the wait.
 func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
 	o := onOwnStack(func() opened { return s.openAndStart(req, stream) })
-	if o.err != nil {
+	ws := o.ws
+	if ws == nil {
 		return o.err
 	}
-	ws := o.ws
 	defer ws.close()
-	served := o.started
+	served := o.err
 	if served == nil {
 		served = ws.loop(ws.w)
 	}
 	return s.watchEnded(ws, served)
 }
 
-// opened is what openAndStart returns: the watch, the error that ended it
-// while its first frames were sent (started), or why it could not open
-// (err). One value through onOwnStack's channel: variables the function
-// set in the handler's frame would live on the heap for the stream's life.
+// opened is what openAndStart returns: the watch, and the error that
+// ended it while its first frames were sent; or no watch, and why it
+// could not open. One value through onOwnStack's channel: variables the
+// function set in the handler's frame would live on the heap for the
+// stream's life.
 type opened struct {
-	ws           *watchStream
-	started, err error
+	ws  *watchStream
+	err error
 }
 
 // openAndStart opens the watch (openWatch) and sends its first frames
@@ -58,13 +59,13 @@ func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream 
 	if err != nil {
 		return opened{err: err}
 	}
-	return opened{ws: ws, started: ws.sendStart(start)}
+	return opened{ws: ws, err: ws.sendStart(start)}
 }
 
 // onOwnStack runs f on a goroutine of its own, waits for it and returns
-// its result (a panic in f is raised again here). A stream's goroutine runs its handler below
-// grpc's frames (1,368 B) and the interceptors' for as long as the stream
-// lives, and a goroutine's stack never shrinks below twice what is on it
+// its result (a panic in f is raised again here). A stream's goroutine
+// runs its handler below grpc's frames (1,368 B) and the interceptors'
+// for as long as the stream lives, and a goroutine's stack never shrinks below twice what is on it
 // at rest: the first time the work on it goes deeper than ≈ 3.1 KiB (the
 // 4 KiB stack less the runtime's guard), the stack doubles to 8 KiB for
 // the stream's life. So what goes deep runs here, and an idle stream
