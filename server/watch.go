@@ -23,13 +23,13 @@ import (
 //
 // An idle watch waits in its loop on this goroutine, below grpc's and the
 // interceptors' frames, for as long as it lives, so whatever runs on it
-// decides the stack's size for the stream's life (see onOwnStack): the
+// decides the stack's size for the stream's life (see openOnOwnStack): the
 // loop's own work is shallow, opening the watch and sending its first
 // frames run on a goroutine of their own, building frames and sending
 // them on the sender's (watchsender.go), and mapping the watch's end
 // (watchEnded) after the wait.
 func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
-	o := onOwnStack(func() opened { return s.openAndStart(req, stream) })
+	o := s.openOnOwnStack(req, stream)
 	ws := o.ws
 	if ws == nil {
 		return o.err
@@ -44,7 +44,7 @@ func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream ca
 
 // opened is what openAndStart returns: the watch, and the error that
 // ended it while its first frames were sent; or no watch, and why it
-// could not open. One value through onOwnStack's channel: variables the
+// could not open. One value through openOnOwnStack's channel: variables the
 // function set in the handler's frame would live on the heap for the
 // stream's life.
 type opened struct {
@@ -62,36 +62,54 @@ func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream 
 	return opened{ws: ws, err: ws.sendStart(start)}
 }
 
-// onOwnStack runs f on a goroutine of its own, waits for it and returns
-// its result (a panic in f is raised again here). A stream's goroutine
-// runs its handler below grpc's frames (1,368 B) and the interceptors'
-// for as long as the stream lives, and a goroutine's stack never shrinks below twice what is on it
-// at rest: the first time the work on it goes deeper than ≈ 3.1 KiB (the
-// 4 KiB stack less the runtime's guard), the stack doubles to 8 KiB for
-// the stream's life. So what goes deep runs here, and an idle stream
-// keeps a 4 KiB stack: opening the watch (the request's checks, the
-// store's watcher, the snapshot, the first frames) runs here; building
-// the frames of events runs on the sender (take, buildFrames); every
-// send runs on a goroutine of its own (sendFrames, runSender).
-func onOwnStack[T any](f func() T) T {
-	type result struct {
-		v     T
-		panic any
+// openOnOwnStack runs openAndStart on a goroutine of its own and waits
+// for it (a panic there is raised again here). A stream's goroutine runs
+// its handler below grpc's frames (1,368 B) and the interceptors' for as
+// long as the stream lives, and a goroutine's stack never shrinks below
+// twice what is on it at rest: the first time the work on it goes deeper
+// than ≈ 3.1 KiB (the 4 KiB stack less the runtime's guard), the stack
+// doubles to 8 KiB for the stream's life. So what goes deep runs
+// elsewhere, and an idle stream keeps a 4 KiB stack: opening the watch
+// (the request's checks, the store's watcher, the snapshot, the first
+// frames) runs here; building the frames of events runs on the sender
+// (take, buildFrames); every send runs on a goroutine of its own
+// (sendFrames, runSender).
+//
+// The goroutine's arguments and its result channel come from a pool:
+// what opening a watch allocates and drops leaves holes in the heap next
+// to what the idle streams keep.
+func (s *callService) openOnOwnStack(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) opened {
+	j := openJobs.Get().(*openJob)
+	j.s, j.req, j.stream = s, req, stream
+	go j.run()
+	o := <-j.done
+	p := j.panic
+	*j = openJob{done: j.done}
+	openJobs.Put(j)
+	if p != nil {
+		panic(p)
 	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		defer func() {
-			r.panic = recover()
-			done <- r
-		}()
-		r.v = f()
+	return o
+}
+
+// openJob is what openOnOwnStack's goroutine gets and gives back.
+type openJob struct {
+	s      *callService
+	req    *callcontrolv1.WatchCallsRequest
+	stream callcontrolv1.CallControlService_WatchCallsServer
+	done   chan opened // buffered: run never waits on it
+	panic  any         // set before done receives
+}
+
+var openJobs = sync.Pool{New: func() any { return &openJob{done: make(chan opened, 1)} }}
+
+func (j *openJob) run() {
+	var o opened
+	defer func() {
+		j.panic = recover()
+		j.done <- o
 	}()
-	r := <-done
-	if r.panic != nil {
-		panic(r.panic)
-	}
-	return r.v
+	o = j.s.openAndStart(j.req, j.stream)
 }
 
 // watchStart is what the first frames of a watch need: the snapshot (if
@@ -399,7 +417,7 @@ func (ws *watchStream) collect(w *callstore.Watcher) (progress int64, ended erro
 
 // take drains the watcher into ws.batches, for the sender to build their
 // frames (buildFrames): building frames goes deeper than an idle
-// stream's handler has room for (see onOwnStack), the sender's goroutine
+// stream's handler has room for (see openOnOwnStack), the sender's goroutine
 // does not live on.
 func (ws *watchStream) take(w *callstore.Watcher) (progress int64, ended error) {
 	ws.getBusy()

@@ -221,3 +221,21 @@ func TestEvictionReachesAWaitingSend(t *testing.T) {
 		t.Fatal("the eviction did not wake the handler's loop")
 	}
 }
+
+// TestOpenOnOwnStackRaisesPanics: a panic while a watch opens, on the
+// goroutine openOnOwnStack runs it on, is raised again on the handler's
+// (where the stream chain recovers it), every time: the pooled job that
+// carried it is reused cleanly.
+func TestOpenOnOwnStackRaisesPanics(t *testing.T) {
+	var s *callService // openWatch panics on it
+	for i := range 3 {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("open %d: the panic was not raised again", i)
+				}
+			}()
+			s.openOnOwnStack(&callcontrolv1.WatchCallsRequest{}, nil)
+		}()
+	}
+}

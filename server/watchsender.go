@@ -19,7 +19,7 @@ import (
 //
 // So when events arrive, the handler drains the watcher, starts a sender
 // with the batches and waits for it. The sender builds their frames (which
-// goes deeper than an idle stream's handler has room for: see onOwnStack)
+// goes deeper than an idle stream's handler has room for: see openOnOwnStack)
 // and sends them. If the watch is busy (its last frame went out less than
 // a linger ago, see watchRegistry.linger), the sender then waits for the
 // watcher's next batches itself: while events keep coming, a delivery
