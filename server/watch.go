@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"callcontrold/auth"
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/wirefield"
 )
 
 // WatchCalls streams the caller's view of the store: started, the
@@ -237,36 +238,39 @@ func (s *callService) draining() bool {
 // chunk, the snapshot's end with the last (no snapshot, or an empty one:
 // one send). Each send is a goroutine and a result slot (sendFrames), and
 // what opening a watch allocates and drops is what leaves holes in the
-// heap next to what an idle stream keeps.
+// heap next to what an idle stream keeps (see watchstart.go).
 func (ws *watchStream) sendStart(start watchStart) error {
 	s := ws.s
-	frames := make([]any, 0, 3)
-	frames = append(frames, &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Started{Started: &callcontrolv1.WatchStarted{
-		ProgressInterval: durationpb.New(s.cfg.ProgressInterval),
-		HistoryWindow:    int64(s.store.HistorySize()),
-		OldestRevision:   s.store.OldestRevision(),
-		Revision:         start.rev,
-	}}})
-	if !start.withSnapshot {
-		return ws.sendCounted(frames)
-	}
 	calls := start.snapshot
-	for {
-		if n := min(s.cfg.SnapshotChunkSize, len(calls)); n > 0 {
-			frames = append(frames, ws.snapshotChunk(calls[:n]))
-			calls = calls[n:]
+	var end protowire.Number // the snapshot's end, if it goes with the started frame
+	if start.withSnapshot && len(calls) == 0 {
+		end = wirefield.ResponseSnapshotEnd
+	}
+	started, last := startedAndEnd(s.cfg.ProgressInterval, int64(s.store.HistorySize()), s.store.OldestRevision(), start.rev, end, ws.tokenAt(start.rev))
+	frames := make([]any, 0, 3)
+	frames = append(frames, started)
+	sent := frameCounts{started: 1}
+	if last != nil {
+		frames = append(frames, last)
+		sent.ends = 1
+	}
+	if !start.withSnapshot || last != nil {
+		return ws.sendCounted(frames, sent)
+	}
+	for len(calls) > 0 {
+		n := min(s.cfg.SnapshotChunkSize, len(calls))
+		frames = append(frames, ws.snapshotChunk(calls[:n]))
+		sent.chunks++
+		if calls = calls[n:]; len(calls) == 0 {
+			frames = append(frames, tokenFrame(wirefield.ResponseSnapshotEnd, start.rev, ws.tokenAt(start.rev)))
+			sent.ends++
 		}
-		if len(calls) == 0 {
-			frames = append(frames, &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_SnapshotEnd{SnapshotEnd: &callcontrolv1.SnapshotEnd{
-				Revision: start.rev, ResumeToken: ws.token(start.rev),
-			}}})
-			return ws.sendCounted(frames)
-		}
-		if err := ws.sendCounted(frames); err != nil {
+		if err := ws.sendCounted(frames, sent); err != nil {
 			return err
 		}
-		frames = frames[:0]
+		frames, sent = frames[:0], frameCounts{}
 	}
+	return nil
 }
 
 // snapshotChunk is the snapshot frame of calls, as the caller sees them.
@@ -278,34 +282,26 @@ func (ws *watchStream) snapshotChunk(calls []*callstore.Call) *callcontrolv1.Wat
 	return &callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Snapshot{Snapshot: chunk}}
 }
 
-// sendCounted sends frames (WatchCallsResponse messages) as one send and
-// counts each by its kind once they are sent. It clears frames: a watch
-// must not pin its last frame (snapshot_end, say).
-func (ws *watchStream) sendCounted(frames []any) error {
+// frameCounts counts the frames of one send by kind, for framesSent.
+type frameCounts struct{ started, chunks, ends, progress int }
+
+// sendCounted sends frames as one send and counts them (sent) once they
+// are sent. It clears frames: a watch must not pin its last frame.
+func (ws *watchStream) sendCounted(frames []any, sent frameCounts) error {
 	if err := ws.sendFrames(frames); err != nil {
 		return err
 	}
-	for i, f := range frames {
-		ws.s.m.framesSent.WithLabelValues(frameKind(f.(*callcontrolv1.WatchCallsResponse))).Inc()
-		frames[i] = nil
+	clear(frames)
+	count := func(kind string, n int) {
+		if n > 0 {
+			ws.s.m.framesSent.WithLabelValues(kind).Add(float64(n))
+		}
 	}
+	count("started", sent.started)
+	count("snapshot", sent.chunks)
+	count("snapshot_end", sent.ends)
+	count("progress", sent.progress)
 	return nil
-}
-
-// frameKind is the framesSent label of a frame the handler sends itself.
-func frameKind(m *callcontrolv1.WatchCallsResponse) string {
-	switch m.GetFrame().(type) {
-	case *callcontrolv1.WatchCallsResponse_Started:
-		return "started"
-	case *callcontrolv1.WatchCallsResponse_Snapshot:
-		return "snapshot"
-	case *callcontrolv1.WatchCallsResponse_SnapshotEnd:
-		return "snapshot_end"
-	case *callcontrolv1.WatchCallsResponse_Progress:
-		return "progress"
-	default: // none: the frames of events are the sender's (eventFrames)
-		return "other"
-	}
 }
 
 type watchStream struct {
@@ -383,14 +379,13 @@ func keepSmall[S ~[]E, E any](s S) S {
 	return s[:0]
 }
 
-func (ws *watchStream) token(rev int64) string {
-	return resumeToken{Epoch: ws.s.store.Epoch(), Revision: rev}.String()
+// tokenAt is the resume token of revision rev.
+func (ws *watchStream) tokenAt(rev int64) resumeToken {
+	return resumeToken{Epoch: ws.s.store.Epoch(), Revision: rev}
 }
 
 func (ws *watchStream) sendProgress(rev int64) error {
-	return ws.sendCounted([]any{&callcontrolv1.WatchCallsResponse{Frame: &callcontrolv1.WatchCallsResponse_Progress{Progress: &callcontrolv1.Progress{
-		Revision: rev, ResumeToken: ws.token(rev),
-	}}}})
+	return ws.sendCounted([]any{tokenFrame(wirefield.ResponseProgress, rev, ws.tokenAt(rev))}, frameCounts{progress: 1})
 }
 
 // pump sends everything the watcher has queued, on a send helper (see

@@ -24,11 +24,17 @@ const (
 
 // The fields inside the frames.
 const (
-	StartedRevision  protowire.Number = 4 // WatchStarted.revision (int64)
-	BatchRevision    protowire.Number = 1 // EventBatch.revision (int64)
-	BatchResumeToken protowire.Number = 2 // EventBatch.resume_token (string)
-	BatchEvents      protowire.Number = 3 // EventBatch.events (repeated CallEvent)
-	ProgressRevision protowire.Number = 1 // Progress.revision (int64)
+	StartedProgressInterval protowire.Number = 1 // WatchStarted.progress_interval (Duration)
+	StartedHistoryWindow    protowire.Number = 2 // WatchStarted.history_window (int64)
+	StartedOldestRevision   protowire.Number = 3 // WatchStarted.oldest_revision (int64)
+	StartedRevision         protowire.Number = 4 // WatchStarted.revision (int64)
+	SnapshotEndRevision     protowire.Number = 1 // SnapshotEnd.revision (int64)
+	SnapshotEndResumeToken  protowire.Number = 2 // SnapshotEnd.resume_token (string)
+	BatchRevision           protowire.Number = 1 // EventBatch.revision (int64)
+	BatchResumeToken        protowire.Number = 2 // EventBatch.resume_token (string)
+	BatchEvents             protowire.Number = 3 // EventBatch.events (repeated CallEvent)
+	ProgressRevision        protowire.Number = 1 // Progress.revision (int64)
+	ProgressResumeToken     protowire.Number = 2 // Progress.resume_token (string)
 )
 
 // The responses of the control RPCs on one call (HoldResponse,
@@ -102,4 +108,6 @@ const (
 	ExtensionName     protowire.Number = 4 // Extension.name (string)
 	TimestampSeconds  protowire.Number = 1 // google.protobuf.Timestamp.seconds (int64)
 	TimestampNanos    protowire.Number = 2 // google.protobuf.Timestamp.nanos (int32)
+	DurationSeconds   protowire.Number = 1 // google.protobuf.Duration.seconds (int64)
+	DurationNanos     protowire.Number = 2 // google.protobuf.Duration.nanos (int32)
 )

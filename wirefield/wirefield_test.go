@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
@@ -35,11 +36,17 @@ func TestNumbersMatchDescriptors(t *testing.T) {
 		{"ResponseSnapshotEnd", ResponseSnapshotEnd, &callcontrolv1.WatchCallsResponse{}, "snapshot_end", protoreflect.MessageKind},
 		{"ResponseEvents", ResponseEvents, &callcontrolv1.WatchCallsResponse{}, "events", protoreflect.MessageKind},
 		{"ResponseProgress", ResponseProgress, &callcontrolv1.WatchCallsResponse{}, "progress", protoreflect.MessageKind},
+		{"StartedProgressInterval", StartedProgressInterval, &callcontrolv1.WatchStarted{}, "progress_interval", protoreflect.MessageKind},
+		{"StartedHistoryWindow", StartedHistoryWindow, &callcontrolv1.WatchStarted{}, "history_window", protoreflect.Int64Kind},
+		{"StartedOldestRevision", StartedOldestRevision, &callcontrolv1.WatchStarted{}, "oldest_revision", protoreflect.Int64Kind},
 		{"StartedRevision", StartedRevision, &callcontrolv1.WatchStarted{}, "revision", protoreflect.Int64Kind},
+		{"SnapshotEndRevision", SnapshotEndRevision, &callcontrolv1.SnapshotEnd{}, "revision", protoreflect.Int64Kind},
+		{"SnapshotEndResumeToken", SnapshotEndResumeToken, &callcontrolv1.SnapshotEnd{}, "resume_token", protoreflect.StringKind},
 		{"BatchRevision", BatchRevision, &callcontrolv1.EventBatch{}, "revision", protoreflect.Int64Kind},
 		{"BatchResumeToken", BatchResumeToken, &callcontrolv1.EventBatch{}, "resume_token", protoreflect.StringKind},
 		{"BatchEvents", BatchEvents, &callcontrolv1.EventBatch{}, "events", protoreflect.MessageKind},
 		{"ProgressRevision", ProgressRevision, &callcontrolv1.Progress{}, "revision", protoreflect.Int64Kind},
+		{"ProgressResumeToken", ProgressResumeToken, &callcontrolv1.Progress{}, "resume_token", protoreflect.StringKind},
 		{"ControlCall", ControlCall, &callcontrolv1.HoldResponse{}, "call", protoreflect.MessageKind},
 		{"ControlCall", ControlCall, &callcontrolv1.TalkResponse{}, "call", protoreflect.MessageKind},
 		{"ControlCall", ControlCall, &callcontrolv1.MuteResponse{}, "call", protoreflect.MessageKind},
@@ -99,6 +106,8 @@ func TestNumbersMatchDescriptors(t *testing.T) {
 		{"ExtensionName", ExtensionName, &callcontrolv1.Extension{}, "name", protoreflect.StringKind},
 		{"TimestampSeconds", TimestampSeconds, &timestamppb.Timestamp{}, "seconds", protoreflect.Int64Kind},
 		{"TimestampNanos", TimestampNanos, &timestamppb.Timestamp{}, "nanos", protoreflect.Int32Kind},
+		{"DurationSeconds", DurationSeconds, &durationpb.Duration{}, "seconds", protoreflect.Int64Kind},
+		{"DurationNanos", DurationNanos, &durationpb.Duration{}, "nanos", protoreflect.Int32Kind},
 	}
 	var checked []string
 	for _, tt := range tests {
