@@ -40,9 +40,19 @@ const (
 
 func loadDevice(i int) string    { return fmt.Sprintf("SIP/load%02d", i) }
 func fanoutDevice(i int) string  { return fmt.Sprintf("SIP/f%04d", i) }
-func trafficCaller(i int) string { return fmt.Sprintf("SIP/ta%d", i) }
-func trafficCallee(i int) string { return fmt.Sprintf("SIP/tb%d", i) }
-func trafficExt(i int) string    { return fmt.Sprintf("%d", 4000+i) }
+func trafficCaller(i int) string { return trafficNames[i].caller }
+func trafficCallee(i int) string { return trafficNames[i].callee }
+func trafficExt(i int) string    { return trafficNames[i].ext }
+
+// trafficNames are the traffic pairs' device names and the callee's
+// extension, made once: the traffic drivers run in the server's process,
+// and their own work counts in what a WatchCalls frame costs.
+var trafficNames = func() (n [trafficPairs]struct{ caller, callee, ext string }) {
+	for i := range n {
+		n[i].caller, n[i].callee, n[i].ext = fmt.Sprintf("SIP/ta%d", i), fmt.Sprintf("SIP/tb%d", i), fmt.Sprintf("%d", 4000+i)
+	}
+	return n
+}()
 
 func tokenHash(tok string) string {
 	h := sha256.Sum256([]byte(tok))
