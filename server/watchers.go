@@ -32,8 +32,8 @@ import (
 //
 // And it ends the senders' lingers (see watchsender.go): every
 // linger/lingerTicks it wakes the lingering senders whose watches have
-// been quiet for a linger, or whose streams were cancelled, so a sender
-// waits for events on the watch's wake-up channel alone.
+// been quiet for a linger, so a sender waits for events on the watch's
+// wake-up channel alone, with no timer of its own.
 type watchRegistry struct {
 	max          int           // <= 0: no cap
 	stallTimeout time.Duration // <= 0: no stall detection
@@ -53,8 +53,7 @@ type watchRegistry struct {
 }
 
 // lingerTicks is how many linger ticks there are per linger: a sender
-// returns to its handler at most this fraction of a linger late, and a
-// cancelled stream's sender is woken within a tick.
+// returns to its handler at most this fraction of a linger late.
 const lingerTicks = 4
 
 // progressTicks is how many progress ticks there are per progress
@@ -257,14 +256,14 @@ func (r *watchRegistry) wakeQuiet(now time.Time) {
 }
 
 // wakeLingering wakes the lingering senders whose watches' last frames
-// went out a linger or more before now, or whose streams were cancelled:
-// they return to their handlers. It reports whether any sender lingers.
+// went out a linger or more before now: they return to their handlers.
+// It reports whether any sender lingers.
 func (r *watchRegistry) wakeLingering(now time.Time) bool {
 	due := int64(now.Sub(processStart) - r.linger)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for ws := range r.lingering {
-		if ws.lastFrame.Load() <= due || ws.stream.Context().Err() != nil {
+		if ws.lastFrame.Load() <= due {
 			ws.signal()
 		}
 	}

@@ -1,15 +1,12 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 	"unsafe"
-
-	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
 // TestDrainStalledOwnClock: the drain cuts a send it saw under way at its
@@ -100,27 +97,14 @@ func TestRegistryWakesQuietAndDrained(t *testing.T) {
 	}
 }
 
-// watchCtxStream is a WatchCalls stream that has only a context.
-type watchCtxStream struct {
-	callcontrolv1.CallControlService_WatchCallsServer
-	ctx context.Context
-}
-
-func (s watchCtxStream) Context() context.Context { return s.ctx }
-
 // TestRegistryEndsLingers: a linger tick wakes the lingering senders
-// whose watches have been quiet for a linger or whose streams were
-// cancelled, and only those; a sender that stopped lingering is not
-// looked at.
+// whose watches have been quiet for a linger, and only those; a sender
+// that stopped lingering is not looked at.
 func TestRegistryEndsLingers(t *testing.T) {
 	r := newWatchRegistry(0, 0, 0, nil, nil)
 	now := time.Now()
-	live, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gone, cancelGone := context.WithCancel(context.Background())
-	cancelGone()
-	watch := func(ctx context.Context, quiet time.Duration) *watchStream {
-		ws := &watchStream{wake: make(chan struct{}, 1), stream: watchCtxStream{ctx: ctx}}
+	watch := func(quiet time.Duration) *watchStream {
+		ws := &watchStream{wake: make(chan struct{}, 1)}
 		ws.lastFrame.Store(int64(now.Sub(processStart) - quiet))
 		if err := r.add(ws, 0); err != nil {
 			t.Fatal(err)
@@ -128,11 +112,10 @@ func TestRegistryEndsLingers(t *testing.T) {
 		t.Cleanup(func() { r.remove(ws) })
 		return ws
 	}
-	quiet := watch(live, r.linger)
-	busy := watch(live, r.linger-time.Millisecond)
-	cancelled := watch(gone, 0)
-	done := watch(live, time.Hour) // quiet, but its sender is back with its handler
-	for _, ws := range []*watchStream{quiet, busy, cancelled, done} {
+	quiet := watch(r.linger)
+	busy := watch(r.linger - time.Millisecond)
+	done := watch(time.Hour) // quiet, but its sender is back with its handler
+	for _, ws := range []*watchStream{quiet, busy, done} {
 		r.lingerBegin(ws)
 	}
 	r.lingerEnd(done)
@@ -143,12 +126,12 @@ func TestRegistryEndsLingers(t *testing.T) {
 		name string
 		ws   *watchStream
 		want int
-	}{{"quiet", quiet, 1}, {"busy", busy, 0}, {"cancelled", cancelled, 1}, {"no longer lingering", done, 0}} {
+	}{{"quiet", quiet, 1}, {"busy", busy, 0}, {"no longer lingering", done, 0}} {
 		if got := len(c.ws.wake); got != c.want {
 			t.Errorf("%s watch: %d wake-ups after a linger tick, want %d", c.name, got, c.want)
 		}
 	}
-	for _, ws := range []*watchStream{quiet, busy, cancelled} {
+	for _, ws := range []*watchStream{quiet, busy} {
 		r.lingerEnd(ws)
 	}
 	if r.wakeLingering(now) {

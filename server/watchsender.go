@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	"callcontrold/callstore"
@@ -72,14 +73,20 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error)
 //
 // It waits on the watch's wake-up channel alone and looks at the rest
 // after each wake-up: the store's watcher wakes it for events, an
-// eviction or a drain wakes it, and so does the registry's linger tick
-// once the watch has been quiet for a linger or its stream is cancelled
+// eviction, a drain or the stream's cancellation wakes it, and so does
+// the registry's linger tick once the watch has been quiet for a linger
 // (see watchRegistry.wakeLingering).
 func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended error) (r sendResult) {
 	ws.buildFrames() // of the batches the handler took
 	if linger {
 		ws.s.watches.lingerBegin(ws)
-		defer ws.s.watches.lingerEnd(ws)
+		// Cancelled, the stream's handler must hear of it now, not at the
+		// sender's next event: a client that left frees its watch at once.
+		stop := context.AfterFunc(ws.stream.Context(), ws.signal)
+		defer func() {
+			stop()
+			ws.s.watches.lingerEnd(ws)
+		}()
 	}
 	for {
 		if len(ws.frames) > 0 {
