@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
 // TestDrainStalledOwnClock: the drain cuts a send it saw under way at its
