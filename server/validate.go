@@ -51,6 +51,9 @@ func (v *validator) number(field, n string) {
 	}
 }
 
+// validName reports whether s passes name.
+func validName(s string) bool { return s != "" && len(s) <= maxNameLen }
+
 func (v *validator) name(field, s string) {
 	switch {
 	case s == "":
@@ -100,13 +103,17 @@ func (v *validator) filter(f *callcontrolv1.CallFilter) {
 		v.add("filter.devices", "at most %d devices, got %d", maxFilterDevices, n)
 	}
 	for i, d := range f.GetDevices() {
-		v.name(fmt.Sprintf("filter.devices[%d]", i), d)
+		if !validName(d) { // the element's path is formatted for a violation only
+			v.name(fmt.Sprintf("filter.devices[%d]", i), d)
+		}
 	}
 	if n := len(f.GetCompanies()); n > maxFilterCompanies {
 		v.add("filter.companies", "at most %d companies, got %d", maxFilterCompanies, n)
 	}
 	for i, c := range f.GetCompanies() {
-		v.name(fmt.Sprintf("filter.companies[%d]", i), c)
+		if !validName(c) {
+			v.name(fmt.Sprintf("filter.companies[%d]", i), c)
+		}
 	}
 	for i, s := range f.GetStates() {
 		if _, ok := callcontrolv1.State_name[int32(s)]; !ok || s == callcontrolv1.State_STATE_UNSPECIFIED {
