@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,12 @@ func (d *dyingLeader) wrap(next grpc.UnaryServerInterceptor) grpc.UnaryServerInt
 			if err != nil {
 				return nil, err
 			}
+			// The answer as its client would have read it: a control
+			// response leaves the handler as bytes (its fields are the
+			// message's unknown fields until it is marshalled).
+			if resp, err = onWire(resp); err != nil {
+				return nil, status.Errorf(codes.Internal, "test: the answer does not go through the wire: %v", err)
+			}
 			d.mu.Lock()
 			d.lost[id] = resp
 			d.mu.Unlock()
@@ -52,6 +59,20 @@ func (d *dyingLeader) wrap(next grpc.UnaryServerInterceptor) grpc.UnaryServerInt
 		}
 		return next(ctx, req, info, handler)
 	}
+}
+
+// onWire returns m marshalled and decoded again, as a client reads it.
+func onWire(m any) (any, error) {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a message", m)
+	}
+	b, err := proto.Marshal(pm)
+	if err != nil {
+		return nil, err
+	}
+	out := pm.ProtoReflect().New().Interface()
+	return out, proto.Unmarshal(b, out)
 }
 
 func (d *dyingLeader) answer(id string) any {
