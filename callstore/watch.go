@@ -507,18 +507,30 @@ func carve(slab *[]WatchEvent, n int) []WatchEvent {
 }
 
 // carveOwn returns a window of n events from a backlogged watcher's
-// private slab. The slabs grow while the backlog lasts (2, 2, 4, 8, then
-// slabEvents events: each as large as the ones before it together, so
-// after the first few they add up to whole multiples of slabEvents): a
-// busy consumer is often a commit or two behind for a moment, and a whole
-// slabEvents slab for those, dropped with its slack once the watcher
-// catches up, was a fifth of the bytes a fan-out allocated.
+// private slab. The first slab of a backlog is the window alone: a
+// watcher a commit behind usually catches up at once. If the backlog
+// lasts, the slabs grow (2, 3, 6, 12, then slabEvents events: each about
+// as large as the ones before it together): a busy consumer is often a
+// commit or two behind for a moment, and a whole slabEvents slab for
+// those, dropped with its slack once the watcher catches up, was a fifth
+// of the bytes a fan-out allocated. A full slab is let go at once: the
+// windows carved from it keep it while they are queued, and a watcher
+// whose last events came while it was behind does not keep it after
+// they are delivered (≈ 100 B of every such idle watch otherwise).
 func (w *Watcher) carveOwn(n int) []WatchEvent {
 	if len(w.own)+n > cap(w.own) {
-		w.own = make([]WatchEvent, 0, max(n, min(max(w.ownTotal, 2), slabEvents)))
+		size := n
+		if w.ownTotal > 0 {
+			size = max(n, min(max(w.ownTotal, 2), slabEvents))
+		}
+		w.own = make([]WatchEvent, 0, size)
 		w.ownTotal += cap(w.own)
 	}
-	return carve(&w.own, n)
+	win := carve(&w.own, n)
+	if len(w.own) == cap(w.own) {
+		w.own = nil
+	}
+	return win
 }
 
 func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64, n int) {

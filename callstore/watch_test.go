@@ -600,28 +600,34 @@ func TestStalledWatcherPinsOnlyItsOwnEvents(t *testing.T) {
 		live = append(live, w)
 	}
 	const commits = 40
-	// shared[rev] is where each live watcher's window of rev starts.
-	shared := map[int64][]uintptr{}
+	// Every slab the store's shared windows came from: the store's
+	// current slab after each commit (a commit of one change uses at most
+	// one, and each is current at the end of some commit).
+	type extent struct{ from, to uintptr }
+	var shared []extent
+	size := unsafe.Sizeof(WatchEvent{})
 	for i := range commits {
 		rev := mustCommit(t, s, Change{Type: EventNew, Call: leg(int64(i+1), "SIP/1", "acme", StateRing)})
+		from := uintptr(unsafe.Pointer(unsafe.SliceData(s.slab)))
+		if e := (extent{from, from + uintptr(cap(s.slab))*size}); len(shared) == 0 || shared[len(shared)-1] != e {
+			shared = append(shared, e)
+		}
 		for _, w := range live {
 			got, _, err := w.Drain(nil)
 			if err != nil || len(got) != 1 || got[0].Revision != rev {
 				t.Fatalf("live watcher at revision %d: %v, %v", rev, got, err)
 			}
-			shared[rev] = append(shared[rev], uintptr(unsafe.Pointer(&got[0].Events[0])))
 		}
 	}
 	got, _, err := stalled.Drain(nil)
 	if err != nil || len(got) != commits {
 		t.Fatalf("stalled watcher: %d batches, want %d (err %v)", len(got), commits, err)
 	}
-	span := uintptr(slabEvents) * unsafe.Sizeof(WatchEvent{})
 	for _, b := range got[1:] { // the first batch was cut before it fell behind
 		at := uintptr(unsafe.Pointer(&b.Events[0]))
-		for _, o := range shared[b.Revision] {
-			if at+span > o && o+span > at {
-				t.Fatalf("revision %d: the stalled watcher's window (%#x) shares a slab with a live watcher's (%#x)", b.Revision, at, o)
+		for _, e := range shared {
+			if at >= e.from && at < e.to {
+				t.Fatalf("revision %d: the stalled watcher's window (%#x) is in a shared slab [%#x, %#x)", b.Revision, at, e.from, e.to)
 			}
 		}
 	}
