@@ -242,8 +242,9 @@ func (r *watchRegistry) sweep() {
 
 // wakeQuiet wakes the watches whose last frames went out a progress
 // interval or more before now: their handlers send a progress frame (a
-// sender that is lingering takes the wake-up, finds nothing to do and
-// goes on; the next tick wakes it again, and its handler once it is back).
+// sender still lingering that takes the wake-up returns to its handler,
+// its watch having been quiet for more than a linger, and its handler
+// looks once more before it waits).
 func (r *watchRegistry) wakeQuiet(now time.Time) {
 	due := int64(now.Sub(processStart) - r.progress)
 	r.mu.Lock()
