@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"callcontrold/callstore"
@@ -78,11 +79,18 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error)
 // (see watchRegistry.wakeLingering).
 func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended error) (r sendResult) {
 	ws.buildFrames() // of the batches the handler took
+	// Cancelled while the sender lingers, the stream's handler must hear
+	// of it now, not at the sender's next event: a client that left frees
+	// its watch at once. The flag spares each wake-up a walk up the
+	// stream's context chain, whose contexts a quiet watch's sender finds
+	// out of the cache.
+	var cancelled atomic.Bool
 	if linger {
 		ws.s.watches.lingerBegin(ws)
-		// Cancelled, the stream's handler must hear of it now, not at the
-		// sender's next event: a client that left frees its watch at once.
-		stop := context.AfterFunc(ws.stream.Context(), ws.signal)
+		stop := context.AfterFunc(ws.stream.Context(), func() {
+			cancelled.Store(true)
+			ws.signal()
+		})
 		defer func() {
 			stop()
 			ws.s.watches.lingerEnd(ws)
@@ -103,7 +111,7 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended er
 			return r
 		}
 		<-ws.wake
-		if ws.interrupted() {
+		if cancelled.Load() || ws.interrupted() {
 			return r
 		}
 		if _, ended = ws.collect(w); len(ws.frames) == 0 && ended == nil && ws.quiet() >= ws.s.watches.linger {
@@ -112,13 +120,11 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended er
 	}
 }
 
-// interrupted reports whether the handler has something else to do: the
-// stream is cancelled or evicted, or the server drains. A single-case
+// interrupted reports whether the handler has something else to do
+// besides a cancelled stream (which sendWhileBusy hears of from its
+// AfterFunc): the watch is evicted or the server drains. A single-case
 // poll of a channel takes no lock.
 func (ws *watchStream) interrupted() bool {
-	if ws.stream.Context().Err() != nil {
-		return true
-	}
 	return ws.cause.Load() != nil || ws.s.draining()
 }
 
