@@ -46,6 +46,8 @@ type config struct {
 	watcherQueue     int
 	progressInterval time.Duration
 
+	gcPercent int // GOGC, unless the environment sets GOGC (see applyGCPercent)
+
 	switchKind  string
 	sipAddr     string
 	trunk       trunkFlags
@@ -106,6 +108,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.historySize, "history-size", 100000, "revisions retained for WatchCalls resume")
 	fs.IntVar(&c.watcherQueue, "watcher-queue", 1024, "revisions a watcher may have queued before it catches up from history")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "WatchCalls progress frame after this long without events")
+	fs.IntVar(&c.gcPercent, "gc-percent", defaultGCPercent, "garbage collector: the heap grows by this `percent` of the live heap between collections (Go's GOGC; the GOGC environment variable, if set, wins)")
 	fs.StringVar(&c.switchKind, "switch", "sim", "channel driver behind the call engine: sim (simulated phones and far ends) or sip (real phones register at --sip-addr)")
 	fs.StringVar(&c.sipAddr, "sip-addr", "127.0.0.1:5060", "sip switch: SIP listen `address` (UDP and TCP)")
 	addTrunkFlags(fs, &c.trunk)
@@ -241,6 +244,9 @@ func (c *config) validate() error {
 	}
 	if c.progressInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--progress-interval must be at least 100ms, got %v", c.progressInterval))
+	}
+	if c.gcPercent < 1 {
+		errs = append(errs, fmt.Errorf("--gc-percent must be at least 1, got %d (to turn the collector off, set GOGC=off with GOMEMLIMIT)", c.gcPercent))
 	}
 	if c.demoTraffic < 0 || c.controlRPS < 0 || c.readRPS < 0 {
 		errs = append(errs, errors.New("--demo-traffic, --control-rps and --read-rps must not be negative"))

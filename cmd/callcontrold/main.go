@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	applyGCPercent(cfg.gcPercent, getenv, debug.SetGCPercent, log)
 	dir, err := loadDirectory(cfg, log)
 	if err != nil {
 		return err
