@@ -7,7 +7,7 @@ import "log/slog"
 // fan-out's latency tail is made of deliveries woken during a collection's
 // mark phase; at 200 the collections are half as frequent, the p99
 // commit→receive of the 1,000 + 10 and 10,000 + 10 fan-outs fell from
-// 1.3–2.3 ms to 0.8–1.4 ms with the same CPU per event, for 8–16 % more
+// 1.1–3.1 ms to 0.8–1.4 ms with the same CPU per event, for 8–16 % more
 // RSS per live call and an idle stream's RSS within its run-to-run swing
 // (docs/BENCHMARKS.md, "Sixth round: the fan-out's wake-ups").
 const defaultGCPercent = 200
