@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"callcontrold/internal/gcpercent"
 	"callcontrold/server"
 )
 
@@ -46,7 +47,7 @@ type config struct {
 	watcherQueue     int
 	progressInterval time.Duration
 
-	gcPercent int // GOGC, unless the environment sets GOGC (see applyGCPercent)
+	gcPercent int // GOGC, unless the environment sets GOGC (see gcpercent.Apply)
 
 	switchKind  string
 	sipAddr     string
@@ -108,7 +109,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.historySize, "history-size", 100000, "revisions retained for WatchCalls resume")
 	fs.IntVar(&c.watcherQueue, "watcher-queue", 1024, "revisions a watcher may have queued before it catches up from history")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "WatchCalls progress frame after this long without events")
-	fs.IntVar(&c.gcPercent, "gc-percent", defaultGCPercent, "garbage collector: the heap grows by this `percent` of the live heap between collections (Go's GOGC; the GOGC environment variable, if set, wins)")
+	fs.IntVar(&c.gcPercent, "gc-percent", gcpercent.Default, "garbage collector: the heap grows by this `percent` of the live heap between collections (Go's GOGC; the GOGC environment variable, if set, wins)")
 	fs.StringVar(&c.switchKind, "switch", "sim", "channel driver behind the call engine: sim (simulated phones and far ends) or sip (real phones register at --sip-addr)")
 	fs.StringVar(&c.sipAddr, "sip-addr", "127.0.0.1:5060", "sip switch: SIP listen `address` (UDP and TCP)")
 	addTrunkFlags(fs, &c.trunk)

@@ -28,6 +28,7 @@ import (
 
 	"callcontrold/auth"
 	"callcontrold/directory"
+	"callcontrold/internal/gcpercent"
 	"callcontrold/internal/telemetry"
 	"callcontrold/pbx/sim"
 	"callcontrold/server"
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	applyGCPercent(cfg.gcPercent, getenv, debug.SetGCPercent, log)
+	gcpercent.Apply(cfg.gcPercent, getenv, debug.SetGCPercent, log)
 	dir, err := loadDirectory(cfg, log)
 	if err != nil {
 		return err

@@ -2,10 +2,13 @@
 // tool's own process (cmd/callbench, cmd/sipbench, the peer benchmark in
 // bench/etcd), the way cmd/callcontrold builds it: the authenticator on
 // the directory's bearer tokens, the interceptor chain and every service
-// (server.New), serving on a loopback port. The benchmarks measure the
-// service, not its limits or its log output, so the rate and watch limits
-// are off and the logs are discarded at the default level (info), which
-// still has the logging interceptor format every finished call.
+// (server.New), serving on a loopback port, and the service's default
+// GOGC (internal/gcpercent) unless the environment sets one: the
+// collector's cadence is part of the fan-out's latency tail. The
+// benchmarks measure the service, not its limits or its log output, so
+// the rate and watch limits are off and the logs are discarded at the
+// default level (info), which still has the logging interceptor format
+// every finished call.
 //
 // The caller builds what it measures (the store and the switch: simulated,
 // SIP or a replica's) and closes it after Close.
@@ -17,12 +20,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"callcontrold/auth"
+	"callcontrold/internal/gcpercent"
 	"callcontrold/server"
 )
 
@@ -42,7 +48,8 @@ type Server struct {
 // New builds the server from d as cmd/callcontrold does, filling in what
 // every benchmark sets alike: Authenticate (bearer tokens of d.Directory),
 // Limiter (no limits), Registry (a registry of its own) and, if nil,
-// Logger (see Logger). It does not serve yet: register more services on
+// Logger (see Logger), and sets the process's GOGC as cmd/callcontrold
+// does. It does not serve yet: register more services on
 // GRPC first if needed, then call Serve or ServeLoopback.
 func New(cfg server.Config, d server.Deps) (*Server, error) {
 	if d.Directory == nil {
@@ -51,6 +58,7 @@ func New(cfg server.Config, d server.Deps) (*Server, error) {
 	if d.Logger == nil {
 		d.Logger = Logger()
 	}
+	gcpercent.Apply(gcpercent.Default, os.Getenv, debug.SetGCPercent, d.Logger)
 	s := &Server{}
 	var err error
 	s.authn, err = auth.NewAuthenticator(context.Background(), auth.Config{Tokens: d.Directory, Logger: d.Logger})

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"callcontrold/callstore"
 	"callcontrold/directory"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/gcpercent"
 	"callcontrold/pbx/sim"
 	"callcontrold/server"
 )
@@ -26,8 +28,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestServe: the server answers over loopback with the directory's bearer
 // tokens, refuses another token, and Close ends everything it started
-// (goleak).
+// (goleak); New sets the service's default GOGC, as cmd/callcontrold does.
 func TestServe(t *testing.T) {
+	t.Setenv("GOGC", "") // as if unset: the operator's variable would win
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	h := sha256.Sum256([]byte("tok"))
 	dir, err := directory.Parse([]byte(fmt.Sprintf(`companies:
   - {name: default, display_name: Default company}
@@ -51,6 +55,9 @@ devices:
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if got := debug.SetGCPercent(gcpercent.Default); got != gcpercent.Default {
+		t.Errorf("GOGC after New = %d, want the service's default %d", got, gcpercent.Default)
+	}
 	if err := s.ServeLoopback(); err != nil {
 		t.Fatal(err)
 	}
