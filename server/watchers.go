@@ -246,28 +246,18 @@ func (r *watchRegistry) sweep() {
 // its watch having been quiet for more than a linger, and its handler
 // looks once more before it waits).
 func (r *watchRegistry) wakeQuiet(now time.Time) {
-	due := int64(now.Sub(processStart) - r.progress)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws := range r.streams {
-		if ws.lastFrame.Load() <= due {
-			ws.signal()
-		}
-	}
+	signalQuiet(r.streams, now, r.progress)
 }
 
 // wakeLingering wakes the lingering senders whose watches' last frames
 // went out a linger or more before now: they return to their handlers.
 // It reports whether any sender lingers.
 func (r *watchRegistry) wakeLingering(now time.Time) bool {
-	due := int64(now.Sub(processStart) - r.linger)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws := range r.lingering {
-		if ws.lastFrame.Load() <= due {
-			ws.signal()
-		}
-	}
+	signalQuiet(r.lingering, now, r.linger)
 	if len(r.lingering) == 0 {
 		// A sender that begins to linger after this finds the map empty
 		// and tells run again.
@@ -278,6 +268,17 @@ func (r *watchRegistry) wakeLingering(now time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// signalQuiet wakes the watches of set whose last frames went out quiet
+// or more before now. The caller holds the registry's lock.
+func signalQuiet(set map[*watchStream]struct{}, now time.Time, quiet time.Duration) {
+	due := int64(now.Sub(processStart) - quiet)
+	for ws := range set {
+		if ws.lastFrame.Load() <= due {
+			ws.signal()
+		}
+	}
 }
 
 // wakeAll wakes every watch (the server drains). A watch registered
