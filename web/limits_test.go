@@ -156,10 +156,12 @@ func TestIdleConnectionsCapped(t *testing.T) {
 	})
 	base := runtime.NumGoroutine()
 	rawConns(t, h, abusers)
+	// Every abuser in first: a fresh client among connections still
+	// arriving would be the oldest for some of them.
+	waitHits(t, h, "silent_connection", abusers-maxConns)
 	served(t, h)
 	// A connection is served by one goroutine while it says nothing.
 	goroutinesUnder(t, base+maxConns+goroutineSlack)
-	waitHits(t, h, "silent_connection", abusers-maxConns)
 }
 
 // h2cPendingStreams opens an HTTP/2 connection (prior knowledge) and
@@ -211,11 +213,14 @@ func TestPendingH2StreamsBounded(t *testing.T) {
 	for range conns {
 		h2cPendingStreams(t, h, streams)
 	}
+	// Every abuser's stream in first: the server reads their headers
+	// after the writes above return, and a fresh request among the last
+	// of them would be the oldest pending for the ones after it.
+	waitHits(t, h, "pending_requests", conns*streams-maxPending)
 	served(t, h)
 	// Per connection: its reader here, and the server's serve and read
 	// loops; per pending stream: its handler.
 	goroutinesUnder(t, base+conns*3+maxPending+goroutineSlack)
-	waitHits(t, h, "pending_requests", conns*streams-maxPending)
 }
 
 // bodylessRequest is an HTTP/1.1 unary call that announces a body and
@@ -244,9 +249,9 @@ func TestPendingHTTP1BodiesBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitHits(t, h, "pending_requests", abusers-maxPending) // every abuser in first, as above
 	served(t, h)
 	goroutinesUnder(t, base+maxPending+goroutineSlack)
-	waitHits(t, h, "pending_requests", abusers-maxPending)
 }
 
 // TestRequestReadTimeout: a request whose body does not come within
