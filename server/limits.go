@@ -203,7 +203,9 @@ var (
 )
 
 // streamCtl is what the server keeps of a stream from its headers until
-// its request message arrives: how to end the wait.
+// its request message arrives: how to end the wait. It is its own entry in
+// the pending list (prev, next), so admitting a stream allocates nothing
+// more.
 //
 // A unary call's: the cancel function of the stream's context, which
 // grpc's InTapHandle lets the server derive. Cancelling it is the only way
@@ -215,18 +217,52 @@ var (
 // context needs no cancel of its own. A context derived with a cancel
 // stays for the stream's life, and on a WatchCalls stream that is ≈ 500
 // bytes of heap (the child context, its Done channel, the map of children
-// it puts on grpc's stream context) for a wait of a few microseconds.
+// it puts on grpc's stream context) for a wait of a few microseconds. Its
+// control comes from streamCtlPool and goes back once the request has
+// arrived (release): opening a stream then allocates nothing here that a
+// stream kept idle would find holes of next to its live objects.
 type streamCtl struct {
 	ctx      context.Context   // the stream's: Err says whether it ended meanwhile
-	cancel   func(cause error) // ends the wait
+	cancel   func(cause error) // a unary call's (or AwaitRequest's): ends the wait
 	method   string            // for the log line
 	deadline time.Time         // RequestReadTimeout after admission
-	read     atomic.Bool       // the request message arrived
-	elem     *list.Element     // guarded by pendingRequests.mu
 
-	// A streaming call's: closed when its wait is aborted, for cause.
-	aborted chan struct{}
+	prev, next *streamCtl  // guarded by pendingRequests.mu: the pending list
+	read       atomic.Bool // the request message arrived
+	listed     bool        // guarded by pendingRequests.mu: on the pending list
+	reading    bool        // the handler's: a firstRead goroutine may still use ss, m and readErr
+
+	// A streaming call's: wake gets wokeAbort when its wait is aborted,
+	// for cause, and wokeRead when its first read, on a goroutine of its
+	// own (ss.RecvMsg(m)), returned readErr. Each is sent at most once
+	// (an abort only by whoever took the control off the pending list),
+	// so the buffer of two never blocks a sender.
+	wake    chan byte
 	cause   error
+	ss      grpc.ServerStream
+	m       any
+	readErr error
+}
+
+// What a streaming call's control is woken with.
+const (
+	wokeRead byte = iota + 1
+	wokeAbort
+)
+
+// streamCtlPool holds the controls of streaming calls whose wait ended
+// with their request (release), their wake channel empty.
+var streamCtlPool = sync.Pool{New: func() any { return &streamCtl{wake: make(chan byte, 2)} }}
+
+// abort ends the wait, for cause. Called at most once, and only by whoever
+// took st off the pending list.
+func (st *streamCtl) abort(cause error) {
+	if st.wake == nil {
+		st.cancel(cause)
+		return
+	}
+	st.cause = cause
+	st.wake <- wokeAbort
 }
 
 type streamCtlKey struct{}
@@ -255,7 +291,7 @@ type pendingRequests struct {
 	streaming map[string]bool
 
 	mu    sync.Mutex
-	l     list.List   // *streamCtl, oldest first, and so by deadline
+	l     ctlList     // oldest first, and so by deadline
 	timer *time.Timer // runs expire; armed while the list is not empty
 	armed bool        // the timer is armed (stopped once the list empties)
 
@@ -286,11 +322,11 @@ func (p *pendingRequests) admit(st *streamCtl, method string) {
 	st.deadline = time.Now().Add(p.timeout)
 	p.mu.Lock()
 	var victim *streamCtl
-	if p.max > 0 && p.l.Len() >= p.max {
-		victim = p.l.Remove(p.l.Front()).(*streamCtl)
-		victim.elem = nil
+	if p.max > 0 && p.l.n >= p.max {
+		victim = p.l.head
+		p.l.remove(victim)
 	}
-	st.elem = p.l.PushBack(st)
+	p.l.pushBack(st)
 	if p.timeout > 0 && !p.armed {
 		p.armed = true
 		if p.timer == nil {
@@ -304,7 +340,7 @@ func (p *pendingRequests) admit(st *streamCtl, method string) {
 	// find the hit counted.
 	if victim != nil && victim.ctx.Err() == nil { // not a stream that ended meanwhile
 		p.hits.hit(limitPendingRequests, "too many streams waiting for their request message: cancelled the oldest", "max_pending_requests", p.max)
-		victim.cancel(ErrPendingEvicted)
+		victim.abort(ErrPendingEvicted)
 	}
 }
 
@@ -315,22 +351,20 @@ func (p *pendingRequests) expire() {
 	now := time.Now()
 	var late []*streamCtl
 	p.mu.Lock()
-	for e := p.l.Front(); e != nil; e = p.l.Front() {
-		st := e.Value.(*streamCtl)
+	for st := p.l.head; st != nil; st = p.l.head {
 		if wait := st.deadline.Sub(now); wait > 0 {
 			p.timer.Reset(wait)
 			break
 		}
-		p.l.Remove(e)
-		st.elem = nil
+		p.l.remove(st)
 		late = append(late, st)
 	}
-	p.armed = p.l.Len() > 0
+	p.armed = p.l.n > 0
 	p.mu.Unlock()
 	for _, st := range late {
 		if st.ctx.Err() == nil { // not a stream that ended meanwhile (counted first, as above)
 			p.hits.hit(limitRequestReadTime, "a stream sent no request message in time: cancelled", "method", st.method, "timeout", p.timeout)
-			st.cancel(ErrRequestReadTimeout)
+			st.abort(ErrRequestReadTimeout)
 		}
 	}
 }
@@ -347,29 +381,65 @@ func (p *pendingRequests) stop() {
 		p.timer.Stop()
 	}
 	p.armed = false
-	for e := p.l.Front(); e != nil; e = p.l.Front() {
-		e.Value.(*streamCtl).elem = nil
-		p.l.Remove(e)
+	for p.l.head != nil {
+		p.l.remove(p.l.head)
 	}
 }
 
-// received marks st as having delivered its request.
-func (p *pendingRequests) received(st *streamCtl) {
+// received marks st as having delivered its request. It says whether it
+// took st off the pending list itself: then nobody else holds st to abort
+// its wait, now or later.
+func (p *pendingRequests) received(st *streamCtl) (unlisted bool) {
 	if st.read.Load() || !st.read.CompareAndSwap(false, true) {
-		return
+		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if st.elem != nil {
-		p.l.Remove(st.elem)
-		st.elem = nil
+	if st.listed {
+		p.l.remove(st)
+		unlisted = true
 	}
-	if p.armed && p.l.Len() == 0 {
+	if p.armed && p.l.n == 0 {
 		// An armed timer is the runtime's, and holds p (and through its
 		// metrics the server's store): it must not outlive the last wait.
 		p.timer.Stop()
 		p.armed = false
 	}
+	return unlisted
+}
+
+// ctlList is the pending list: the controls linked through their prev
+// and next fields.
+type ctlList struct {
+	head, tail *streamCtl
+	n          int
+}
+
+func (l *ctlList) pushBack(st *streamCtl) {
+	st.prev, st.next, st.listed = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = st
+	} else {
+		l.head = st
+	}
+	l.tail = st
+	l.n++
+}
+
+// remove takes st, which must be listed, off the list.
+func (l *ctlList) remove(st *streamCtl) {
+	if st.prev != nil {
+		st.prev.next = st.next
+	} else {
+		l.head = st.next
+	}
+	if st.next != nil {
+		st.next.prev = st.prev
+	} else {
+		l.tail = st.prev
+	}
+	st.prev, st.next, st.listed = nil, nil, false
+	l.n--
 }
 
 // requestRead marks the stream of ctx as having delivered its request.
@@ -383,7 +453,7 @@ func (p *pendingRequests) requestRead(ctx context.Context) {
 func (p *pendingRequests) Pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.l.Len()
+	return p.l.n
 }
 
 // unary is the outermost unary interceptor: grpc has read the request by
@@ -410,8 +480,8 @@ func (s *chainStream) startRead(p *pendingRequests, method string) {
 		if streamAbortOf(ctx) != nil {
 			return
 		}
-		st = &streamCtl{ctx: ctx, aborted: make(chan struct{})}
-		st.cancel = st.abortRead
+		st = streamCtlPool.Get().(*streamCtl)
+		st.ctx = ctx
 		p.admit(st, method)
 	}
 	s.pending, s.st = p, st
@@ -424,15 +494,21 @@ func (s *chainStream) startRead(p *pendingRequests, method string) {
 func (s *chainStream) readDone() {
 	if st := s.st; st != nil {
 		s.st = nil
-		s.pending.received(st)
+		if s.pending.received(st) && st.wake != nil && !st.reading {
+			st.release()
+		}
 	}
 }
 
-// abortRead is a streaming call's cancel: its first read fails with cause.
-// Called at most once: only by whoever took st off the pending list.
-func (st *streamCtl) abortRead(cause error) {
-	st.cause = cause
-	close(st.aborted)
+// release puts back in the pool a streaming call's control that nobody
+// holds any more: it was taken off the pending list by received (so no
+// abort is coming), and no first read's goroutine is left with it (so its
+// wake channel is empty).
+func (st *streamCtl) release() {
+	st.ctx, st.method, st.deadline = nil, "", time.Time{}
+	st.ss, st.m, st.readErr = nil, nil, nil
+	st.read.Store(false)
+	streamCtlPool.Put(st)
 }
 
 // firstRead reads a streaming call's request message into m, or fails
@@ -442,22 +518,28 @@ func (st *streamCtl) abortRead(cause error) {
 // after an abort (the handler returns the abort's error, and grpc then
 // ends the stream).
 func (st *streamCtl) firstRead(ss grpc.ServerStream, m any) error {
-	if st.aborted == nil { // the tap's: cancelling the context ends the read
+	if st.wake == nil { // the tap's: cancelling the context ends the read
 		return ss.RecvMsg(m)
 	}
 	select {
-	case <-st.aborted:
+	case <-st.wake: // nothing reads yet: an abort
 		return st.abortError()
 	default:
 	}
-	done := make(chan error, 1)
-	go func() { done <- ss.RecvMsg(m) }()
-	select {
-	case err := <-done:
-		return err
-	case <-st.aborted:
-		return st.abortError()
+	st.ss, st.m, st.reading = ss, m, true
+	go st.readFirst()
+	if <-st.wake == wokeAbort {
+		return st.abortError() // the goroutine keeps st until its read returns
 	}
+	err := st.readErr
+	st.ss, st.m, st.readErr, st.reading = nil, nil, nil, false
+	return err
+}
+
+// readFirst is firstRead's goroutine.
+func (st *streamCtl) readFirst() {
+	st.readErr = st.ss.RecvMsg(st.m)
+	st.wake <- wokeRead
 }
 
 // abortError is what an aborted first read returns: the status a unary
