@@ -91,7 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&replDur, "replicas-duration", 8*time.Second, "replicas: measured time of each kind (one process, replicas); the concurrency is --concurrency")
 	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
-	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof) and the memory scenario's heap profile into `dir`")
+	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof; the unary scenario's per kind and round, and its mutex and block profiles) and the memory scenario's heap profile into `dir`")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
@@ -133,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.replicas.duration, c.replicas.warmup = 300*time.Millisecond, 100*time.Millisecond
 	}
 	c.replicas.concurrency = c.unary.concurrency
+	c.unary.profileDir = c.profileDir
 	c.memory.profileDir = c.profileDir
 	c.idle.profileDir = c.profileDir
 	c.fanout.profileDir = c.profileDir
@@ -235,7 +236,19 @@ func runScenario(ctx context.Context, name string, dir *directory.Directory, c *
 
 // runMeasured runs one scenario on e, under a CPU profile when asked.
 func runMeasured(ctx context.Context, name string, e *env, c *config, rep *report) (err error) {
-	if c.profileDir != "" {
+	if c.profileDir != "" && name == "unary" {
+		// The unary scenario profiles each kind apart (runUnary); where
+		// its callers wait on locks shows in these two.
+		runtime.SetMutexProfileFraction(100)
+		runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+		defer func() {
+			runtime.SetMutexProfileFraction(0)
+			runtime.SetBlockProfileRate(0)
+			err = errors.Join(err,
+				benchkit.WriteProfile(filepath.Join(c.profileDir, "mutex-unary.pprof"), "mutex", 0),
+				benchkit.WriteProfile(filepath.Join(c.profileDir, "block-unary.pprof"), "block", 0))
+		}()
+	} else if c.profileDir != "" {
 		stop, err := benchkit.StartCPUProfile(filepath.Join(c.profileDir, "cpu-"+name+".pprof"))
 		if err != nil {
 			return err

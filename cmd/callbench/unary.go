@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,11 @@ type unaryConfig struct {
 	duration    time.Duration // measured time per kind, split over rounds
 	rounds      int           // no-op and control alternate this many times
 	warmup      time.Duration
+	// profileDir non-empty: a CPU profile per kind and round
+	// (cpu-unary-<kind>-<round>.pprof), so that pprof's -diff_base can
+	// set the two kinds side by side, and the mutex and block profiles of
+	// the whole scenario (mutex-unary.pprof, block-unary.pprof).
+	profileDir string
 }
 
 type unaryKind struct {
@@ -130,15 +136,20 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 	phase(control, cfg.warmup, &scratch)
 	res := &unaryResult{Concurrency: cfg.concurrency, Conns: cfg.conns}
 	per := cfg.duration / time.Duration(cfg.rounds)
-	for range cfg.rounds {
+	for round := range cfg.rounds {
 		for _, k := range []struct {
 			w   worker
 			h   *latency.Hist
 			out *unaryKind
 		}{{noop, &nh, &res.Noop}, {control, &ch, &res.Control}} {
+			stop, err := benchkit.StartCPUProfile(cfg.kindProfile(k.out == &res.Noop, round))
+			if err != nil {
+				return nil, err
+			}
 			w0 := benchkit.ReadWork()
 			n, errs, el := phase(k.w, per, k.h)
 			k.out.work = k.out.work.Add(benchkit.ReadWork().Sub(w0))
+			stop()
 			k.out.RPCs += n
 			k.out.Errors += errs
 			k.out.Seconds += el.Seconds()
@@ -158,6 +169,19 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 		return res, fmt.Errorf("unary: %d no-op and %d control RPCs failed", res.Noop.Errors, res.Control.Errors)
 	}
 	return res, nil
+}
+
+// kindProfile is the file of one kind's CPU profile in one round, or ""
+// when no profile was asked for.
+func (cfg unaryConfig) kindProfile(noop bool, round int) string {
+	if cfg.profileDir == "" {
+		return ""
+	}
+	kind := "control"
+	if noop {
+		kind = "noop"
+	}
+	return filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-unary-%s-%d.pprof", kind, round))
 }
 
 // The control methods, invoked directly so that responses can arrive as
