@@ -77,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.unary.concurrency, "concurrency", 50, "unary: concurrent callers")
 	fs.IntVar(&c.unary.conns, "unary-conns", 2, "unary: client connections")
 	fs.DurationVar(&unaryDur, "unary-duration", 8*time.Second, "unary: measured time of each kind (no-op, control)")
+	fs.IntVar(&c.unary.rounds, "unary-rounds", 8, "unary, connect: the kinds alternate this many times within the measured time, so that a neighbour's burst of work falls on both alike")
 	fs.IntVar(&c.stream.streams, "streams", 10, "streaming: concurrent streams of each kind")
 	fs.DurationVar(&streamDur, "stream-duration", 6*time.Second, "streaming: measured time of each kind")
 	fs.IntVar(&c.fanout.filtered, "watchers", 1000, "fan-out: device-filtered watchers")
@@ -111,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 		c.scenarios[s] = true
 	}
-	c.unary.duration, c.unary.rounds, c.unary.warmup = unaryDur, 2, time.Second
+	c.unary.duration, c.unary.warmup = unaryDur, time.Second
 	c.stream.conns, c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.window = 2, streamDur, 2, 500*time.Millisecond, 256
 	c.fanout.duration, c.fanout.warmup = fanDur, 2*time.Second
 	c.idle.settle = time.Second
@@ -144,8 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	switch {
 	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
 		return nil, fmt.Errorf("--concurrency must be 1..%d", loadDevices)
-	case c.unary.conns < 1 || c.stream.streams < 1 || c.idle.streams < 1:
-		return nil, errors.New("--unary-conns, --streams and --idle-streams must be at least 1")
+	case c.unary.conns < 1 || c.unary.rounds < 1 || c.stream.streams < 1 || c.idle.streams < 1:
+		return nil, errors.New("--unary-conns, --unary-rounds, --streams and --idle-streams must be at least 1")
 	case c.fanout.filtered < 0 || c.fanout.filtered > fanoutDevices || c.fanout.unfiltered < 0 || c.fanout.filtered+c.fanout.unfiltered == 0:
 		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
 	case c.fanout.rate <= 0:
