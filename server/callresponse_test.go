@@ -48,6 +48,9 @@ func TestCallResponseMatchesConverter(t *testing.T) {
 			if err != nil {
 				t.Fatalf("proto.Marshal of the written response: %v", err)
 			}
+			if sent := codecBytes(t, tc.got); !bytes.Equal(sent, gotBytes) {
+				t.Fatalf("%T: the codec sends other bytes than proto.Marshal's:\n got %x\nwant %x", tc.got, sent, gotBytes)
+			}
 			if !bytes.Equal(gotBytes, wantBytes) {
 				dec := tc.got.ProtoReflect().New().Interface()
 				if err := proto.Unmarshal(gotBytes, dec); err != nil {
@@ -58,4 +61,48 @@ func TestCallResponseMatchesConverter(t *testing.T) {
 			}
 		}
 	})
+}
+
+// codecBytes is what the service's codec sends for m.
+func codecBytes(t *rapid.T, m proto.Message) []byte {
+	bs, err := newFrameCodec(&decodeFailures{}).Marshal(m)
+	if err != nil {
+		t.Fatalf("codec Marshal %T: %v", m, err)
+	}
+	defer bs.Free()
+	return bs.Materialize()
+}
+
+// TestWrittenResponseFields: the responses the codec sends from their
+// unknown bytes (writtenResponse) have exactly the fields it checks are
+// unset; a field added to one of them must be checked there too.
+func TestWrittenResponseFields(t *testing.T) {
+	for _, tc := range []struct {
+		m      proto.Message
+		fields []string
+	}{
+		{&callcontrolv1.HoldResponse{}, []string{"call", "already_applied"}},
+		{&callcontrolv1.TalkResponse{}, []string{"call", "already_applied"}},
+		{&callcontrolv1.MuteResponse{}, []string{"call", "already_applied"}},
+		{&callcontrolv1.HangupResponse{}, []string{"call"}},
+		{&callcontrolv1.DtmfResponse{}, []string{"call"}},
+	} {
+		var got []string
+		fs := tc.m.ProtoReflect().Descriptor().Fields()
+		for i := range fs.Len() {
+			got = append(got, string(fs.Get(i).Name()))
+		}
+		if diff := cmp.Diff(tc.fields, got); diff != "" {
+			t.Errorf("%T: fields (-writtenResponse checks +message):\n%s", tc.m, diff)
+		}
+		if _, ok := writtenResponse(tc.m); ok {
+			t.Errorf("%T: an empty response is sent from its (empty) unknown bytes", tc.m)
+		}
+	}
+	// A response with a field set as a field goes through proto.Marshal.
+	set := &callcontrolv1.HoldResponse{AlreadyApplied: true}
+	set.ProtoReflect().SetUnknown([]byte{0x10, 0x01})
+	if _, ok := writtenResponse(set); ok {
+		t.Error("a HoldResponse with already_applied set as a field is sent from its unknown bytes alone")
+	}
 }

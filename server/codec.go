@@ -6,6 +6,9 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	protov2 "google.golang.org/protobuf/proto"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
 // rawFrame is a message that is already encoded: the watch fan-out builds
@@ -47,7 +50,39 @@ func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*rawFrame); ok {
 		return f.bufs[:], nil
 	}
+	if b, ok := writtenResponse(v); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
 	return c.proto.Marshal(v)
+}
+
+// writtenResponse returns the encoding of a control response that
+// writeCallResponse wrote: its fields are all in its unknown bytes, which
+// are then the whole encoding (proto.Marshal would only copy them into a
+// new buffer). ok is false for any other message, and for a response
+// with a field set as a field. The bytes are only read, so a response the
+// idempotency cache replays can be sent to two callers at once.
+// TestWrittenResponseFields keeps the cases in step with the messages'
+// fields.
+func writtenResponse(v any) (b []byte, ok bool) {
+	var m protov2.Message
+	switch r := v.(type) {
+	case *callcontrolv1.HoldResponse:
+		m, ok = r, r.Call == nil && !r.AlreadyApplied
+	case *callcontrolv1.TalkResponse:
+		m, ok = r, r.Call == nil && !r.AlreadyApplied
+	case *callcontrolv1.MuteResponse:
+		m, ok = r, r.Call == nil && !r.AlreadyApplied
+	case *callcontrolv1.HangupResponse:
+		m, ok = r, r.Call == nil
+	case *callcontrolv1.DtmfResponse:
+		m, ok = r, r.Call == nil
+	}
+	if !ok {
+		return nil, false
+	}
+	b = m.ProtoReflect().GetUnknown()
+	return b, len(b) > 0
 }
 
 func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
