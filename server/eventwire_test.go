@@ -157,9 +157,10 @@ var wireViewers = []struct {
 }
 
 // checkEventEncoding draws an event and a viewer, and checks that the
-// encode cache's bytes (eventEncoder's) are proto.Marshal's of the
-// converter's message, byte for byte, and that appending to a buffer
-// keeps what it held. It returns the converter's message.
+// encode cache's bytes (eventEncoder's, as cached by the frame built for
+// the event) are proto.Marshal's of the converter's message, byte for
+// byte, and that appending to a buffer keeps what it held. It returns the
+// converter's message.
 func checkEventEncoding(t *rapid.T, cv *converter) *callcontrolv1.CallEvent {
 	e := drawEvent(t)
 	viewer := rapid.SampledFrom(wireViewers).Draw(t, "viewer")
@@ -168,8 +169,13 @@ func checkEventEncoding(t *rapid.T, cv *converter) *callcontrolv1.CallEvent {
 	if err != nil {
 		t.Fatalf("proto.Marshal: %v", err)
 	}
-	entry, _ := newEncodeCache(cv, 64).event(7, &e, viewer.visible)
-	got := entry.b
+	c := newEncodeCache(cv, 64)
+	var scratch [][]byte
+	c.batchFrame(&callstore.Batch{Revision: 7, Events: []callstore.WatchEvent{e}}, 1, viewer.visible, &scratch)
+	got, ok := c.lookup(7, c.key(&e, viewer.visible)) // where the frame cached it: inside the frame
+	if !ok {
+		t.Fatalf("building the frame did not cache its event's encoding")
+	}
 	if !bytes.Equal(got, wantBytes) {
 		var dec callcontrolv1.CallEvent
 		if err := proto.Unmarshal(got, &dec); err != nil {

@@ -103,10 +103,10 @@ func TestEncodeCacheSlots(t *testing.T) {
 	c := newEncodeCache(nil, 64)
 	n := int64(len(c.slots))
 	e := func(index int, b string) encEntry {
-		return encEntry{index: index, view: callstore.ViewStayed, b: []byte(b)}
+		return encEntry{key: encKey{index: index, view: callstore.ViewStayed}, b: []byte(b)}
 	}
 	get := func(rev int64, index int) string {
-		b, ok := c.lookup(rev, index, callstore.ViewStayed, false, 0)
+		b, ok := c.lookup(rev, encKey{index: index, view: callstore.ViewStayed})
 		if !ok {
 			return "miss"
 		}
@@ -120,7 +120,7 @@ func TestEncodeCacheSlots(t *testing.T) {
 	if got := get(5, 0) + get(5, 1) + get(5, 2); got != "abmiss" {
 		t.Errorf("rev 5 lookups = %q, want %q", got, "abmiss")
 	}
-	if got, _ := c.lookup(5, 0, callstore.ViewLeft, false, 0); got != nil {
+	if got, _ := c.lookup(5, encKey{index: 0, view: callstore.ViewLeft}); got != nil {
 		t.Errorf("lookup with another view = %q, want a miss", got)
 	}
 	store(5+n, e(0, "c")) // same slot, newer revision: takes it over
@@ -150,5 +150,35 @@ func BenchmarkBatchFrameEncode(b *testing.B) {
 	for b.Loop() {
 		rev++
 		enc.batchFrame(&callstore.Batch{Revision: rev, Events: []callstore.WatchEvent{{Type: callstore.EventUpdate, View: callstore.ViewStayed, Call: c}}}, 1, visible, &scratch)
+	}
+}
+
+// BenchmarkBatchFrameFanout is one revision's frame built for ten watchers
+// of one view, as callbench's stream scenario has them: the first encodes
+// the events and the frame and caches them, the other nine find the frame
+// in the cache. One op is one revision; the revisions alternate between
+// one and two events (the scenario's 1.5 a frame).
+func BenchmarkBatchFrameFanout(b *testing.B) {
+	dir := directory.Demo()
+	enc := newEncodeCache(newConverter(callstore.New(callstore.Options{}), dir), 64)
+	c := &callstore.Call{UID: 1, ID: "1.1", CID: "c-1", DeviceRef: &callstore.DeviceRef{Device: "SIP/201", DeviceCompany: "default", OwnerLogin: "alice"},
+		State: callstore.StateUp, NRState: callstore.NRUp, Party: callstore.PartyCaller, Label: "Reception",
+		Number: "+19990000001", Name: "Remote party", StampMillis: 1_700_000_000_000, StartMillis: 1_700_000_000_000,
+		Features: callstore.FeatureHold}
+	d := *c
+	d.UID, d.ID, d.Party = 2, "1.2", callstore.PartyCallee
+	visible := func(*callstore.Call) bool { return true }
+	var scratch [][]byte
+	rev := int64(0)
+	for b.Loop() {
+		rev++
+		events := []callstore.WatchEvent{{Type: callstore.EventUpdate, View: callstore.ViewStayed, Call: c}}
+		if rev%2 == 0 {
+			events = append(events, callstore.WatchEvent{Type: callstore.EventUpdate, View: callstore.ViewStayed, Call: &d, Index: 1})
+		}
+		for range 10 {
+			batch := callstore.Batch{Revision: rev, Events: events}
+			enc.batchFrame(&batch, 1, visible, &scratch)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -44,25 +45,37 @@ type encodeCache struct {
 type revEncodings struct {
 	rev     int64
 	entries []encEntry
-	frames  []frameEntry
+	frames  []*cachedFrame
 }
 
-// frameEntry is a finished frame and the event encodings it was built
-// from (identified by their first byte: the cache hands out one slice per
-// variant). Watchers that receive the same events in the same views — all
-// the unfiltered ones of one login, say — send the very same bytes: gRPC
-// only reads a message, so one frame can go out on many streams.
-type frameEntry struct {
-	parts []*byte
-	frame *rawFrame
-}
-
-type encEntry struct {
+// encKey identifies one encoding of a revision's event: which event (its
+// position in the commit), how it moves the viewer's view, and which of
+// the calls it points at the viewer may see. Within a revision, equal keys
+// mean equal bytes.
+type encKey struct {
 	index int
 	view  callstore.ViewChange
 	qvis  bool   // the viewer may see the qcall reference
 	xvis  uint64 // which xfer_data legs the viewer may see
-	b     []byte
+}
+
+type encEntry struct {
+	key encKey
+	b   []byte
+}
+
+// cachedFrame is a finished frame and the keys of the events it holds, in
+// order. Watchers that receive the same events in the same views — all
+// the unfiltered ones of one login, say — send the very same bytes: gRPC
+// only reads a message, so one frame can go out on many streams. Such a
+// watcher finds the frame by its events' keys alone, without looking up
+// or touching the events' bytes. One allocation holds the frame's header
+// and the keys of a frame of up to four events.
+type cachedFrame struct {
+	raw   rawFrame
+	epoch uint64   // the resume token's, in the frame
+	keys  []encKey // small[:n], or an array of their own past len(small)
+	small [4]encKey
 }
 
 func newEncodeCache(cv *converter, window int) *encodeCache {
@@ -75,13 +88,18 @@ func newEncodeCache(cv *converter, window int) *encodeCache {
 	return c
 }
 
-func (c *encodeCache) lookup(rev int64, index int, view callstore.ViewChange, qvis bool, xvis uint64) ([]byte, bool) {
+// key returns the key of e's encoding as the viewer sees it.
+func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call) bool) encKey {
+	return encKey{index: e.Index, view: e.View, qvis: c.cv.qcallVisible(e.Call, visible), xvis: c.cv.xferVisible(e.Xfer, visible)}
+}
+
+func (c *encodeCache) lookup(rev int64, k encKey) ([]byte, bool) {
 	p := c.slots[rev&c.mask].Load()
 	if p == nil || p.rev != rev {
 		return nil, false
 	}
 	for _, e := range p.entries {
-		if e.index == index && e.view == view && e.qvis == qvis && e.xvis == xvis {
+		if e.key == k {
 			return e.b, true
 		}
 	}
@@ -112,87 +130,77 @@ func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
 	}
 }
 
-func (c *encodeCache) lookupFrame(rev int64, parts [][]byte) *rawFrame {
+// lookupFrame returns the frame of rev whose events have keys, or nil.
+func (c *encodeCache) lookupFrame(rev int64, epoch uint64, keys []encKey) *rawFrame {
 	p := c.slots[rev&c.mask].Load()
 	if p == nil || p.rev != rev {
 		return nil
 	}
-next:
-	for _, fe := range p.frames {
-		if len(fe.parts) != len(parts) {
-			continue
+	for _, f := range p.frames {
+		if f.epoch == epoch && slices.Equal(f.keys, keys) {
+			return &f.raw
 		}
-		for i, b := range parts {
-			if fe.parts[i] != &b[0] {
-				continue next
-			}
-		}
-		return fe.frame
 	}
 	return nil
 }
 
 // publish adds a frame, and the event encodings first written for it, to
 // rev's encodings: one copy of them per frame, not one per event.
-func (c *encodeCache) publish(rev int64, entries []encEntry, parts [][]byte, frame *rawFrame) {
-	fe := frameEntry{parts: make([]*byte, len(parts)), frame: frame}
-	for i, b := range parts {
-		fe.parts[i] = &b[0]
-	}
+func (c *encodeCache) publish(rev int64, entries []encEntry, frame *cachedFrame) {
 	c.update(rev, func(next *revEncodings) {
 		next.entries = append(next.entries, entries...)
-		next.frames = append(next.frames, fe)
+		next.frames = append(next.frames, frame)
 	})
 }
 
-// event returns e's CallEvent encoding as the viewer sees it, from the
-// cache or written by eventEncoder; fresh says it was written here, for
-// the caller to publish. The bytes are shared: never modify them.
-func (c *encodeCache) event(rev int64, e *callstore.WatchEvent, visible func(*callstore.Call) bool) (entry encEntry, fresh bool) {
-	entry = encEntry{index: e.Index, view: e.View, qvis: c.cv.qcallVisible(e.Call, visible), xvis: c.cv.xferVisible(e.Xfer, visible)}
-	if b, ok := c.lookup(rev, entry.index, entry.view, entry.qvis, entry.xvis); ok {
-		entry.b = b
-		return entry, false
+// batchFrame returns a WatchCallsResponse{events: EventBatch{...}} frame
+// of b's events as the viewer sees them: the cached frame of the same
+// events in the same views if there is one (the watchers after the first
+// of a view), or one built now (buildFrame). The frame is never modified
+// once built (gRPC may still be writing it after SendMsg returns), so
+// watchers that receive the same events share it. scratch is the
+// caller's reusable slice for the event encodings.
+func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(*callstore.Call) bool, scratch *[][]byte) *rawFrame {
+	var keyArray [8]encKey
+	keys := keyArray[:0]
+	for i := range b.Events {
+		keys = append(keys, c.key(&b.Events[i], visible))
 	}
-	buf := c.bufs.Get().(*[]byte)
-	enc := c.ev.appendEvent((*buf)[:0], e, entry.qvis, entry.xvis)
-	entry.b = make([]byte, len(enc)) // the entry's own: the buffer goes back for reuse
-	copy(entry.b, enc)
-	*buf = enc
-	c.bufs.Put(buf)
-	return entry, true
+	if f := c.lookupFrame(b.Revision, epoch, keys); f != nil {
+		return f
+	}
+	return c.buildFrame(b, epoch, keys, scratch)
 }
 
-// batchFrame builds a WatchCallsResponse{events: EventBatch{...}} frame
-// from cached event encodings: protobuf's wire format lets a message be
-// assembled from the encodings of its fields. scratch is the caller's
-// reusable slice for the event encodings. The frame is never modified once
-// built (gRPC may still be writing it after SendMsg returns), so watchers
-// that receive the same events share it.
-func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(*callstore.Call) bool, scratch *[][]byte) *rawFrame {
+// buildFrame builds and caches the frame of b's events, whose encodings
+// have keys: protobuf's wire format lets a message be assembled from the
+// encodings of its fields. An encoding is taken from the cache, or
+// written by eventEncoder and then cached where it lies in the frame, so
+// that the frame and its fresh encodings are one allocation.
+func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey, scratch *[][]byte) *rawFrame {
+	buf := c.bufs.Get().(*[]byte)
+	written := (*buf)[:0] // the encodings not in the cache, one after another
 	events := (*scratch)[:0]
-	var freshArray [4]encEntry
-	fresh := freshArray[:0] // the encodings written for this frame: published with it
+	var spanArray [8][2]int
+	spans := spanArray[:0] // each event's place in written; {-1, -1} when cached
+	for i := range b.Events {
+		if enc, ok := c.lookup(b.Revision, keys[i]); ok {
+			events = append(events, enc)
+			spans = append(spans, [2]int{-1, -1})
+			continue
+		}
+		start := len(written)
+		written = c.ev.appendEvent(written, &b.Events[i], keys[i].qvis, keys[i].xvis)
+		events = append(events, nil) // set below: written may still move
+		spans = append(spans, [2]int{start, len(written)})
+	}
 	inner := protowire.SizeTag(fieldBatchRevision) + protowire.SizeVarint(uint64(b.Revision)) +
 		protowire.SizeTag(fieldBatchResumeToken) + protowire.SizeBytes(tokenLen)
-	for i := range b.Events {
-		e, isFresh := c.event(b.Revision, &b.Events[i], visible)
-		if isFresh {
-			fresh = append(fresh, e)
+	for i, sp := range spans {
+		if sp[0] >= 0 {
+			events[i] = written[sp[0]:sp[1]]
 		}
-		events = append(events, e.b)
-		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(e.b))
-	}
-	defer func() {
-		clear(events) // do not pin encodings past this frame
-		*scratch = events[:0]
-	}()
-	// A frame of a fresh encoding cannot be cached: frames know their
-	// events by address.
-	if len(fresh) == 0 {
-		if f := c.lookupFrame(b.Revision, events); f != nil {
-			return f
-		}
+		inner += protowire.SizeTag(fieldBatchEvents) + protowire.SizeBytes(len(events[i]))
 	}
 	out := make([]byte, 0, protowire.SizeTag(fieldResponseEvents)+protowire.SizeBytes(inner))
 	out = protowire.AppendTag(out, fieldResponseEvents, protowire.BytesType)
@@ -202,11 +210,30 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(
 	out = protowire.AppendTag(out, fieldBatchResumeToken, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(tokenLen))
 	out = resumeToken{Epoch: epoch, Revision: b.Revision}.appendTo(out)
-	for _, e := range events {
+	var freshArray [4]encEntry
+	fresh := freshArray[:0] // the encodings written for this frame: cached with it
+	for i, e := range events {
 		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
-		out = protowire.AppendBytes(out, e)
+		out = protowire.AppendVarint(out, uint64(len(e)))
+		at := len(out)
+		out = append(out, e...)
+		if spans[i][0] >= 0 {
+			fresh = append(fresh, encEntry{key: keys[i], b: out[at:len(out):len(out)]})
+		}
 	}
-	f := newRawFrame(out)
-	c.publish(b.Revision, fresh, events, f)
-	return f
+	clear(events) // do not pin encodings past this frame
+	*scratch = events[:0]
+	*buf = written
+	c.bufs.Put(buf)
+	f := &cachedFrame{epoch: epoch}
+	f.raw.data = out
+	f.raw.bufs[0] = &f.raw.data
+	if len(keys) <= len(f.small) {
+		f.keys = f.small[:len(keys):len(keys)]
+		copy(f.keys, keys)
+	} else {
+		f.keys = slices.Clone(keys)
+	}
+	c.publish(b.Revision, fresh, f)
+	return &f.raw
 }
