@@ -3,6 +3,7 @@ package callstore
 import (
 	"cmp"
 	"slices"
+	"unsafe"
 )
 
 // Filter selects legs: AND across the non-empty fields, OR within a field.
@@ -105,6 +106,29 @@ func (m *matcher) match(c *Call) bool {
 		return false
 	}
 	return m.visible == nil || m.visible(c)
+}
+
+// sameView reports whether m and o see every change alike: neither
+// restricts uids, devices or companies, they restrict states and event
+// types alike, and their visibility predicates are one func value (or
+// both nil). The fan-out computes the events of such watchers once
+// (Store.visit).
+func (m *matcher) sameView(o *matcher) bool {
+	return m.states == o.states && m.types == o.types &&
+		m.uids.empty() && m.devices.empty() && m.companies.empty() &&
+		o.uids.empty() && o.devices.empty() && o.companies.empty() &&
+		sameFunc(m.visible, o.visible)
+}
+
+// sameFunc reports whether f and g are one func value: the same function,
+// or the same closure (one closure value, with the variables it
+// captured). Go does not compare funcs; a func value is a pointer to its
+// closure record (a shared, static one for a function that captures
+// nothing), so equal pointers mean equal behaviour. Two closures made
+// apart compare unequal even when they would agree: the fan-out then
+// computes their events apart, as it did before.
+func sameFunc(f, g func(*Call) bool) bool {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&f)) == *(*unsafe.Pointer)(unsafe.Pointer(&g))
 }
 
 // event computes what the change at position idx of its commit means to

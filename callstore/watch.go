@@ -42,7 +42,7 @@ type WatchEvent struct {
 // never split across batches.
 type Batch struct {
 	Revision int64        // the commit's revision: a valid resume token once handed out
-	Events   []WatchEvent // this watcher's events of the commit, in change order; never empty
+	Events   []WatchEvent // this watcher's events of the commit, in change order; never empty; may be shared with other watchers: read only
 }
 
 // WatchRequest says what to watch and where to start.
@@ -97,6 +97,7 @@ type Watcher struct {
 	// the watcher's lock; a stale value only moves where events are put.
 	backlog    atomic.Bool
 	registered bool  // guarded by s.mu
+	pendOwn    bool  // guarded by s.mu: pendBuf is of a private slab (own, or a backlogged watcher's it shares), not the shared one
 	lagging    bool  // guarded by mu
 	smallTakes uint8 // guarded by mu: takes in a row that found the queue at most a quarter full (see takeLocked)
 
@@ -464,7 +465,7 @@ func (s *Store) fanoutLocked(e *histEntry) {
 	}
 	for i, w := range s.touched {
 		w.push(rev, w.pendBuf[:w.pendN:w.pendN]) // capacity ends at the length: appends never reach the next window
-		w.pendBuf, w.pendN = nil, 0
+		w.pendBuf, w.pendN, w.pendOwn = nil, 0, false
 		s.touched[i] = nil
 	}
 	s.touched = s.touched[:0]
@@ -483,11 +484,51 @@ func (s *Store) fanoutLocked(e *histEntry) {
 // slack of its own slab and at most the one shared slab of the batch it
 // first fell behind on, not a shared slab per queued revision.
 func (s *Store) window(w *Watcher, n int) []WatchEvent {
-	if w.backlog.Load() {
+	if w.pendOwn = w.backlog.Load(); w.pendOwn {
 		return w.carveOwn(n)
 	}
 	w.own, w.ownTotal = nil, 0 // caught up: its private slab goes with its last batch
 	return carve(&s.slab, n)
+}
+
+// windowHost returns the watcher whose window w shares for the commit
+// being fanned out, or nil: shared and own are the first watchers before
+// w, of its view, with a window of the store's shared slab and of a
+// private slab. A caught-up watcher takes either (the shared slab's
+// first); a backlogged one only a private slab's, so that what it pins
+// while it stays behind is still events it was given, not a shared slab
+// (see window). The host's window must hold only this change's event:
+// both then get exactly the same events (sameView), written once.
+func windowHost(w, shared, own *Watcher) *Watcher {
+	h := own
+	if shared != nil && !w.backlog.Load() {
+		h = shared
+	}
+	if h == nil || h.pendN != 1 {
+		return nil
+	}
+	return h
+}
+
+// sharedWith returns which of shared and own w shares its window with
+// for the commit being fanned out, or nil.
+func sharedWith(w, shared, own *Watcher) *Watcher {
+	switch p := windowOf(w); {
+	case shared != nil && p == windowOf(shared):
+		return shared
+	case own != nil && p == windowOf(own):
+		return own
+	}
+	return nil
+}
+
+// windowOf returns the first slot of w's window for the commit being
+// fanned out (nil without one): watchers sharing a window have the same.
+func windowOf(w *Watcher) *WatchEvent {
+	if len(w.pendBuf) == 0 {
+		return nil
+	}
+	return &w.pendBuf[0]
 }
 
 // slabEvents bounds the events sharing one allocation in the fan-out.
@@ -533,23 +574,61 @@ func (w *Watcher) carveOwn(n int) []WatchEvent {
 	return win
 }
 
+// visit gives the change's event to each watcher of ws that hears of it,
+// in the watcher's window for the commit. Watchers of one view next to
+// each other in ws (sameView: the unfiltered watches of every admin, say)
+// get the same event: the first of them computes it, and the others share
+// a window with one before them (windowHost), so it is written once per
+// window, not once per watcher.
 func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64, n int) {
+	var lead *Watcher       // the first of the run of one view that ev, ok are of
+	var hostShared *Watcher // the run's first with a window of the shared slab
+	var hostOwn *Watcher    // and of a private slab
+	var ev WatchEvent
+	var ok bool
 	for _, w := range ws {
 		if w.seenChange == s.changeSeq {
 			continue // reached through two index keys
 		}
 		w.seenChange = s.changeSeq
-		ev, ok := w.m.event(ch, idx)
+		if lead == nil || !w.m.sameView(&lead.m) {
+			lead, hostShared, hostOwn = w, nil, nil
+			ev, ok = w.m.event(ch, idx)
+		}
 		if !ok {
 			continue
 		}
 		if w.touchRev != rev {
 			w.touchRev = rev
 			s.touched = append(s.touched, w)
+			if h := windowHost(w, hostShared, hostOwn); h != nil {
+				if !w.backlog.Load() {
+					w.own, w.ownTotal = nil, 0 // caught up, as in window
+				}
+				w.pendBuf, w.pendOwn = h.pendBuf, h.pendOwn
+				w.pendN++ // the host wrote the event there
+				continue
+			}
 			w.pendBuf = s.window(w, n)
+		} else if h := sharedWith(w, hostShared, hostOwn); h != nil {
+			if h.pendN-1 == w.pendN {
+				w.pendN++ // the host wrote the event there
+				continue
+			}
+			// Defensive (the two got the same events so far): w goes on
+			// in a window of its own.
+			shared := w.pendBuf[:w.pendN]
+			w.pendBuf = s.window(w, n)
+			copy(w.pendBuf, shared)
 		}
 		w.pendBuf[w.pendN] = ev
 		w.pendN++
+		switch {
+		case w.pendOwn && hostOwn == nil:
+			hostOwn = w
+		case !w.pendOwn && hostShared == nil:
+			hostShared = w
+		}
 	}
 }
 

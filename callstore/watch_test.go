@@ -727,3 +727,107 @@ func TestWatcherSize(t *testing.T) {
 		t.Errorf("Watcher is %d bytes, want at most 288", got)
 	}
 }
+
+func notX(c *Call) bool { return c.DeviceCompany != "x" }
+
+// TestFanoutSharesWindowsOfOneView: watchers of one view next to each
+// other in the fan-out (no uid, device or company filter, the same states
+// and types, one visibility func value) share a window per commit,
+// written once: the caught-up ones one of the shared slab, the
+// backlogged ones one of a private slab (never the shared slab's: what a
+// stalled watcher pins stays its own events); watchers of other views get
+// their own; and every watcher gets exactly its events either way.
+func TestFanoutSharesWindowsOfOneView(t *testing.T) {
+	s := New(Options{})
+	company := "x"
+	closure := func(c *Call) bool { return c.DeviceCompany != company } // notX's behaviour, another func value
+	reqs := []WatchRequest{
+		{Visible: notX},    // 0: hosts the run 0–2
+		{Visible: notX},    // 1: shares 0's; behind at revision 2: a private window
+		{Visible: notX},    // 2: as 1, sharing 1's private window at revision 2
+		{Visible: closure}, // 3: another func value: another run
+		{Visible: closure}, // 4: shares 3's
+		{Visible: notX, Filter: Filter{States: []State{StateUp}}}, // 5: another view
+	}
+	ws := make([]*Watcher, len(reqs))
+	for i, r := range reqs {
+		w, _, _, err := s.Watch(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ws[i] = w
+	}
+	a, b := leg(1, "SIP/1", "default", StateRing), leg(2, "SIP/2", "x", StateRing)
+	commits := [][]Change{
+		{{Type: EventNew, Call: a}, {Type: EventNew, Call: b}},
+		{{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StateUp })}, {Type: EventUpdate, Call: with(b, func(c *Call) { c.State = StateUp })}},
+		{{Type: EventUpdate, Call: with(a, func(c *Call) { c.State = StateHold })}},
+	}
+	got := make([][]Batch, len(ws))
+	for i, chs := range commits {
+		mustCommit(t, s, chs...)
+		for j, w := range ws {
+			if (j == 1 || j == 2) && i == 0 {
+				continue // backlogged at the second commit
+			}
+			bs, _, err := w.Drain(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[j] = append(got[j], bs...)
+		}
+	}
+	want := map[int][]ev{
+		0: {{1, EventNew, ViewEntered, 1, StateRing, 0}, {2, EventUpdate, ViewStayed, 1, StateUp, 0}, {3, EventUpdate, ViewStayed, 1, StateHold, 0}},
+		5: {{2, EventUpdate, ViewEntered, 1, StateUp, 0}, {3, EventUpdate, ViewLeft, 1, StateHold, 0}},
+	}
+	want[1], want[2], want[3], want[4] = want[0], want[0], want[0], want[0]
+	for j := range ws {
+		if diff := cmp.Diff(want[j], flatten(got[j])); diff != "" {
+			t.Errorf("watcher %d (-want +got):\n%s", j, diff)
+		}
+	}
+	same := func(x, y int, r int) bool { return &got[x][r].Events[0] == &got[y][r].Events[0] }
+	for r := range got[0] {
+		if !same(1, 2, r) {
+			t.Errorf("revision %d: watchers 1 and 2 (one view, both caught up or both behind) got windows of their own, want one shared", r+1)
+		}
+		if behind := r == 1; same(0, 1, r) == behind {
+			t.Errorf("revision %d: watcher 1 (behind: %v) shares watcher 0's window (caught up): %v", r+1, behind, !behind)
+		}
+	}
+	for r := range got[3] {
+		if !same(3, 4, r) {
+			t.Errorf("revision %d: watchers 3 and 4 got windows of their own, want one shared", r+1)
+		}
+		if same(0, 3, r) {
+			t.Errorf("revision %d: watchers of two func values share a window", r+1)
+		}
+	}
+	if same(0, 5, 0) || same(0, 5, 1) {
+		t.Errorf("watchers of two views share a window")
+	}
+}
+
+func TestSameFunc(t *testing.T) {
+	company := "acme"
+	closure := func(c *Call) bool { return c.DeviceCompany != company }
+	other := func(c *Call) bool { return c.DeviceCompany != company }
+	for _, tt := range []struct {
+		name string
+		f, g func(*Call) bool
+		want bool
+	}{
+		{"one function", notX, notX, true},
+		{"one closure value", closure, closure, true},
+		{"two closures", closure, other, false},
+		{"function and closure", notX, closure, false},
+		{"both nil", nil, nil, true},
+		{"nil and not", nil, notX, false},
+	} {
+		if got := sameFunc(tt.f, tt.g); got != tt.want {
+			t.Errorf("%s: sameFunc = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
