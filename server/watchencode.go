@@ -44,8 +44,13 @@ type encodeCache struct {
 // frames built from them; never modified once published.
 type revEncodings struct {
 	rev     int64
-	entries []encEntry
-	frames  []*cachedFrame
+	entries []encEntry     // in entryArr while they fit
+	frames  []*cachedFrame // in frameArr while they fit
+	// Room for a revision's usual encodings, one frame of up to two fresh
+	// events (every watcher of one view), in the record itself: one
+	// allocation per update rather than three.
+	entryArr [2]encEntry
+	frameArr [1]*cachedFrame
 }
 
 // encKey identifies one encoding of a revision's event: which event (its
@@ -115,11 +120,10 @@ func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
 		next := &revEncodings{rev: rev}
 		switch {
 		case old == nil || old.rev < rev:
+			next.entries, next.frames = next.entryArr[:0], next.frameArr[:0]
 		case old.rev == rev:
-			// Full slice expressions: appends must copy, never write
-			// into a published array.
-			next.entries = old.entries[:len(old.entries):len(old.entries)]
-			next.frames = old.frames[:len(old.frames):len(old.frames)]
+			next.entries = carry(old.entries, next.entryArr[:])
+			next.frames = carry(old.frames, next.frameArr[:])
 		default:
 			return
 		}
@@ -128,6 +132,17 @@ func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
 			return
 		}
 	}
+}
+
+// carry returns a published record's list for its copy: in room (the
+// copy's own array) if it fits, else the published array with its
+// capacity cut at its length, so that appends copy it, never write into
+// it.
+func carry[T any](old, room []T) []T {
+	if len(old) <= len(room) {
+		return room[:copy(room, old)]
+	}
+	return old[:len(old):len(old)]
 }
 
 // lookupFrame returns the frame of rev whose events have keys, or nil.
