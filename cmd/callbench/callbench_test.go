@@ -166,7 +166,7 @@ func TestReportChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReport(c)
-	r.Unary = &unaryResult{Ratio: 0.9}
+	r.Unary = &unaryResult{Ratio: 0.9, Capacity: 0.85}
 	r.Stream = &streamResult{Ratio: 0.4}
 	r.Fanout = &fanoutResult{Latency: latency.Summary{P99: 4.9}}
 	r.FanoutLarge = &fanoutResult{Dropped: 1, Latency: latency.Summary{P99: 4.9}}
@@ -176,7 +176,7 @@ func TestReportChecks(t *testing.T) {
 	for _, c := range r.Checks {
 		met = append(met, c.Met)
 	}
-	if want := []bool{true, false, true, false, false, true, false}; !slices.Equal(met, want) || r.AllMet {
+	if want := []bool{true, false, false, true, false, false, true, false}; !slices.Equal(met, want) || r.AllMet {
 		t.Errorf("checks met = %v (all %v), want %v", met, r.AllMet, want)
 	}
 }
@@ -196,11 +196,14 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, progress.String())
 	}
-	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || rep.FanoutLarge == nil || rep.Replicas == nil || len(rep.Checks) != 11 {
+	if rep.Unary == nil || rep.Stream == nil || rep.Fanout == nil || rep.Idle == nil || rep.Memory == nil || rep.FanoutLarge == nil || rep.Replicas == nil || len(rep.Checks) != 12 {
 		t.Fatalf("incomplete report: %+v", rep)
 	}
 	if rep.Unary.Noop.RPCs == 0 || rep.Unary.Control.RPCs == 0 {
 		t.Errorf("unary: no RPCs: %+v", rep.Unary)
+	}
+	if u := rep.Unary; len(u.Rounds) != c.unary.rounds || u.Capacity <= 0 || u.Noop.Sched == nil || u.Control.Sched.BusyCores <= 0 {
+		t.Errorf("unary: %d rounds (want %d), capacity %v, sched %+v, %+v", len(u.Rounds), c.unary.rounds, u.Capacity, u.Noop.Sched, u.Control.Sched)
 	}
 	// Each kind's transitions all reached its watcher (the scenario fails
 	// otherwise), and were timed.
@@ -269,5 +272,29 @@ func TestSmokeFanoutInProcess(t *testing.T) {
 	// 20 filtered watchers see each revision once, the 2 unfiltered all.
 	if f != nil && f.Expected != uint64(3*f.Commits) {
 		t.Errorf("expected deliveries %d, want %d", f.Expected, 3*f.Commits)
+	}
+}
+
+func TestQuartiles(t *testing.T) {
+	rounds := func(v ...float64) []unaryRound {
+		r := make([]unaryRound, len(v))
+		for i, x := range v {
+			r[i].Ratio = x
+		}
+		return r
+	}
+	ratio := func(r unaryRound) float64 { return r.Ratio }
+	for _, tc := range []struct {
+		in   []unaryRound
+		want [3]float64
+	}{
+		{nil, [3]float64{}},
+		{rounds(0.9), [3]float64{0.9, 0.9, 0.9}},
+		{rounds(1.0, 0.8), [3]float64{0.85, 0.9, 0.95}},
+		{rounds(0.7, 1.1, 0.9, 1.0, 0.8), [3]float64{0.8, 0.9, 1.0}},
+	} {
+		if got := quartiles(tc.in, ratio); got != tc.want {
+			t.Errorf("quartiles(%v) = %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

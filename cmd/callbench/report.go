@@ -44,6 +44,7 @@ func (r *report) finish() {
 	add := r.Checks.Add
 	if u := r.Unary; u != nil {
 		add("unary control/no-op rate", benchkit.Round3(u.Ratio), ">=", 0.9)
+		add("unary control/no-op capacity (CPU per RPC, no-op/control)", benchkit.Round3(u.Capacity), ">=", 0.9)
 	}
 	if s := r.Stream; s != nil {
 		add("WatchCalls/raw streaming messages/s", benchkit.Round3(s.Ratio), ">=", 0.8)
@@ -82,6 +83,9 @@ func (r *report) table(w io.Writer) {
 		fmt.Fprintf(tw, "unary c=%d\tRPCs/s\t%.0f (p50 %.3f, p99 %.3f; %.2f µs CPU, %.1f allocs each)\t%.0f Hold+Talk (%.2f µs CPU, %.1f allocs each)\t%.3f / %.3f\t\n",
 			u.Concurrency, u.Noop.PerSecond, u.Noop.Latency.P50, u.Noop.Latency.P99, u.Noop.Work.CPUMicros, u.Noop.Work.Allocs,
 			u.Control.PerSecond, u.Control.Work.CPUMicros, u.Control.Work.Allocs, u.Control.Latency.P50, u.Control.Latency.P99)
+		fmt.Fprintf(tw, "unary rounds\tcontrol/no-op\t%d rounds, each kind first in half; busy cores %.2f, collector %.2f µs per RPC\trate ratio median %.3f (quartiles %.3f, %.3f); CPU per RPC ratio median %.3f (%.3f, %.3f); busy cores %.2f, collector %.2f µs per RPC\t\t\n",
+			len(u.Rounds), u.Noop.Sched.BusyCores, u.Noop.Sched.GCUsPerRPC, u.RoundRatios[1], u.RoundRatios[0], u.RoundRatios[2],
+			u.RoundCPURatios[1], u.RoundCPURatios[0], u.RoundCPURatios[2], u.Control.Sched.BusyCores, u.Control.Sched.GCUsPerRPC)
 	}
 	if s := r.Stream; s != nil {
 		fmt.Fprintf(tw, "streaming x%d\tmessages/s\t%.0f (WatchCalls frames of %.0f B; %.2f µs CPU, %.1f allocs each)\t%.0f WatchCalls frames (%.2f events each, %.0f commits/s; %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes each)\t\t\n",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,8 +41,10 @@ type unaryKind struct {
 	// Work is this process's work (client and server) per RPC over the
 	// measured time: the rates swing with whoever else runs on the
 	// machine, the CPU and allocations per RPC much less.
-	Work *benchkit.WorkPerEvent `json:"work_per_rpc,omitempty"`
-	work benchkit.Work          // summed over the rounds
+	Work  *benchkit.WorkPerEvent `json:"work_per_rpc,omitempty"`
+	work  benchkit.Work          // summed over the rounds
+	Sched *unarySched            `json:"sched,omitempty"`
+	sched schedWork
 }
 
 type unaryResult struct {
@@ -52,6 +55,57 @@ type unaryResult struct {
 	// Ratio is control RPCs/s over no-op RPCs/s (each of Hold and Talk is
 	// one RPC).
 	Ratio float64 `json:"ratio"`
+	// Capacity is the no-op's CPU per RPC over control's: the rate ratio
+	// the two kinds would have if they kept the same processors busy, as
+	// they do on the target machine (both saturate it). On a shared
+	// machine the processors a phase gets are the neighbours' doing, and
+	// move the rate ratio by ±10 % from run to run; the CPU per RPC moves
+	// much less (docs/BENCHMARKS.md, "Seventh round").
+	Capacity float64 `json:"capacity_ratio"`
+	// Rounds are each round's figures: the two kinds' phases of a round
+	// ran one right after the other.
+	Rounds []unaryRound `json:"rounds"`
+	// RoundRatios and RoundCPURatios are the rounds' ratios' lower
+	// quartile, median and upper quartile.
+	RoundRatios    [3]float64 `json:"round_ratios"`
+	RoundCPURatios [3]float64 `json:"round_cpu_ratios"`
+}
+
+// unaryRound is one round of the unary scenario.
+type unaryRound struct {
+	Ratio    float64 `json:"ratio"`     // control RPCs/s over no-op RPCs/s
+	CPURatio float64 `json:"cpu_ratio"` // control CPU per RPC over no-op's
+}
+
+// perRPC is CPU microseconds per RPC (0 for no RPCs).
+func perRPC(cpu time.Duration, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(cpu.Nanoseconds()) / 1e3 / float64(n)
+}
+
+// quartiles returns the lower quartile, median and upper quartile of f
+// over rounds (interpolating between neighbours, as the median of an even
+// count is the mean of the middle two).
+func quartiles(rounds []unaryRound, f func(unaryRound) float64) [3]float64 {
+	if len(rounds) == 0 {
+		return [3]float64{}
+	}
+	v := make([]float64, len(rounds))
+	for i, r := range rounds {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	at := func(q float64) float64 {
+		pos := q * float64(len(v)-1)
+		i := int(pos)
+		if i+1 >= len(v) {
+			return v[i]
+		}
+		return benchkit.Round3(v[i] + (pos-float64(i))*(v[i+1]-v[i]))
+	}
+	return [3]float64{at(0.25), at(0.5), at(0.75)}
 }
 
 // runUnary measures the no-op unary RPC against the control pair (Hold
@@ -130,45 +184,74 @@ func runUnary(ctx context.Context, e *env, cfg unaryConfig) (*unaryResult, error
 		})
 	}
 
-	var nh, ch latency.Hist
 	var scratch latency.Hist
 	phase(noop, cfg.warmup, &scratch)
 	phase(control, cfg.warmup, &scratch)
 	res := &unaryResult{Concurrency: cfg.concurrency, Conns: cfg.conns}
-	per := cfg.duration / time.Duration(cfg.rounds)
-	for round := range cfg.rounds {
-		for _, k := range []struct {
-			w   worker
-			h   *latency.Hist
-			out *unaryKind
-		}{{noop, &nh, &res.Noop}, {control, &ch, &res.Control}} {
-			stop, err := benchkit.StartCPUProfile(cfg.kindProfile(k.out == &res.Noop, round))
-			if err != nil {
-				return nil, err
-			}
-			w0 := benchkit.ReadWork()
-			n, errs, el := phase(k.w, per, k.h)
-			k.out.work = k.out.work.Add(benchkit.ReadWork().Sub(w0))
-			stop()
-			k.out.RPCs += n
-			k.out.Errors += errs
-			k.out.Seconds += el.Seconds()
-		}
-	}
-	for _, k := range []struct {
-		h   *latency.Hist
-		out *unaryKind
-	}{{&nh, &res.Noop}, {&ch, &res.Control}} {
-		k.out.PerSecond = float64(k.out.RPCs) / k.out.Seconds
-		k.out.Latency = k.h.Summary()
-		w := benchkit.PerEvent(benchkit.Work{}, k.out.work, k.out.RPCs)
-		k.out.Work = &w
+	kinds := [2]worker{noop, control}
+	err = cfg.alternate(res, func(kind int, d time.Duration, h *latency.Hist) (uint64, uint64, time.Duration) {
+		return phase(kinds[kind], d, h)
+	})
+	if err != nil {
+		return nil, err
 	}
 	res.Ratio = res.Control.PerSecond / res.Noop.PerSecond
+	if c := res.Control.Work.CPUMicros; c > 0 {
+		res.Capacity = res.Noop.Work.CPUMicros / c
+	}
 	if res.Noop.Errors+res.Control.Errors > 0 {
 		return res, fmt.Errorf("unary: %d no-op and %d control RPCs failed", res.Noop.Errors, res.Control.Errors)
 	}
 	return res, nil
+}
+
+// alternate runs the no-op and control phases (run(0, …), run(1, …)) in turn,
+// cfg.rounds times, and fills res with each kind's totals and each
+// round's ratios. Odd rounds run control first: in any two rounds in a
+// row each kind runs once first and once second (no-op, control,
+// control, no-op, ...), so neither kind is always the one that follows
+// the other.
+func (cfg unaryConfig) alternate(res *unaryResult, run func(kind int, d time.Duration, h *latency.Hist) (n, errs uint64, elapsed time.Duration)) error {
+	var hist [2]latency.Hist
+	out := [2]*unaryKind{&res.Noop, &res.Control}
+	per := cfg.duration / time.Duration(cfg.rounds)
+	for round := range cfg.rounds {
+		var n [2]uint64
+		var el [2]time.Duration
+		var w [2]benchkit.Work
+		for j := range 2 {
+			i := j ^ round&1
+			stop, err := benchkit.StartCPUProfile(cfg.kindProfile(i == 0, round))
+			if err != nil {
+				return err
+			}
+			w0, s0 := benchkit.ReadWork(), readSched()
+			var errs uint64
+			n[i], errs, el[i] = run(i, per, &hist[i])
+			out[i].sched = out[i].sched.add(readSched().sub(s0))
+			w[i] = benchkit.ReadWork().Sub(w0)
+			stop()
+			out[i].work = out[i].work.Add(w[i])
+			out[i].RPCs += n[i]
+			out[i].Errors += errs
+			out[i].Seconds += el[i].Seconds()
+		}
+		res.Rounds = append(res.Rounds, unaryRound{
+			Ratio:    benchkit.Round3(float64(n[1]) / el[1].Seconds() / (float64(n[0]) / el[0].Seconds())),
+			CPURatio: benchkit.Round3(perRPC(w[1].CPU, n[1]) / perRPC(w[0].CPU, n[0])),
+		})
+	}
+	for i, k := range out {
+		k.PerSecond = float64(k.RPCs) / k.Seconds
+		k.Latency = hist[i].Summary()
+		wk := benchkit.PerEvent(benchkit.Work{}, k.work, k.RPCs)
+		k.Work = &wk
+		sc := k.sched.perRPC(k.RPCs)
+		k.Sched = &sc
+	}
+	res.RoundRatios = quartiles(res.Rounds, func(r unaryRound) float64 { return r.Ratio })
+	res.RoundCPURatios = quartiles(res.Rounds, func(r unaryRound) float64 { return r.CPURatio })
+	return nil
 }
 
 // kindProfile is the file of one kind's CPU profile in one round, or ""
