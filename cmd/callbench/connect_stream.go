@@ -233,7 +233,7 @@ func watchPhase(ctx context.Context, e *env, open watchOpener, cfg streamConfig,
 // cfg.warmup + d, never more than cfg.window revisions ahead of the
 // slowest watcher (last: each one's last revision; sig: a watcher moved),
 // and returns what the watchers received over d and the work this
-// process did meanwhile.
+// process did meanwhile (under a CPU profile, to cfg.watchProfile if set).
 func driveTraffic(ctx context.Context, e *env, last []atomic.Int64, sig chan struct{}, cfg streamConfig, d time.Duration, frames, events *atomic.Uint64) (*watchStat, error) {
 	dctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -281,9 +281,16 @@ func driveTraffic(ctx context.Context, e *env, last []atomic.Int64, sig chan str
 		})
 	}
 	time.Sleep(cfg.warmup)
+	stopProfile, perr := benchkit.StartCPUProfile(cfg.watchProfile)
+	if perr != nil {
+		stop()
+		dwg.Wait()
+		return nil, perr
+	}
 	f0, ev0, rev0, w0, t0 := frames.Load(), events.Load(), e.store.Revision(), benchkit.ReadWork(), time.Now()
 	time.Sleep(d)
 	f1, ev1, rev1, el, wk := frames.Load(), events.Load(), e.store.Revision(), time.Since(t0), benchkit.ReadWork().Sub(w0)
+	stopProfile()
 	stop()
 	dwg.Wait()
 	close(derr)

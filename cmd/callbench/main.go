@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&replDur, "replicas-duration", 8*time.Second, "replicas: measured time of each kind (one process, replicas); the concurrency is --concurrency")
 	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
-	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof; the unary scenario's per kind and round, and its mutex and block profiles) and the memory scenario's heap profile into `dir`")
+	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof; the unary and stream scenarios' per kind and round, of its measured time, and the unary scenario's mutex and block profiles) and the memory scenario's heap profile into `dir`")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
@@ -135,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	c.replicas.concurrency = c.unary.concurrency
 	c.unary.profileDir = c.profileDir
+	c.stream.profileDir = c.profileDir
 	c.memory.profileDir = c.profileDir
 	c.idle.profileDir = c.profileDir
 	c.fanout.profileDir = c.profileDir
@@ -249,7 +250,7 @@ func runMeasured(ctx context.Context, name string, e *env, c *config, rep *repor
 				benchkit.WriteProfile(filepath.Join(c.profileDir, "mutex-unary.pprof"), "mutex", 0),
 				benchkit.WriteProfile(filepath.Join(c.profileDir, "block-unary.pprof"), "block", 0))
 		}()
-	} else if c.profileDir != "" {
+	} else if c.profileDir != "" && name != "stream" { // the stream scenario profiles each kind's measured time (runStream)
 		stop, err := benchkit.StartCPUProfile(filepath.Join(c.profileDir, "cpu-"+name+".pprof"))
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,22 @@ type streamConfig struct {
 	rounds   int
 	warmup   time.Duration
 	window   int64 // the traffic driver stays at most this many revisions ahead of the slowest watcher
+	// profileDir non-empty: a CPU profile of each kind's measured time in
+	// each round (cpu-stream-noop-R.pprof, cpu-stream-watch-R.pprof), so
+	// that a WatchCalls frame's work can be set beside a no-op message's.
+	profileDir string
+	// watchProfile is the file of the watch phase's CPU profile (set per
+	// round by runStream), or "".
+	watchProfile string
+}
+
+// kindProfile is the file of one kind's CPU profile in one round, or ""
+// when no profile was asked for.
+func (cfg streamConfig) kindProfile(kind string, round int) string {
+	if cfg.profileDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-stream-%s-%d.pprof", kind, round))
 }
 
 type streamKind struct {
@@ -85,15 +102,17 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 		res.FrameBytes += float64(len(f)) / float64(len(frames))
 	}
 	per := cfg.duration / time.Duration(cfg.rounds)
-	for range cfg.rounds {
-		n, el, wk, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per)
+	for round := range cfg.rounds {
+		n, el, wk, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per, cfg.kindProfile("noop", round))
 		if err != nil {
 			return nil, err
 		}
 		res.Noop.Messages += n
 		res.Noop.Seconds += el.Seconds()
 		res.Noop.work = res.Noop.work.Add(wk)
-		w, err := watchPhase(ctx, e, grpcWatchOpener(conns), cfg, per)
+		wcfg := cfg
+		wcfg.watchProfile = cfg.kindProfile("watch", round)
+		w, err := watchPhase(ctx, e, grpcWatchOpener(conns), wcfg, per)
 		if err != nil {
 			return nil, err
 		}
@@ -120,15 +139,21 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 }
 
 // measure runs warmup, then reads count and the process's work before and
-// after d.
-func measure(count *atomic.Uint64, warmup, d time.Duration) (uint64, time.Duration, benchkit.Work) {
+// after d, under a CPU profile written to profile if it is not "".
+func measure(count *atomic.Uint64, warmup, d time.Duration, profile string) (uint64, time.Duration, benchkit.Work, error) {
 	time.Sleep(warmup)
+	stop, err := benchkit.StartCPUProfile(profile)
+	if err != nil {
+		return 0, 0, benchkit.Work{}, err
+	}
 	n0, w0, t0 := count.Load(), benchkit.ReadWork(), time.Now()
 	time.Sleep(d)
-	return count.Load() - n0, time.Since(t0), benchkit.ReadWork().Sub(w0)
+	n, el, wk := count.Load()-n0, time.Since(t0), benchkit.ReadWork().Sub(w0)
+	stop()
+	return n, el, wk, nil
 }
 
-func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration) (uint64, time.Duration, benchkit.Work, error) {
+func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, warmup, d time.Duration, profile string) (uint64, time.Duration, benchkit.Work, error) {
 	ctx, cancel := context.WithCancel(withToken(ctx, loadToken))
 	defer cancel()
 	var count atomic.Uint64
@@ -152,11 +177,11 @@ func noopStreams(ctx context.Context, conns []*grpc.ClientConn, streams int, war
 			}
 		})
 	}
-	n, el, wk := measure(&count, warmup, d)
+	n, el, wk, perr := measure(&count, warmup, d, profile)
 	cancel()
 	wg.Wait()
 	close(errs)
-	return n, el, wk, <-errs
+	return n, el, wk, errors.Join(perr, <-errs)
 }
 
 // watchStat is one watch phase.
