@@ -125,7 +125,7 @@ func (l *limitListener) Open() int {
 }
 
 func (l *limitListener) admit(c net.Conn) *limitConn {
-	lc := &limitConn{Conn: c, l: l, counted: true}
+	lc := &limitConn{Conn: c, l: l, counted: true, ready: newReadyReader(c)}
 	l.mu.Lock()
 	var victim *limitConn
 	if l.open >= l.max {
@@ -153,10 +153,13 @@ func (l *limitListener) admit(c net.Conn) *limitConn {
 	return lc
 }
 
-// limitConn is a connection holding a slot of its limitListener.
+// limitConn is a connection holding a slot of its limitListener. grpc
+// reads it through ReadOnReady (limitconn_read.go), other servers through
+// Read.
 type limitConn struct {
 	net.Conn
 	l     *limitListener
+	ready *readyReader // nil: not a plain socket
 	heard atomic.Bool
 	once  sync.Once
 
@@ -166,16 +169,24 @@ type limitConn struct {
 
 func (c *limitConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if n > 0 && !c.heard.Load() {
-		c.heard.Store(true)
-		c.l.mu.Lock()
-		if c.elem != nil {
-			c.l.silent.Remove(c.elem)
-			c.elem = nil
-		}
-		c.l.mu.Unlock()
+	if n > 0 {
+		c.spoke()
 	}
 	return n, err
+}
+
+// spoke takes c off the silent list once it has sent a byte.
+func (c *limitConn) spoke() {
+	if c.heard.Load() {
+		return
+	}
+	c.heard.Store(true)
+	c.l.mu.Lock()
+	if c.elem != nil {
+		c.l.silent.Remove(c.elem)
+		c.elem = nil
+	}
+	c.l.mu.Unlock()
 }
 
 func (c *limitConn) Close() error {

@@ -54,7 +54,7 @@ const (
 )
 
 type idleConfig struct {
-	profileDir string // non-empty: write heap-idle-<conns>.pprof, heap-idle-<conns>-events.pprof and goroutines-idle-<conns>.txt there
+	profileDir string // non-empty: write heap-idle-<conns>{-connected,,-events}.pprof and goroutines-idle-<conns>{-connected,}.txt there
 	streams    int
 	conns      []int         // one round per connection count
 	settle     time.Duration // after the streams are open, before the reading
@@ -89,6 +89,12 @@ type idleRound struct {
 	RSSPerStreamConns float64 `json:"rss_bytes_per_stream_with_connections"`
 	Goroutines        int     `json:"server_goroutines"`
 	OpenSeconds       float64 `json:"open_seconds"`
+	// Collections that ran while the streams opened. What opening a
+	// stream allocates and drops is free again only after a collection:
+	// with none meanwhile, it sits between the streams' live objects, and
+	// what of it the reading's collection frees stays as free space in
+	// the spans they keep (heap/unused).
+	GCsOpening uint32 `json:"gcs_while_opening"`
 	// Then every stream gets events (a leg rings on its device and ends)
 	// and is idle again: what it costs then. A handler whose stack grew
 	// while it delivered keeps the larger stack for the stream's life.
@@ -128,6 +134,13 @@ func serverMemoryClasses() (heap, stack, frames, res uint64, classes map[string]
 		frames = scanned[0].Value.Uint64()
 	}
 	return m.HeapAlloc, m.StackInuse, frames, benchkit.SelfRSS(), memoryClasses()
+}
+
+// numGC is the number of collections completed so far.
+func numGC() uint32 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.NumGC
 }
 
 const memoryClassPrefix = "/memory/classes/"
@@ -223,14 +236,24 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	}
 	var classesConnected, classesStreams map[string]uint64
 	r.HeapConnected, r.StackConnected, r.FramesConnected, r.RSSConnected, classesConnected = serverMemoryClasses()
-	t := time.Now()
+	if cfg.profileDir != "" {
+		// The heap and the goroutines before the streams: what opening
+		// the streams allocated and left shows against the profiles below.
+		if err := benchkit.WriteProfile(filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d-connected.pprof", conns)), "heap", 0); err != nil {
+			return nil, err
+		}
+		if err := benchkit.WriteProfile(filepath.Join(cfg.profileDir, fmt.Sprintf("goroutines-idle-%d-connected.txt", conns)), "goroutine", 2); err != nil {
+			return nil, err
+		}
+	}
+	t, gcs := time.Now(), numGC()
 	if err := c.Send("open"); err != nil {
 		return nil, err
 	}
 	if err := expect("ready"); err != nil {
 		return nil, err
 	}
-	r.OpenSeconds = time.Since(t).Seconds()
+	r.OpenSeconds, r.GCsOpening = time.Since(t).Seconds(), numGC()-gcs
 	select {
 	case <-time.After(cfg.settle):
 	case <-ctx.Done():
@@ -412,8 +435,9 @@ func (r *idleResult) summary() string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f); after events: RSS %.0f, stacks %.0f",
+		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f), free in used spans %.0f, %d GCs while opening; after events: RSS %.0f, stacks %.0f",
 			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream, rd.FramesPerStream,
+			rd.ClassesPerStream["heap/unused"], rd.GCsOpening,
 			rd.RSSPerStreamAfterEvents, rd.StackPerStreamAfterEvents)
 	}
 	return b.String()
