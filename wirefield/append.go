@@ -13,8 +13,8 @@ func AppendVarint(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendTag(b, num, protowire.VarintType)
+	return appendVarint(b, v)
 }
 
 // AppendInt appends an int64, int32 or enum field (a negative value
@@ -33,8 +33,9 @@ func AppendString(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // OpenMessage appends the tag of a length-delimited field num and one
@@ -44,7 +45,7 @@ func AppendString(b []byte, num protowire.Number, s string) []byte {
 // room (the length must be the shortest varint, so a wider one cannot be
 // reserved up front).
 func OpenMessage(b []byte, num protowire.Number) ([]byte, int) {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = appendTag(b, num, protowire.BytesType)
 	b = append(b, 0)
 	return b, len(b)
 }
@@ -62,4 +63,19 @@ func CloseMessage(b []byte, at int) []byte {
 	copy(b[at+extra:], b[at:at+n])
 	protowire.AppendVarint(b[:at-1], uint64(n))
 	return b
+}
+
+// appendTag is protowire.AppendTag with the one-byte tags (fields 1–15)
+// appended inline: the encoders write a tag for every field.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return appendVarint(b, protowire.EncodeTag(num, typ))
+}
+
+// appendVarint is protowire.AppendVarint with a one-byte value (under
+// 128: most tags, lengths, enums and small numbers) appended inline.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
 }
