@@ -21,7 +21,8 @@ import (
 
 // ReadOnReady reads what is there once the connection is readable, into a
 // buffer of bufSize taken from pool at that moment; the caller puts it
-// back. It returns io.EOF (and no buffer) once the peer has closed.
+// back. It returns io.EOF (and no buffer) once the peer has closed. Bytes
+// read mark the connection as having spoken, as Read does.
 func (c *limitConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
 	var (
 		buf *[]byte

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 )
 
@@ -35,6 +40,88 @@ func (p *countingPool) Get(size int) *[]byte {
 func (p *countingPool) Put(*[]byte) { p.puts.Add(1) }
 
 func (p *countingPool) held() int64 { return p.gets.Load() - p.puts.Load() }
+
+// countingConn counts how its reader reads the limitConn it wraps.
+type countingConn struct {
+	*limitConn
+	reads, readsOnReady atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	c.reads.Add(1)
+	return c.limitConn.Read(b)
+}
+
+func (c *countingConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	c.readsOnReady.Add(1)
+	return c.limitConn.ReadOnReady(bufSize, pool)
+}
+
+// recordingListener hands out the capped connections it accepts wrapped
+// in a countingConn, and to accepted.
+type recordingListener struct {
+	net.Listener
+	accepted chan *countingConn
+}
+
+func (l recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{limitConn: c.(*limitConn)}
+	l.accepted <- cc
+	return cc, nil
+}
+
+// grpc-go's transport reads a capped plaintext connection's frames
+// through ReadOnReady (so not through a buffer of its own), and the cap
+// sees the client speak: its connection leaves the silent list.
+func TestGRPCReadsLimitConnOnReady(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(inner, 4, &limitHit{
+		count: func(string) {}, log: slog.New(slog.DiscardHandler), every: time.Hour,
+		last: map[string]time.Time{}, left: map[string]int{},
+	}).(*limitListener)
+	rec := recordingListener{Listener: l, accepted: make(chan *countingConn, 1)}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(rec) }()
+	defer func() {
+		srv.Stop()
+		<-done
+	}()
+
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	c := <-rec.accepted
+	if c.ready == nil {
+		t.Fatal("the accepted TCP connection has no raw reader")
+	}
+	// grpc reads the client's preface straight from the connection
+	// (Read), and every frame after it through its framer: on ready.
+	if on := c.readsOnReady.Load(); on == 0 {
+		t.Errorf("grpc read the connection %d times on ready (and %d through Read); want its frames on ready", on, c.reads.Load())
+	}
+	l.mu.Lock()
+	silent := l.silent.Len()
+	l.mu.Unlock()
+	if !c.heard.Load() || silent != 0 {
+		t.Errorf("after a call: heard %v, silent connections %d; want true, 0", c.heard.Load(), silent)
+	}
+}
 
 // acceptLimited returns both ends of a loopback TCP connection, the
 // server's through a limitListener.

@@ -154,8 +154,8 @@ func (l *limitListener) admit(c net.Conn) *limitConn {
 }
 
 // limitConn is a connection holding a slot of its limitListener. grpc
-// reads it through ReadOnReady (limitconn_read.go), other servers through
-// Read.
+// reads the client's preface through Read and its frames through
+// ReadOnReady (limitconn_read.go); other servers read through Read.
 type limitConn struct {
 	net.Conn
 	l     *limitListener
