@@ -332,9 +332,10 @@ func (s *Server) setServing(simulator bool) {
 }
 
 // Serve accepts connections on lis until Shutdown, at most
-// Config.MaxConnections at once.
+// Config.MaxConnections at once; a busy connection's writes are coalesced
+// (writecoalesce.go).
 func (s *Server) Serve(lis net.Listener) error {
-	return s.grpc.Serve(s.LimitListener(lis))
+	return s.grpc.Serve(coalescingListener{s.LimitListener(lis)})
 }
 
 // transportOptions are the grpc options of keepalive and of the

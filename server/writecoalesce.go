@@ -1,0 +1,167 @@
+package server
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Coalescing a busy connection's writes.
+//
+// grpc's writer (one goroutine per connection) writes to the socket
+// whenever its queue runs empty, after yielding once. In a watch fan-out
+// each watch's sender hands it that watch's frames, the senders of one
+// revision run on both processors while the store commits the next, and
+// the writer found its queue empty 1.3–1.6 times per connection per
+// revision: a write system call each, for a few hundred bytes. A write on
+// loopback costs ≈ 5 µs of the server's CPU (the kernel's send and receive
+// path, and the reader's wake-up), and each one the client reads makes it
+// answer with window updates the server reads in turn; the writes were the
+// largest share of the fan-out's CPU per delivered event. grpc-go has no
+// setting that delays its flush (WriteBufferSize only bounds a write).
+//
+// So the gRPC listener's connections hold back a write that comes less
+// than coalesceWindow after the connection's last one, and write it with
+// whatever the writer hands over after it, in one system call: with the
+// first write at or after the window's end, or by a timer set for the
+// window's end if none comes. A connection that writes now and then
+// writes at once, as before; a busy one writes about once per window and
+// its frames wait for the window, or for the timer: the runtime's timers
+// fire on time while the process is busy, and up to ≈ 1 ms late when
+// every processor is idle (the runtime then waits for them in epoll,
+// whose timeout is in milliseconds). docs/DESIGN.md says what that costs
+// the fan-out's latency and what it saves.
+//
+// What is held back is bounded (coalesceMax): past it the writer writes
+// everything itself, so it still blocks when the client does not read,
+// and HTTP/2 flow control and the stall sweeper see what they saw before.
+// The first error of a held-back write is returned by the next write.
+
+const (
+	// coalesceWindow is the shortest gap between a busy connection's
+	// writes, and how long a held-back write waits for more.
+	coalesceWindow = 100 * time.Microsecond
+	// coalesceSmall: only writes smaller than this are held back. A
+	// writer that hands over this much at once is streaming as fast as
+	// flow control lets it, and what it writes is what the client's
+	// window updates wait for.
+	coalesceSmall = 4 << 10
+	// coalesceMax bounds the bytes a connection holds back.
+	coalesceMax = 16 << 10
+	// closeFlushWait bounds how long Close tries to write what is held
+	// back when the client does not read.
+	closeFlushWait = 100 * time.Millisecond
+)
+
+// coalescingListener wraps the connections it accepts in coalescingConn.
+type coalescingListener struct{ net.Listener }
+
+func (l coalescingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &coalescingConn{Conn: c, window: coalesceWindow}, nil
+}
+
+// coalescingConn is a connection whose writes close together go out in
+// one system call. Write is called by one goroutine at a time (grpc's
+// writer); the timer's flush and Close may run beside it. wmu keeps the
+// system calls in the order their bytes were accepted.
+type coalescingConn struct {
+	net.Conn
+	window time.Duration // coalesceWindow; tests set their own
+	wmu    sync.Mutex    // held around every write to Conn, from taking pending on
+
+	mu      sync.Mutex
+	pending *[]byte     // held back, not written yet; nil: none
+	last    int64       // monoNow at the end of the last write to Conn; 0: none yet
+	timer   *time.Timer // writes pending at the window's end; made on first use
+	err     error       // the first failed write's
+	closed  bool
+}
+
+// coalesceBufs holds the held-back bytes' buffers between windows: an
+// idle connection keeps none.
+var coalesceBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+func (c *coalescingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	if wait := c.last + int64(c.window) - monoNow(); c.last != 0 && wait > 0 && !c.closed {
+		if c.pending == nil && len(b) < coalesceSmall {
+			c.pending = coalesceBufs.Get().(*[]byte)
+			*c.pending = append((*c.pending)[:0], b...)
+			if c.timer == nil {
+				c.timer = time.AfterFunc(time.Duration(wait), c.flush)
+			} else {
+				c.timer.Reset(time.Duration(wait))
+			}
+			c.mu.Unlock()
+			return len(b), nil
+		}
+		if c.pending != nil && len(b) < coalesceSmall && len(*c.pending)+len(b) <= coalesceMax {
+			*c.pending = append(*c.pending, b...)
+			c.mu.Unlock()
+			return len(b), nil
+		}
+	}
+	c.mu.Unlock()
+	if err := c.writeOut(b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// writeOut writes what is held back, then b, in one system call.
+func (c *coalescingConn) writeOut(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	p := c.pending
+	if p != nil {
+		c.pending = nil
+		c.timer.Stop() // if it fired already, its flush finds nothing
+	}
+	c.mu.Unlock()
+	out := b
+	if p != nil {
+		*p = append(*p, b...)
+		out = *p
+	}
+	var err error
+	if len(out) > 0 {
+		_, err = c.Conn.Write(out)
+	}
+	if p != nil {
+		coalesceBufs.Put(p)
+	}
+	c.mu.Lock()
+	c.last = monoNow()
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// flush writes what is held back: the timer's, at the window's end.
+func (c *coalescingConn) flush() { _ = c.writeOut(nil) }
+
+// Close writes what is held back first (grpc closes a connection right
+// after its last frames: a GOAWAY, say); a client that does not read gets
+// closeFlushWait to take them, a write already under way too.
+func (c *coalescingConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	held := c.pending != nil
+	c.mu.Unlock()
+	if held {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushWait))
+		c.flush()
+	}
+	return c.Conn.Close()
+}
