@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/mem"
 )
 
 // Coalescing a busy connection's writes.
@@ -61,7 +63,16 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &coalescingConn{Conn: c, window: coalesceWindow}, nil
+	cc := &coalescingConn{Conn: c, window: coalesceWindow}
+	cc.ready, _ = c.(readOnReadyConn)
+	return cc, nil
+}
+
+// readOnReadyConn is grpc's optional interface for connections it can
+// read without holding a buffer while it waits (limitconn_read.go),
+// matched by its method set.
+type readOnReadyConn interface {
+	ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error)
 }
 
 // coalescingConn is a connection whose writes close together go out in
@@ -70,8 +81,9 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 // system calls in the order their bytes were accepted.
 type coalescingConn struct {
 	net.Conn
-	window time.Duration // coalesceWindow; tests set their own
-	wmu    sync.Mutex    // held around every write to Conn, from taking pending on
+	ready  readOnReadyConn // Conn's ReadOnReady, if it has one
+	window time.Duration   // coalesceWindow; tests set their own
+	wmu    sync.Mutex      // held around every write to Conn, from taking pending on
 
 	mu      sync.Mutex
 	pending *[]byte     // held back, not written yet; nil: none
@@ -150,6 +162,24 @@ func (c *coalescingConn) writeOut(b []byte) error {
 
 // flush writes what is held back: the timer's, at the window's end.
 func (c *coalescingConn) flush() { _ = c.writeOut(nil) }
+
+// ReadOnReady passes grpc's read on ready through to the connection
+// underneath (the gRPC listener's limitConn offers it), so that wrapping
+// it does not give each connection a read buffer for its life again. For
+// one without it, the read holds its buffer while it waits, as grpc's own
+// reader would.
+func (c *coalescingConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	if c.ready != nil {
+		return c.ready.ReadOnReady(bufSize, pool)
+	}
+	buf := pool.Get(bufSize)
+	n, err := c.Conn.Read(*buf)
+	if n == 0 {
+		pool.Put(buf)
+		buf = nil
+	}
+	return buf, n, err
+}
 
 // Close writes what is held back first (grpc closes a connection right
 // after its last frames: a GOAWAY, say); a client that does not read gets

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -215,3 +216,64 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 		t.Fatal("the writes arrived out of order or altered")
 	}
 }
+
+// grpc reads the gRPC listener's connections on ready (limitconn_read.go):
+// the coalescing wrapper must pass that through, or each connection keeps
+// a read buffer of its own again.
+func TestCoalescingConnPassesReadOnReadyThrough(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := coalescingListener{newLimitListener(inner, 4, &limitHit{
+		count: func(string) {}, log: slog.New(slog.DiscardHandler), every: time.Hour,
+		last: map[string]time.Time{}, left: map[string]int{},
+	})}
+	t.Cleanup(func() { _ = l.Close() })
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cc := c.(*coalescingConn)
+	if _, ok := cc.ready.(*limitConn); !ok {
+		t.Fatalf("reads on ready through %T, want the limitConn underneath", cc.ready)
+	}
+	if _, err := client.Write([]byte("PRI")); err != nil {
+		t.Fatal(err)
+	}
+	pool := &countingPool{}
+	buf, n, err := cc.ReadOnReady(64, pool)
+	if err != nil || string((*buf)[:n]) != "PRI" {
+		t.Fatalf("ReadOnReady = %d bytes, %v; want the bytes written", n, err)
+	}
+	if pool.held() != 1 {
+		t.Fatalf("buffers held = %d, want the one returned", pool.held())
+	}
+}
+
+// A connection without ReadOnReady is read with a buffer taken for the
+// read, given back when nothing came.
+func TestCoalescingConnReadOnReadyOtherConn(t *testing.T) {
+	c, far := pipeConn(t, time.Hour)
+	pool := &countingPool{}
+	go func() { _, _ = far.Write([]byte("x")); far.Close() }()
+	buf, n, err := c.ReadOnReady(8, pool)
+	if err != nil || n != 1 || (*buf)[0] != 'x' {
+		t.Fatalf("ReadOnReady = %d, %v; want the byte written", n, err)
+	}
+	pool.Put(buf)
+	if buf, n, err := c.ReadOnReady(8, pool); buf != nil || n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("after close: %v, %d, %v; want nil, 0, io.EOF", buf, n, err)
+	}
+	if pool.held() != 0 {
+		t.Fatalf("buffers held = %d, want 0", pool.held())
+	}
+}
+
+var _ readOnReadyConn = (*coalescingConn)(nil)
