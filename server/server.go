@@ -298,7 +298,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	opts = append(opts, transportOptions(cfg, s.pending)...)
 	if cfg.TLS != nil {
-		opts = append(opts, grpc.Creds(cfg.TLS))
+		opts = append(opts, grpc.Creds(coalescingCreds{cfg.TLS}))
 	}
 	// Before the chain above: the trace context interceptor runs first.
 	opts = append(tracingOptions(d.TracerProvider), opts...)
@@ -335,7 +335,11 @@ func (s *Server) setServing(simulator bool) {
 // Config.MaxConnections at once; a busy connection's writes are coalesced
 // (writecoalesce.go).
 func (s *Server) Serve(lis net.Listener) error {
-	return s.grpc.Serve(coalescingListener{s.LimitListener(lis)})
+	l := s.LimitListener(lis)
+	if s.cfg.TLS == nil {
+		l = coalescingListener{l} // with TLS, coalescingCreds wraps the connection
+	}
+	return s.grpc.Serve(l)
 }
 
 // transportOptions are the grpc options of keepalive and of the

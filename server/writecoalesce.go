@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/mem"
 )
 
@@ -22,17 +23,23 @@ import (
 // largest share of the fan-out's CPU per delivered event. grpc-go has no
 // setting that delays its flush (WriteBufferSize only bounds a write).
 //
-// So the gRPC listener's connections hold back a write that comes less
-// than coalesceWindow after the connection's last one, and write it with
-// whatever the writer hands over after it, in one system call: with the
-// first write at or after the window's end, or by a timer set for the
-// window's end if none comes. A connection that writes now and then
-// writes at once, as before; a busy one writes about once per window and
-// its frames wait for the window, or for the timer: the runtime's timers
-// fire on time while the process is busy, and up to ≈ 1 ms late when
-// every processor is idle (the runtime then waits for them in epoll,
-// whose timeout is in milliseconds). docs/DESIGN.md says what that costs
-// the fan-out's latency and what it saves.
+// So the server's connections hold back a write of stream messages (only
+// DATA frames of streams that go on) that comes less than coalesceWindow
+// after the connection's last write, and write it with whatever the
+// writer hands over after it, in one system call: with the first write
+// at or after the window's end, or with the first write of anything else
+// (response headers and trailers, pings, window updates, settings: what
+// a unary call or the peer waits for goes out at once, and takes what is
+// held back with it), or by a timer set for the window's end if none
+// comes. A connection that writes now and then writes at once, as
+// before; a busy stream's frames wait for the window or the timer. The
+// runtime's timers fire on time while the process is busy, and up to
+// ≈ 1 ms late when every processor is idle (the runtime then waits for
+// them in epoll, whose timeout is in milliseconds): a held-back frame
+// waits at most about that. docs/DESIGN.md says what it costs the
+// fan-out's latency and what it saves. The connection follows the HTTP/2
+// frames it writes to tell (frameScan): it sits below TLS, when there is
+// TLS, through coalescingCreds.
 //
 // What is held back is bounded (coalesceMax): past it the writer writes
 // everything itself, so it still blocks when the client does not read,
@@ -63,9 +70,13 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newCoalescingConn(c), nil
+}
+
+func newCoalescingConn(c net.Conn) *coalescingConn {
 	cc := &coalescingConn{Conn: c, window: coalesceWindow}
 	cc.ready, _ = c.(readOnReadyConn)
-	return cc, nil
+	return cc
 }
 
 // readOnReadyConn is grpc's optional interface for connections it can
@@ -85,6 +96,8 @@ type coalescingConn struct {
 	window time.Duration   // coalesceWindow; tests set their own
 	wmu    sync.Mutex      // held around every write to Conn, from taking pending on
 
+	frames frameScan // of the bytes written so far; Write's alone
+
 	mu      sync.Mutex
 	pending *[]byte     // held back, not written yet; nil: none
 	last    int64       // monoNow at the end of the last write to Conn; 0: none yet
@@ -103,7 +116,8 @@ func (c *coalescingConn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
-	if wait := c.last + int64(c.window) - monoNow(); c.last != 0 && wait > 0 && !c.closed {
+	streamData := c.frames.scan(b)
+	if wait := c.last + int64(c.window) - monoNow(); streamData && c.last != 0 && wait > 0 && !c.closed {
 		if c.pending == nil && len(b) < coalesceSmall {
 			c.pending = coalesceBufs.Get().(*[]byte)
 			*c.pending = append((*c.pending)[:0], b...)
@@ -194,4 +208,66 @@ func (c *coalescingConn) Close() error {
 		c.flush()
 	}
 	return c.Conn.Close()
+}
+
+// frameScan follows the HTTP/2 frames in the bytes a server writes (which
+// start with its first frame: the connection preface is the client's),
+// across writes that may split a frame or its header anywhere.
+type frameScan struct {
+	header  [9]byte
+	have    int // bytes of header collected
+	payload int // bytes of the current frame's payload still to come
+}
+
+// HTTP/2's frame type and flag that matter here (RFC 9113, section 6.1).
+const (
+	frameData     = 0x0
+	flagEndStream = 0x1
+)
+
+// scan follows b and reports whether every frame whose header ends in it
+// is a DATA frame without END_STREAM: a message of a stream that goes on.
+// (A frame whose header is split counts with the write that completes
+// it: grpc's writer splits only when its buffer is full, and a write that
+// follows at once.)
+func (f *frameScan) scan(b []byte) (streamData bool) {
+	streamData = true
+	for len(b) > 0 {
+		if f.payload > 0 {
+			n := min(len(b), f.payload)
+			f.payload -= n
+			b = b[n:]
+			continue
+		}
+		n := copy(f.header[f.have:], b)
+		f.have += n
+		b = b[n:]
+		if f.have < len(f.header) {
+			break
+		}
+		f.have = 0
+		f.payload = int(f.header[0])<<16 | int(f.header[1])<<8 | int(f.header[2])
+		if f.header[3] != frameData || f.header[4]&flagEndStream != 0 {
+			streamData = false
+		}
+	}
+	return streamData
+}
+
+// coalescingCreds are TLS credentials whose connections coalesce their
+// writes below the encryption, where the HTTP/2 frames can be seen.
+type coalescingCreds struct {
+	credentials.TransportCredentials
+}
+
+func (c coalescingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		return conn, info, err
+	}
+	return newCoalescingConn(conn), info, nil
+}
+
+func (c coalescingCreds) Clone() credentials.TransportCredentials {
+	return coalescingCreds{c.TransportCredentials.Clone()}
 }

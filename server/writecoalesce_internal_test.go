@@ -2,14 +2,32 @@ package server
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 )
+
+// frame returns an HTTP/2 frame of that type and flags, on stream 1.
+func frame(typ, flags byte, payload string) string {
+	n := len(payload)
+	return string([]byte{byte(n >> 16), byte(n >> 8), byte(n), typ, flags, 0, 0, 0, 1}) + payload
+}
+
+// data is a DATA frame of a stream that goes on: what is held back.
+func data(payload string) string { return frame(frameData, 0, payload) }
 
 // pipeConn returns a coalescingConn over one end of a synchronous pipe
 // (a write returns once the other end has read it all) with the given
@@ -85,36 +103,62 @@ func heldBack(c *coalescingConn) string {
 
 func TestCoalescingConnHoldsBackWritesWithinTheWindow(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	firstWrite(t, c, far, "first")
-	mustWrite(t, c, "b") // within the window: held back, returns at once
-	mustWrite(t, c, "cd")
-	if got := heldBack(c); got != "bcd" {
-		t.Fatalf("held back %q, want %q", got, "bcd")
+	firstWrite(t, c, far, data("first"))
+	b, cd := data("b"), data("cd")
+	mustWrite(t, c, b) // within the window: held back, returns at once
+	mustWrite(t, c, cd)
+	if got := heldBack(c); got != b+cd {
+		t.Fatalf("held back %q, want %q", got, b+cd)
 	}
 	go c.flush() // what the timer does at the window's end
-	if got := readN(t, far, 3); got != "bcd" {
-		t.Fatalf("flushed %q, want %q in one piece", got, "bcd")
+	if got := readN(t, far, len(b+cd)); got != b+cd {
+		t.Fatalf("flushed %q, want %q in one piece", got, b+cd)
+	}
+}
+
+// Headers, trailers, pings, window updates, a stream's last DATA frame:
+// what a client waits for goes out at once, with what was held back
+// before it.
+func TestCoalescingConnWritesOtherFramesAtOnce(t *testing.T) {
+	for _, f := range []string{
+		frame(0x1, 0x4, "hdr"),               // HEADERS (a unary response's, or trailers)
+		frame(frameData, flagEndStream, "x"), // a stream's last DATA frame
+		frame(0x6, 0x1, "12345678"),          // PING ack
+		frame(0x8, 0, "\x00\x00\x01\x00"),    // WINDOW_UPDATE
+		data("y") + frame(0x1, 0x5, "trl"),   // a message and the trailers after it
+	} {
+		c, far := pipeConn(t, time.Hour)
+		firstWrite(t, c, far, data("a"))
+		held := data("b")
+		mustWrite(t, c, held)
+		done := writeAsync(t, c, f)
+		if got := readN(t, far, len(held+f)); got != held+f {
+			t.Fatalf("read %q, want what was held back, then %q", got, f)
+		}
+		<-done
 	}
 }
 
 func TestCoalescingConnTimerWritesWhatIsHeldBack(t *testing.T) {
 	c, far := pipeConn(t, 20*time.Millisecond)
-	firstWrite(t, c, far, "a")
-	mustWrite(t, c, "bc") // held back unless the window passed already; either way it arrives
-	if got := readN(t, far, 2); got != "bc" {
-		t.Fatalf("read %q, want %q", got, "bc")
+	firstWrite(t, c, far, data("a"))
+	bc := data("bc")
+	mustWrite(t, c, bc) // held back unless the window passed already; either way it arrives
+	if got := readN(t, far, len(bc)); got != bc {
+		t.Fatalf("read %q, want %q", got, bc)
 	}
 }
 
 func TestCoalescingConnWritesOnceTheWindowIsOver(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	firstWrite(t, c, far, "a")
-	mustWrite(t, c, "b")
+	firstWrite(t, c, far, data("a"))
+	b, cc := data("b"), data("c")
+	mustWrite(t, c, b)
 	c.mu.Lock()
 	c.last = monoNow() - int64(2*time.Hour) // the window is over
 	c.mu.Unlock()
-	done := writeAsync(t, c, "c")
-	if got := readN(t, far, 2); got != "bc" {
+	done := writeAsync(t, c, cc)
+	if got := readN(t, far, len(b+cc)); got != b+cc {
 		t.Fatalf("read %q, want what was held back, then the new write", got)
 	}
 	<-done
@@ -125,36 +169,51 @@ func TestCoalescingConnWritesOnceTheWindowIsOver(t *testing.T) {
 
 func TestCoalescingConnBoundsWhatItHoldsBack(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	firstWrite(t, c, far, "a")
-	mustWrite(t, c, "b")
-	big := strings.Repeat("x", coalesceMax)
-	done := writeAsync(t, c, big) // too much to hold: the writer writes it all
-	if got := readN(t, far, 1+len(big)); got != "b"+big {
-		t.Fatal("the held-back bytes and the large write did not arrive in order")
+	firstWrite(t, c, far, data("a"))
+	one := data(strings.Repeat("x", coalesceSmall/2))
+	held := ""
+	for len(held)+len(one) <= coalesceMax {
+		mustWrite(t, c, one) // held back: it fits
+		held += one
+	}
+	if got := heldBack(c); got != held {
+		t.Fatalf("holds back %d bytes, want %d", len(got), len(held))
+	}
+	done := writeAsync(t, c, one) // one more would not fit: all of it goes out
+	if got := readN(t, far, len(held+one)); got != held+one {
+		t.Fatal("what was held back and the write past the bound did not arrive in order")
+	}
+	<-done
+	mustWrite(t, c, data("b")) // held back again
+	big := data(strings.Repeat("y", coalesceSmall))
+	done = writeAsync(t, c, big) // a large write is not held back
+	if got := readN(t, far, len(data("b")+big)); got != data("b")+big {
+		t.Fatal("a large write did not go out at once, after what was held back")
 	}
 	<-done
 }
 
 func TestCoalescingConnCloseWritesWhatIsHeldBack(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	firstWrite(t, c, far, "a")
-	mustWrite(t, c, "bc")
+	firstWrite(t, c, far, data("a"))
+	bc := data("bc")
+	mustWrite(t, c, bc)
 	got := written(far)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s := <-got; s != "bc" {
-		t.Fatalf("after Close the client read %q, want %q", s, "bc")
+	if s := <-got; s != bc {
+		t.Fatalf("after Close the client read %q, want %q", s, bc)
 	}
-	if _, err := c.Write([]byte("d")); err == nil {
+	if _, err := c.Write([]byte(data("d"))); err == nil {
 		t.Fatal("a write after Close succeeded")
 	}
 }
 
 func TestCoalescingConnCloseDoesNotWaitForAClientThatDoesNotRead(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	firstWrite(t, c, far, "a")
-	mustWrite(t, c, "b") // held back; nobody reads it
+	firstWrite(t, c, far, data("a"))
+	mustWrite(t, c, data("b")) // held back; nobody reads it
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
 	select {
@@ -166,12 +225,44 @@ func TestCoalescingConnCloseDoesNotWaitForAClientThatDoesNotRead(t *testing.T) {
 
 func TestCoalescingConnReportsAHeldBackWritesError(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	firstWrite(t, c, far, "a")
-	mustWrite(t, c, "b")
+	firstWrite(t, c, far, data("a"))
+	mustWrite(t, c, data("b"))
 	far.Close()
 	c.flush() // fails: the other end is gone
-	if _, err := c.Write([]byte("c")); !errors.Is(err, io.ErrClosedPipe) {
+	if _, err := c.Write([]byte(data("c"))); !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("next write: %v, want the held-back write's error", err)
+	}
+}
+
+// The frames are followed across writes that split them anywhere.
+func TestFrameScanAcrossWrites(t *testing.T) {
+	stream := data("hello") + data("") + frame(0x1, 0x4, "h") + data("tail")
+	kinds := []bool{true, true, false, true} // each frame: a message of a stream that goes on
+	starts := []int{0}
+	for _, f := range []string{data("hello"), data(""), frame(0x1, 0x4, "h")} {
+		starts = append(starts, starts[len(starts)-1]+len(f))
+	}
+	for cut1 := 0; cut1 <= len(stream); cut1++ {
+		for cut2 := cut1; cut2 <= len(stream); cut2++ {
+			var f frameScan
+			parts := []string{stream[:cut1], stream[cut1:cut2], stream[cut2:]}
+			offset := 0
+			for _, p := range parts {
+				want := true
+				for i, at := range starts {
+					if end := at + 9; end > offset && end <= offset+len(p) && !kinds[i] { // its header ends in p
+						want = false
+					}
+				}
+				if got := f.scan([]byte(p)); got != want {
+					t.Fatalf("cuts %d, %d: part %q scanned %v, want %v", cut1, cut2, p, got, want)
+				}
+				offset += len(p)
+			}
+			if f.have != 0 || f.payload != 0 {
+				t.Fatalf("cuts %d, %d: ended inside a frame", cut1, cut2)
+			}
+		}
 	}
 }
 
@@ -208,7 +299,7 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 	// Many writes in a row all arrive, in order, whether held back or not.
 	var want bytes.Buffer
 	for i := range 100 {
-		s := strings.Repeat(string(rune('a'+i%26)), 1+i)
+		s := data(strings.Repeat(string(rune('a'+i%26)), 1+i))
 		want.WriteString(s)
 		mustWrite(t, c, s)
 	}
@@ -277,3 +368,80 @@ func TestCoalescingConnReadOnReadyOtherConn(t *testing.T) {
 }
 
 var _ readOnReadyConn = (*coalescingConn)(nil)
+
+// With TLS the connection coalesces below the encryption, where it sees
+// the frames: coalescingCreds wraps what the handshake returns.
+func TestCoalescingCredsWrapTheTLSConnection(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "callcontrold test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	creds := credentials.TransportCredentials(coalescingCreds{credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos:   []string{"h2"},
+	})}).Clone()
+	if _, ok := creds.(coalescingCreds); !ok {
+		t.Fatalf("Clone returned %T", creds)
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	type handshake struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan handshake, 1)
+	go func() {
+		raw, err := lis.Accept()
+		if err != nil {
+			done <- handshake{err: err}
+			return
+		}
+		conn, _, err := creds.ServerHandshake(raw)
+		done <- handshake{conn, err}
+	}()
+	client, err := tls.Dial("tcp", lis.Addr().String(), &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	h := <-done
+	if h.err != nil {
+		t.Fatal(h.err)
+	}
+	defer h.conn.Close()
+	cc, ok := h.conn.(*coalescingConn)
+	if !ok {
+		t.Fatalf("the handshake returned %T, want a coalescingConn", h.conn)
+	}
+	want := data("a") + data("b") + frame(0x1, 0x5, "trailers")
+	mustWrite(t, cc, data("a"))
+	cc.window = time.Hour
+	mustWrite(t, cc, data("b"))
+	if got := heldBack(cc); got != data("b") { // the frame itself: above the encryption
+		t.Fatalf("held back %q, want %q", got, data("b"))
+	}
+	mustWrite(t, cc, frame(0x1, 0x5, "trailers"))
+	if got := readN(t, client, len(want)); got != want {
+		t.Fatalf("the client read %q, want %q", got, want)
+	}
+}
