@@ -95,6 +95,15 @@ type idleRound struct {
 	// what of it the reading's collection frees stays as free space in
 	// the spans they keep (heap/unused).
 	GCsOpening uint32 `json:"gcs_while_opening"`
+	// Collections while the connections were made. Goroutines start with
+	// the stack size the last collection set (the average it scanned), so
+	// with none meanwhile the connections' goroutines start with what the
+	// round before left.
+	GCsConnecting uint32 `json:"gcs_while_connecting"`
+	// The stack new goroutines start with, as the base reading's
+	// collection set it (/gc/stack/starting-size): 2 KiB, a connection's
+	// writer grows to 4 KiB on its first stream's headers; 4 KiB, not.
+	StackStartBase uint64 `json:"stack_starting_size_base_bytes"`
 	// Then every stream gets events (a leg rings on its device and ends)
 	// and is idle again: what it costs then. A handler whose stack grew
 	// while it delivered keeps the larger stack for the stream's life.
@@ -136,11 +145,22 @@ func serverMemoryClasses() (heap, stack, frames, res uint64, classes map[string]
 	return m.HeapAlloc, m.StackInuse, frames, benchkit.SelfRSS(), memoryClasses()
 }
 
-// numGC is the number of collections completed so far.
+// numGC is the number of collections completed so far (from
+// runtime/metrics: ReadMemStats would stop the world for it, and moved
+// the connections' RSS reading by ≈ 20 KB per connection when it did).
 func numGC() uint32 {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.NumGC
+	return uint32(readUint64Metric("/gc/cycles/total:gc-cycles"))
+}
+
+// readUint64Metric reads one runtime metric of kind uint64 (0 if the
+// runtime has no such metric).
+func readUint64Metric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 const memoryClassPrefix = "/memory/classes/"
@@ -216,6 +236,8 @@ func waitNoWatchers(ctx context.Context, e *env) error {
 func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRound, error) {
 	r := &idleRound{Streams: cfg.streams, Conns: conns}
 	r.HeapBase, _, _, r.RSSBase = serverMemory()
+	gcsBase := numGC()
+	r.StackStartBase = readUint64Metric("/gc/stack/starting-size:bytes")
 	args := []string{"-addr", e.addr, "-streams", strconv.Itoa(cfg.streams), "-conns", strconv.Itoa(conns)}
 	c, err := benchkit.StartChild(ctx, "idle watchers' process", childEnv+"="+childIdle, args, nil)
 	if err != nil {
@@ -234,6 +256,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	if err := expect("connected"); err != nil {
 		return nil, err
 	}
+	r.GCsConnecting = numGC() - gcsBase
 	var classesConnected, classesStreams map[string]uint64
 	r.HeapConnected, r.StackConnected, r.FramesConnected, r.RSSConnected, classesConnected = serverMemoryClasses()
 	if cfg.profileDir != "" {
@@ -435,9 +458,9 @@ func (r *idleResult) summary() string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f), free in used spans %.0f, %d GCs while opening; after events: RSS %.0f, stacks %.0f",
+		fmt.Fprintf(&b, "%d conns: RSS %.0f B/stream (%.0f with conns), heap %.0f, stacks %.0f (frames at rest %.0f), free in used spans %.0f, %d GCs while connecting, %d while opening; after events: RSS %.0f, stacks %.0f",
 			rd.Conns, rd.RSSPerStream, rd.RSSPerStreamConns, rd.HeapPerStream, rd.StackPerStream, rd.FramesPerStream,
-			rd.ClassesPerStream["heap/unused"], rd.GCsOpening,
+			rd.ClassesPerStream["heap/unused"], rd.GCsConnecting, rd.GCsOpening,
 			rd.RSSPerStreamAfterEvents, rd.StackPerStreamAfterEvents)
 	}
 	return b.String()
