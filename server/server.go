@@ -34,6 +34,12 @@ import (
 // Config tunes the server. The zero value of every field means its
 // default (see withDefaults).
 type Config struct {
+	// WriteCoalesceWindow, if positive, holds back a connection's stream
+	// messages written less than this after its last write, to go out
+	// with what follows in one system call (writecoalesce.go); zero: off,
+	// every write goes out at once. It trades latency on busy streams for
+	// CPU: docs/DESIGN.md.
+	WriteCoalesceWindow time.Duration
 	// ProgressInterval: a watcher that received nothing for this long gets
 	// a progress frame.
 	ProgressInterval time.Duration
@@ -298,7 +304,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	opts = append(opts, transportOptions(cfg, s.pending)...)
 	if cfg.TLS != nil {
-		opts = append(opts, grpc.Creds(coalescingCreds{cfg.TLS}))
+		creds := cfg.TLS
+		if cfg.WriteCoalesceWindow > 0 {
+			creds = coalescingCreds{creds, cfg.WriteCoalesceWindow}
+		}
+		opts = append(opts, grpc.Creds(creds))
 	}
 	// Before the chain above: the trace context interceptor runs first.
 	opts = append(tracingOptions(d.TracerProvider), opts...)
@@ -332,12 +342,12 @@ func (s *Server) setServing(simulator bool) {
 }
 
 // Serve accepts connections on lis until Shutdown, at most
-// Config.MaxConnections at once; a busy connection's writes are coalesced
-// (writecoalesce.go).
+// Config.MaxConnections at once; with Config.WriteCoalesceWindow, a busy
+// connection's writes are coalesced (writecoalesce.go).
 func (s *Server) Serve(lis net.Listener) error {
 	l := s.LimitListener(lis)
-	if s.cfg.TLS == nil {
-		l = coalescingListener{l} // with TLS, coalescingCreds wraps the connection
+	if s.cfg.WriteCoalesceWindow > 0 && s.cfg.TLS == nil {
+		l = coalescingListener{l, s.cfg.WriteCoalesceWindow} // with TLS, coalescingCreds wraps the connection
 	}
 	return s.grpc.Serve(l)
 }

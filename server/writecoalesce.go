@@ -23,10 +23,12 @@ import (
 // largest share of the fan-out's CPU per delivered event. grpc-go has no
 // setting that delays its flush (WriteBufferSize only bounds a write).
 //
-// So the server's connections hold back a write of stream messages (only
-// DATA frames of streams that go on) that comes less than coalesceWindow
-// after the connection's last write, and write it with whatever the
-// writer hands over after it, in one system call: with the first write
+// So, with Config.WriteCoalesceWindow set (the window; off by default,
+// see docs/DESIGN.md for why), the server's connections hold back a write
+// of stream messages (only DATA frames of streams that go on) that comes
+// less than the window after the connection's last write, and write it
+// with whatever the writer hands over after it, in one system call: with
+// the first write
 // at or after the window's end, or with the first write of anything else
 // (response headers and trailers, pings, window updates, settings: what
 // a unary call or the peer waits for goes out at once, and takes what is
@@ -36,10 +38,10 @@ import (
 // runtime's timers fire on time while the process is busy, and up to
 // ≈ 1 ms late when every processor is idle (the runtime then waits for
 // them in epoll, whose timeout is in milliseconds): a held-back frame
-// waits at most about that. docs/DESIGN.md says what it costs the
-// fan-out's latency and what it saves. The connection follows the HTTP/2
-// frames it writes to tell (frameScan): it sits below TLS, when there is
-// TLS, through coalescingCreds.
+// waits at most about that, and that is what the fan-out's latency tail
+// pays for the CPU it saves. The connection follows the HTTP/2 frames it
+// writes to tell stream messages from the rest (frameScan); with TLS it
+// sits below the encryption, through coalescingCreds.
 //
 // What is held back is bounded (coalesceMax): past it the writer writes
 // everything itself, so it still blocks when the client does not read,
@@ -47,9 +49,6 @@ import (
 // The first error of a held-back write is returned by the next write.
 
 const (
-	// coalesceWindow is the shortest gap between a busy connection's
-	// writes, and how long a held-back write waits for more.
-	coalesceWindow = 100 * time.Microsecond
 	// coalesceSmall: only writes smaller than this are held back. A
 	// writer that hands over this much at once is streaming as fast as
 	// flow control lets it, and what it writes is what the client's
@@ -63,18 +62,21 @@ const (
 )
 
 // coalescingListener wraps the connections it accepts in coalescingConn.
-type coalescingListener struct{ net.Listener }
+type coalescingListener struct {
+	net.Listener
+	window time.Duration // Config.WriteCoalesceWindow
+}
 
 func (l coalescingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newCoalescingConn(c), nil
+	return newCoalescingConn(c, l.window), nil
 }
 
-func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c, window: coalesceWindow}
+func newCoalescingConn(c net.Conn, window time.Duration) *coalescingConn {
+	cc := &coalescingConn{Conn: c, window: window}
 	cc.ready, _ = c.(readOnReadyConn)
 	return cc
 }
@@ -93,7 +95,7 @@ type readOnReadyConn interface {
 type coalescingConn struct {
 	net.Conn
 	ready  readOnReadyConn // Conn's ReadOnReady, if it has one
-	window time.Duration   // coalesceWindow; tests set their own
+	window time.Duration   // the shortest gap between a busy connection's writes
 	wmu    sync.Mutex      // held around every write to Conn, from taking pending on
 
 	frames frameScan // of the bytes written so far; Write's alone
@@ -258,6 +260,7 @@ func (f *frameScan) scan(b []byte) (streamData bool) {
 // writes below the encryption, where the HTTP/2 frames can be seen.
 type coalescingCreds struct {
 	credentials.TransportCredentials
+	window time.Duration // Config.WriteCoalesceWindow
 }
 
 func (c coalescingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -265,9 +268,9 @@ func (c coalescingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.Au
 	if err != nil {
 		return conn, info, err
 	}
-	return newCoalescingConn(conn), info, nil
+	return newCoalescingConn(conn, c.window), info, nil
 }
 
 func (c coalescingCreds) Clone() credentials.TransportCredentials {
-	return coalescingCreds{c.TransportCredentials.Clone()}
+	return coalescingCreds{c.TransportCredentials.Clone(), c.window}
 }

@@ -271,7 +271,7 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := coalescingListener{lis}
+	cl := coalescingListener{lis, 100 * time.Microsecond}
 	defer cl.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
@@ -293,8 +293,8 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 	}
 	defer c.Close()
 	cc, ok := c.(*coalescingConn)
-	if !ok || cc.window != coalesceWindow {
-		t.Fatalf("accepted %T, want a coalescingConn with the default window", c)
+	if !ok || cc.window != 100*time.Microsecond {
+		t.Fatalf("accepted %T, want a coalescingConn with the listener's window", c)
 	}
 	// Many writes in a row all arrive, in order, whether held back or not.
 	var want bytes.Buffer
@@ -316,10 +316,10 @@ func TestCoalescingConnPassesReadOnReadyThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := coalescingListener{newLimitListener(inner, 4, &limitHit{
+	l := coalescingListener{Listener: newLimitListener(inner, 4, &limitHit{
 		count: func(string) {}, log: slog.New(slog.DiscardHandler), every: time.Hour,
 		last: map[string]time.Time{}, left: map[string]int{},
-	})}
+	}), window: time.Hour}
 	t.Cleanup(func() { _ = l.Close() })
 	client, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -395,7 +395,7 @@ func TestCoalescingCredsWrapTheTLSConnection(t *testing.T) {
 	creds := credentials.TransportCredentials(coalescingCreds{credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
 		NextProtos:   []string{"h2"},
-	})}).Clone()
+	}), time.Hour}).Clone()
 	if _, ok := creds.(coalescingCreds); !ok {
 		t.Fatalf("Clone returned %T", creds)
 	}
@@ -435,7 +435,6 @@ func TestCoalescingCredsWrapTheTLSConnection(t *testing.T) {
 	}
 	want := data("a") + data("b") + frame(0x1, 0x5, "trailers")
 	mustWrite(t, cc, data("a"))
-	cc.window = time.Hour
 	mustWrite(t, cc, data("b"))
 	if got := heldBack(cc); got != data("b") { // the frame itself: above the encryption
 		t.Fatalf("held back %q, want %q", got, data("b"))

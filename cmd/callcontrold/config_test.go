@@ -237,6 +237,11 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"--max-connections must not be negative", "--watch-send-timeout must not be negative", "--max-header-list-size must be at least 1024", "--max-watches-total must not be negative"},
 		},
 		{
+			name: "write coalescing window out of range",
+			args: []string{"--write-coalesce-window=1s"},
+			want: []string{"--write-coalesce-window must be 0 (off) to 10ms"},
+		},
+		{
 			name: "sip limits out of range",
 			args: []string{"--sip-max-dialogs-per-source=0", "--sip-session-probe=1s"},
 			want: []string{"--sip-max-dialogs-per-source must be at least 1"},
