@@ -2,22 +2,18 @@ package server
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/credentials"
+
+	"callcontrold/internal/testcert"
 )
 
 // frame returns an HTTP/2 frame of that type and flags, on stream 1.
@@ -372,28 +368,9 @@ var _ readOnReadyConn = (*coalescingConn)(nil)
 // With TLS the connection coalesces below the encryption, where it sees
 // the frames: coalescingCreds wraps what the handshake returns.
 func TestCoalescingCredsWrapTheTLSConnection(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "callcontrold test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
+	cert, pool := testcert.SelfSigned(t)
 	creds := credentials.TransportCredentials(coalescingCreds{credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2"},
 	}), time.Hour}).Clone()
 	if _, ok := creds.(coalescingCreds); !ok {
