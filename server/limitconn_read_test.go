@@ -127,6 +127,15 @@ func TestGRPCReadsLimitConnOnReady(t *testing.T) {
 // server's through a limitListener.
 func acceptLimited(t *testing.T) (*limitListener, *limitConn, net.Conn) {
 	t.Helper()
+	l := newTestLimitListener(t)
+	c, client := acceptOne(t, l)
+	return l, c.(*limitConn), client
+}
+
+// newTestLimitListener is a limitListener of 4 connections on a loopback
+// port, closed when the test ends.
+func newTestLimitListener(t *testing.T) *limitListener {
+	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -136,17 +145,23 @@ func acceptLimited(t *testing.T) (*limitListener, *limitConn, net.Conn) {
 		last: map[string]time.Time{}, left: map[string]int{},
 	}).(*limitListener)
 	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// acceptOne dials l and returns both ends, closed when the test ends.
+func acceptOne(t *testing.T, l net.Listener) (server, client net.Conn) {
+	t.Helper()
 	client, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Close() })
-	c, err := l.Accept()
+	server, err = l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
-	return l, c.(*limitConn), client
+	t.Cleanup(func() { _ = server.Close() })
+	return server, client
 }
 
 // A socket is read once it is readable, into a buffer taken then: the

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -308,25 +307,7 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 // the coalescing wrapper must pass that through, or each connection keeps
 // a read buffer of its own again.
 func TestCoalescingConnPassesReadOnReadyThrough(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := coalescingListener{Listener: newLimitListener(inner, 4, &limitHit{
-		count: func(string) {}, log: slog.New(slog.DiscardHandler), every: time.Hour,
-		last: map[string]time.Time{}, left: map[string]int{},
-	}), window: time.Hour}
-	t.Cleanup(func() { _ = l.Close() })
-	client, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, client := acceptOne(t, coalescingListener{Listener: newTestLimitListener(t), window: time.Hour})
 	cc := c.(*coalescingConn)
 	if _, ok := cc.ready.(*limitConn); !ok {
 		t.Fatalf("reads on ready through %T, want the limitConn underneath", cc.ready)
