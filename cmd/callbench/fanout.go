@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,16 +74,8 @@ type gcReading struct {
 }
 
 func readGC() gcReading {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
-	metrics.Read(s)
-	var r gcReading
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		r.cycles = s[0].Value.Uint64()
-	}
-	if s[1].Value.Kind() == metrics.KindFloat64 {
-		r.cpu = s[1].Value.Float64()
-	}
-	return r
+	m := benchkit.ReadMetrics("/gc/cycles/total:gc-cycles", "/cpu/classes/gc/total:cpu-seconds")
+	return gcReading{cycles: m.Uint64(0), cpu: m.Float64(1)}
 }
 
 // gcPerEvent is the collector's work between two readings, per event,

@@ -149,18 +149,7 @@ func serverMemoryClasses() (heap, stack, frames, res uint64, classes map[string]
 // runtime/metrics: ReadMemStats would stop the world for it, and moved
 // the connections' RSS reading by ≈ 20 KB per connection when it did).
 func numGC() uint32 {
-	return uint32(readUint64Metric("/gc/cycles/total:gc-cycles"))
-}
-
-// readUint64Metric reads one runtime metric of kind uint64 (0 if the
-// runtime has no such metric).
-func readUint64Metric(name string) uint64 {
-	s := []metrics.Sample{{Name: name}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
+	return uint32(benchkit.ReadMetrics("/gc/cycles/total:gc-cycles").Uint64(0))
 }
 
 const memoryClassPrefix = "/memory/classes/"
@@ -237,7 +226,7 @@ func idleOnce(ctx context.Context, e *env, cfg idleConfig, conns int) (*idleRoun
 	r := &idleRound{Streams: cfg.streams, Conns: conns}
 	r.HeapBase, _, _, r.RSSBase = serverMemory()
 	gcsBase := numGC()
-	r.StackStartBase = readUint64Metric("/gc/stack/starting-size:bytes")
+	r.StackStartBase = benchkit.ReadMetrics("/gc/stack/starting-size:bytes").Uint64(0)
 	args := []string{"-addr", e.addr, "-streams", strconv.Itoa(cfg.streams), "-conns", strconv.Itoa(conns)}
 	c, err := benchkit.StartChild(ctx, "idle watchers' process", childEnv+"="+childIdle, args, nil)
 	if err != nil {

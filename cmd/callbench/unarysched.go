@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"strconv"
 	"time"
 
@@ -33,35 +32,17 @@ type schedWork struct {
 	Phases     uint64
 }
 
-var schedMetrics = []string{
-	"/cpu/classes/gc/total:cpu-seconds",
-	"/cpu/classes/gc/mark/idle:cpu-seconds",
-	"/gc/cycles/total:gc-cycles",
-	"/gc/stack/starting-size:bytes",
-}
-
 // readSched reads the counters now.
 func readSched() schedWork {
-	m := make([]metrics.Sample, len(schedMetrics))
-	for i, name := range schedMetrics {
-		m[i].Name = name
-	}
-	metrics.Read(m)
-	f := func(i int) float64 {
-		if m[i].Value.Kind() != metrics.KindFloat64 {
-			return 0
-		}
-		return m[i].Value.Float64()
-	}
-	u := func(i int) uint64 {
-		if m[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return m[i].Value.Uint64()
-	}
+	m := benchkit.ReadMetrics(
+		"/cpu/classes/gc/total:cpu-seconds",
+		"/cpu/classes/gc/mark/idle:cpu-seconds",
+		"/gc/cycles/total:gc-cycles",
+		"/gc/stack/starting-size:bytes",
+	)
 	return schedWork{
 		Elapsed: time.Duration(time.Now().UnixNano()), CPU: benchkit.ProcessCPU(), RunqWait: runqWait(),
-		GCCPU: f(0), GCIdle: f(1), GCCycles: u(2), StackStart: u(3),
+		GCCPU: m.Float64(0), GCIdle: m.Float64(1), GCCycles: m.Uint64(2), StackStart: m.Uint64(3),
 	}
 }
 

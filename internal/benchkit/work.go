@@ -20,22 +20,10 @@ type Work struct {
 	Writes     uint64        // write system calls (Linux: /proc/self/io), sockets included
 }
 
-var workMetrics = []string{"/gc/heap/allocs:objects", "/gc/heap/allocs:bytes", "/sched/goroutines-created:goroutines"}
-
 // ReadWork reads this process's work counters.
 func ReadWork() Work {
-	s := make([]metrics.Sample, len(workMetrics))
-	for i, name := range workMetrics {
-		s[i].Name = name
-	}
-	metrics.Read(s)
-	u := func(i int) uint64 {
-		if s[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return s[i].Value.Uint64()
-	}
-	return Work{CPU: ProcessCPU(), Allocs: u(0), AllocBytes: u(1), Goroutines: u(2), Writes: writeSyscalls()}
+	m := ReadMetrics("/gc/heap/allocs:objects", "/gc/heap/allocs:bytes", "/sched/goroutines-created:goroutines")
+	return Work{CPU: ProcessCPU(), Allocs: m.Uint64(0), AllocBytes: m.Uint64(1), Goroutines: m.Uint64(2), Writes: writeSyscalls()}
 }
 
 // writeSyscalls returns the write system calls this process has made, or 0
@@ -87,4 +75,36 @@ func PerEvent(from, to Work, events uint64) WorkPerEvent {
 		Goroutines: Round3(float64(d.Goroutines) / n),
 		Writes:     Round3(float64(d.Writes) / n),
 	}
+}
+
+// Metrics is one reading of the runtime's metrics (runtime/metrics), in
+// the order of the names asked for.
+type Metrics []metrics.Sample
+
+// ReadMetrics reads the named runtime metrics at one moment.
+func ReadMetrics(names ...string) Metrics {
+	m := make(Metrics, len(names))
+	for i, name := range names {
+		m[i].Name = name
+	}
+	metrics.Read(m)
+	return m
+}
+
+// Uint64 is the i-th metric's value, 0 if the runtime has no such metric
+// of kind uint64.
+func (m Metrics) Uint64(i int) uint64 {
+	if m[i].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return m[i].Value.Uint64()
+}
+
+// Float64 is the i-th metric's value, 0 if the runtime has no such
+// metric of kind float64.
+func (m Metrics) Float64(i int) float64 {
+	if m[i].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return m[i].Value.Float64()
 }
