@@ -24,9 +24,16 @@ type rawFrame struct {
 }
 
 func newRawFrame(b []byte) *rawFrame {
-	f := &rawFrame{data: b}
-	f.bufs[0] = &f.data
+	f := &rawFrame{}
+	f.set(b)
 	return f
+}
+
+// set makes f the frame of b, in place: for a frame that lives inside a
+// larger allocation.
+func (f *rawFrame) set(b []byte) {
+	f.data = b
+	f.bufs[0] = &f.data
 }
 
 // bytes returns the encoded message.

@@ -241,8 +241,7 @@ func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey
 	*buf = written
 	c.bufs.Put(buf)
 	f := &cachedFrame{epoch: epoch}
-	f.raw.data = out
-	f.raw.bufs[0] = &f.raw.data
+	f.raw.set(out)
 	if len(keys) <= len(f.small) {
 		f.keys = f.small[:len(keys):len(keys)]
 		copy(f.keys, keys)

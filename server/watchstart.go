@@ -32,14 +32,12 @@ type tokenFrames struct {
 func startedAndEnd(progressInterval time.Duration, historyWindow, oldest, rev int64, end protowire.Number, token resumeToken) (started, last *rawFrame) {
 	t := &tokenFrames{}
 	b := appendStarted(t.buf[:0:tokenFrameCap], progressInterval, historyWindow, oldest, rev)
-	t.frames[0] = rawFrame{data: b}
-	t.frames[0].bufs[0] = &t.frames[0].data
+	t.frames[0].set(b)
 	if end == 0 {
 		return &t.frames[0], nil
 	}
 	b = appendTokenFrame(t.buf[tokenFrameCap:tokenFrameCap:2*tokenFrameCap], end, rev, token)
-	t.frames[1] = rawFrame{data: b}
-	t.frames[1].bufs[0] = &t.frames[1].data
+	t.frames[1].set(b)
 	return &t.frames[0], &t.frames[1]
 }
 
