@@ -172,9 +172,15 @@ func checkEventEncoding(t *rapid.T, cv *converter) *callcontrolv1.CallEvent {
 	c := newEncodeCache(cv, 64)
 	var scratch [][]byte
 	c.batchFrame(&callstore.Batch{Revision: 7, Events: []callstore.WatchEvent{e}}, 1, viewer.visible, &scratch)
-	got, ok := c.lookup(7, c.key(&e, viewer.visible)) // where the frame cached it: inside the frame
+	key := c.key(&e, viewer.visible, 0)
+	got, ok := c.lookup(7, key) // where the frame cached it: inside the frame
 	if !ok {
 		t.Fatalf("building the frame did not cache its event's encoding")
+	}
+	// The watchers after the first compute keys with what the revision's
+	// record knows of its calls (revEncodings.noQcall): the same keys.
+	if k := c.key(&e, viewer.visible, c.record(7).noQcall); k != key {
+		t.Fatalf("key with the record's noQcall = %+v, want %+v", k, key)
 	}
 	if !bytes.Equal(got, wantBytes) {
 		var dec callcontrolv1.CallEvent

@@ -46,11 +46,19 @@ type revEncodings struct {
 	rev     int64
 	entries []encEntry     // in entryArr while they fit
 	frames  []*cachedFrame // in frameArr while they fit
+	// noQcall has bit i set when the call of the commit's event i (i < 64)
+	// points at no queue-bridged call: its key's qvis is false for every
+	// viewer, and a watcher after the first finds the frame without
+	// reading the call (a value another processor committed: a cache miss
+	// per event, per watcher).
+	noQcall uint64
 	// Room for a revision's usual encodings, one frame of up to two fresh
 	// events (every watcher of one view), in the record itself: one
-	// allocation per update rather than three.
+	// allocation per update rather than three. frame is the frame the
+	// update adds (publish): each record adds one.
 	entryArr [2]encEntry
 	frameArr [1]*cachedFrame
+	frame    cachedFrame
 }
 
 // encKey identifies one encoding of a revision's event: which event (its
@@ -93,14 +101,36 @@ func newEncodeCache(cv *converter, window int) *encodeCache {
 	return c
 }
 
-// key returns the key of e's encoding as the viewer sees it.
-func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call) bool) encKey {
-	return encKey{index: e.Index, view: e.View, qvis: c.cv.qcallVisible(e.Call, visible), xvis: c.cv.xferVisible(e.Xfer, visible)}
+// key returns the key of e's encoding as the viewer sees it; noQcall is
+// the revision's record's (revEncodings.noQcall), or 0.
+func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call) bool, noQcall uint64) encKey {
+	k := encKey{index: e.Index, view: e.View, xvis: c.cv.xferVisible(e.Xfer, visible)}
+	if e.Index >= 64 || noQcall&(1<<e.Index) == 0 {
+		k.qvis = c.cv.qcallVisible(e.Call, visible)
+	}
+	return k
+}
+
+// noQcallBit is e's bit of revEncodings.noQcall if its call points at no
+// queue-bridged call, or 0.
+func noQcallBit(e *callstore.WatchEvent) uint64 {
+	if e.Index >= 64 || e.Call == nil || (e.Call.Queue != nil && e.Call.Queue.CallUID != 0) {
+		return 0
+	}
+	return 1 << e.Index
+}
+
+// record returns rev's published encodings, or nil.
+func (c *encodeCache) record(rev int64) *revEncodings {
+	if p := c.slots[rev&c.mask].Load(); p != nil && p.rev == rev {
+		return p
+	}
+	return nil
 }
 
 func (c *encodeCache) lookup(rev int64, k encKey) ([]byte, bool) {
-	p := c.slots[rev&c.mask].Load()
-	if p == nil || p.rev != rev {
+	p := c.record(rev)
+	if p == nil {
 		return nil, false
 	}
 	for _, e := range p.entries {
@@ -124,6 +154,7 @@ func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
 		case old.rev == rev:
 			next.entries = carry(old.entries, next.entryArr[:])
 			next.frames = carry(old.frames, next.frameArr[:])
+			next.noQcall = old.noQcall
 		default:
 			return
 		}
@@ -145,10 +176,10 @@ func carry[T any](old, room []T) []T {
 	return old[:len(old):len(old)]
 }
 
-// lookupFrame returns the frame of rev whose events have keys, or nil.
-func (c *encodeCache) lookupFrame(rev int64, epoch uint64, keys []encKey) *rawFrame {
-	p := c.slots[rev&c.mask].Load()
-	if p == nil || p.rev != rev {
+// lookupFrame returns the frame of p (a revision's record, or nil) whose
+// events have keys, or nil.
+func lookupFrame(p *revEncodings, epoch uint64, keys []encKey) *rawFrame {
+	if p == nil {
 		return nil
 	}
 	for _, f := range p.frames {
@@ -159,13 +190,38 @@ func (c *encodeCache) lookupFrame(rev int64, epoch uint64, keys []encKey) *rawFr
 	return nil
 }
 
-// publish adds a frame, and the event encodings first written for it, to
-// rev's encodings: one copy of them per frame, not one per event.
-func (c *encodeCache) publish(rev int64, entries []encEntry, frame *cachedFrame) {
+// publish adds the frame out of events with keys, and the event
+// encodings first written for it, to rev's encodings (one copy of them
+// per frame, not one per event), and returns the frame. The frame lives
+// in the record that adds it (revEncodings.frame); uncached (a newer
+// revision owns the slot), on its own. noQcall are the events' bits of
+// revEncodings.noQcall.
+func (c *encodeCache) publish(rev int64, entries []encEntry, out []byte, epoch uint64, keys []encKey, noQcall uint64) *rawFrame {
+	var frame *cachedFrame
 	c.update(rev, func(next *revEncodings) {
+		frame = &next.frame
+		frame.set(out, epoch, keys)
 		next.entries = append(next.entries, entries...)
 		next.frames = append(next.frames, frame)
+		next.noQcall |= noQcall
 	})
+	if frame == nil {
+		frame = new(cachedFrame)
+		frame.set(out, epoch, keys)
+	}
+	return &frame.raw
+}
+
+// set makes f the frame out of events with keys.
+func (f *cachedFrame) set(out []byte, epoch uint64, keys []encKey) {
+	f.raw.set(out)
+	f.epoch = epoch
+	if len(keys) <= len(f.small) {
+		f.keys = f.small[:len(keys):len(keys)]
+		copy(f.keys, keys)
+	} else {
+		f.keys = slices.Clone(keys)
+	}
 }
 
 // batchFrame returns a WatchCallsResponse{events: EventBatch{...}} frame
@@ -176,12 +232,17 @@ func (c *encodeCache) publish(rev int64, entries []encEntry, frame *cachedFrame)
 // watchers that receive the same events share it. scratch is the
 // caller's reusable slice for the event encodings.
 func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(*callstore.Call) bool, scratch *[][]byte) *rawFrame {
+	p := c.record(b.Revision)
+	var noQcall uint64
+	if p != nil {
+		noQcall = p.noQcall
+	}
 	var keyArray [8]encKey
 	keys := keyArray[:0]
 	for i := range b.Events {
-		keys = append(keys, c.key(&b.Events[i], visible))
+		keys = append(keys, c.key(&b.Events[i], visible, noQcall))
 	}
-	if f := c.lookupFrame(b.Revision, epoch, keys); f != nil {
+	if f := lookupFrame(p, epoch, keys); f != nil {
 		return f
 	}
 	return c.buildFrame(b, epoch, keys, scratch)
@@ -227,6 +288,7 @@ func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey
 	out = resumeToken{Epoch: epoch, Revision: b.Revision}.appendTo(out)
 	var freshArray [4]encEntry
 	fresh := freshArray[:0] // the encodings written for this frame: cached with it
+	var noQcall uint64
 	for i, e := range events {
 		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
 		out = protowire.AppendVarint(out, uint64(len(e)))
@@ -235,19 +297,11 @@ func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey
 		if spans[i][0] >= 0 {
 			fresh = append(fresh, encEntry{key: keys[i], b: out[at:len(out):len(out)]})
 		}
+		noQcall |= noQcallBit(&b.Events[i])
 	}
 	clear(events) // do not pin encodings past this frame
 	*scratch = events[:0]
 	*buf = written
 	c.bufs.Put(buf)
-	f := &cachedFrame{epoch: epoch}
-	f.raw.set(out)
-	if len(keys) <= len(f.small) {
-		f.keys = f.small[:len(keys):len(keys)]
-		copy(f.keys, keys)
-	} else {
-		f.keys = slices.Clone(keys)
-	}
-	c.publish(b.Revision, fresh, f)
-	return &f.raw
+	return c.publish(b.Revision, fresh, out, epoch, keys, noQcall)
 }
