@@ -84,13 +84,15 @@ func (c *streamChain) recovering(srv any, s *chainStream, h grpc.StreamHandler) 
 }
 
 // chainStream is the stream a streaming handler gets: its context, its
-// message counters, and its request wait until the first read.
+// message counters, its request wait until the first read, and the
+// decode failures its messages are checked against (decodeRegistrar).
 type chainStream struct {
 	grpc.ServerStream
 	ctx      context.Context
 	counters *methodMetrics
 	pending  *pendingRequests
-	st       *streamCtl // nil once the first RecvMsg has returned: an idle stream does not keep it
+	st       *streamCtl      // nil once the first RecvMsg has returned: an idle stream does not keep it
+	failures *decodeFailures // nil: a service not registered through decodeRegistrar
 }
 
 func (s *chainStream) Context() context.Context { return s.ctx }
@@ -113,6 +115,9 @@ func (s *chainStream) RecvMsg(m any) error {
 	}
 	if err == nil {
 		s.counters.received.Inc()
+	}
+	if s.failures != nil {
+		return s.failures.received(m, err)
 	}
 	return err
 }

@@ -246,8 +246,7 @@ func (ws *watchStream) sendStart(start watchStart) error {
 	if start.withSnapshot && len(calls) == 0 {
 		end = wirefield.ResponseSnapshotEnd
 	}
-	started, last := startedAndEnd(s.cfg.ProgressInterval, int64(s.store.HistorySize()), s.store.OldestRevision(), start.rev, end, ws.tokenAt(start.rev))
-	frames := make([]any, 0, 3)
+	started, last, frames := startedAndEnd(s.cfg.ProgressInterval, int64(s.store.HistorySize()), s.store.OldestRevision(), start.rev, end, ws.tokenAt(start.rev))
 	frames = append(frames, started)
 	sent := frameCounts{started: 1}
 	if last != nil {

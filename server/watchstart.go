@@ -21,24 +21,31 @@ import (
 // tokenFrameCap is room for a frame made by appendTokenFrame.
 const tokenFrameCap = 48
 
-// tokenFrames holds up to two hand-encoded frames in one allocation.
+// tokenFrames holds up to two hand-encoded frames in one allocation, and
+// the list of a watch's first send (sendStart): a list of its own was one
+// more small object dropped per open, in a size class idle streams keep
+// objects in.
 type tokenFrames struct {
 	frames [2]rawFrame
 	buf    [2 * tokenFrameCap]byte
+	msgs   [3]any
 }
 
 // startedAndEnd returns the started frame and, unless end is 0, the
-// frame made by appendTokenFrame(end, rev, token), sharing one allocation.
-func startedAndEnd(progressInterval time.Duration, historyWindow, oldest, rev int64, end protowire.Number, token resumeToken) (started, last *rawFrame) {
+// frame made by appendTokenFrame(end, rev, token), sharing one allocation
+// with msgs: an empty list with room for three frames (the started frame,
+// a snapshot chunk and the snapshot's end).
+func startedAndEnd(progressInterval time.Duration, historyWindow, oldest, rev int64, end protowire.Number, token resumeToken) (started, last *rawFrame, msgs []any) {
 	t := &tokenFrames{}
+	msgs = t.msgs[:0]
 	b := appendStarted(t.buf[:0:tokenFrameCap], progressInterval, historyWindow, oldest, rev)
 	t.frames[0].set(b)
 	if end == 0 {
-		return &t.frames[0], nil
+		return &t.frames[0], nil, msgs
 	}
 	b = appendTokenFrame(t.buf[tokenFrameCap:tokenFrameCap:2*tokenFrameCap], end, rev, token)
 	t.frames[1].set(b)
-	return &t.frames[0], &t.frames[1]
+	return &t.frames[0], &t.frames[1], msgs
 }
 
 // tokenFrame returns a frame made by appendTokenFrame.

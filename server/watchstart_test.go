@@ -33,8 +33,8 @@ func TestStartFramesAsProtoMarshals(t *testing.T) {
 				Revision: rev, ResumeToken: tok.String(),
 			}}})
 
-			started, end := startedAndEnd(iv, hw, oldest, rev, wirefield.ResponseSnapshotEnd, tok)
-			alone, none := startedAndEnd(iv, hw, oldest, rev, 0, tok)
+			started, end, _ := startedAndEnd(iv, hw, oldest, rev, wirefield.ResponseSnapshotEnd, tok)
+			alone, none, _ := startedAndEnd(iv, hw, oldest, rev, 0, tok)
 			for _, c := range []struct {
 				name string
 				got  *rawFrame
