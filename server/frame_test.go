@@ -103,10 +103,10 @@ func TestEncodeCacheSlots(t *testing.T) {
 	c := newEncodeCache(nil, 64)
 	n := int64(len(c.slots))
 	e := func(index int, b string) encEntry {
-		return encEntry{key: encKey{index: index, view: callstore.ViewStayed}, b: []byte(b)}
+		return encEntry{key: encKey{index: int32(index), view: callstore.ViewStayed}, b: []byte(b)}
 	}
 	get := func(rev int64, index int) string {
-		b, ok := c.lookup(rev, encKey{index: index, view: callstore.ViewStayed})
+		b, ok := c.lookup(rev, encKey{index: int32(index), view: callstore.ViewStayed})
 		if !ok {
 			return "miss"
 		}

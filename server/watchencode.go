@@ -64,9 +64,11 @@ type revEncodings struct {
 // encKey identifies one encoding of a revision's event: which event (its
 // position in the commit), how it moves the viewer's view, and which of
 // the calls it points at the viewer may see. Within a revision, equal keys
-// mean equal bytes.
+// mean equal bytes. It is 16 bytes (a commit has far fewer than 2^31
+// changes): a revision's record holds six keys, and every watcher after
+// the first compares a frame's keys with its own.
 type encKey struct {
-	index int
+	index int32
 	view  callstore.ViewChange
 	qvis  bool   // the viewer may see the qcall reference
 	xvis  uint64 // which xfer_data legs the viewer may see
@@ -104,7 +106,7 @@ func newEncodeCache(cv *converter, window int) *encodeCache {
 // key returns the key of e's encoding as the viewer sees it; noQcall is
 // the revision's record's (revEncodings.noQcall), or 0.
 func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call) bool, noQcall uint64) encKey {
-	k := encKey{index: e.Index, view: e.View, xvis: c.cv.xferVisible(e.Xfer, visible)}
+	k := encKey{index: int32(e.Index), view: e.View, xvis: c.cv.xferVisible(e.Xfer, visible)}
 	if e.Index >= 64 || noQcall&(1<<e.Index) == 0 {
 		k.qvis = c.cv.qcallVisible(e.Call, visible)
 	}
