@@ -178,7 +178,8 @@ func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev 
 
 // Ready returns a channel that receives (coalesced) when batches are
 // queued or the watcher has ended, WatchRequest.Ready if it was set. Call
-// Drain after each receive.
+// Drain after each receive: a batch queued behind others that were not
+// drained yet does not signal again (see push).
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
 func (w *Watcher) signal() {
@@ -635,8 +636,16 @@ func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64, n int) 
 // push queues one batch; called by the committer with s.mu held. A full
 // queue turns the watcher lagging: the queued batches stay (they precede
 // the gap) and Drain replays from rev onwards.
+//
+// Only the batch that finds the queue empty signals Ready: the consumer
+// drains after each receive, and a drain takes the whole queue, so the
+// batches queued behind it before that drain are taken by it, and the
+// first one queued after it signals again. A watcher that stays behind
+// (a busy stream takes a hundred batches or more per drain) is spared a
+// channel operation per revision.
 func (w *Watcher) push(rev int64, evs []WatchEvent) {
 	w.mu.Lock()
+	wake := true
 	switch {
 	case w.err != nil || w.lagging:
 	case len(w.queue) >= w.s.qsize:
@@ -644,11 +653,14 @@ func (w *Watcher) push(rev int64, evs []WatchEvent) {
 		w.s.nlag.Add(1)
 		w.s.laggers.add(w, rev)
 	default:
+		wake = len(w.queue) == 0
 		w.queue = append(w.queue, Batch{Revision: rev, Events: evs})
 		if !w.backlog.Load() { // a store is a full barrier: pay it once per backlog
 			w.backlog.Store(true)
 		}
 	}
 	w.mu.Unlock()
-	w.signal()
+	if wake {
+		w.signal()
+	}
 }
