@@ -161,6 +161,7 @@ func (s *callService) openWatch(req *callcontrolv1.WatchCallsRequest, stream cal
 		ws.release = release
 	}
 	start := watchStart{withSnapshot: !resume && !req.GetSkipSnapshot()}
+	ws.conn = s.coalesced.of(ctx)
 	ws.w, start.snapshot, start.rev, err = s.store.Watch(callstore.WatchRequest{
 		Filter:   toStoreFilter(req.GetFilter()),
 		Visible:  visible,
@@ -168,7 +169,7 @@ func (s *callService) openWatch(req *callcontrolv1.WatchCallsRequest, stream cal
 		Resume:   resume,
 		Epoch:    tok.Epoch,
 		Revision: tok.Revision,
-		Evicted:  ws.evict,
+		Notify:   ws.notify,
 		Ready:    ws.wake,
 	})
 	if err != nil {
@@ -185,6 +186,7 @@ func (ws *watchStream) close() {
 	if ws.w != nil {
 		ws.w.Close()
 	}
+	ws.settle()
 	if ws.release != nil {
 		ws.release()
 	}
@@ -321,10 +323,15 @@ type watchStream struct {
 	// store's watcher signals it for events, endWith for an eviction, the
 	// registry for a drain and when a progress frame is due (see loop).
 	wake chan struct{}
+	// conn is the watch's connection if it coalesces writes: a commit
+	// with events for the watch counts it there (notify) until its frames
+	// are handed to grpc (settle). counted is set in between.
+	conn    *coalescingConn
+	counted atomic.Bool
 
 	// Eviction and stall detection; see watchsend.go.
-	sendSeq   atomic.Uint64            // odd while a send is under way (watchRegistry)
-	framesOut atomic.Uint64            // frames sent: a drain cuts only a watch whose frames stopped going out
+	sendSeq   atomic.Uint32            // odd while a send is under way (watchRegistry)
+	framesOut atomic.Uint32            // frames sent: a drain cuts only a watch whose frames stopped going out
 	lastFrame atomic.Int64             // monoNow when the last frames went out: the registry's progress tick reads it
 	slot      atomic.Pointer[sendSlot] // where the handler waits for a send's result, while one is under way
 	cause     atomic.Pointer[error]    // why: set once, by the first eviction, before it wakes the handler
@@ -459,6 +466,7 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 		if again {
 			continue
 		}
+		ws.settle()
 		select {
 		case <-ctx.Done():
 			// The client left (or its deadline passed): report that code,

@@ -299,7 +299,7 @@ func (r *watchRegistry) stalled(checks uint32) []*watchStream {
 	defer r.mu.Unlock()
 	for ws := range r.streams {
 		st := &ws.stall
-		seq := uint32(ws.sendSeq.Load())
+		seq := ws.sendSeq.Load()
 		if seq&1 == 0 || seq != st.seq {
 			st.seq, st.checks = seq, 0
 			continue
@@ -323,7 +323,7 @@ func (r *watchRegistry) drainStalled() []*watchStream {
 	defer r.mu.Unlock()
 	for ws := range r.streams {
 		st := &ws.stall
-		seq, frames := uint32(ws.sendSeq.Load()), uint32(ws.framesOut.Load())
+		seq, frames := ws.sendSeq.Load(), ws.framesOut.Load()
 		if seq&1 == 1 && seq == st.drainSeq && frames == st.drainFrames {
 			out = append(out, ws)
 		}
