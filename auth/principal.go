@@ -39,9 +39,24 @@ type Principal struct {
 
 type principalKey struct{}
 
+// principalCtx carries a principal: context.WithValue's context holds its
+// key and value as interfaces (48 bytes), this one a pointer (24 bytes),
+// and a WatchCalls stream keeps its context for as long as it lives.
+type principalCtx struct {
+	context.Context
+	p *Principal
+}
+
+func (c *principalCtx) Value(key any) any {
+	if _, ok := key.(principalKey); ok {
+		return c.p
+	}
+	return c.Context.Value(key)
+}
+
 // WithPrincipal returns a child context carrying p.
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return &principalCtx{Context: ctx, p: p}
 }
 
 // FromContext returns the principal stored by [WithPrincipal]. The boolean

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -90,3 +91,12 @@ func TestStreamChainSteps(t *testing.T) {
 }
 
 type tokenKey struct{}
+
+// TestChainStreamSize: an idle stream keeps its chainStream for its life;
+// it stays in the 64-byte size class, decode failures included (the
+// wrapper decodeRegistrar would otherwise add is 24 more bytes).
+func TestChainStreamSize(t *testing.T) {
+	if size := unsafe.Sizeof(chainStream{}); size > 64 {
+		t.Errorf("chainStream is %d bytes, want at most 64", size)
+	}
+}

@@ -316,7 +316,8 @@ type watchStream struct {
 	// What delivering events needs, while the watch has some to deliver
 	// (see getBusy); nil while it is quiet.
 	*watchBusy
-	stall stallState // the registry's, guarded by its mu
+	stall  stallState // the registry's, guarded by its mu
+	regIdx int        // where the registry holds the watch (watchRegistry.streams), guarded by its mu; -1 when not there
 
 	// The one channel the handler waits on besides the stream's context
 	// (a parked goroutine holds a sudog per channel it waits on): the

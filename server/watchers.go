@@ -42,8 +42,12 @@ type watchRegistry struct {
 	drain        <-chan struct{}
 	hits         *limitHit
 
-	mu        sync.Mutex
-	streams   map[*watchStream]struct{} // each with its stallState in watchStream.stall
+	mu sync.Mutex
+	// streams holds every registered watch, each at its watchStream.regIdx
+	// and with its stallState in watchStream.stall: a slice, not a set (a
+	// map was ≈ 30 bytes per idle stream, and its growth dropped its old
+	// tables while streams opened).
+	streams   []*watchStream
 	lingering map[*watchStream]struct{} // the watches whose senders linger
 	stop      chan struct{}             // closed to stop the sweeper; nil while none runs
 
@@ -125,7 +129,6 @@ func newWatchRegistry(max int, stall, progress time.Duration, drain <-chan struc
 	}
 	return &watchRegistry{
 		max: max, stallTimeout: stall, progress: progress, linger: linger, drain: drain, hits: hits,
-		streams:     map[*watchStream]struct{}{},
 		lingering:   map[*watchStream]struct{}{},
 		lingerStart: make(chan struct{}, 1),
 	}
@@ -139,7 +142,8 @@ func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
 		r.hits.hit(limitWatchersTotal, "watcher limit reached: refused a watch", "max_watchers", r.max)
 		return &watcherLimitError{max: r.max, retry: retry}
 	}
-	r.streams[ws] = struct{}{}
+	ws.regIdx = len(r.streams)
+	r.streams = append(r.streams, ws)
 	if r.stop == nil {
 		r.stop = make(chan struct{})
 		go r.run(r.stop)
@@ -150,7 +154,14 @@ func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
 func (r *watchRegistry) remove(ws *watchStream) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.streams, ws)
+	if i := ws.regIdx; i >= 0 && i < len(r.streams) && r.streams[i] == ws {
+		last := len(r.streams) - 1
+		r.streams[i] = r.streams[last]
+		r.streams[i].regIdx = i
+		r.streams[last] = nil
+		r.streams = r.streams[:last]
+		ws.regIdx = -1
+	}
 	delete(r.lingering, ws)
 	if len(r.streams) == 0 && r.stop != nil {
 		close(r.stop)
@@ -248,7 +259,10 @@ func (r *watchRegistry) sweep() {
 func (r *watchRegistry) wakeQuiet(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	signalQuiet(r.streams, now, r.progress)
+	due := quietBefore(now, r.progress)
+	for _, ws := range r.streams {
+		ws.signalIfQuiet(due)
+	}
 }
 
 // wakeLingering wakes the lingering senders whose watches' last frames
@@ -257,7 +271,10 @@ func (r *watchRegistry) wakeQuiet(now time.Time) {
 func (r *watchRegistry) wakeLingering(now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	signalQuiet(r.lingering, now, r.linger)
+	due := quietBefore(now, r.linger)
+	for ws := range r.lingering {
+		ws.signalIfQuiet(due)
+	}
 	if len(r.lingering) == 0 {
 		// A sender that begins to linger after this finds the map empty
 		// and tells run again.
@@ -270,14 +287,17 @@ func (r *watchRegistry) wakeLingering(now time.Time) bool {
 	return true
 }
 
-// signalQuiet wakes the watches of set whose last frames went out quiet
-// or more before now. The caller holds the registry's lock.
-func signalQuiet(set map[*watchStream]struct{}, now time.Time, quiet time.Duration) {
-	due := int64(now.Sub(processStart) - quiet)
-	for ws := range set {
-		if ws.lastFrame.Load() <= due {
-			ws.signal()
-		}
+// quietBefore is the monoNow reading quiet before now: a watch whose last
+// frames went out then or earlier has been quiet for quiet.
+func quietBefore(now time.Time, quiet time.Duration) int64 {
+	return int64(now.Sub(processStart) - quiet)
+}
+
+// signalIfQuiet wakes the watch if its last frames went out at due or
+// earlier (a quietBefore reading).
+func (ws *watchStream) signalIfQuiet(due int64) {
+	if ws.lastFrame.Load() <= due {
+		ws.signal()
 	}
 }
 
@@ -286,7 +306,7 @@ func signalQuiet(set map[*watchStream]struct{}, now time.Time, quiet time.Durati
 func (r *watchRegistry) wakeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws := range r.streams {
+	for _, ws := range r.streams {
 		ws.signal()
 	}
 }
@@ -297,7 +317,7 @@ func (r *watchRegistry) stalled(checks uint32) []*watchStream {
 	var out []*watchStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws := range r.streams {
+	for _, ws := range r.streams {
 		st := &ws.stall
 		seq := ws.sendSeq.Load()
 		if seq&1 == 0 || seq != st.seq {
@@ -321,7 +341,7 @@ func (r *watchRegistry) drainStalled() []*watchStream {
 	var out []*watchStream
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for ws := range r.streams {
+	for _, ws := range r.streams {
 		st := &ws.stall
 		seq, frames := ws.sendSeq.Load(), ws.framesOut.Load()
 		if seq&1 == 1 && seq == st.drainSeq && frames == st.drainFrames {

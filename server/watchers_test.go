@@ -17,7 +17,7 @@ import (
 func TestDrainStalledOwnClock(t *testing.T) {
 	r := newWatchRegistry(0, 0, 0, nil, nil)
 	ws := &watchStream{}
-	r.streams[ws] = struct{}{}
+	r.streams = append(r.streams, ws)
 	ws.sendSeq.Add(1) // a send begins
 	r.stalled(stallChecks)
 	if got := r.drainStalled(); len(got) != 0 {
@@ -49,7 +49,7 @@ func TestStalledWatchCountedOnce(t *testing.T) {
 	}
 	r := newWatchRegistry(0, 0, 0, nil, hits)
 	ws := &watchStream{wake: make(chan struct{}, 1)}
-	r.streams[ws] = struct{}{}
+	r.streams = append(r.streams, ws)
 	ws.sendSeq.Add(1) // a send begins, and never ends
 	for range 4 {
 		r.cutStalled()
@@ -147,7 +147,7 @@ func TestRegistryEndsLingers(t *testing.T) {
 func TestDrainSparesSlowReaders(t *testing.T) {
 	r := newWatchRegistry(0, 0, 0, nil, nil)
 	ws := &watchStream{}
-	r.streams[ws] = struct{}{}
+	r.streams = append(r.streams, ws)
 	ws.sendSeq.Add(1) // one long send begins
 	r.drainStalled()
 	for range 3 {
@@ -223,4 +223,42 @@ func TestOpenOnOwnStackRaisesPanics(t *testing.T) {
 			s.openOnOwnStack(&callcontrolv1.WatchCallsRequest{}, nil)
 		}()
 	}
+}
+
+// TestRegistryRemove: the registry holds its watches in a slice, each
+// knowing its place; removing one moves the last into its place, and a
+// watch removed twice (or never added) leaves the others alone.
+func TestRegistryRemove(t *testing.T) {
+	r := newWatchRegistry(0, 0, 0, nil, nil)
+	ws := make([]*watchStream, 4)
+	for i := range ws {
+		ws[i] = &watchStream{regIdx: -1}
+		if err := r.add(ws[i], 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(want ...*watchStream) {
+		t.Helper()
+		if r.Len() != len(want) {
+			t.Fatalf("%d watches registered, want %d", r.Len(), len(want))
+		}
+		for _, w := range want {
+			if r.streams[w.regIdx] != w {
+				t.Fatalf("a watch's place (%d) holds another watch", w.regIdx)
+			}
+		}
+	}
+	r.remove(ws[1])
+	check(ws[0], ws[2], ws[3])
+	if ws[1].regIdx != -1 {
+		t.Errorf("a removed watch keeps its place %d", ws[1].regIdx)
+	}
+	r.remove(ws[1])
+	r.remove(&watchStream{regIdx: 0})
+	check(ws[0], ws[2], ws[3])
+	r.remove(ws[3])
+	r.remove(ws[0])
+	check(ws[2])
+	r.remove(ws[2])
+	check()
 }

@@ -30,8 +30,9 @@ var errSendAbandoned = errors.New("watch evicted during a send")
 func newWatchStream(s *callService, stream callcontrolv1.CallControlService_WatchCallsServer, visible func(*callstore.Call) bool) *watchStream {
 	ws := &watchStream{
 		s: s, stream: stream, visible: visible,
-		span: trace.SpanFromContext(stream.Context()),
-		wake: make(chan struct{}, 1),
+		span:   trace.SpanFromContext(stream.Context()),
+		wake:   make(chan struct{}, 1),
+		regIdx: -1,
 	}
 	ws.lastFrame.Store(monoNow())
 	return ws
