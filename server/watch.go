@@ -316,8 +316,7 @@ type watchStream struct {
 	// What delivering events needs, while the watch has some to deliver
 	// (see getBusy); nil while it is quiet.
 	*watchBusy
-	stall  stallState // the registry's, guarded by its mu
-	regIdx int        // where the registry holds the watch (watchRegistry.streams), guarded by its mu; -1 when not there
+	stall stallState // the registry's, guarded by its mu
 
 	// The one channel the handler waits on besides the stream's context
 	// (a parked goroutine holds a sudog per channel it waits on): the
@@ -333,6 +332,7 @@ type watchStream struct {
 	// Eviction and stall detection; see watchsend.go.
 	sendSeq   atomic.Uint32            // odd while a send is under way (watchRegistry)
 	framesOut atomic.Uint32            // frames sent: a drain cuts only a watch whose frames stopped going out
+	regIdx    int32                    // where the registry holds the watch (watchRegistry.streams), guarded by its mu; -1 when not there
 	lastFrame atomic.Int64             // monoNow when the last frames went out: the registry's progress tick reads it
 	slot      atomic.Pointer[sendSlot] // where the handler waits for a send's result, while one is under way
 	cause     atomic.Pointer[error]    // why: set once, by the first eviction, before it wakes the handler

@@ -142,7 +142,7 @@ func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
 		r.hits.hit(limitWatchersTotal, "watcher limit reached: refused a watch", "max_watchers", r.max)
 		return &watcherLimitError{max: r.max, retry: retry}
 	}
-	ws.regIdx = len(r.streams)
+	ws.regIdx = int32(len(r.streams))
 	r.streams = append(r.streams, ws)
 	if r.stop == nil {
 		r.stop = make(chan struct{})
@@ -154,10 +154,10 @@ func (r *watchRegistry) add(ws *watchStream, retry time.Duration) error {
 func (r *watchRegistry) remove(ws *watchStream) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if i := ws.regIdx; i >= 0 && i < len(r.streams) && r.streams[i] == ws {
+	if i := int(ws.regIdx); i >= 0 && i < len(r.streams) && r.streams[i] == ws {
 		last := len(r.streams) - 1
 		r.streams[i] = r.streams[last]
-		r.streams[i].regIdx = i
+		r.streams[i].regIdx = int32(i)
 		r.streams[last] = nil
 		r.streams = r.streams[:last]
 		ws.regIdx = -1
