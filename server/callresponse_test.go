@@ -106,3 +106,27 @@ func TestWrittenResponseFields(t *testing.T) {
 		t.Error("a HoldResponse with already_applied set as a field is sent from its unknown bytes alone")
 	}
 }
+
+// TestResponseRoom: a response written into newResponse's room has the
+// bytes writeCallResponse writes, in the room when they fit.
+func TestResponseRoom(t *testing.T) {
+	cv := wireConverter()
+	en := newEventEncoder(cv)
+	rapid.Check(t, func(t *rapid.T) {
+		c := drawCall(t)
+		viewer := rapid.SampledFrom(wireViewers).Draw(t, "viewer")
+		already := rapid.Bool().Draw(t, "already")
+		qvis := cv.qcallVisible(c, viewer.visible)
+		want := &callcontrolv1.HoldResponse{}
+		writeCallResponse(want, en, c, qvis, already)
+		got, room := newResponse[callcontrolv1.HoldResponse]()
+		b := appendCallResponse(room, en, c, qvis, already)
+		got.ProtoReflect().SetUnknown(b)
+		if !bytes.Equal(codecBytes(t, got), codecBytes(t, want)) {
+			t.Fatalf("written in the room:\n got %x\nwant %x", codecBytes(t, got), codecBytes(t, want))
+		}
+		if fits := len(b) <= cap(room); fits != (&b[:1][0] == &room[:1][0]) {
+			t.Fatalf("%d bytes, room %d: in the room %v", len(b), cap(room), !fits)
+		}
+	})
+}
