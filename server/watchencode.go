@@ -84,8 +84,9 @@ type encEntry struct {
 // the unfiltered ones of one login, say — send the very same bytes: gRPC
 // only reads a message, so one frame can go out on many streams. Such a
 // watcher finds the frame by its events' keys alone, without looking up
-// or touching the events' bytes. One allocation holds the frame's header
-// and the keys of a frame of up to four events.
+// or touching the events' bytes. The frame's header and the keys of a
+// frame of up to four events live in the revision's record that added
+// the frame (revEncodings.frame): no allocation of their own.
 type cachedFrame struct {
 	raw   rawFrame
 	epoch uint64   // the resume token's, in the frame
