@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -78,6 +79,18 @@ func TestBatchFrameDecodes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAppendToken: the frames' tokens, whose head is encoded once per
+// epoch, are appendTo's bytes, across epochs and revisions.
+func TestAppendToken(t *testing.T) {
+	c := newEncodeCache(nil, 64)
+	for _, tok := range []resumeToken{{1, 0}, {1, 1}, {0xffffffffffffffff, 1 << 62}, {42, 7}, {42, 1<<63 - 1}, {1, 255}} {
+		got, want := c.appendToken([]byte("x"), tok.Epoch, tok.Revision), tok.appendTo([]byte("x"))
+		if !bytes.Equal(got, want) {
+			t.Errorf("appendToken(%d, %d) = %q, want %q", tok.Epoch, tok.Revision, got, want)
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,32 @@ type encodeCache struct {
 	bufs  sync.Pool     // *[]byte: eventEncoder's buffers, one per concurrent encoding
 	slots []atomic.Pointer[revEncodings]
 	mask  int64
+	head  atomic.Pointer[tokenHead] // the last epoch's (appendToken)
+}
+
+// tokenHead is the start of every resume token of one epoch: its version
+// byte and epoch, 9 bytes, are 12 base64 characters of their own.
+type tokenHead struct {
+	epoch uint64
+	b     [12]byte
+}
+
+// appendToken appends resumeToken{epoch, rev}'s encoding (appendTo's
+// bytes): the head, the same in every frame of the epoch, encoded once,
+// then the revision's 8 bytes.
+func (c *encodeCache) appendToken(dst []byte, epoch uint64, rev int64) []byte {
+	h := c.head.Load()
+	if h == nil || h.epoch != epoch {
+		h = &tokenHead{epoch: epoch}
+		var b [9]byte
+		b[0] = tokenVersion
+		binary.BigEndian.PutUint64(b[1:], epoch)
+		base64.RawURLEncoding.Encode(h.b[:], b[:])
+		c.head.Store(h)
+	}
+	var r [8]byte
+	binary.BigEndian.PutUint64(r[:], uint64(rev))
+	return base64.RawURLEncoding.AppendEncode(append(dst, h.b[:]...), r[:])
 }
 
 // revEncodings are the encodings of one revision's events, and the whole
@@ -288,7 +316,7 @@ func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey
 	out = protowire.AppendVarint(out, uint64(b.Revision))
 	out = protowire.AppendTag(out, fieldBatchResumeToken, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(tokenLen))
-	out = resumeToken{Epoch: epoch, Revision: b.Revision}.appendTo(out)
+	out = c.appendToken(out, epoch, b.Revision)
 	var freshArray [4]encEntry
 	fresh := freshArray[:0] // the encodings written for this frame: cached with it
 	var noQcall uint64
