@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
 // A request whose message does not decode is the client's fault, but
@@ -127,6 +129,9 @@ func (r decodeRegistrar) RegisterService(sd *grpc.ServiceDesc, impl any) {
 	wrapped := *sd
 	wrapped.Streams = make([]grpc.StreamDesc, len(sd.Streams))
 	for i, st := range sd.Streams {
+		if _, ok := impl.(*callService); ok && sd.ServiceName == callcontrolv1.CallControlService_ServiceDesc.ServiceName && st.StreamName == "WatchCalls" {
+			st.Handler = watchCallsHandler // the generated one, its request pooled
+		}
 		st.Handler = r.stream(st.Handler)
 		wrapped.Streams[i] = st
 	}

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"callcontrold/auth"
 	"callcontrold/callstore"
@@ -30,7 +32,13 @@ import (
 // them on the sender's (watchsender.go), and mapping the watch's end
 // (watchEnded) after the wait.
 func (s *callService) WatchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) error {
-	o := s.openOnOwnStack(req, stream)
+	return s.watchCalls(req, stream, false)
+}
+
+// watchCalls is WatchCalls; pooled says that req is watchRequests' and
+// goes back there once the watch is open (watchCallsHandler).
+func (s *callService) watchCalls(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer, pooled bool) error {
+	o := s.openOnOwnStack(req, stream, pooled)
 	ws := o.ws
 	if ws == nil {
 		return o.err
@@ -79,7 +87,9 @@ func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream 
 // The goroutine's arguments and its result channel come from a pool:
 // what opening a watch allocates and drops leaves holes in the heap next
 // to what the idle streams keep.
-func (s *callService) openOnOwnStack(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer) opened {
+//
+// If pooled, req goes back to watchRequests once the open is done with it.
+func (s *callService) openOnOwnStack(req *callcontrolv1.WatchCallsRequest, stream callcontrolv1.CallControlService_WatchCallsServer, pooled bool) opened {
 	j := openJobs.Get().(*openJob)
 	j.s, j.req, j.stream = s, req, stream
 	go j.run()
@@ -87,10 +97,34 @@ func (s *callService) openOnOwnStack(req *callcontrolv1.WatchCallsRequest, strea
 	p := j.panic
 	*j = openJob{done: j.done}
 	openJobs.Put(j)
+	if pooled {
+		proto.Reset(req) // what it points to is the request's, not the watch's
+		watchRequests.Put(req)
+	}
 	if p != nil {
 		panic(p)
 	}
 	return o
+}
+
+// watchRequests holds the requests watchCallsHandler reads into.
+var watchRequests = sync.Pool{New: func() any { return new(callcontrolv1.WatchCallsRequest) }}
+
+// watchCallsHandler is the generated WatchCalls stream handler, except
+// that the request comes from watchRequests and goes back once the watch
+// is open (nothing of the watch points into it: the store's watcher copies
+// the filter's lists, the token is parsed): a request allocated by the
+// generated handler is dropped among the idle streams' objects, in a size
+// class (80 bytes) where opening a stream leaves the most holes. A request
+// whose read failed is dropped: an aborted first read may still be filling
+// it (streamCtl.firstRead). decodeRegistrar installs it for a
+// *callService.
+func watchCallsHandler(srv any, stream grpc.ServerStream) error {
+	m := watchRequests.Get().(*callcontrolv1.WatchCallsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(*callService).watchCalls(m, &grpc.GenericServerStream[callcontrolv1.WatchCallsRequest, callcontrolv1.WatchCallsResponse]{ServerStream: stream}, true)
 }
 
 // openJob is what openOnOwnStack's goroutine gets and gives back.

@@ -220,7 +220,7 @@ func TestOpenOnOwnStackRaisesPanics(t *testing.T) {
 					t.Errorf("open %d: the panic was not raised again", i)
 				}
 			}()
-			s.openOnOwnStack(&callcontrolv1.WatchCallsRequest{}, nil)
+			s.openOnOwnStack(&callcontrolv1.WatchCallsRequest{}, nil, false)
 		}()
 	}
 }
@@ -261,4 +261,20 @@ func TestRegistryRemove(t *testing.T) {
 	check(ws[2])
 	r.remove(ws[2])
 	check()
+}
+
+// TestOpenOnOwnStackResetsPooledRequest: a request read into from
+// watchRequests goes back reset once the open is done with it, a failed
+// open included: a pooled request must not keep the last stream's filter
+// or token alive.
+func TestOpenOnOwnStackResetsPooledRequest(t *testing.T) {
+	var s *callService // openWatch panics on it
+	req := &callcontrolv1.WatchCallsRequest{ResumeToken: "t", Filter: &callcontrolv1.CallFilter{Devices: []string{"d"}}}
+	func() {
+		defer func() { _ = recover() }()
+		s.openOnOwnStack(req, nil, true)
+	}()
+	if req.GetFilter() != nil || req.GetResumeToken() != "" {
+		t.Error("a pooled request keeps what the open read from it")
+	}
 }
