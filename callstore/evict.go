@@ -56,7 +56,7 @@ func (h *lagHeap) remove(w *Watcher) {
 
 // evictPassedLocked ends every lagging watcher whose next revision is no
 // longer retained (at or before oldest) with a *CompactedError, drops its
-// queue and calls its Notify hook. Called by Commit with s.mu held for
+// queue and calls its Evicted hook. Called by Commit with s.mu held for
 // writing, after the history advanced; costs nothing while the oldest
 // lagging watcher is still in the history.
 func (s *Store) evictPassedLocked(oldest int64) {
@@ -90,7 +90,7 @@ func (s *Store) evictLocked(w *Watcher, err error) {
 	w.mu.Unlock()
 	s.unregisterLocked(w)
 	w.signal()
-	if w.notify != nil {
-		w.notify(err)
+	if w.evicted != nil {
+		w.evicted(err)
 	}
 }

@@ -42,7 +42,7 @@ type modelWatcher struct {
 	pending  int  // expected batches queued since the last Drain
 	mayLag   bool // the watcher may legitimately fall behind the history
 	ended    error
-	evicted  error // the store ended it on its own (WatchRequest.Notify)
+	evicted  error // the store ended it on its own (WatchRequest.Evicted)
 }
 
 type propModel struct {
@@ -226,12 +226,9 @@ func genFilter(t *rapid.T) Filter {
 func (m *propModel) watch(t *rapid.T) {
 	mw := &modelWatcher{f: genFilter(t), vis: propVisible[rapid.IntRange(0, len(propVisible)-1).Draw(t, "visible")]}
 	cur := int64(len(m.log))
-	req := WatchRequest{Filter: mw.f, Visible: mw.vis, Notify: func(err error) {
-		if err == nil {
-			return // a commit with events for it
-		}
+	req := WatchRequest{Filter: mw.f, Visible: mw.vis, Evicted: func(err error) {
 		if mw.evicted != nil || mw.ended != nil {
-			t.Fatalf("Notify(error) called on a watcher already ended (%v, %v)", mw.evicted, mw.ended)
+			t.Fatalf("Evicted called on a watcher already ended (%v, %v)", mw.evicted, mw.ended)
 		}
 		mw.evicted = err
 	}}

@@ -29,7 +29,7 @@ func (s *Store) Snapshot() (calls []*Call, lastUID, rev int64) {
 //
 // The revisions between the old revision and rev never reach this store,
 // so no watch can continue across them: every watcher ends with a
-// *CompactedError (its Notify hook is called), and the history starts
+// *CompactedError (its Evicted hook is called), and the history starts
 // afresh at rev: a token before rev is refused with ErrCompacted, a token
 // at rev or after resumes. Restore fails with ErrInvalidSnapshot, and
 // changes nothing, for a rev not beyond Revision(), a nil call, a uid <= 0
@@ -46,8 +46,8 @@ func (s *Store) Restore(rev int64, calls []*Call, lastUID int64) error {
 	compacted := &CompactedError{Oldest: rev}
 	for w := range s.watchers {
 		s.endLocked(w, compacted)
-		if w.notify != nil {
-			w.notify(compacted)
+		if w.evicted != nil {
+			w.evicted(compacted)
 		}
 	}
 	s.live = make(map[int64]*Call, len(calls))

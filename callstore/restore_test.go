@@ -74,11 +74,7 @@ func TestRestoreFromSnapshot(t *testing.T) {
 	}
 	defer active.Close()
 	var evicted []error
-	lagging, _, _, err := follower.Watch(WatchRequest{Resume: true, Epoch: epoch, Revision: 2, Notify: func(err error) {
-		if err != nil {
-			evicted = append(evicted, err)
-		}
-	}})
+	lagging, _, _, err := follower.Watch(WatchRequest{Resume: true, Epoch: epoch, Revision: 2, Evicted: func(err error) { evicted = append(evicted, err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +100,7 @@ func TestRestoreFromSnapshot(t *testing.T) {
 		}
 	}
 	if len(evicted) != 1 {
-		t.Errorf("Notify hook called with an error %d times, want once", len(evicted))
+		t.Errorf("Evicted hook called %d times, want once", len(evicted))
 	}
 	if n := follower.Watchers(); n != 0 {
 		t.Errorf("%d watchers registered after Restore, want 0", n)

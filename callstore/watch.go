@@ -53,19 +53,13 @@ type WatchRequest struct {
 	Resume   bool             // resume after (Epoch, Revision): exactly the later events, no snapshot
 	Epoch    uint64           // Resume: the token's epoch
 	Revision int64            // Resume: the token's revision
-	// Notify, if set, is called by the committer with the store locked,
-	// so it must be quick and must not call the store:
-	//   - with nil when a commit has events for the watcher, for every
-	//     such watcher of the commit before Ready is signalled for any of
-	//     them (a lagging or ended watcher too: its consumer wakes either
-	//     way), so that a consumer can tell which others a commit woke
-	//     (the server writes the frames of a connection's watches
-	//     together);
-	//   - once with a *CompactedError when the store itself ends the
-	//     watcher because the retained history passed the next revision it
-	//     needs, so that a consumer blocked elsewhere (on a client that
-	//     stopped reading) can be interrupted.
-	Notify func(err error)
+	// Evicted, if set, is called once when the store itself ends the
+	// watcher because the retained history passed the next revision it
+	// needs (err is a *CompactedError). It runs on the committer with the
+	// store locked, so it must be quick and must not call the store; it
+	// exists so that a consumer blocked elsewhere (on a client that stopped
+	// reading) can be interrupted.
+	Evicted func(err error)
 	// Ready, if set, is the channel the watcher signals (see
 	// Watcher.Ready) instead of one of its own: it must have a buffer
 	// (capacity 1 is enough; signals are coalesced, never block). A
@@ -80,10 +74,10 @@ type WatchRequest struct {
 // Watcher receives the events of one watch. One goroutine consumes it:
 // wait on Ready, then Drain.
 type Watcher struct {
-	s      *Store
-	ready  chan struct{}
-	notify func(error) // WatchRequest.Notify
-	m      matcher     // in the watcher's own allocation: an idle watch is one object, not two
+	s       *Store
+	ready   chan struct{}
+	evicted func(error)
+	m       matcher // in the watcher's own allocation: an idle watch is one object, not two
 
 	// Guarded by s.mu (held for writing by the committer).
 	seenChange uint64       // last change (s.changeSeq) this watcher was visited for
@@ -140,11 +134,11 @@ func (s *Store) Watch(req WatchRequest) (w *Watcher, snapshot []*Call, startRev 
 		return nil, nil, 0, errUnbufferedReady // its signals would be lost
 	}
 	w = &Watcher{
-		s:      s,
-		m:      compile(&req.Filter, req.Visible),
-		ready:  req.Ready,
-		notify: req.Notify,
-		lagIdx: -1,
+		s:       s,
+		m:       compile(&req.Filter, req.Visible),
+		ready:   req.Ready,
+		evicted: req.Evicted,
+		lagIdx:  -1,
 	}
 	if w.ready == nil {
 		w.ready = make(chan struct{}, 1)
@@ -469,14 +463,6 @@ func (s *Store) fanoutLocked(e *histEntry) {
 			}
 		}
 		s.visit(s.wBroad, ch, i, rev, n)
-	}
-	// Every watcher of the commit hears of it (Notify) before any is
-	// woken: a consumer that runs at once, on the other processor, must
-	// not find the others not yet told.
-	for _, w := range s.touched {
-		if w.notify != nil {
-			w.notify(nil)
-		}
 	}
 	for i, w := range s.touched {
 		w.push(rev, w.pendBuf[:w.pendN:w.pendN]) // capacity ends at the length: appends never reach the next window

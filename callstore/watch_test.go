@@ -1,12 +1,12 @@
 package callstore
 
 import (
+	"unsafe"
+
 	"errors"
-	"slices"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -334,48 +334,10 @@ func TestWatchLaggingCatchesUp(t *testing.T) {
 	}
 }
 
-// Notify(nil) tells each watcher a commit has events for, every one of
-// them before any is woken (the server counts on it to write a
-// connection's frames together), and only those.
-func TestWatchNotifiesEveryWatcherOfACommitBeforeWakingAny(t *testing.T) {
-	s := New(Options{})
-	ready := []chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)}
-	var told []int
-	for i, dev := range []string{"d", "d", "other"} {
-		w, _, _, err := s.Watch(WatchRequest{Filter: Filter{Devices: []string{dev}}, Ready: ready[i], Notify: func(err error) {
-			if err != nil {
-				t.Errorf("watcher %d: Notify(%v), want nil", i, err)
-			}
-			for j, r := range ready {
-				if len(r) != 0 {
-					t.Errorf("watcher %d told after watcher %d was woken", i, j)
-				}
-			}
-			told = append(told, i)
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-	}
-	mustCommit(t, s, Change{Type: EventNew, Call: leg(1, "d", "c", StateRing)})
-	slices.Sort(told)
-	if !slices.Equal(told, []int{0, 1}) {
-		t.Fatalf("told %v, want the two watchers of device d once each", told)
-	}
-	if len(ready[0]) != 1 || len(ready[1]) != 1 || len(ready[2]) != 0 {
-		t.Fatal("the watchers of device d were not woken, or the other one was")
-	}
-}
-
 func TestWatchLaggingCompacted(t *testing.T) {
 	s := New(Options{HistorySize: 3, WatcherQueue: 1})
 	var evicted []error
-	w, _, _, err := s.Watch(WatchRequest{Notify: func(err error) {
-		if err != nil {
-			evicted = append(evicted, err)
-		}
-	}})
+	w, _, _, err := s.Watch(WatchRequest{Evicted: func(err error) { evicted = append(evicted, err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +353,7 @@ func TestWatchLaggingCompacted(t *testing.T) {
 	}
 	var ce *CompactedError
 	if len(evicted) != 1 || !errors.As(evicted[0], &ce) || ce.Oldest != 2 {
-		t.Fatalf("Notify hook got %v, want one *CompactedError{Oldest: 2}", evicted)
+		t.Fatalf("Evicted hook got %v, want one *CompactedError{Oldest: 2}", evicted)
 	}
 	got, prog, err := w.Drain(nil)
 	if !errors.As(err, &ce) || ce.Oldest != 2 {

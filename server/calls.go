@@ -42,9 +42,6 @@ type callService struct {
 	applied func(principal, method, id string) (*pbx.Applied, bool)
 	// watches enforces the server-wide watch cap and ends stalled watches.
 	watches *watchRegistry
-	// coalesced finds a watch's connection, to write the frames of the
-	// watches a commit woke together; nil: coalescing is off.
-	coalesced *coalescedConns
 }
 
 func newCallService(cfg Config, d Deps, log *slog.Logger, m *metrics, drain <-chan struct{}) *callService {

@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"context"
 	"math/rand"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
@@ -51,36 +49,4 @@ func TestCoalescedWritesDeliverEverything(t *testing.T) {
 	if last != final {
 		t.Fatalf("last batch at r%d, want r%d", last, final)
 	}
-}
-
-// A watch whose client stops reading must not hold back the frames of
-// the other watches of its connection for good: a commit counts the
-// stuck watch among the connection's watches still to send, and what the
-// others wrote goes out after the window, and from then on at once.
-func TestCoalescingStuckWatchDoesNotHoldBackItsConnection(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *server.Config) {
-		c.WatchSendTimeout = time.Hour // not ended by the stall sweeper while the test runs
-	}))
-	c := h.dial("demo-admin", grpc.WithInitialWindowSize(64<<10))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stuck, err := c.calls.WatchCalls(ctx, &callcontrolv1.WatchCallsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 { // started, snapshot_end; then it reads nothing
-		if _, err := stuck.Recv(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	live := h.watchOn(c, "live", &callcontrolv1.WatchCallsRequest{})
-	live.start()
-	traffic(t, h, 1500) // ≈ 4,500 revisions: far more than the stuck stream can have in flight (its 64 KiB window and grpc's 64 KiB write quota)
-	if got := live.until(h.store.Revision()); len(got) == 0 {
-		t.Fatal("the live watch got no events")
-	}
-	// The stuck watch's sender is now blocked. A small commit's frame for
-	// the live watch, which the stuck one is counted beside, still comes.
-	traffic(t, h, 1)
-	live.until(h.store.Revision())
 }

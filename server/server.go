@@ -31,19 +31,14 @@ import (
 	"callcontrold/pbx"
 )
 
-// DefaultWriteCoalesceWindow is Config.WriteCoalesceWindow's default: a
-// backstop, reached only when a woken watch cannot hand its frames over
-// (its client does not read).
-const DefaultWriteCoalesceWindow = time.Millisecond
-
 // Config tunes the server. The zero value of every field means its
 // default (see withDefaults).
 type Config struct {
-	// WriteCoalesceWindow is the longest a connection holds back stream
-	// messages while watches a commit woke on it still have frames to
-	// hand over, so that their frames go out in one system call
-	// (writecoalesce.go); DefaultWriteCoalesceWindow if zero, negative:
-	// off, every write goes out at once.
+	// WriteCoalesceWindow, if positive, holds back a connection's stream
+	// messages written less than this after its last write, to go out
+	// with what follows in one system call (writecoalesce.go); zero: off,
+	// every write goes out at once. It trades latency on busy streams for
+	// CPU: docs/DESIGN.md.
 	WriteCoalesceWindow time.Duration
 	// ProgressInterval: a watcher that received nothing for this long gets
 	// a progress frame.
@@ -132,9 +127,6 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxConnectionAgeGrace, 10*time.Minute)
 	def(&c.DrainRetryAfter, time.Second)
 	def(&c.DrainSendTimeout, time.Second)
-	if c.WriteCoalesceWindow == 0 {
-		c.WriteCoalesceWindow = DefaultWriteCoalesceWindow
-	}
 	limit := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -218,8 +210,7 @@ type Server struct {
 
 	hits      *limitHit
 	pending   *pendingRequests
-	listeners limitListeners  // capped listeners, for the gauge
-	coalesced *coalescedConns // the open coalescing connections; nil: coalescing is off
+	listeners limitListeners // capped listeners, for the gauge
 }
 
 // serviceNames are the services registered besides health and reflection,
@@ -243,9 +234,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	log = withIdentity(log)
 	s := &Server{cfg: cfg, log: log, health: health.NewServer(), drain: make(chan struct{}), stopped: make(chan struct{})}
-	if cfg.WriteCoalesceWindow > 0 {
-		s.coalesced = &coalescedConns{}
-	}
 
 	rpcMetrics := newRPCMetrics()
 	m := newMetrics(d.Store)
@@ -318,7 +306,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.TLS != nil {
 		creds := cfg.TLS
 		if cfg.WriteCoalesceWindow > 0 {
-			creds = coalescingCreds{creds, cfg.WriteCoalesceWindow, s.coalesced}
+			creds = coalescingCreds{creds, cfg.WriteCoalesceWindow}
 		}
 		opts = append(opts, grpc.Creds(creds))
 	}
@@ -327,7 +315,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(opts...)
 
 	s.calls = newCallService(cfg, d, log, m, s.drain)
-	s.calls.coalesced = s.coalesced
 	s.calls.watches = newWatchRegistry(cfg.MaxWatchers, cfg.WatchSendTimeout, cfg.ProgressInterval, s.drain, s.hits)
 	reg := decodeRegistrar{s: s.grpc, failures: failures}
 	callcontrolv1.RegisterCallControlServiceServer(reg, s.calls)
@@ -360,7 +347,7 @@ func (s *Server) setServing(simulator bool) {
 func (s *Server) Serve(lis net.Listener) error {
 	l := s.LimitListener(lis)
 	if s.cfg.WriteCoalesceWindow > 0 && s.cfg.TLS == nil {
-		l = coalescingListener{l, s.cfg.WriteCoalesceWindow, s.coalesced} // with TLS, coalescingCreds wraps the connection
+		l = coalescingListener{l, s.cfg.WriteCoalesceWindow} // with TLS, coalescingCreds wraps the connection
 	}
 	return s.grpc.Serve(l)
 }

@@ -195,7 +195,6 @@ func (s *callService) openWatch(req *callcontrolv1.WatchCallsRequest, stream cal
 		ws.release = release
 	}
 	start := watchStart{withSnapshot: !resume && !req.GetSkipSnapshot()}
-	ws.conn = s.coalesced.of(ctx)
 	ws.w, start.snapshot, start.rev, err = s.store.Watch(callstore.WatchRequest{
 		Filter:   toStoreFilter(req.GetFilter()),
 		Visible:  visible,
@@ -203,7 +202,7 @@ func (s *callService) openWatch(req *callcontrolv1.WatchCallsRequest, stream cal
 		Resume:   resume,
 		Epoch:    tok.Epoch,
 		Revision: tok.Revision,
-		Notify:   ws.notify,
+		Evicted:  ws.evict,
 		Ready:    ws.wake,
 	})
 	if err != nil {
@@ -220,7 +219,6 @@ func (ws *watchStream) close() {
 	if ws.w != nil {
 		ws.w.Close()
 	}
-	ws.settle()
 	if ws.release != nil {
 		ws.release()
 	}
@@ -357,11 +355,6 @@ type watchStream struct {
 	// store's watcher signals it for events, endWith for an eviction, the
 	// registry for a drain and when a progress frame is due (see loop).
 	wake chan struct{}
-	// conn is the watch's connection if it coalesces writes: a commit
-	// with events for the watch counts it there (notify) until its frames
-	// are handed to grpc (settle). counted is set in between.
-	conn    *coalescingConn
-	counted atomic.Bool
 
 	// Eviction and stall detection; see watchsend.go.
 	sendSeq   atomic.Uint32            // odd while a send is under way (watchRegistry)
@@ -501,7 +494,6 @@ func (ws *watchStream) loop(w *callstore.Watcher) error {
 		if again {
 			continue
 		}
-		ws.settle()
 		select {
 		case <-ctx.Done():
 			// The client left (or its deadline passed): report that code,

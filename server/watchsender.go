@@ -96,7 +96,6 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended er
 			ws.s.watches.lingerEnd(ws)
 		}()
 	}
-	defer ws.settle()
 	for {
 		if len(ws.frames) > 0 {
 			if r.err = ws.sendNow(ws.frames); r.err != nil {
@@ -104,7 +103,6 @@ func (ws *watchStream) sendWhileBusy(w *callstore.Watcher, linger bool, ended er
 			}
 			ws.delivered()
 		}
-		ws.settle() // before the wait, and as soon as the frames are handed over
 		if ended != nil {
 			r.ended = ended
 			return r
@@ -136,27 +134,4 @@ func (ws *watchStream) sendNow(msgs []any) error {
 	ws.sendSeq.Add(1)
 	defer ws.sendSeq.Add(1)
 	return ws.sendAll(msgs)
-}
-
-// notify is the store's watcher's hook (WatchRequest.Notify), called with
-// the store locked: err is the eviction's (the history passed the watch),
-// or nil when a commit has events for the watch, which then counts on its
-// connection once, until settle.
-func (ws *watchStream) notify(err error) {
-	if err != nil {
-		ws.evict(err)
-		return
-	}
-	if ws.conn != nil && !ws.counted.Load() && ws.counted.CompareAndSwap(false, true) {
-		ws.conn.senderWoken()
-	}
-}
-
-// settle tells the watch's connection that the frames of the events it
-// was woken for are handed to grpc (or that it had none to send): called
-// after a send, before each wait and at the end.
-func (ws *watchStream) settle() {
-	if ws.counted.Load() && ws.counted.Swap(false) {
-		ws.conn.senderDone()
-	}
 }

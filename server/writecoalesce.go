@@ -1,60 +1,47 @@
 package server
 
 import (
-	"context"
 	"net"
-	"net/netip"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/peer"
 )
 
-// Coalescing the writes of the watches a commit woke.
+// Coalescing a busy connection's writes.
 //
 // grpc's writer (one goroutine per connection) writes to the socket
 // whenever its queue runs empty, after yielding once. In a watch fan-out
-// a commit wakes several watches of a connection, and each one's sender
-// hands the writer that watch's frames: the first sender's frame wakes
-// the writer, which runs next on that processor, ahead of the other
-// senders, and the writer found its queue empty 1.3–1.6 times per
-// connection per revision: a write system call each, for a few hundred
-// bytes. A write on loopback costs ≈ 5 µs of the server's CPU (the
-// kernel's send and receive path, and the reader's wake-up), and each one
-// the client reads makes it answer with window updates the server reads
-// in turn; the writes were the largest share of the fan-out's CPU per
-// delivered event. grpc-go has no setting that delays its flush
-// (WriteBufferSize only bounds a write).
+// each watch's sender hands it that watch's frames, the senders of one
+// revision run on both processors while the store commits the next, and
+// the writer found its queue empty 1.3–1.6 times per connection per
+// revision: a write system call each, for a few hundred bytes. A write on
+// loopback costs ≈ 5 µs of the server's CPU (the kernel's send and receive
+// path, and the reader's wake-up), and each one the client reads makes it
+// answer with window updates the server reads in turn; the writes were the
+// largest share of the fan-out's CPU per delivered event. grpc-go has no
+// setting that delays its flush (WriteBufferSize only bounds a write).
 //
-// So the server's connections count the watches a commit woke on them
-// that have not handed their frames to grpc yet: the store tells every
-// watch of a commit before it wakes any (callstore.WatchRequest.Notify:
-// senderWoken), and a watch is done once its frames are handed over, or
-// it found nothing to send (settle: senderDone). While the count is above
-// zero a write made only of stream messages (DATA frames of streams that
-// go on) is held back; the last watch done writes what is held back, its
-// own frames with it: it yields first, so that the writer, which its
-// frames woke, takes them into the same write. Anything else (response
-// headers and trailers, pings, window updates, settings: what a unary
-// call or the peer waits for) goes out at once and takes what is held
-// back with it, and a connection with no woken watch writes at once, as
-// before. Nothing waits on a clock: the frames of a commit go out when its
-// last watch of the connection has sent, a few microseconds after the
-// first.
-//
-// A woken watch that cannot hand its frames over (its client does not
-// read: it waits for flow control) would hold the others back for good:
-// a timer writes what is held back after the window
-// (Config.WriteCoalesceWindow, a backstop: 1 ms), and from then on nothing
-// is held back until the connection's woken watches are all done. The
-// connection follows the HTTP/2 frames it writes to tell stream messages
-// from the rest (frameScan); with TLS it sits below the encryption,
-// through coalescingCreds. A watch finds its connection through
-// coalescedConns, by the addresses grpc tells its handler.
+// So, with Config.WriteCoalesceWindow set (the window; off by default,
+// see docs/DESIGN.md for why), the server's connections hold back a write
+// of stream messages (only DATA frames of streams that go on) that comes
+// less than the window after the connection's last write, and write it
+// with whatever the writer hands over after it, in one system call: with
+// the first write
+// at or after the window's end, or with the first write of anything else
+// (response headers and trailers, pings, window updates, settings: what
+// a unary call or the peer waits for goes out at once, and takes what is
+// held back with it), or by a timer set for the window's end if none
+// comes. A connection that writes now and then writes at once, as
+// before; a busy stream's frames wait for the window or the timer. The
+// runtime's timers fire on time while the process is busy, and up to
+// ≈ 1 ms late when every processor is idle (the runtime then waits for
+// them in epoll, whose timeout is in milliseconds): a held-back frame
+// waits at most about that, and that is what the fan-out's latency tail
+// pays for the CPU it saves. The connection follows the HTTP/2 frames it
+// writes to tell stream messages from the rest (frameScan); with TLS it
+// sits below the encryption, through coalescingCreds.
 //
 // What is held back is bounded (coalesceMax): past it the writer writes
 // everything itself, so it still blocks when the client does not read,
@@ -77,8 +64,7 @@ const (
 // coalescingListener wraps the connections it accepts in coalescingConn.
 type coalescingListener struct {
 	net.Listener
-	window time.Duration   // Config.WriteCoalesceWindow
-	conns  *coalescedConns // where its connections are registered
+	window time.Duration // Config.WriteCoalesceWindow
 }
 
 func (l coalescingListener) Accept() (net.Conn, error) {
@@ -86,9 +72,7 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := newCoalescingConn(c, l.window)
-	l.conns.add(cc)
-	return cc, nil
+	return newCoalescingConn(c, l.window), nil
 }
 
 func newCoalescingConn(c net.Conn, window time.Duration) *coalescingConn {
@@ -104,30 +88,22 @@ type readOnReadyConn interface {
 	ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error)
 }
 
-// coalescingConn is a connection that writes the frames of the watches a
-// commit woke on it in one system call. Write is called by one goroutine
-// at a time (grpc's writer); the last woken watch's flush, the timer's
-// and Close may run beside it. wmu keeps the system calls in the order
-// their bytes were accepted.
+// coalescingConn is a connection whose writes close together go out in
+// one system call. Write is called by one goroutine at a time (grpc's
+// writer); the timer's flush and Close may run beside it. wmu keeps the
+// system calls in the order their bytes were accepted.
 type coalescingConn struct {
 	net.Conn
 	ready  readOnReadyConn // Conn's ReadOnReady, if it has one
-	window time.Duration   // the longest anything is held back (a backstop: see expire)
+	window time.Duration   // the shortest gap between a busy connection's writes
 	wmu    sync.Mutex      // held around every write to Conn, from taking pending on
 
 	frames frameScan // of the bytes written so far; Write's alone
 
-	reg   *coalescedConns // where the connection is registered while open; nil: nowhere
-	addrs connAddrs       // its key there
-
-	// senders counts the connection's watches woken with events whose
-	// frames are not handed to grpc yet (senderWoken, senderDone).
-	senders atomic.Int32
-
 	mu      sync.Mutex
 	pending *[]byte     // held back, not written yet; nil: none
-	timer   *time.Timer // writes what is held back after the window; made on first use
-	overdue bool        // the timer found counted watches still busy: hold nothing back until they are done
+	last    int64       // monoNow at the end of the last write to Conn; 0: none yet
+	timer   *time.Timer // writes pending at the window's end; made on first use
 	err     error       // the first failed write's
 	closed  bool
 }
@@ -143,19 +119,19 @@ func (c *coalescingConn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	streamData := c.frames.scan(b)
-	if streamData && len(b) < coalesceSmall && !c.closed && !c.overdue && c.senders.Load() > 0 {
-		if c.pending == nil {
+	if wait := c.last + int64(c.window) - monoNow(); streamData && c.last != 0 && wait > 0 && !c.closed {
+		if c.pending == nil && len(b) < coalesceSmall {
 			c.pending = coalesceBufs.Get().(*[]byte)
 			*c.pending = append((*c.pending)[:0], b...)
 			if c.timer == nil {
-				c.timer = time.AfterFunc(c.window, c.expire)
+				c.timer = time.AfterFunc(time.Duration(wait), c.flush)
 			} else {
-				c.timer.Reset(c.window)
+				c.timer.Reset(time.Duration(wait))
 			}
 			c.mu.Unlock()
 			return len(b), nil
 		}
-		if len(*c.pending)+len(b) <= coalesceMax {
+		if c.pending != nil && len(b) < coalesceSmall && len(*c.pending)+len(b) <= coalesceMax {
 			*c.pending = append(*c.pending, b...)
 			c.mu.Unlock()
 			return len(b), nil
@@ -166,44 +142,6 @@ func (c *coalescingConn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
-}
-
-// senderWoken counts a watch of this connection woken with events to
-// send (the store's fan-out calls it for each, before it wakes any).
-func (c *coalescingConn) senderWoken() { c.senders.Add(1) }
-
-// senderDone is called once a watch counted by senderWoken has handed its
-// frames to grpc (or has nothing to send). The last one writes what is
-// held back: its own frames are in the writer's queue, which it just
-// woke, or held back already. It yields first, so that the writer, which
-// runs next on this processor, takes them into the same write; if the
-// writer did not get to them, they go out in a write of their own.
-func (c *coalescingConn) senderDone() {
-	if c.senders.Add(-1) != 0 {
-		return
-	}
-	runtime.Gosched()
-	c.mu.Lock()
-	c.overdue = false
-	held := c.pending != nil
-	c.mu.Unlock()
-	if held {
-		c.flush()
-	}
-}
-
-// expire is the timer's: a counted watch has not handed over its frames
-// within the window (its client does not read, say: it waits for flow
-// control). What is held back goes out, and nothing more is held back
-// until every counted watch is done: a stuck watch must not delay its
-// connection's others by a window each time.
-func (c *coalescingConn) expire() {
-	c.mu.Lock()
-	if c.pending != nil && c.senders.Load() > 0 {
-		c.overdue = true
-	}
-	c.mu.Unlock()
-	c.flush()
 }
 
 // writeOut writes what is held back, then b, in one system call.
@@ -229,13 +167,12 @@ func (c *coalescingConn) writeOut(b []byte) error {
 	if p != nil {
 		coalesceBufs.Put(p)
 	}
-	if err != nil {
-		c.mu.Lock()
-		if c.err == nil {
-			c.err = err
-		}
-		c.mu.Unlock()
+	c.mu.Lock()
+	c.last = monoNow()
+	if err != nil && c.err == nil {
+		c.err = err
 	}
+	c.mu.Unlock()
 	return err
 }
 
@@ -264,7 +201,6 @@ func (c *coalescingConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte,
 // after its last frames: a GOAWAY, say); a client that does not read gets
 // closeFlushWait to take them, a write already under way too.
 func (c *coalescingConn) Close() error {
-	c.unregister()
 	c.mu.Lock()
 	c.closed = true
 	held := c.pending != nil
@@ -324,8 +260,7 @@ func (f *frameScan) scan(b []byte) (streamData bool) {
 // writes below the encryption, where the HTTP/2 frames can be seen.
 type coalescingCreds struct {
 	credentials.TransportCredentials
-	window time.Duration   // Config.WriteCoalesceWindow
-	conns  *coalescedConns // where its connections are registered
+	window time.Duration // Config.WriteCoalesceWindow
 }
 
 func (c coalescingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -333,66 +268,9 @@ func (c coalescingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.Au
 	if err != nil {
 		return conn, info, err
 	}
-	cc := newCoalescingConn(conn, c.window)
-	c.conns.add(cc)
-	return cc, info, nil
+	return newCoalescingConn(conn, c.window), info, nil
 }
 
 func (c coalescingCreds) Clone() credentials.TransportCredentials {
-	return coalescingCreds{c.TransportCredentials.Clone(), c.window, c.conns}
-}
-
-// coalescedConns finds the coalescingConn a watch's frames go out on.
-// grpc tells a handler its connection's addresses (peer), not the
-// connection: the server's coalescing connections are registered here
-// under their addresses while they are open.
-type coalescedConns struct{ m sync.Map } // connAddrs → *coalescingConn
-
-// connAddrs: a TCP connection's two ends, unique among open connections.
-type connAddrs struct{ local, remote netip.AddrPort }
-
-func addrsOf(local, remote net.Addr) (connAddrs, bool) {
-	l, ok1 := local.(*net.TCPAddr)
-	r, ok2 := remote.(*net.TCPAddr)
-	if !ok1 || !ok2 {
-		return connAddrs{}, false
-	}
-	return connAddrs{l.AddrPort(), r.AddrPort()}, true
-}
-
-// add registers c, if it is a TCP connection (and r is not nil).
-func (r *coalescedConns) add(c *coalescingConn) {
-	if r == nil {
-		return
-	}
-	if k, ok := addrsOf(c.LocalAddr(), c.RemoteAddr()); ok {
-		c.reg, c.addrs = r, k
-		r.m.Store(k, c)
-	}
-}
-
-// remove forgets c (Close).
-func (c *coalescingConn) unregister() {
-	if c.reg != nil {
-		c.reg.m.CompareAndDelete(c.addrs, c)
-	}
-}
-
-// of returns the coalescing connection of the stream ctx belongs to, or
-// nil (no coalescing, or not over TCP).
-func (r *coalescedConns) of(ctx context.Context) *coalescingConn {
-	if r == nil {
-		return nil
-	}
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.LocalAddr == nil {
-		return nil
-	}
-	k, ok := addrsOf(p.LocalAddr, p.Addr)
-	if !ok {
-		return nil
-	}
-	c, _ := r.m.Load(k)
-	cc, _ := c.(*coalescingConn)
-	return cc
+	return coalescingCreds{c.TransportCredentials.Clone(), c.window}
 }

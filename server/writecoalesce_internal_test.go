@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 
 	"callcontrold/internal/testcert"
 )
@@ -71,12 +69,13 @@ func writeAsync(t *testing.T, c net.Conn, s string) <-chan struct{} {
 	return done
 }
 
-// writtenAtOnce writes s, which must go out at once, and reads it at far.
-func writtenAtOnce(t *testing.T, c, far net.Conn, s string) {
+// firstWrite writes s, which goes out at once (nothing was written yet),
+// and reads it at far.
+func firstWrite(t *testing.T, c, far net.Conn, s string) {
 	t.Helper()
 	done := writeAsync(t, c, s)
 	if got := readN(t, far, len(s)); got != s {
-		t.Fatalf("write read as %q", got)
+		t.Fatalf("first write read as %q", got)
 	}
 	<-done
 }
@@ -97,30 +96,19 @@ func heldBack(c *coalescingConn) string {
 	return string(*c.pending)
 }
 
-func TestCoalescingConnWritesAtOnceWithNoWokenWatch(t *testing.T) {
+func TestCoalescingConnHoldsBackWritesWithinTheWindow(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	writtenAtOnce(t, c, far, data("a"))
-	writtenAtOnce(t, c, far, data("b"))
-}
-
-// A commit woke two watches of the connection: the first one's frames
-// wait for the second's, and the last watch done writes them all.
-func TestCoalescingConnHoldsBackWhileWokenWatchesSend(t *testing.T) {
-	c, far := pipeConn(t, time.Hour)
-	c.senderWoken()
-	c.senderWoken()
+	firstWrite(t, c, far, data("first"))
 	b, cd := data("b"), data("cd")
-	mustWrite(t, c, b) // held back, returns at once
-	c.senderDone()     // one watch is still to send: nothing goes out
+	mustWrite(t, c, b) // within the window: held back, returns at once
 	mustWrite(t, c, cd)
 	if got := heldBack(c); got != b+cd {
 		t.Fatalf("held back %q, want %q", got, b+cd)
 	}
-	go c.senderDone() // the last: writes what is held back
+	go c.flush() // what the timer does at the window's end
 	if got := readN(t, far, len(b+cd)); got != b+cd {
-		t.Fatalf("written %q, want %q", got, b+cd)
+		t.Fatalf("flushed %q, want %q in one piece", got, b+cd)
 	}
-	writtenAtOnce(t, c, far, data("e")) // no watch woken any more
 }
 
 // Headers, trailers, pings, window updates, a stream's last DATA frame:
@@ -135,7 +123,7 @@ func TestCoalescingConnWritesOtherFramesAtOnce(t *testing.T) {
 		data("y") + frame(0x1, 0x5, "trl"),   // a message and the trailers after it
 	} {
 		c, far := pipeConn(t, time.Hour)
-		c.senderWoken()
+		firstWrite(t, c, far, data("a"))
 		held := data("b")
 		mustWrite(t, c, held)
 		done := writeAsync(t, c, f)
@@ -146,49 +134,37 @@ func TestCoalescingConnWritesOtherFramesAtOnce(t *testing.T) {
 	}
 }
 
-// A woken watch that does not hand over its frames within the window
-// (its client does not read): what is held back goes out on the timer,
-// and nothing more waits for it until the connection's watches are done.
 func TestCoalescingConnTimerWritesWhatIsHeldBack(t *testing.T) {
 	c, far := pipeConn(t, 20*time.Millisecond)
-	c.senderWoken() // stays busy
+	firstWrite(t, c, far, data("a"))
 	bc := data("bc")
-	mustWrite(t, c, bc) // held back until the timer
+	mustWrite(t, c, bc) // held back unless the window passed already; either way it arrives
 	if got := readN(t, far, len(bc)); got != bc {
 		t.Fatalf("read %q, want %q", got, bc)
 	}
-	waitOverdue(t, c)
-	writtenAtOnce(t, c, far, data("d")) // overdue: not held back
-	c.senderDone()
-	c.senderWoken()
-	mustWrite(t, c, data("e")) // done and woken again: held back again
-	if got := heldBack(c); got != data("e") {
-		t.Fatalf("held back %q after the watches were done, want %q", got, data("e"))
-	}
 }
 
-// waitOverdue waits until the timer has marked c overdue (it sets the
-// mark before it writes, and the write may return first).
-func waitOverdue(t *testing.T, c *coalescingConn) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c.mu.Lock()
-		overdue := c.overdue
-		c.mu.Unlock()
-		if overdue {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the timer did not mark the connection overdue")
-		}
-		time.Sleep(time.Millisecond)
+func TestCoalescingConnWritesOnceTheWindowIsOver(t *testing.T) {
+	c, far := pipeConn(t, time.Hour)
+	firstWrite(t, c, far, data("a"))
+	b, cc := data("b"), data("c")
+	mustWrite(t, c, b)
+	c.mu.Lock()
+	c.last = monoNow() - int64(2*time.Hour) // the window is over
+	c.mu.Unlock()
+	done := writeAsync(t, c, cc)
+	if got := readN(t, far, len(b+cc)); got != b+cc {
+		t.Fatalf("read %q, want what was held back, then the new write", got)
+	}
+	<-done
+	if got := heldBack(c); got != "" {
+		t.Fatalf("still held back: %q", got)
 	}
 }
 
 func TestCoalescingConnBoundsWhatItHoldsBack(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	c.senderWoken()
+	firstWrite(t, c, far, data("a"))
 	one := data(strings.Repeat("x", coalesceSmall/2))
 	held := ""
 	for len(held)+len(one) <= coalesceMax {
@@ -214,7 +190,7 @@ func TestCoalescingConnBoundsWhatItHoldsBack(t *testing.T) {
 
 func TestCoalescingConnCloseWritesWhatIsHeldBack(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	c.senderWoken()
+	firstWrite(t, c, far, data("a"))
 	bc := data("bc")
 	mustWrite(t, c, bc)
 	got := written(far)
@@ -230,8 +206,8 @@ func TestCoalescingConnCloseWritesWhatIsHeldBack(t *testing.T) {
 }
 
 func TestCoalescingConnCloseDoesNotWaitForAClientThatDoesNotRead(t *testing.T) {
-	c, _ := pipeConn(t, time.Hour)
-	c.senderWoken()
+	c, far := pipeConn(t, time.Hour)
+	firstWrite(t, c, far, data("a"))
 	mustWrite(t, c, data("b")) // held back; nobody reads it
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
@@ -244,7 +220,7 @@ func TestCoalescingConnCloseDoesNotWaitForAClientThatDoesNotRead(t *testing.T) {
 
 func TestCoalescingConnReportsAHeldBackWritesError(t *testing.T) {
 	c, far := pipeConn(t, time.Hour)
-	c.senderWoken()
+	firstWrite(t, c, far, data("a"))
 	mustWrite(t, c, data("b"))
 	far.Close()
 	c.flush() // fails: the other end is gone
@@ -290,8 +266,7 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := &coalescedConns{}
-	cl := coalescingListener{lis, 100 * time.Microsecond, conns}
+	cl := coalescingListener{lis, 100 * time.Microsecond}
 	defer cl.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
@@ -316,13 +291,6 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 	if !ok || cc.window != 100*time.Microsecond {
 		t.Fatalf("accepted %T, want a coalescingConn with the listener's window", c)
 	}
-	// A stream of the connection finds it by its addresses, as grpc
-	// tells a handler (peer), while it is open.
-	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: c.RemoteAddr(), LocalAddr: c.LocalAddr()})
-	if got := conns.of(ctx); got != cc {
-		t.Fatalf("found %p by the connection's addresses, want %p", got, cc)
-	}
-	cc.senderWoken() // its writes are held back at times: they still arrive in order
 	// Many writes in a row all arrive, in order, whether held back or not.
 	var want bytes.Buffer
 	for i := range 100 {
@@ -330,15 +298,8 @@ func TestCoalescingListenerWrapsConnections(t *testing.T) {
 		want.WriteString(s)
 		mustWrite(t, c, s)
 	}
-	go cc.senderDone()
 	if got := readN(t, client, want.Len()); got != want.String() {
 		t.Fatal("the writes arrived out of order or altered")
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := conns.of(ctx); got != nil {
-		t.Fatalf("found %p after Close, want none", got)
 	}
 }
 
@@ -392,7 +353,7 @@ func TestCoalescingCredsWrapTheTLSConnection(t *testing.T) {
 	creds := credentials.TransportCredentials(coalescingCreds{credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2"},
-	}), time.Hour, &coalescedConns{}}).Clone()
+	}), time.Hour}).Clone()
 	if _, ok := creds.(coalescingCreds); !ok {
 		t.Fatalf("Clone returned %T", creds)
 	}
@@ -431,11 +392,10 @@ func TestCoalescingCredsWrapTheTLSConnection(t *testing.T) {
 		t.Fatalf("the handshake returned %T, want a coalescingConn", h.conn)
 	}
 	want := data("a") + data("b") + frame(0x1, 0x5, "trailers")
-	cc.senderWoken()
 	mustWrite(t, cc, data("a"))
 	mustWrite(t, cc, data("b"))
-	if got := heldBack(cc); got != data("a")+data("b") { // the frames themselves: above the encryption
-		t.Fatalf("held back %q, want %q", got, data("a")+data("b"))
+	if got := heldBack(cc); got != data("b") { // the frame itself: above the encryption
+		t.Fatalf("held back %q, want %q", got, data("b"))
 	}
 	mustWrite(t, cc, frame(0x1, 0x5, "trailers"))
 	if got := readN(t, client, len(want)); got != want {

@@ -110,7 +110,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.historySize, "history-size", 100000, "revisions retained for WatchCalls resume")
 	fs.IntVar(&c.watcherQueue, "watcher-queue", 1024, "revisions a watcher may have queued before it catches up from history")
 	fs.DurationVar(&c.progressInterval, "progress-interval", 10*time.Second, "WatchCalls progress frame after this long without events")
-	fs.DurationVar(&c.writeCoalesce, "write-coalesce-window", server.DefaultWriteCoalesceWindow, "the longest a connection holds back a watch's messages while other watches a commit woke on it have theirs to send, to write them all in one system call (0: off, every write goes out at once; see docs/DESIGN.md)")
+	fs.DurationVar(&c.writeCoalesce, "write-coalesce-window", 0, "hold back a busy connection's stream messages written less than this after its last write, to go out together (less CPU, more latency on busy streams; 0: off; see docs/DESIGN.md)")
 	fs.IntVar(&c.gcPercent, "gc-percent", gcpercent.Default, "garbage collector: the heap grows by this `percent` of the live heap between collections (Go's GOGC; the GOGC environment variable, if set, wins)")
 	fs.StringVar(&c.switchKind, "switch", "sim", "channel driver behind the call engine: sim (simulated phones and far ends) or sip (real phones register at --sip-addr)")
 	fs.StringVar(&c.sipAddr, "sip-addr", "127.0.0.1:5060", "sip switch: SIP listen `address` (UDP and TCP)")

@@ -215,7 +215,7 @@ func serverConfig(cfg *config) server.Config {
 	}
 	return server.Config{
 		ProgressInterval:     cfg.progressInterval,
-		WriteCoalesceWindow:  noneD(cfg.writeCoalesce),
+		WriteCoalesceWindow:  cfg.writeCoalesce,
 		MaxConnectionAge:     cfg.maxConnectionAge,
 		DrainRetryAfter:      cfg.drainRetryAfter,
 		DrainRetryJitter:     noneD(cfg.drainRetryJitter),
