@@ -130,3 +130,9 @@ func TestResponseRoom(t *testing.T) {
 		}
 	})
 }
+
+// writeCallResponse is callResponse with the viewer's qcall visibility
+// decided (converter.qcallVisible), into a response of the test's own.
+func writeCallResponse(resp proto.Message, en *eventEncoder, c *callstore.Call, qvis, already bool) {
+	resp.ProtoReflect().SetUnknown(appendCallResponse(nil, en, c, qvis, already))
+}

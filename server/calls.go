@@ -134,12 +134,6 @@ func (s *callService) callResponse(resp proto.Message, room []byte, p *auth.Prin
 	resp.ProtoReflect().SetUnknown(appendCallResponse(room, s.enc.ev, c, qvis, already))
 }
 
-// writeCallResponse is callResponse with the viewer's qcall visibility
-// decided (converter.qcallVisible).
-func writeCallResponse(resp proto.Message, en *eventEncoder, c *callstore.Call, qvis, already bool) {
-	resp.ProtoReflect().SetUnknown(appendCallResponse(make([]byte, 0, responseRoom), en, c, qvis, already))
-}
-
 // responseRoom is the room newResponse makes for a response's encoding
 // (callbench's control responses are 164 bytes): with the largest
 // response message (56 bytes) it fills the 320-byte size class, which

@@ -64,7 +64,7 @@ func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 // writtenResponse returns the encoding of a control response that
-// writeCallResponse wrote: its fields are all in its unknown bytes, which
+// callResponse wrote: its fields are all in its unknown bytes, which
 // are then the whole encoding (proto.Marshal would only copy them into a
 // new buffer). ok is false for any other message, and for a response
 // with a field set as a field. The bytes are only read, so a response the

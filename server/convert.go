@@ -109,10 +109,13 @@ func (cv *converter) call(c *callstore.Call, visible func(*callstore.Call) bool)
 	return out
 }
 
+// hasQcall reports whether c points at a queue-bridged call.
+func hasQcall(c *callstore.Call) bool { return c.Queue != nil && c.Queue.CallUID != 0 }
+
 // qcallVisible reports whether c has a queue-bridged call the viewer may
 // see. nil visible means the viewer sees everything.
 func (cv *converter) qcallVisible(c *callstore.Call, visible func(*callstore.Call) bool) bool {
-	if c.Queue == nil || c.Queue.CallUID == 0 {
+	if !hasQcall(c) {
 		return false
 	}
 	if visible == nil {

@@ -145,7 +145,7 @@ func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call)
 // noQcallBit is e's bit of revEncodings.noQcall if its call points at no
 // queue-bridged call, or 0.
 func noQcallBit(e *callstore.WatchEvent) uint64 {
-	if e.Index >= 64 || e.Call == nil || (e.Call.Queue != nil && e.Call.Queue.CallUID != 0) {
+	if e.Index >= 64 || e.Call == nil || hasQcall(e.Call) {
 		return 0
 	}
 	return 1 << e.Index
