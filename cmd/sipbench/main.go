@@ -134,6 +134,10 @@ type report struct {
 	AnswerEvent latency.Summary `json:"answer_to_event"`
 	Matched     int             `json:"answer_to_event_matched"`
 	Unmatched   int             `json:"answer_to_event_unmatched"`
+	// SwitchWork is this process's work (switch, server and watcher) over
+	// the switch run, per successful call: the CPU figure is steadier than
+	// setups/s when the SIPps and others share the processors.
+	SwitchWork benchkit.WorkPerEvent `json:"switch_work_per_call"`
 	LegsLeft    int             `json:"legs_left"`
 	Checks      benchkit.Checks `json:"checks"`
 	AllMet      bool            `json:"all_met"`
@@ -272,9 +276,11 @@ func runSwitch(ctx context.Context, c *config, dir, callsInf string, rep *report
 		return err
 	}
 	defer stopProfile()
+	w0 := benchkit.ReadWork()
 	if rep.Switch, err = runPair(ctx, c, dir, caller, uas); err != nil {
 		return err
 	}
+	rep.SwitchWork = benchkit.PerEvent(w0, benchkit.ReadWork(), uint64(rep.Switch.Caller.Successful))
 	env.answers.settle(10 * time.Second)
 	var h latency.Hist
 	lat, unmatched := env.answers.pairs()
@@ -346,8 +352,11 @@ func (r *report) write(w io.Writer, file string) error {
 	}
 	_ = tw.Flush()
 	a := r.AnswerEvent
-	fmt.Fprintf(w, "200 OK → WatchCalls event (ms): p50 %.3f, p99 %.3f, max %.3f, mean %.3f (%d answers, %d without event); legs left %d\n\n",
+	fmt.Fprintf(w, "200 OK → WatchCalls event (ms): p50 %.3f, p99 %.3f, max %.3f, mean %.3f (%d answers, %d without event); legs left %d\n",
 		a.P50, a.P99, a.Max, a.Mean, r.Matched, r.Unmatched, r.LegsLeft)
+	sw := r.SwitchWork
+	fmt.Fprintf(w, "this process (switch, server, watcher) per call through the switch: %.1f µs CPU, %.0f allocations, %.0f B allocated, %.1f goroutines created, %.1f write syscalls\n\n",
+		sw.CPUMicros, sw.Allocs, sw.AllocBytes, sw.Goroutines, sw.Writes)
 	r.Checks.WriteTable(w)
 	return benchkit.WriteJSON(w, r, file)
 }
