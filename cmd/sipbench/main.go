@@ -138,10 +138,10 @@ type report struct {
 	// the switch run, per successful call: the CPU figure is steadier than
 	// setups/s when the SIPps and others share the processors.
 	SwitchWork benchkit.WorkPerEvent `json:"switch_work_per_call"`
-	LegsLeft    int             `json:"legs_left"`
-	Checks      benchkit.Checks `json:"checks"`
-	AllMet      bool            `json:"all_met"`
-	Watch       string          `json:"watch_error,omitempty"`
+	LegsLeft   int                   `json:"legs_left"`
+	Checks     benchkit.Checks       `json:"checks"`
+	AllMet     bool                  `json:"all_met"`
+	Watch      string                `json:"watch_error,omitempty"`
 }
 
 // runResult is one run's caller and callee counts.
