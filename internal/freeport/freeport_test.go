@@ -41,3 +41,29 @@ func TestPort(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestNeverHandedOutTwice: ports a process was given stay its own: no
+// later call returns one of them (or a port inside a media pair), and
+// every port is drawn outside Linux's default ephemeral range.
+func TestNeverHandedOutTwice(t *testing.T) {
+	seen := make(map[int]string)
+	for i := range 100 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := MediaPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for port, what := range map[int]string{p: "Port", p + 1: "Port+1", m: "MediaPort", m + 2: "MediaPort+2"} {
+			if port < low || port >= 32768 {
+				t.Fatalf("call %d: %s %d is outside [%d, 32768)", i, what, port, low)
+			}
+			if before, ok := seen[port]; ok {
+				t.Fatalf("call %d: %s %d was handed out before as %s", i, what, port, before)
+			}
+			seen[port] = what
+		}
+	}
+}

@@ -89,6 +89,9 @@ func baresipConfig(sipPort, ctrlPort int) string {
 		"poll_method epoll",
 		"sip_listen 127.0.0.1:" + strconv.Itoa(sipPort),
 		"net_interface 127.0.0.1",
+		// RTP away from the ports FreePort hands out (its default range
+		// overlaps them); baresip draws again when a port is taken.
+		"rtp_ports 40000-48999",
 		"call_local_timeout 120",
 		"call_max_calls 4",
 		// ausine only produces 48 kHz stereo.

@@ -3,11 +3,12 @@ package siptest
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os/exec"
 	"sync"
 	"testing"
 	"time"
+
+	"callcontrold/internal/freeport"
 )
 
 // process is a child process a test owns: its output is kept (the last
@@ -108,30 +109,14 @@ func (b *tailBuffer) String() string {
 
 // FreePort returns a loopback port that is free, at the time of asking,
 // for UDP and TCP alike, and whose next port is free for TCP (baresip
-// also listens for SIP over TLS there). Programs that cannot bind port
-// 0 and report it need one; the small race with other processes taking
-// it meanwhile shows as a clear bind error.
+// also listens for SIP over TLS there), for programs that cannot bind
+// port 0 and report it. A port is never handed out twice in one test
+// binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		t1, err1 := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		t2, err2 := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
-		u.Close()
-		if err1 == nil {
-			t1.Close()
-		}
-		if err2 == nil {
-			t2.Close()
-		}
-		if err1 == nil && err2 == nil && port < 65535 {
-			return port
-		}
+	p, err := freeport.Port()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port pair")
-	return 0
+	return p
 }
