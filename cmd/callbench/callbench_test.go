@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -252,9 +253,10 @@ func TestSmoke(t *testing.T) {
 }
 
 // TestSmokeFanoutInProcess runs the fan-out scenario with the watchers in
-// the test's own process (--fanout-inprocess).
+// the test's own process (--fanout-inprocess), profiled.
 func TestSmokeFanoutInProcess(t *testing.T) {
-	c, err := parseFlags([]string{"--smoke", "--scenarios", "fanout", "--fanout-inprocess", "--watchers", "20", "--unfiltered", "2", "--rate", "500"}, &bytes.Buffer{})
+	dir := t.TempDir()
+	c, err := parseFlags([]string{"--smoke", "--scenarios", "fanout", "--fanout-inprocess", "--watchers", "20", "--unfiltered", "2", "--rate", "500", "--profile", dir}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +274,12 @@ func TestSmokeFanoutInProcess(t *testing.T) {
 	// 20 filtered watchers see each revision once, the 2 unfiltered all.
 	if f != nil && f.Expected != uint64(3*f.Commits) {
 		t.Errorf("expected deliveries %d, want %d", f.Expected, 3*f.Commits)
+	}
+	// The measured window's allocation profiles (pprof -base start end).
+	for _, name := range []string{"allocs-fanout-start.pprof", "allocs-fanout-end.pprof", "allocs-fanout.pprof", "cpu-fanout.pprof"} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
 	}
 }
 

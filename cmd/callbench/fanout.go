@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,7 +30,10 @@ type fanoutConfig struct {
 	duration   time.Duration
 	warmup     time.Duration // committed and checked, not in the latency figures
 	inProcess  bool          // watchers in this process (the old setup), not in a child process
-	profileDir string        // the child writes its CPU profile here (cpu-fanout-watchers.pprof)
+	// profileDir non-empty: the child writes its CPU profile here
+	// (cpu-<name>-watchers.pprof), and this process the allocation
+	// profiles that bound the measured window (writeWindowAllocs).
+	profileDir string
 }
 
 type fanoutResult struct {
@@ -191,6 +196,9 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	devs := fanoutDevs(cfg.filtered)
 	legs := make([]benchserver.Leg, devs)
 	interval := time.Duration(float64(time.Second) / cfg.rate)
+	if err := writeWindowAllocs(cfg, "start"); err != nil {
+		return nil, err
+	}
 	work0, gc0 := benchkit.ReadWork(), readGC()
 	start := time.Now()
 	due := start
@@ -224,6 +232,9 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		return nil, err
 	}
 	work1, gc1 := benchkit.ReadWork(), readGC()
+	if err := writeWindowAllocs(cfg, "end"); err != nil {
+		return nil, err
+	}
 	res := &fanoutResult{
 		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
 		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
@@ -238,6 +249,25 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	// the retained history (OUT_OF_RANGE) is part of what this scenario
 	// measures.
 	return res, nil
+}
+
+// writeWindowAllocs writes this process's allocation profile as
+// allocs-<scenario>-<at>.pprof when profiling: at "start", before the
+// driver's first commit, and at "end", once the watchers caught up, so
+// that `go tool pprof -sample_index=alloc_space -base
+// allocs-fanout-start.pprof allocs-fanout-end.pprof` is what the server
+// and the driver allocated in the measured window, which the work figures
+// (alloc_bytes per event) count too; allocs-<scenario>.pprof counts from
+// the start of the process (the directory's set-up, the watchers' opening).
+// A heap profile holds the allocations up to the last collection, so each
+// is written after one: forced outside the window, counted in neither its
+// work nor its collections.
+func writeWindowAllocs(cfg fanoutConfig, at string) error {
+	if cfg.profileDir == "" {
+		return nil
+	}
+	runtime.GC()
+	return benchkit.WriteProfile(filepath.Join(cfg.profileDir, "allocs-"+cfg.name+"-"+at+".pprof"), "allocs", 0)
 }
 
 // fanWatcher is one watch of the fan-out scenario.

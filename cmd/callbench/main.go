@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&replDur, "replicas-duration", 8*time.Second, "replicas: measured time of each kind (one process, replicas); the concurrency is --concurrency")
 	fs.IntVar(&c.memory.calls, "calls", 100000, "memory: live calls")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
-	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof; the unary and stream scenarios' per kind and round, of its measured time, and the unary scenario's mutex and block profiles) and the memory scenario's heap profile into `dir`")
+	fs.StringVar(&c.profileDir, "profile", "", "write a CPU profile per scenario (cpu-<scenario>.pprof; the unary and stream scenarios' per kind and round, of its measured time, and the unary scenario's mutex and block profiles) the fan-out scenarios' allocation profiles at the start and end of their measured window (allocs-<scenario>-start.pprof, -end.pprof: pprof -base), and the memory scenario's heap profile into `dir`")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
