@@ -25,7 +25,11 @@
 //     A commit visits only the watchers indexed under the old or new
 //     value's uid, device and company, plus the "broad" watchers whose
 //     filter names none of them. An event costs work proportional to the
-//     watchers that could match it, not to all watchers.
+//     watchers that could match it, not to all watchers. The broad
+//     watchers are grouped by view (the same states, types and visibility
+//     func value: every admin's unfiltered watch, say): a change's event is
+//     computed once per view and the view's watchers share its window, so
+//     what a broad watcher costs a revision is a queue append.
 //   - The last HistorySize committed revisions are kept in a ring buffer,
 //     each change with its previous value, so a view transition can be
 //     recomputed for any watcher later.

@@ -108,16 +108,20 @@ func (m *matcher) match(c *Call) bool {
 	return m.visible == nil || m.visible(c)
 }
 
-// sameView reports whether m and o see every change alike: neither
-// restricts uids, devices or companies, they restrict states and event
-// types alike, and their visibility predicates are one func value (or
-// both nil). The fan-out computes the events of such watchers once
-// (Store.visit).
-func (m *matcher) sameView(o *matcher) bool {
-	return m.states == o.states && m.types == o.types &&
-		m.uids.empty() && m.devices.empty() && m.companies.empty() &&
-		o.uids.empty() && o.devices.empty() && o.companies.empty() &&
-		sameFunc(m.visible, o.visible)
+// viewKey identifies a view among the matchers that restrict no uids,
+// devices or companies (the broad ones): two such matchers with one key
+// see every change alike: they restrict states and event types alike,
+// and their visibility predicates are one func value (or both nil). The
+// fan-out computes the events of such watchers once (broadView).
+type viewKey struct {
+	states, types uint32
+	visible       unsafe.Pointer // funcPointer(visible)
+}
+
+// broadKey returns m's view key; m restricts no uids, devices or
+// companies.
+func (m *matcher) broadKey() viewKey {
+	return viewKey{m.states, m.types, funcPointer(m.visible)}
 }
 
 // sameFunc reports whether f and g are one func value: the same function,
@@ -126,9 +130,12 @@ func (m *matcher) sameView(o *matcher) bool {
 // closure record (a shared, static one for a function that captures
 // nothing), so equal pointers mean equal behaviour. Two closures made
 // apart compare unequal even when they would agree: the fan-out then
-// computes their events apart, as it did before.
-func sameFunc(f, g func(*Call) bool) bool {
-	return *(*unsafe.Pointer)(unsafe.Pointer(&f)) == *(*unsafe.Pointer)(unsafe.Pointer(&g))
+// computes their events apart.
+func sameFunc(f, g func(*Call) bool) bool { return funcPointer(f) == funcPointer(g) }
+
+// funcPointer returns f's closure record (nil for a nil func): see sameFunc.
+func funcPointer(f func(*Call) bool) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&f))
 }
 
 // event computes what the change at position idx of its commit means to

@@ -46,11 +46,12 @@ type Store struct {
 
 	// Watcher indexes, guarded by mu. A watcher sits in exactly one of
 	// them: under each uid of its filter if it has uids, else under each
-	// device, else under each company, else in broad.
+	// device, else under each company, else in its broad view.
 	wUID      map[int64][]*Watcher
 	wDev      map[string][]*Watcher
 	wComp     map[string][]*Watcher
-	wBroad    []*Watcher
+	broad     []*broadView           // the views of the watchers in none of the indexes
+	broadBy   map[viewKey]*broadView // the same, by view
 	watchers  map[*Watcher]struct{}
 	changeSeq uint64       // numbers the changes of all commits, for de-duplicating index hits
 	laggers   lagHeap      // lagging watchers by the next revision they need
@@ -74,6 +75,7 @@ func New(opts Options) *Store {
 		wUID:     make(map[int64][]*Watcher),
 		wDev:     make(map[string][]*Watcher),
 		wComp:    make(map[string][]*Watcher),
+		broadBy:  make(map[viewKey]*broadView),
 		watchers: make(map[*Watcher]struct{}),
 		epoch:    opts.Epoch,
 	}

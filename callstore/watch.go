@@ -393,8 +393,37 @@ func (s *Store) registerLocked(w *Watcher) {
 			s.wComp[k] = append(s.wComp[k], w)
 		}
 	default:
-		s.wBroad = append(s.wBroad, w)
+		s.addBroad(w)
 	}
+}
+
+// addBroad adds w to its broad view, making the view if it is the first.
+func (s *Store) addBroad(w *Watcher) {
+	k := w.m.broadKey()
+	v := s.broadBy[k]
+	if v == nil {
+		v = &broadView{m: w.m, idx: len(s.broad)}
+		s.broadBy[k] = v
+		s.broad = append(s.broad, v)
+	}
+	v.ws = append(v.ws, w)
+}
+
+// removeBroad removes w from its broad view, and the view once empty.
+func (s *Store) removeBroad(w *Watcher) {
+	k := w.m.broadKey()
+	v := s.broadBy[k]
+	if v == nil {
+		return
+	}
+	if v.ws = removeWatcher(v.ws, w); len(v.ws) > 0 {
+		return
+	}
+	delete(s.broadBy, k)
+	last := s.broad[len(s.broad)-1]
+	s.broad[v.idx], last.idx = last, v.idx
+	s.broad[len(s.broad)-1] = nil
+	s.broad = s.broad[:len(s.broad)-1]
 }
 
 func removeWatcher(list []*Watcher, w *Watcher) []*Watcher {
@@ -433,14 +462,15 @@ func (s *Store) unregisterLocked(w *Watcher) {
 	case !m.companies.empty():
 		unindex(s.wComp, m.companies.keys(), w)
 	default:
-		s.wBroad = removeWatcher(s.wBroad, w)
+		s.removeBroad(w)
 	}
 }
 
 // fanoutLocked queues the events of revision rev for every watcher they
 // concern. Only the watchers indexed under the old or new value's uid,
-// device or company, and the broad ones, are visited. Each event is
-// written once, into the watcher's window (see window).
+// device or company, and the broad views, are visited. Each event is
+// written once per window: into an indexed watcher's window (see window),
+// or once per broad view for all its watchers (broadView.queue).
 func (s *Store) fanoutLocked(e *histEntry) {
 	rev, n := e.rev, e.len()
 	for i := range n {
@@ -462,7 +492,14 @@ func (s *Store) fanoutLocked(e *histEntry) {
 				s.visit(s.wComp[p.DeviceCompany], ch, i, rev, n)
 			}
 		}
-		s.visit(s.wBroad, ch, i, rev, n)
+		for _, v := range s.broad {
+			if ev, ok := v.m.event(ch, i); ok {
+				v.evs = append(v.evs, ev)
+			}
+		}
+	}
+	for _, v := range s.broad {
+		v.queue(s, rev)
 	}
 	for i, w := range s.touched {
 		w.push(rev, w.pendBuf[:w.pendN:w.pendN]) // capacity ends at the length: appends never reach the next window
@@ -470,6 +507,52 @@ func (s *Store) fanoutLocked(e *histEntry) {
 		s.touched[i] = nil
 	}
 	s.touched = s.touched[:0]
+}
+
+// broadView is the broad watchers (no uid, device or company filter) of
+// one view (viewKey: the unfiltered watches of every admin, say).
+// The fan-out computes a change's event once per view, not once per
+// watcher, and hands the view's watchers one window per commit: the
+// per-watcher work of a revision is a queue append.
+type broadView struct {
+	m   matcher      // the view: its first watcher's matcher
+	ws  []*Watcher   // its watchers, in no particular order
+	idx int          // position in Store.broad
+	evs []WatchEvent // scratch: the view's events in the commit being fanned out
+}
+
+// queue hands the view's events of revision rev, if any, to each of its
+// watchers, and empties the scratch. The caught-up watchers share one
+// window of the store's shared slab, the backlogged ones one of a private
+// slab (the first backlogged watcher's own): what a stalled watcher pins
+// stays events it was given, not a shared slab (see window).
+func (v *broadView) queue(s *Store, rev int64) {
+	evs := v.evs
+	var shared, own []WatchEvent
+	for _, w := range v.ws {
+		w.seenChange = s.changeSeq // visited (for the index's de-duplication, and tests)
+		if len(evs) == 0 {
+			continue
+		}
+		var win []WatchEvent
+		if w.backlog.Load() {
+			if own == nil {
+				own = w.carveOwn(len(evs))
+				copy(own, evs)
+			}
+			win = own
+		} else {
+			w.own, w.ownTotal = nil, 0 // caught up, as in window
+			if shared == nil {
+				shared = carve(&s.slab, len(evs))
+				copy(shared, evs)
+			}
+			win = shared
+		}
+		w.push(rev, win)
+	}
+	clear(evs) // the scratch must not keep the calls alive
+	v.evs = evs[:0]
 }
 
 // window returns room for the events of the commit being fanned out to
@@ -490,46 +573,6 @@ func (s *Store) window(w *Watcher, n int) []WatchEvent {
 	}
 	w.own, w.ownTotal = nil, 0 // caught up: its private slab goes with its last batch
 	return carve(&s.slab, n)
-}
-
-// windowHost returns the watcher whose window w shares for the commit
-// being fanned out, or nil: shared and own are the first watchers before
-// w, of its view, with a window of the store's shared slab and of a
-// private slab. A caught-up watcher takes either (the shared slab's
-// first); a backlogged one only a private slab's, so that what it pins
-// while it stays behind is still events it was given, not a shared slab
-// (see window). The host's window must hold only this change's event:
-// both then get exactly the same events (sameView), written once.
-func windowHost(w, shared, own *Watcher) *Watcher {
-	h := own
-	if shared != nil && !w.backlog.Load() {
-		h = shared
-	}
-	if h == nil || h.pendN != 1 {
-		return nil
-	}
-	return h
-}
-
-// sharedWith returns which of shared and own w shares its window with
-// for the commit being fanned out, or nil.
-func sharedWith(w, shared, own *Watcher) *Watcher {
-	switch p := windowOf(w); {
-	case shared != nil && p == windowOf(shared):
-		return shared
-	case own != nil && p == windowOf(own):
-		return own
-	}
-	return nil
-}
-
-// windowOf returns the first slot of w's window for the commit being
-// fanned out (nil without one): watchers sharing a window have the same.
-func windowOf(w *Watcher) *WatchEvent {
-	if len(w.pendBuf) == 0 {
-		return nil
-	}
-	return &w.pendBuf[0]
 }
 
 // slabEvents bounds the events sharing one allocation in the fan-out.
@@ -576,60 +619,26 @@ func (w *Watcher) carveOwn(n int) []WatchEvent {
 }
 
 // visit gives the change's event to each watcher of ws that hears of it,
-// in the watcher's window for the commit. Watchers of one view next to
-// each other in ws (sameView: the unfiltered watches of every admin, say)
-// get the same event: the first of them computes it, and the others share
-// a window with one before them (windowHost), so it is written once per
-// window, not once per watcher.
+// in the watcher's window for the commit. ws is an index's list: its
+// watchers restrict uids, devices or companies, so no two of them are of
+// one view (those are the broad views').
 func (s *Store) visit(ws []*Watcher, ch *histChange, idx int, rev int64, n int) {
-	var lead *Watcher       // the first of the run of one view that ev, ok are of
-	var hostShared *Watcher // the run's first with a window of the shared slab
-	var hostOwn *Watcher    // and of a private slab
-	var ev WatchEvent
-	var ok bool
 	for _, w := range ws {
 		if w.seenChange == s.changeSeq {
 			continue // reached through two index keys
 		}
 		w.seenChange = s.changeSeq
-		if lead == nil || !w.m.sameView(&lead.m) {
-			lead, hostShared, hostOwn = w, nil, nil
-			ev, ok = w.m.event(ch, idx)
-		}
+		ev, ok := w.m.event(ch, idx)
 		if !ok {
 			continue
 		}
 		if w.touchRev != rev {
 			w.touchRev = rev
 			s.touched = append(s.touched, w)
-			if h := windowHost(w, hostShared, hostOwn); h != nil {
-				if !w.backlog.Load() {
-					w.own, w.ownTotal = nil, 0 // caught up, as in window
-				}
-				w.pendBuf, w.pendOwn = h.pendBuf, h.pendOwn
-				w.pendN++ // the host wrote the event there
-				continue
-			}
 			w.pendBuf = s.window(w, n)
-		} else if h := sharedWith(w, hostShared, hostOwn); h != nil {
-			if h.pendN-1 == w.pendN {
-				w.pendN++ // the host wrote the event there
-				continue
-			}
-			// Defensive (the two got the same events so far): w goes on
-			// in a window of its own.
-			shared := w.pendBuf[:w.pendN]
-			w.pendBuf = s.window(w, n)
-			copy(w.pendBuf, shared)
 		}
 		w.pendBuf[w.pendN] = ev
 		w.pendN++
-		switch {
-		case w.pendOwn && hostOwn == nil:
-			hostOwn = w
-		case !w.pendOwn && hostShared == nil:
-			hostShared = w
-		}
 	}
 }
 
