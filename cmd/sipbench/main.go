@@ -53,6 +53,7 @@ type config struct {
 	strict      bool
 	jsonFile    string
 	cpuProfile  string
+	allocsFile  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -66,6 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&c.jsonFile, "json", "", "also write the JSON summary to `file`")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the switch run (this process: switch, server, watcher) to `file`")
+	fs.StringVar(&c.allocsFile, "allocprofile", "", "write this process's allocation profile, taken after the switch run, to `file` (pprof -sample_index=alloc_space; the direct run allocates next to nothing here)")
 	if err := benchkit.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -281,6 +283,11 @@ func runSwitch(ctx context.Context, c *config, dir, callsInf string, rep *report
 		return err
 	}
 	rep.SwitchWork = benchkit.PerEvent(w0, benchkit.ReadWork(), uint64(rep.Switch.Caller.Successful))
+	if c.allocsFile != "" {
+		if err := benchkit.WriteProfile(c.allocsFile, "allocs", 0); err != nil {
+			return err
+		}
+	}
 	env.answers.settle(10 * time.Second)
 	var h latency.Hist
 	lat, unmatched := env.answers.pairs()
