@@ -8,14 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/icholy/digest"
 	"golang.org/x/time/rate"
 
 	"callcontrold/directory"
@@ -125,8 +123,8 @@ func (a *authenticator) check(req *sipmsg.Request, src netip.Addr, user string, 
 	if h == nil {
 		return a.challenge(req, src, user, proxy, false, now, "no credentials")
 	}
-	cred, err := digest.ParseCredentials(h.Value())
-	if err != nil || cred.Username == "" || cred.Nonce == "" || cred.Response == "" {
+	cred, ok := parseCredentials(h.Value())
+	if !ok || cred.Username == "" || cred.Nonce == "" || cred.Response == "" {
 		return authOutcome{response: sipmsg.NewResponseFromRequest(req, sipmsg.StatusBadRequest, "Malformed "+hname, nil), reason: "malformed credentials"}
 	}
 	if cred.QOP != "auth" || cred.Cnonce == "" || cred.Nc <= 0 {
@@ -140,7 +138,7 @@ func (a *authenticator) check(req *sipmsg.Request, src netip.Addr, user string, 
 		return authOutcome{response: sipmsg.NewResponseFromRequest(req, sipmsg.StatusBadRequest, "Digest uri is not a SIP URI", nil), reason: "bad digest uri"}
 	}
 	dev, ok := a.dir.DeviceBySIPUser(cred.Username)
-	if !ok || dev.SIP.Realm != cred.Realm || !a.verify(dev.SIP, cred, req.Method.String()) {
+	if !ok || dev.SIP.Realm != cred.Realm || !a.verify(dev.SIP, &cred, req.Method.String()) {
 		a.fail(src, now)
 		return authOutcome{response: sipmsg.NewResponseFromRequest(req, sipmsg.StatusForbidden, "Forbidden", nil), reason: "wrong credentials for " + strconv.Quote(cred.Username)}
 	}
@@ -153,27 +151,66 @@ func (a *authenticator) check(req *sipmsg.Request, src netip.Addr, user string, 
 	return authOutcome{device: dev}
 }
 
-// verify recomputes the digest response from the stored HA1.
-func (a *authenticator) verify(acct *directory.SIPAccount, cred *digest.Credentials, method string) bool {
+// verify recomputes the digest response from the stored HA1. It runs
+// on every authenticated INVITE and REGISTER, so it builds the hashes'
+// inputs in one stack buffer rather than in strings.
+func (a *authenticator) verify(acct *directory.SIPAccount, cred *credentials, method string) bool {
 	var ha1 []byte
-	var h hash.Hash
-	switch strings.ToUpper(cred.Algorithm) {
-	case "", "MD5":
-		ha1, h = acct.HA1MD5, md5.New()
-	case "SHA-256":
-		ha1, h = acct.HA1SHA256, sha256.New()
+	sha := false
+	switch {
+	case cred.Algorithm == "" || strings.EqualFold(cred.Algorithm, "MD5"):
+		ha1 = acct.HA1MD5
+	case strings.EqualFold(cred.Algorithm, "SHA-256"):
+		ha1, sha = acct.HA1SHA256, true
 	}
 	if ha1 == nil {
 		return false
 	}
-	hexOf := func(parts ...string) string {
-		h.Reset()
-		h.Write([]byte(strings.Join(parts, ":")))
-		return hex.EncodeToString(h.Sum(nil))
+	var buf [512]byte
+	in := append(append(append(buf[:0], method...), ':'), cred.URI...)
+	var ha2 [2 * sha256.Size]byte
+	n := len(hexDigest(ha2[:0], in, sha))
+	in = hex.AppendEncode(buf[:0], ha1)
+	in = append(append(in, ':'), cred.Nonce...)
+	in = append(in, ':')
+	in = appendHex8(in, uint32(cred.Nc))
+	in = append(append(in, ':'), cred.Cnonce...)
+	in = append(append(in, ':'), cred.QOP...)
+	in = append(append(in, ':'), ha2[:n]...)
+	var want, got [2 * sha256.Size]byte
+	w := hexDigest(want[:0], in, sha)
+	if len(cred.Response) != len(w) {
+		return false
 	}
-	ha2 := hexOf(method, cred.URI)
-	want := hexOf(hex.EncodeToString(ha1), cred.Nonce, fmt.Sprintf("%08x", cred.Nc), cred.Cnonce, cred.QOP, ha2)
-	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(cred.Response))) == 1
+	g := got[:len(w)]
+	for i := range g {
+		c := cred.Response[i]
+		if 'A' <= c && c <= 'F' {
+			c += 'a' - 'A'
+		}
+		g[i] = c
+	}
+	return subtle.ConstantTimeCompare(w, g) == 1
+}
+
+// hexDigest appends the lower-case hex of data's MD5, or SHA-256, digest.
+func hexDigest(dst, data []byte, sha bool) []byte {
+	if sha {
+		sum := sha256.Sum256(data)
+		return hex.AppendEncode(dst, sum[:])
+	}
+	sum := md5.Sum(data)
+	return hex.AppendEncode(dst, sum[:])
+}
+
+// appendHex8 appends v as eight lower-case hex digits (%08x): the nonce
+// count as the phone wrote it into its hash.
+func appendHex8(dst []byte, v uint32) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 28; shift >= 0; shift -= 4 {
+		dst = append(dst, digits[v>>uint(shift)&0xf])
+	}
+	return dst
 }
 
 // challenge answers 401 (or 407) with a new nonce, one header per
