@@ -178,7 +178,7 @@ func checkEventEncoding(t *rapid.T, cv *converter) *callcontrolv1.CallEvent {
 		t.Fatalf("building the frame did not cache its event's encoding")
 	}
 	// The watchers after the first compute keys with what the revision's
-	// record knows of its calls (revEncodings.noQcall): the same keys.
+	// record knows of its calls (cachedFrame.noQcall): the same keys.
 	if k := c.key(&e, viewer.visible, c.record(7).noQcall); k != key {
 		t.Fatalf("key with the record's noQcall = %+v, want %+v", k, key)
 	}

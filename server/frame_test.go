@@ -115,9 +115,11 @@ func TestResumeTokenRoundTrip(t *testing.T) {
 func TestEncodeCacheSlots(t *testing.T) {
 	c := newEncodeCache(nil, 64)
 	n := int64(len(c.slots))
-	e := func(index int, b string) encEntry {
-		return encEntry{key: encKey{index: int32(index), view: callstore.ViewStayed}, b: []byte(b)}
+	type entry struct {
+		index int
+		b     string
 	}
+	e := func(index int, b string) entry { return entry{index, b} }
 	get := func(rev int64, index int) string {
 		b, ok := c.lookup(rev, encKey{index: int32(index), view: callstore.ViewStayed})
 		if !ok {
@@ -125,8 +127,8 @@ func TestEncodeCacheSlots(t *testing.T) {
 		}
 		return string(b)
 	}
-	store := func(rev int64, e encEntry) {
-		c.update(rev, func(next *revEncodings) { next.entries = append(next.entries, e) })
+	store := func(rev int64, e entry) { // a frame of one event, its bytes the event's
+		c.publish(rev, []byte(e.b), 1, []frameEvent{{key: encKey{index: int32(e.index), view: callstore.ViewStayed}, end: uint32(len(e.b))}}, 0)
 	}
 	store(5, e(0, "a"))
 	store(5, e(1, "b"))

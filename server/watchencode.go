@@ -31,14 +31,14 @@ const (
 //
 // Every watcher of every revision looks here, so reads take no lock: a
 // ring of slots, one revision each (rev modulo the ring size), holds
-// immutable entry lists that writers replace with compare-and-swap. A
+// immutable lists of frames that writers extend with compare-and-swap. A
 // newer revision takes over its slot; watchers replaying older history
 // simply encode again.
 type encodeCache struct {
 	cv    *converter    // decides what the viewer may see
 	ev    *eventEncoder // writes the events' bytes
 	bufs  sync.Pool     // *[]byte: eventEncoder's buffers, one per concurrent encoding
-	slots []atomic.Pointer[revEncodings]
+	slots []atomic.Pointer[cachedFrame]
 	mask  int64
 	head  atomic.Pointer[tokenHead] // the last epoch's (appendToken)
 }
@@ -68,33 +68,51 @@ func (c *encodeCache) appendToken(dst []byte, epoch uint64, rev int64) []byte {
 	return base64.RawURLEncoding.AppendEncode(append(dst, h.b[:]...), r[:])
 }
 
-// revEncodings are the encodings of one revision's events, and the whole
-// frames built from them; never modified once published.
-type revEncodings struct {
-	rev     int64
-	entries []encEntry     // in entryArr while they fit
-	frames  []*cachedFrame // in frameArr while they fit
+// cachedFrame is a finished frame of one revision, as the cache holds it:
+// its bytes, the keys of the events it holds, in order, with where each
+// event's encoding lies in it, and the revision's frames published before
+// it. Never modified once published. Watchers that receive the same
+// events in the same views — all the unfiltered ones of one login, say —
+// send the very same bytes: gRPC only reads a message, so one frame can go
+// out on many streams. Such a watcher finds the frame by its events' keys
+// alone, without looking up or touching the events' bytes; a watcher that
+// needs another frame of the revision copies the encodings of the events
+// it shares with a frame from there.
+//
+// A revision's frames are a list, newest first, each pointing at the one
+// published before it: publishing a frame allocates it and nothing else
+// (the revision's record used to be copied, with room for its encodings
+// and frames, at every frame: twice the bytes a revision allocates here).
+// The keys and places of a frame of up to two events live in the frame.
+type cachedFrame struct {
+	rev int64
 	// noQcall has bit i set when the call of the commit's event i (i < 64)
 	// points at no queue-bridged call: its key's qvis is false for every
 	// viewer, and a watcher after the first finds the frame without
 	// reading the call (a value another processor committed: a cache miss
-	// per event, per watcher).
+	// per event, per watcher). The newest frame's is the revision's: each
+	// adds its events' bits to those of the frames before it.
 	noQcall uint64
-	// Room for a revision's usual encodings, one frame of up to two fresh
-	// events (every watcher of one view), in the record itself: one
-	// allocation per update rather than three. frame is the frame the
-	// update adds (publish): each record adds one.
-	entryArr [2]encEntry
-	frameArr [1]*cachedFrame
-	frame    cachedFrame
+	prev    *cachedFrame // the revision's frame published before this one, or nil
+	raw     rawFrame
+	epoch   uint64       // the resume token's, in the frame
+	events  []frameEvent // small[:n], or an array of their own past len(small)
+	small   [2]frameEvent
+}
+
+// frameEvent is one event of a cached frame: its key, and where its
+// encoding lies in the frame's bytes.
+type frameEvent struct {
+	key        encKey
+	start, end uint32
 }
 
 // encKey identifies one encoding of a revision's event: which event (its
 // position in the commit), how it moves the viewer's view, and which of
 // the calls it points at the viewer may see. Within a revision, equal keys
 // mean equal bytes. It is 16 bytes (a commit has far fewer than 2^31
-// changes): a revision's record holds six keys, and every watcher after
-// the first compares a frame's keys with its own.
+// changes): every watcher after the first compares a frame's keys with
+// its own.
 type encKey struct {
 	index int32
 	view  callstore.ViewChange
@@ -102,38 +120,18 @@ type encKey struct {
 	xvis  uint64 // which xfer_data legs the viewer may see
 }
 
-type encEntry struct {
-	key encKey
-	b   []byte
-}
-
-// cachedFrame is a finished frame and the keys of the events it holds, in
-// order. Watchers that receive the same events in the same views — all
-// the unfiltered ones of one login, say — send the very same bytes: gRPC
-// only reads a message, so one frame can go out on many streams. Such a
-// watcher finds the frame by its events' keys alone, without looking up
-// or touching the events' bytes. The frame's header and the keys of a
-// frame of up to four events live in the revision's record that added
-// the frame (revEncodings.frame): no allocation of their own.
-type cachedFrame struct {
-	raw   rawFrame
-	epoch uint64   // the resume token's, in the frame
-	keys  []encKey // small[:n], or an array of their own past len(small)
-	small [4]encKey
-}
-
 func newEncodeCache(cv *converter, window int) *encodeCache {
 	n := 64 // a power of two between 64 and 4096 covering the window
 	for n < window && n < 4096 {
 		n *= 2
 	}
-	c := &encodeCache{cv: cv, ev: newEventEncoder(cv), slots: make([]atomic.Pointer[revEncodings], n), mask: int64(n - 1)}
+	c := &encodeCache{cv: cv, ev: newEventEncoder(cv), slots: make([]atomic.Pointer[cachedFrame], n), mask: int64(n - 1)}
 	c.bufs.New = func() any { return new([]byte) }
 	return c
 }
 
 // key returns the key of e's encoding as the viewer sees it; noQcall is
-// the revision's record's (revEncodings.noQcall), or 0.
+// the revision's (cachedFrame.noQcall), or 0.
 func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call) bool, noQcall uint64) encKey {
 	k := encKey{index: int32(e.Index), view: e.View, xvis: c.cv.xferVisible(e.Xfer, visible)}
 	if e.Index >= 64 || noQcall&(1<<e.Index) == 0 {
@@ -142,7 +140,7 @@ func (c *encodeCache) key(e *callstore.WatchEvent, visible func(*callstore.Call)
 	return k
 }
 
-// noQcallBit is e's bit of revEncodings.noQcall if its call points at no
+// noQcallBit is e's bit of cachedFrame.noQcall if its call points at no
 // queue-bridged call, or 0.
 func noQcallBit(e *callstore.WatchEvent) uint64 {
 	if e.Index >= 64 || e.Call == nil || hasQcall(e.Call) {
@@ -151,107 +149,81 @@ func noQcallBit(e *callstore.WatchEvent) uint64 {
 	return 1 << e.Index
 }
 
-// record returns rev's published encodings, or nil.
-func (c *encodeCache) record(rev int64) *revEncodings {
+// record returns rev's newest published frame, the head of its list, or
+// nil.
+func (c *encodeCache) record(rev int64) *cachedFrame {
 	if p := c.slots[rev&c.mask].Load(); p != nil && p.rev == rev {
 		return p
 	}
 	return nil
 }
 
+// lookup returns the encoding of rev's event with key k, from a frame of
+// rev that holds it.
 func (c *encodeCache) lookup(rev int64, k encKey) ([]byte, bool) {
-	p := c.record(rev)
-	if p == nil {
-		return nil, false
-	}
-	for _, e := range p.entries {
-		if e.key == k {
-			return e.b, true
+	for f := c.record(rev); f != nil; f = f.prev {
+		for _, e := range f.events {
+			if e.key == k {
+				// Capped at its end: an append to it copies it, never
+				// writes into the frame.
+				return f.raw.data[e.start:e.end:e.end], true
+			}
 		}
 	}
 	return nil, false
 }
 
-// update publishes a copy of rev's encodings changed by f, unless a newer
-// revision owns the slot (then this one stays uncached).
-func (c *encodeCache) update(rev int64, f func(next *revEncodings)) {
-	slot := &c.slots[rev&c.mask]
-	for {
-		old := slot.Load()
-		next := &revEncodings{rev: rev}
-		switch {
-		case old == nil || old.rev < rev:
-			next.entries, next.frames = next.entryArr[:0], next.frameArr[:0]
-		case old.rev == rev:
-			next.entries = carry(old.entries, next.entryArr[:])
-			next.frames = carry(old.frames, next.frameArr[:])
-			next.noQcall = old.noQcall
-		default:
-			return
-		}
-		f(next)
-		if slot.CompareAndSwap(old, next) {
-			return
-		}
-	}
-}
-
-// carry returns a published record's list for its copy: in room (the
-// copy's own array) if it fits, else the published array with its
-// capacity cut at its length, so that appends copy it, never write into
-// it.
-func carry[T any](old, room []T) []T {
-	if len(old) <= len(room) {
-		return room[:copy(room, old)]
-	}
-	return old[:len(old):len(old)]
-}
-
-// lookupFrame returns the frame of p (a revision's record, or nil) whose
-// events have keys, or nil.
-func lookupFrame(p *revEncodings, epoch uint64, keys []encKey) *rawFrame {
-	if p == nil {
-		return nil
-	}
-	for _, f := range p.frames {
-		if f.epoch == epoch && slices.Equal(f.keys, keys) {
+// lookupFrame returns the frame of p's list (a revision's newest frame,
+// or nil) whose events have keys, or nil.
+func lookupFrame(p *cachedFrame, epoch uint64, keys []encKey) *rawFrame {
+	for f := p; f != nil; f = f.prev {
+		if f.epoch == epoch && f.hasKeys(keys) {
 			return &f.raw
 		}
 	}
 	return nil
 }
 
-// publish adds the frame out of events with keys, and the event
-// encodings first written for it, to rev's encodings (one copy of them
-// per frame, not one per event), and returns the frame. The frame lives
-// in the record that adds it (revEncodings.frame); uncached (a newer
-// revision owns the slot), on its own. noQcall are the events' bits of
-// revEncodings.noQcall.
-func (c *encodeCache) publish(rev int64, entries []encEntry, out []byte, epoch uint64, keys []encKey, noQcall uint64) *rawFrame {
-	var frame *cachedFrame
-	c.update(rev, func(next *revEncodings) {
-		frame = &next.frame
-		frame.set(out, epoch, keys)
-		next.entries = append(next.entries, entries...)
-		next.frames = append(next.frames, frame)
-		next.noQcall |= noQcall
-	})
-	if frame == nil {
-		frame = new(cachedFrame)
-		frame.set(out, epoch, keys)
+// hasKeys reports whether f's events have keys, in order.
+func (f *cachedFrame) hasKeys(keys []encKey) bool {
+	if len(f.events) != len(keys) {
+		return false
 	}
-	return &frame.raw
+	for i, e := range f.events {
+		if e.key != keys[i] {
+			return false
+		}
+	}
+	return true
 }
 
-// set makes f the frame out of events with keys.
-func (f *cachedFrame) set(out []byte, epoch uint64, keys []encKey) {
+// publish adds the frame out, of events (their keys and places in out),
+// to rev's frames, and returns it. Uncached (a newer revision owns the
+// slot), it is on its own. noQcall are the events' bits of
+// cachedFrame.noQcall.
+func (c *encodeCache) publish(rev int64, out []byte, epoch uint64, events []frameEvent, noQcall uint64) *rawFrame {
+	f := &cachedFrame{rev: rev, epoch: epoch}
 	f.raw.set(out)
-	f.epoch = epoch
-	if len(keys) <= len(f.small) {
-		f.keys = f.small[:len(keys):len(keys)]
-		copy(f.keys, keys)
+	if len(events) <= len(f.small) {
+		f.events = f.small[:len(events):len(events)]
+		copy(f.events, events)
 	} else {
-		f.keys = slices.Clone(keys)
+		f.events = slices.Clone(events)
+	}
+	slot := &c.slots[rev&c.mask]
+	for {
+		old := slot.Load()
+		switch {
+		case old == nil || old.rev < rev:
+			f.prev, f.noQcall = nil, noQcall
+		case old.rev == rev:
+			f.prev, f.noQcall = old, old.noQcall|noQcall
+		default:
+			return &f.raw
+		}
+		if slot.CompareAndSwap(old, f) {
+			return &f.raw
+		}
 	}
 }
 
@@ -281,9 +253,10 @@ func (c *encodeCache) batchFrame(b *callstore.Batch, epoch uint64, visible func(
 
 // buildFrame builds and caches the frame of b's events, whose encodings
 // have keys: protobuf's wire format lets a message be assembled from the
-// encodings of its fields. An encoding is taken from the cache, or
-// written by eventEncoder and then cached where it lies in the frame, so
-// that the frame and its fresh encodings are one allocation.
+// encodings of its fields. An encoding is copied from a frame of the
+// revision that holds it, or written by eventEncoder; the frame then
+// caches where each lies in it, so that the frame's bytes are the only
+// copy of its fresh encodings.
 func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey, scratch *[][]byte) *rawFrame {
 	buf := c.bufs.Get().(*[]byte)
 	written := (*buf)[:0] // the encodings not in the cache, one after another
@@ -317,22 +290,20 @@ func (c *encodeCache) buildFrame(b *callstore.Batch, epoch uint64, keys []encKey
 	out = protowire.AppendTag(out, fieldBatchResumeToken, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(tokenLen))
 	out = c.appendToken(out, epoch, b.Revision)
-	var freshArray [4]encEntry
-	fresh := freshArray[:0] // the encodings written for this frame: cached with it
+	var placeArray [8]frameEvent
+	places := placeArray[:0] // each event's key and place in out: cached with the frame
 	var noQcall uint64
 	for i, e := range events {
 		out = protowire.AppendTag(out, fieldBatchEvents, protowire.BytesType)
 		out = protowire.AppendVarint(out, uint64(len(e)))
 		at := len(out)
 		out = append(out, e...)
-		if spans[i][0] >= 0 {
-			fresh = append(fresh, encEntry{key: keys[i], b: out[at:len(out):len(out)]})
-		}
+		places = append(places, frameEvent{key: keys[i], start: uint32(at), end: uint32(len(out))})
 		noQcall |= noQcallBit(&b.Events[i])
 	}
 	clear(events) // do not pin encodings past this frame
 	*scratch = events[:0]
 	*buf = written
 	c.bufs.Put(buf)
-	return c.publish(b.Revision, fresh, out, epoch, keys, noQcall)
+	return c.publish(b.Revision, out, epoch, places, noQcall)
 }
