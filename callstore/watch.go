@@ -527,32 +527,39 @@ type broadView struct {
 // slab (the first backlogged watcher's own): what a stalled watcher pins
 // stays events it was given, not a shared slab (see window).
 func (v *broadView) queue(s *Store, rev int64) {
-	evs := v.evs
+	seq := s.changeSeq
+	if len(v.evs) == 0 {
+		for _, w := range v.ws {
+			w.seenChange = seq // visited (for the index's de-duplication, and tests)
+		}
+		return
+	}
 	var shared, own []WatchEvent
 	for _, w := range v.ws {
-		w.seenChange = s.changeSeq // visited (for the index's de-duplication, and tests)
-		if len(evs) == 0 {
-			continue
-		}
-		var win []WatchEvent
+		w.seenChange = seq
 		if w.backlog.Load() {
 			if own == nil {
-				own = w.carveOwn(len(evs))
-				copy(own, evs)
+				own = v.window(w.carveOwn(len(v.evs)))
 			}
-			win = own
-		} else {
-			w.own, w.ownTotal = nil, 0 // caught up, as in window
-			if shared == nil {
-				shared = carve(&s.slab, len(evs))
-				copy(shared, evs)
-			}
-			win = shared
+			w.push(rev, own)
+			continue
 		}
-		w.push(rev, win)
+		if w.own != nil {
+			w.own, w.ownTotal = nil, 0 // caught up, as in window
+		}
+		if shared == nil {
+			shared = v.window(carve(&s.slab, len(v.evs)))
+		}
+		w.push(rev, shared)
 	}
-	clear(evs) // the scratch must not keep the calls alive
-	v.evs = evs[:0]
+	clear(v.evs) // the scratch must not keep the calls alive
+	v.evs = v.evs[:0]
+}
+
+// window copies the view's events of the commit into win, and returns it.
+func (v *broadView) window(win []WatchEvent) []WatchEvent {
+	copy(win, v.evs)
+	return win
 }
 
 // window returns room for the events of the commit being fanned out to
