@@ -210,6 +210,27 @@ func (b *b2bua) onStrayCancel(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 
 func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string) {
 	_ = tx.Respond(sipmsg.NewResponseFromRequest(req, code, reason, nil))
+	if code >= 300 {
+		awaitRefusalAck(tx, req)
+	}
+}
+
+// awaitRefusalAck, after an INVITE was answered with a final refusal
+// (3xx-6xx) on tx, waits for the phone's ACK of it or for the end of the
+// transaction; for other requests it returns at once. sipgo hands that
+// ACK to whoever receives on tx.Acks(), and with nobody there it starts
+// a goroutine that waits for a receiver until the transaction ends
+// (Timer I, 5 s over UDP): one more goroutine per challenged INVITE,
+// parked for 5 s, its stack scanned by every collection meanwhile. The
+// handler's goroutine takes the ACK instead, one round trip later.
+func awaitRefusalAck(tx sipmsg.ServerTransaction, req *sipmsg.Request) {
+	if !req.IsInvite() {
+		return
+	}
+	select {
+	case <-tx.Acks():
+	case <-tx.Done():
+	}
 }
 
 // Ring calls a phone for a callee leg, offering the caller's description.

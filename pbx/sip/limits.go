@@ -160,6 +160,7 @@ func (b *b2bua) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction, dev *dir
 	if err := tx.Respond(res); err != nil {
 		b.log.Debug("sip: refusal not sent", "err", err)
 	}
+	awaitRefusalAck(tx, req)
 	return nil
 }
 

@@ -181,7 +181,9 @@ func (r *Registrar) Up(device string) bool { return len(r.Bindings(device)) > 0 
 // Authenticate checks the digest credentials of a request to the B2BUA
 // (INVITE, REFER, ...) from src ("ip:port", req.Source()). When they are
 // good it returns the device; otherwise it has answered the request
-// itself (407 challenge, 403, 400) and returns nil.
+// itself (407 challenge, 403, 400), and for an INVITE received the
+// phone's ACK of that answer (or seen its transaction end), and returns
+// nil.
 func (r *Registrar) Authenticate(req *sipmsg.Request, tx sipmsg.ServerTransaction) *directory.Device {
 	src, err := netip.ParseAddrPort(req.Source())
 	var out authOutcome
@@ -199,6 +201,7 @@ func (r *Registrar) Authenticate(req *sipmsg.Request, tx sipmsg.ServerTransactio
 			r.log.Warn("sip request refused", "method", req.Method.String(), "source", req.Source(), "reason", out.reason)
 		}
 		r.respond(tx, out.response)
+		awaitRefusalAck(tx, req)
 		return nil
 	}
 	return out.device
