@@ -80,10 +80,17 @@ type Engine struct {
 	byDev      map[string][]*leg
 	remotes    map[RemoteID]*remote
 	lastRemote RemoteID
-	timers     map[*engineTimer]struct{}
-	outbox     []signal // decided, not yet delivered to the driver
-	spare      []signal // empty: the array of the outbox delivered last, for the next one
-	flushing   bool     // a goroutine is delivering the outbox
+	timers     timerHeap // pending timers, earliest first (see after)
+	// wake is the clock's timer armed for wakeAt, to run the earliest
+	// of timers; nil when none is armed. wakeFn is e.wake's method value,
+	// made once.
+	wake     Timer
+	wakeAt   time.Time
+	wakeFn   func()
+	timerSeq uint64
+	outbox   []signal // decided, not yet delivered to the driver
+	spare    []signal // empty: the array of the outbox delivered last, for the next one
+	flushing bool     // a goroutine is delivering the outbox
 
 	// The operation's bookkeeping, reused: operations hold mu one at a
 	// time, so one tx (newTx) and one changes array (commit) serve them
@@ -120,13 +127,13 @@ func NewEngine(dir *directory.Directory, store *callstore.Store, drv Driver, opt
 		legs:    map[int64]*leg{},
 		byDev:   map[string][]*leg{},
 		remotes: map[RemoteID]*remote{},
-		timers:  map[*engineTimer]struct{}{},
 
 		offHooks:     map[*leg]*offHook{},
 		changed:      map[*leg]chan struct{}{},
 		answerFailed: map[*leg]error{},
 	}
 	e.ctx, e.stopc = context.WithCancel(context.Background())
+	e.wakeFn = e.runTimers
 	e.sync = opts.Sync
 	commit := opts.Commit
 	if commit == nil {
@@ -205,8 +212,12 @@ func (e *Engine) Close() {
 	e.closed = true
 	e.outbox = nil
 	e.stopc()
-	for t := range e.timers {
-		e.stop(t)
+	for len(e.timers) > 0 {
+		e.stop(e.timers[0])
+	}
+	if e.wake != nil {
+		e.wake.Stop()
+		e.wake = nil
 	}
 }
 
@@ -644,47 +655,6 @@ func (e *Engine) render(l *leg, c *callstore.Call, now *clockReading) {
 	default:
 		c.JSState = callstore.JSProgress
 	}
-}
-
-// engineTimer is a timer of the engine. done is guarded by Engine.mu: a
-// timer that fires after being stopped (the race Stop cannot prevent)
-// sees it and does nothing.
-type engineTimer struct {
-	t    Timer
-	done bool
-}
-
-// after runs f(tx) under the engine's lock after d, commits, and delivers
-// the signals.
-func (e *Engine) after(d time.Duration, f func(t *tx)) *engineTimer {
-	et := &engineTimer{}
-	e.timers[et] = struct{}{}
-	et.t = e.clock.AfterFunc(d, func() {
-		e.mu.Lock()
-		if e.closed || et.done {
-			e.mu.Unlock()
-			return
-		}
-		et.done = true
-		delete(e.timers, et)
-		t := e.newTx()
-		f(t)
-		if err := e.commit(t); err != nil {
-			e.log.Error("pbx: timer commit failed", "err", err)
-		}
-		e.mu.Unlock()
-		e.flush()
-	})
-	return et
-}
-
-func (e *Engine) stop(et *engineTimer) {
-	if et == nil || et.done {
-		return
-	}
-	et.done = true
-	et.t.Stop()
-	delete(e.timers, et)
 }
 
 func (e *Engine) newLeg(t *tx, dev *directory.Device, party callstore.Party) *leg {
