@@ -80,7 +80,7 @@ type Engine struct {
 	byDev      map[string][]*leg
 	remotes    map[RemoteID]*remote
 	lastRemote RemoteID
-	timers     timerHeap // pending timers, earliest first (see after)
+	timers     timerHeap // pending timers, earliest first (see start)
 	// wake is the clock's timer armed for wakeAt, to run the earliest
 	// of timers; nil when none is armed. wakeFn is e.wake's method value,
 	// made once.
@@ -257,7 +257,7 @@ type leg struct {
 // hook, and the timer that gives up on the device (Engine.offHooks).
 type offHook struct {
 	dest  dest
-	timer *engineTimer
+	timer engineTimer
 }
 
 // w returns the leg's value for writing: a private copy of the committed
@@ -300,7 +300,7 @@ type ringer struct {
 	legs   []*leg
 	rest   []*directory.Device // hunt: members still to try
 	queue  bool
-	timer  *engineTimer
+	timer  engineTimer // ring time (rg: this ringer)
 }
 
 type ident struct{ name, number string }
@@ -503,7 +503,7 @@ func (e *Engine) forget(l *leg) {
 	// allocating (the devices are the directory's, so they are few).
 	e.byDev[l.dev.Name] = slices.DeleteFunc(e.byDev[l.dev.Name], func(x *leg) bool { return x == l })
 	if oh := e.offHooks[l]; oh != nil {
-		e.stop(oh.timer)
+		e.stop(&oh.timer)
 		delete(e.offHooks, l)
 	}
 	delete(e.answerFailed, l)
@@ -791,7 +791,7 @@ func (e *Engine) kill(t *tx, l *leg, cause int32) {
 // caller. An external caller ringing the group is detached: it ends with
 // the operation unless the operation routes it elsewhere.
 func (e *Engine) dissolve(t *tx, rg *ringer, cause int32) {
-	e.stop(rg.timer)
+	e.stop(&rg.timer)
 	if rg.origin != nil && rg.origin.alerting == rg {
 		rg.origin.alerting = nil
 		t.touch(rg.origin)

@@ -32,8 +32,8 @@ func (e *Engine) Answered(ctx context.Context, uid int64) (*callstore.Call, erro
 	case l.ringing != nil:
 		e.answer(t, l)
 	case oh != nil:
-		delete(e.offHooks, l) // a stopped timer still holds its closure and runtime timer
-		e.stop(oh.timer)
+		delete(e.offHooks, l)
+		e.stop(&oh.timer)
 		e.route(t, origin{leg: l}, oh.dest, modeDial)
 	default:
 		return l.cur, nil // already answered

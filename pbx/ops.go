@@ -133,7 +133,9 @@ func (e *Engine) dial(ctx context.Context, device, number string, opts DialOptio
 	a := e.newLeg(t, dev, callstore.PartyCaller)
 	a.w().NRState = callstore.NRDial
 	a.w().Number = number
-	e.offHooks[a] = &offHook{dest: d, timer: e.after(e.ringTimeout, func(t *tx) { e.kill(t, a, CauseNoAnswer) })}
+	oh := &offHook{dest: d, timer: engineTimer{leg: a}}
+	e.offHooks[a] = oh
+	e.start(&oh.timer, e.ringTimeout)
 	t.signal(signal{op: sigOffhook, leg: a.ref(), flag: opts.AutoAnswer})
 	if err := e.commit(t); err != nil {
 		return nil, err
@@ -294,7 +296,7 @@ func (e *Engine) talk(ctx context.Context, uid int64) (*leg, *callstore.Call, bo
 func (e *Engine) answer(t *tx, x *leg) {
 	rg := x.ringing
 	t.touch(x) // the answering leg's event comes first
-	e.stop(rg.timer)
+	e.stop(&rg.timer)
 	legs := rg.legs
 	rg.legs, rg.rest = nil, nil
 	x.ringing = nil
@@ -370,7 +372,7 @@ func (e *Engine) decline(t *tx, l *leg, cause int32) {
 	if len(rg.legs) > 0 || rg.queue {
 		return
 	}
-	e.stop(rg.timer)
+	e.stop(&rg.timer)
 	if rg.ext.Type == directory.ExtensionHunt && e.huntNext(t, rg) {
 		return
 	}

@@ -109,6 +109,7 @@ func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		return nil
 	}
 	rg := &ringer{origin: o.leg, rem: o.rem, ext: ext, ref: ref, ident: id}
+	rg.timer.rg = rg
 	timeout := e.ringTimeout
 	if ext.Type == directory.ExtensionHunt {
 		rg.rest, devs = devs[1:], devs[:1]
@@ -128,7 +129,7 @@ func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.
 		o.rem.nr = callstore.NRRing
 		o.rem.ringer = rg
 	}
-	rg.timer = e.after(timeout, func(t *tx) { e.ringExpired(t, rg) })
+	e.start(&rg.timer, timeout)
 	return legs
 }
 
@@ -166,7 +167,7 @@ func (e *Engine) huntNext(t *tx, rg *ringer) bool {
 		if rg.origin != nil {
 			t.touch(rg.origin)
 		}
-		rg.timer = e.after(e.huntStep, func(t *tx) { e.ringExpired(t, rg) })
+		e.start(&rg.timer, e.huntStep)
 		return true
 	}
 	return false
@@ -200,9 +201,10 @@ func (e *Engine) enqueue(t *tx, o origin, ext *directory.Extension, ref *callsto
 	q := e.takeCall(t, o, qdev, callstore.NRUp, ext, ref, id, transfer)
 	q.w().Queue = &callstore.Queue{Name: id.name, Number: id.number, In: e.clock.Now().Unix()}
 	rg := &ringer{origin: q, ext: ext, ref: ref, ident: id, queue: true}
+	rg.timer.rg = rg
 	q.alerting = rg
 	legs := e.ringDevices(t, rg, e.members(ext, o))
-	rg.timer = e.after(e.ringTimeout, func(t *tx) { e.ringExpired(t, rg) })
+	e.start(&rg.timer, e.ringTimeout)
 	return append([]*leg{q}, legs...)
 }
 

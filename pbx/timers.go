@@ -5,22 +5,27 @@ import (
 	"time"
 )
 
-// engineTimer is a timer of the engine: f runs under the engine's lock
-// at when, unless the timer is stopped first. Guarded by Engine.mu.
+// engineTimer is a timer of the engine: at when, unless it is stopped
+// first, a ringer's ring time runs out (rg: Engine.ringExpired) or a
+// dialling phone's wait to go off hook (leg: the leg ends with no
+// answer), under the engine's lock. It is part of what it times (ringer,
+// offHook) and can be started again once it has fired or been stopped
+// (a hunt group's next member). Guarded by Engine.mu.
 //
 // The engine's timers (a dialling phone's off-hook wait, a ringing
 // group's timeout) are nearly all stopped long before they are due, one
 // or two per call. They are kept in one heap, under a single clock timer
 // armed for the earliest (Engine.wake), instead of a clock timer each:
 // starting and stopping one is then a heap push and remove under the
-// lock the engine holds anyway, with no clock timer made, registered
-// with the runtime and deleted from it, and no closure around f.
+// lock the engine holds anyway, with nothing allocated: no clock timer
+// made, registered with the runtime and deleted from it, and no closure.
 type engineTimer struct {
-	when time.Time
-	seq  uint64 // orders timers due at the same time by creation, as the clock does
-	f    func(t *tx)
-	idx  int  // position in Engine.timers
-	done bool // fired or stopped
+	when    time.Time
+	seq     uint64 // orders timers due at the same time by creation, as the clock does
+	idx     int    // position in Engine.timers while pending
+	pending bool
+	rg      *ringer
+	leg     *leg
 }
 
 // timerHeap orders the pending timers by (when, seq).
@@ -53,29 +58,36 @@ func (h *timerHeap) Pop() any {
 	return et
 }
 
-// after runs f(tx) under the engine's lock after d, commits, and delivers
-// the signals. Called with e.mu held.
-func (e *Engine) after(d time.Duration, f func(t *tx)) *engineTimer {
+// start starts et, which is not pending, to fire after d: its run
+// commits and delivers the signals. Called with e.mu held.
+func (e *Engine) start(et *engineTimer, d time.Duration) {
 	now := e.clock.Now()
 	e.timerSeq++
-	et := &engineTimer{when: now.Add(max(d, 0)), seq: e.timerSeq, f: f}
+	et.when, et.seq, et.pending = now.Add(max(d, 0)), e.timerSeq, true
 	heap.Push(&e.timers, et)
 	if e.wake == nil || et.when.Before(e.wakeAt) {
 		e.arm(now)
 	}
-	return et
 }
 
-// stop cancels et, unless it has fired or was stopped. Called with e.mu
-// held. The clock's timer stays armed: when it fires early, runTimers
-// finds nothing due and arms it for the next timer.
+// stop cancels et if it is pending. Called with e.mu held. The clock's
+// timer stays armed: when it fires early, runTimers finds nothing due and
+// arms it for the next timer.
 func (e *Engine) stop(et *engineTimer) {
-	if et == nil || et.done {
+	if !et.pending {
 		return
 	}
-	et.done = true
+	et.pending = false
 	heap.Remove(&e.timers, et.idx)
-	et.f = nil
+}
+
+// run does what et times.
+func (e *Engine) run(t *tx, et *engineTimer) {
+	if et.rg != nil {
+		e.ringExpired(t, et.rg)
+	} else {
+		e.kill(t, et.leg, CauseNoAnswer)
+	}
 }
 
 // arm arms the clock's timer for the earliest pending timer, replacing
@@ -110,11 +122,9 @@ func (e *Engine) runTimers() {
 			return
 		}
 		et := heap.Pop(&e.timers).(*engineTimer)
-		et.done = true
-		f := et.f
-		et.f = nil
+		et.pending = false
 		t := e.newTx()
-		f(t)
+		e.run(t, et)
 		if err := e.commit(t); err != nil {
 			e.log.Error("pbx: timer commit failed", "err", err)
 		}
