@@ -175,8 +175,20 @@ func (r *Registrar) Bindings(device string) []Binding {
 	return out
 }
 
-// Up reports whether a device has a live binding.
-func (r *Registrar) Up(device string) bool { return len(r.Bindings(device)) > 0 }
+// Up reports whether a device has a live binding. The engine asks before
+// every ring (Refuse) and for device status, so it counts rather than
+// copying the bindings as Bindings does.
+func (r *Registrar) Up(device string) bool {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.bindings[device] {
+		if b.Expires.After(now) {
+			return true
+		}
+	}
+	return false
+}
 
 // Authenticate checks the digest credentials of a request to the B2BUA
 // (INVITE, REFER, ...) from src ("ip:port", req.Source()). When they are

@@ -245,7 +245,7 @@ func (b *b2bua) Refuse(t pbx.Target) int32 {
 		}
 		return 0
 	}
-	if len(b.reg.Bindings(t.Device)) == 0 {
+	if !b.reg.Up(t.Device) {
 		return pbx.CauseAbsent
 	}
 	return b.deviceFull(t.Device)
