@@ -199,7 +199,9 @@ func (b *b2bua) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	if d.end() {
-		b.spawn(func() { b.byeEvent(d, req) })
+		// On the handler's goroutine (the BYE is answered already): a
+		// goroutine of its own would cost more than the engine's call.
+		b.byeEvent(d, req)
 	}
 }
 
