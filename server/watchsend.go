@@ -128,11 +128,16 @@ func (sl *sendSlot) sendHelper() {
 // finds no cause, endWith comes later and finds no slot.
 //
 // A send helper's slot also carries its send (sendFrames): the watch and
-// the frames, cleared before the slot goes back to sendSlots.
+// the frames; a sender's (runSender), the watch, its watcher and the
+// sender's other arguments; cleared before the slot goes back to
+// sendSlots.
 type sendSlot struct {
-	ch   chan sendResult
-	ws   *watchStream
-	msgs []any
+	ch     chan sendResult
+	ws     *watchStream
+	msgs   []any
+	w      *callstore.Watcher
+	ended  error
+	linger bool
 }
 
 var sendSlots = sync.Pool{New: func() any { return &sendSlot{ch: make(chan sendResult, 2)} }}
@@ -156,7 +161,7 @@ func (ws *watchStream) await(sl *sendSlot) sendResult {
 	r := <-sl.ch
 	ws.slot.Store(nil)
 	if r.err != errSendAbandoned && ws.cause.Load() == nil {
-		sl.ws, sl.msgs = nil, nil // the helper, if any, is done with them
+		sl.ws, sl.msgs, sl.w, sl.ended = nil, nil, nil, nil // the helper or sender, if any, is done with them
 		sendSlots.Put(sl)
 	}
 	return r

@@ -59,12 +59,20 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error)
 	if sl == nil {
 		return sendResult{}, errSendAbandoned
 	}
-	go func() { sl.ch <- ws.sendWhileBusy(w, linger, ended) }() // buffered (see sendSlot): nobody may be waiting any more
+	sl.ws, sl.w, sl.linger, sl.ended = ws, w, linger, ended
+	go sl.sender()
 	r := ws.await(sl)
 	if r.err == errSendAbandoned { // the eviction's result, never a send's
 		return sendResult{}, r.err
 	}
 	return r, nil
+}
+
+// sender is runSender's goroutine. It takes its arguments from the slot
+// (sendHelper says why): a filtered watch of the 10,000-watcher fan-out
+// gets an event a second, and starts a sender for each.
+func (sl *sendSlot) sender() {
+	sl.ch <- sl.ws.sendWhileBusy(sl.w, sl.linger, sl.ended) // buffered (see sendSlot): nobody may be waiting any more
 }
 
 // sendWhileBusy sends the frames collected and, if linger, waits for more
