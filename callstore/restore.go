@@ -51,7 +51,7 @@ func (s *Store) Restore(rev int64, calls []*Call, lastUID int64) error {
 		}
 	}
 	s.live = make(map[int64]*Call, len(calls))
-	s.byDev = make(map[string][]*Call)
+	s.byDev = make(map[string][]int64)
 	s.order = uidOrder{ids: make([]int64, 0, len(calls))}
 	for _, c := range slices.SortedFunc(slices.Values(calls), func(a, b *Call) int { return cmp.Compare(a.UID, b.UID) }) {
 		s.applyLocked(nil, c)

@@ -37,9 +37,13 @@ type Store struct {
 	nwatch atomic.Int64 // registered watchers
 	nlag   atomic.Int64 // lagging watchers
 
-	mu     sync.RWMutex
-	live   map[int64]*Call
-	byDev  map[string][]*Call // live legs per device, ascending uid
+	mu   sync.RWMutex
+	live map[int64]*Call
+	// byDev holds the uids of the live legs per device, ascending: uids
+	// rather than the values, so that a commit updating a leg on the same
+	// device (most of them) leaves it alone; readers take the values from
+	// live.
+	byDev  map[string][]int64
 	order  uidOrder
 	hist   history
 	closed bool
@@ -70,7 +74,7 @@ func New(opts Options) *Store {
 	s := &Store{
 		qsize:    opts.WatcherQueue,
 		live:     make(map[int64]*Call),
-		byDev:    make(map[string][]*Call),
+		byDev:    make(map[string][]int64),
 		hist:     history{size: opts.HistorySize},
 		wUID:     make(map[int64][]*Watcher),
 		wDev:     make(map[string][]*Watcher),
@@ -119,7 +123,15 @@ func (s *Store) Get(uid int64) (*Call, bool) {
 func (s *Store) ByDevice(device string) []*Call {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return slices.Clone(s.byDev[device])
+	uids := s.byDev[device]
+	if uids == nil {
+		return nil
+	}
+	calls := make([]*Call, len(uids))
+	for i, uid := range uids {
+		calls[i] = s.live[uid]
+	}
+	return calls
 }
 
 // Len returns the number of live legs.
@@ -153,8 +165,8 @@ func (s *Store) listLocked(m *matcher, afterUID int64, limit int) []*Call {
 		}
 	case !m.devices.empty():
 		for _, d := range m.devices.keys() {
-			for _, c := range s.byDev[d] {
-				if c.UID > afterUID && m.match(c) {
+			for _, uid := range s.byDev[d] {
+				if c := s.live[uid]; uid > afterUID && m.match(c) {
 					out = append(out, c)
 				}
 			}
@@ -357,32 +369,19 @@ func (s *Store) applyLocked(prev, c *Call) {
 		s.live[c.UID] = c
 		if prev.Device != c.Device {
 			s.devAdd(c)
-		} else {
-			s.devReplace(c)
 		}
 	}
 }
 
-func devSearch(list []*Call, uid int64) (int, bool) {
-	return slices.BinarySearchFunc(list, uid, func(c *Call, uid int64) int { return cmp.Compare(c.UID, uid) })
-}
-
 func (s *Store) devAdd(c *Call) {
 	list := s.byDev[c.Device]
-	i, _ := devSearch(list, c.UID)
-	s.byDev[c.Device] = slices.Insert(list, i, c)
-}
-
-func (s *Store) devReplace(c *Call) {
-	list := s.byDev[c.Device]
-	if i, ok := devSearch(list, c.UID); ok {
-		list[i] = c // ByDevice returns copies, so in-place is safe
-	}
+	i, _ := slices.BinarySearch(list, c.UID)
+	s.byDev[c.Device] = slices.Insert(list, i, c.UID)
 }
 
 func (s *Store) devRemove(c *Call) {
 	list := s.byDev[c.Device]
-	i, ok := devSearch(list, c.UID)
+	i, ok := slices.BinarySearch(list, c.UID)
 	if !ok {
 		return
 	}
