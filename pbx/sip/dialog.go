@@ -218,22 +218,34 @@ func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason 
 }
 
 // awaitRefusalAck, after an INVITE was answered with a final refusal
-// (3xx-6xx) on tx, waits for the phone's ACK of it or for the end of the
-// transaction; for other requests it returns at once. sipgo hands that
-// ACK to whoever receives on tx.Acks(), and with nobody there it starts
-// a goroutine that waits for a receiver until the transaction ends
-// (Timer I, 5 s over UDP): one more goroutine per challenged INVITE,
-// parked for 5 s, its stack scanned by every collection meanwhile. The
-// handler's goroutine takes the ACK instead, one round trip later.
+// (3xx-6xx) on tx, waits for the phone's ACK of it, for the end of the
+// transaction or for refusalAckWait; for other requests it returns at
+// once. sipgo hands that ACK to whoever receives on tx.Acks(), and with
+// nobody there it starts a goroutine that waits for a receiver until the
+// transaction ends (Timer I, 5 s over UDP): one more goroutine per
+// challenged INVITE, parked for 5 s, and thousands of small parked
+// stacks make the runtime start every new goroutine on a smaller stack
+// that it then grows by copying. The handler's goroutine takes the ACK
+// instead, one round trip later.
 func awaitRefusalAck(tx sipmsg.ServerTransaction, req *sipmsg.Request) {
 	if !req.IsInvite() {
 		return
 	}
+	t := time.NewTimer(refusalAckWait)
+	defer t.Stop()
 	select {
 	case <-tx.Acks():
 	case <-tx.Done():
+	case <-t.C:
 	}
 }
+
+// refusalAckWait bounds awaitRefusalAck: a phone's ACK comes a round
+// trip after the refusal, or after the refusal's retransmissions (0.5,
+// 1 and 2 s later over UDP) when it was lost. A source that never
+// acknowledges (its transaction lasts 32 s) holds a handler no longer
+// than this; an ACK later than this is left to sipgo, as before.
+const refusalAckWait = 4 * time.Second
 
 // Ring calls a phone for a callee leg, offering the caller's description.
 func (b *b2bua) Ring(ctx context.Context, r pbx.Ring) {
