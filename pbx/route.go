@@ -2,6 +2,7 @@ package pbx
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"callcontrold/callstore"
@@ -89,8 +90,8 @@ func answered(l *leg) {
 	}
 }
 
-func (e *Engine) members(ext *directory.Extension, o origin) []*directory.Device {
-	var devs []*directory.Device
+// members appends to devs the members of ext that can ring for o now.
+func (e *Engine) members(devs []*directory.Device, ext *directory.Extension, o origin) []*directory.Device {
 	for _, m := range ext.Members {
 		dev, ok := e.dir.Device(m)
 		if !ok || o.leg != nil && o.leg.dev == dev || !e.canRing(dev) {
@@ -103,7 +104,8 @@ func (e *Engine) members(ext *directory.Extension, o origin) []*directory.Device
 
 // ring rings a device, ring-all or hunt extension.
 func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.ExtensionRef, id ident, transfer bool) []*leg {
-	devs := e.members(ext, o)
+	var buf [8]*directory.Device // the members, on the stack unless a hunt group keeps the rest
+	devs := e.members(buf[:0], ext, o)
 	if len(devs) == 0 {
 		e.fail(t, o, CauseUserBusy)
 		return nil
@@ -112,7 +114,7 @@ func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.
 	rg.timer.rg = rg
 	timeout := e.ringTimeout
 	if ext.Type == directory.ExtensionHunt {
-		rg.rest, devs = devs[1:], devs[:1]
+		rg.rest, devs = slices.Clone(devs[1:]), devs[:1]
 		timeout = e.huntStep
 	}
 	legs := e.ringDevices(t, rg, devs)
@@ -133,8 +135,10 @@ func (e *Engine) ring(t *tx, o origin, ext *directory.Extension, ref *callstore.
 	return legs
 }
 
+// ringDevices rings devs for rg and returns their new legs: the end of
+// rg.legs, capped (an append to it copies), valid until rg.legs changes.
 func (e *Engine) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg {
-	var legs []*leg
+	first := len(rg.legs)
 	for _, dev := range devs {
 		l := e.newLeg(t, dev, callstore.PartyCallee)
 		l.w().NRState = callstore.NRRinging
@@ -147,11 +151,10 @@ func (e *Engine) ringDevices(t *tx, rg *ringer, devs []*directory.Device) []*leg
 		}
 		l.ringing = rg
 		rg.legs = append(rg.legs, l)
-		legs = append(legs, l)
 		from := origin{leg: rg.origin, rem: rg.rem}.party()
 		t.signal(signal{op: sigRing, leg: l.ref(), a: from, name: rg.ident.name, number: rg.ident.number})
 	}
-	return legs
+	return rg.legs[first:len(rg.legs):len(rg.legs)]
 }
 
 // huntNext rings the next free member of a hunt group; false if none is
@@ -203,7 +206,8 @@ func (e *Engine) enqueue(t *tx, o origin, ext *directory.Extension, ref *callsto
 	rg := &ringer{origin: q, ext: ext, ref: ref, ident: id, queue: true}
 	rg.timer.rg = rg
 	q.alerting = rg
-	legs := e.ringDevices(t, rg, e.members(ext, o))
+	var buf [8]*directory.Device
+	legs := e.ringDevices(t, rg, e.members(buf[:0], ext, o))
 	e.start(&rg.timer, e.ringTimeout)
 	return append([]*leg{q}, legs...)
 }
