@@ -714,12 +714,17 @@ func (e *Engine) canRing(dev *directory.Device) bool {
 	if !isPhone(dev) {
 		return false
 	}
+	live := 0 // liveCount's, in the same pass
 	for _, l := range e.byDev[dev.Name] {
-		if !l.dead && l.c.NRState == callstore.NRRinging {
+		if l.dead {
+			continue
+		}
+		if l.c.NRState == callstore.NRRinging {
 			return false // one ringing call at a time: call waiting, not a pile-up
 		}
+		live++
 	}
-	return e.liveCount(dev.Name) < callWaiting && e.drv.Refuse(Target{Device: dev.Name}) == 0
+	return live < callWaiting && e.drv.Refuse(Target{Device: dev.Name}) == 0
 }
 
 // identOf is how a leg's party is named to the other side.
