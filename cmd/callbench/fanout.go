@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -126,9 +127,13 @@ type fanWatchers interface {
 	// start says the driver commits from base on, and that latencies count
 	// from revision mark on.
 	start(base, mark int64) error
-	// stop says the driver committed n revisions after base: the watchers
-	// catch up (or give up after a while), stop and are checked.
-	stop(n int64) (*fanSummary, error)
+	// caughtUp says the driver committed n revisions after base, and
+	// returns once the watchers caught up (or gave up after a while),
+	// their streams still open: what the server does to end them is not
+	// in the measured window.
+	caughtUp(n int64) error
+	// finish stops the watchers and checks what they received.
+	finish() (*fanSummary, error)
 	close()
 }
 
@@ -227,12 +232,15 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if derr != nil {
 		return nil, derr
 	}
-	sum, err := ws.stop(int64(n))
-	if err != nil {
+	if err := ws.caughtUp(int64(n)); err != nil {
 		return nil, err
 	}
 	work1, gc1 := benchkit.ReadWork(), readGC()
 	if err := writeWindowAllocs(cfg, "end"); err != nil {
+		return nil, err
+	}
+	sum, err := ws.finish()
+	if err != nil {
 		return nil, err
 	}
 	res := &fanoutResult{
@@ -289,6 +297,7 @@ type fanClient struct {
 	mark     atomic.Int64 // latencies count from this revision on
 	lat      latency.Hist
 	base     int64
+	want     [][]int64 // each watcher's revisions, once caughtUp is told the commits
 }
 
 // startFanClient opens filtered watchers (watcher i on fanoutDevice(i))
@@ -357,12 +366,13 @@ func (c *fanClient) start(base, mark int64) error {
 	return nil
 }
 
-func (c *fanClient) stop(n int64) (*fanSummary, error) {
+func (c *fanClient) caughtUp(n int64) error {
 	want := make([][]int64, len(c.ws))
 	for i := range c.ws {
 		want[i] = fanoutExpected(i, c.filtered, c.base, n)
 	}
-	// Let every watcher catch up (or give up after a while), then stop.
+	c.want = want
+	// Let every watcher catch up (or give up after a while).
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		done := true
@@ -377,6 +387,14 @@ func (c *fanClient) stop(n int64) (*fanSummary, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return nil
+}
+
+func (c *fanClient) finish() (*fanSummary, error) {
+	if c.want == nil {
+		return nil, errors.New("fanout: finish before caughtUp")
+	}
+	want := c.want
 	c.cancel()
 	c.wg.Wait()
 	sum := &fanSummary{Samples: c.lat.Count(), Latency: c.lat.Summary()}

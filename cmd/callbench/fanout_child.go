@@ -33,7 +33,9 @@ import (
 //	child → parent: ready <revision>       every watcher has its started frame, at that revision
 //	parent → child: start <base> <mark>    the driver commits after base; latencies count from mark
 //	parent → child: stop <n>               the driver committed n revisions after base
-//	child → parent: {fanSummary as JSON}   after catching up (at most 10 s), then exits 0
+//	child → parent: caught-up              the watchers caught up (or gave up after 10 s), streams still open
+//	parent → child: finish                 the parent has read its work figures
+//	child → parent: {fanSummary as JSON}   after closing the streams, then exits 0
 //
 // The child computes each watcher's expected revisions from the shared
 // schedule (fanoutExpected) and the commit times from the frames
@@ -92,8 +94,22 @@ func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChil
 
 func (c *fanChild) start(base, mark int64) error { return c.Send("start %d %d", base, mark) }
 
-func (c *fanChild) stop(n int64) (*fanSummary, error) {
+func (c *fanChild) caughtUp(n int64) error {
 	if err := c.Send("stop %d", n); err != nil {
+		return err
+	}
+	line, err := c.ReadLine(time.Minute)
+	if err != nil {
+		return err
+	}
+	if line != "caught-up" {
+		return c.Err(fmt.Errorf("unexpected line %q, want caught-up", line))
+	}
+	return nil
+}
+
+func (c *fanChild) finish() (*fanSummary, error) {
+	if err := c.Send("finish"); err != nil {
 		return nil, err
 	}
 	line, err := c.ReadLine(time.Minute)
@@ -200,7 +216,16 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 	if err := next("stop", &n); err != nil {
 		return err
 	}
-	sum, err := c.stop(n)
+	if err := c.caughtUp(n); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(stdout, "caught-up"); err != nil {
+		return err
+	}
+	if err := next("finish"); err != nil {
+		return err
+	}
+	sum, err := c.finish()
 	if err != nil {
 		return err
 	}
