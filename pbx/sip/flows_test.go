@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -14,13 +15,44 @@ import (
 // every phone of the demo directory an in-process sipgo user agent
 // registered on loopback, and calls from outside placed by a test trunk.
 // Flows that need far ends following the number rules (on the test's
-// clock) or the browser phone are skipped (no WebSocket yet).
+// clock) are skipped.
 func TestFlows(t *testing.T) { pbxtest.Run(t, newEnv) }
 
 func newEnv(t *testing.T, _ *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
-	dir := deskPhoneDemo(t)
+	dir := flowsDemo(t)
 	sw, tr := startTrunkSwitch(t, dir, store, clock)
 	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir), trunk: tr}}
+}
+
+// flowsDemo is deskPhoneDemo with SIP credentials for the browser phone
+// SIP/webrtc11 (extension 301): user webrtc11, password
+// demo-sip-webrtc11, as a softphone registers.
+//
+// The demo directory gives the browser phone no sip block, so with the
+// SIP driver it can never register and never rings (the engine refuses
+// calls to it, cause 20). A browser phone is still a SIP user agent: it
+// registers over SIP over WebSocket (RFC 7118) with an account like any
+// phone's. The endpoint listens on UDP and TCP only, so the softphone
+// that plays it registers over UDP; nothing the switch or the engine does
+// with the device depends on the transport: the engine keeps the WebRTC
+// session state (jsState, jsInfo, the keypad's tones, mute) itself, for
+// any driver, and the B2BUA rings, bridges and holds it as any phone.
+func flowsDemo(t testing.TB) *directory.Directory {
+	t.Helper()
+	y := string(directory.DemoYAML())
+	const reception = "extension: \"202\", sip: {"
+	const browser = "webrtc: true, features: [answer, hold, talk], extension: \"301\""
+	if !strings.Contains(y, reception) || !strings.Contains(y, browser) {
+		t.Fatal("the demo directory's SIP/202 or SIP/webrtc11 entry changed: update flowsDemo")
+	}
+	y = strings.Replace(y, reception, reception+"remote_answer: talk-event, ", 1)
+	ha1 := directory.SIPHA1MD5("webrtc11", directory.DefaultSIPRealm, "demo-sip-webrtc11")
+	y = strings.Replace(y, browser, browser+", sip: {ha1_md5: "+ha1+"}", 1)
+	dir, err := directory.Parse([]byte(y), "flows-demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // startSIPSwitch starts a switch on loopback; it closes after the phones
@@ -153,9 +185,11 @@ func (p *phones) SetNumberBehaviour(t testing.TB, _ string, _ pbx.Behaviour) {
 }
 
 // Has: calls from outside come through the test trunk; Talk answers the
-// desk phone SIP/202 of deskPhoneDemo.
+// desk phone SIP/202 of flowsDemo; a softphone plays the browser phone.
 func (p *phones) Has(c pbxtest.Cap) bool {
 	switch c {
+	case pbxtest.CapWebRTC:
+		return p.by["SIP/webrtc11"] != nil
 	case pbxtest.CapInbound:
 		return p.trunk != nil
 	case pbxtest.CapRemoteAnswer:
