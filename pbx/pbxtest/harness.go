@@ -64,6 +64,12 @@ type Driver interface {
 	// SetNumberBehaviour sets an external number's behaviour
 	// (CapNumberRules).
 	SetNumberBehaviour(t testing.TB, number string, b pbx.Behaviour)
+	// Settle returns once every far end the driver signalled has heard
+	// of its call, so that a far end which acts after a delay on the
+	// engine's clock started waiting before the flow moves the clock
+	// (H.Advance). A driver whose far ends start at once in Originate
+	// has nothing to wait for.
+	Settle(t testing.TB)
 	// Has reports whether the driver offers a capability.
 	Has(c Cap) bool
 }
@@ -178,6 +184,16 @@ func (h *H) Expect(want ...string) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		h.T.Errorf("revisions:\ngot:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
+}
+
+// Advance moves the engine's clock once the driver's far ends heard of
+// every call they were sent (Driver.Settle): a far end that answers
+// after 3 s answers 3 s after it was rung, not after a message that was
+// still on its way when the clock moved.
+func (h *H) Advance(d time.Duration) {
+	h.T.Helper()
+	h.D.Settle(h.T)
+	h.Clock.Advance(d)
 }
 
 // Skip drops the revisions committed so far.

@@ -1,9 +1,13 @@
 package sip
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 
 	"callcontrold/callstore"
 	"callcontrold/directory"
@@ -14,14 +18,94 @@ import (
 // TestFlows runs the driver-agnostic flow table against the SIP switch,
 // every phone of the demo directory an in-process sipgo user agent
 // registered on loopback, and calls from outside placed by a test trunk.
-// Flows that need far ends following the number rules (on the test's
-// clock) are skipped.
+// External numbers are played behind the test trunk by farEnds, which
+// follow the directory's number rules on the test's clock.
 func TestFlows(t *testing.T) { pbxtest.Run(t, newEnv) }
 
 func newEnv(t *testing.T, _ *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
 	dir := flowsDemo(t)
 	sw, tr := startTrunkSwitch(t, dir, store, clock)
-	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir), trunk: tr}}
+	far := &farEnds{dir: dir, clock: clock, trunk: tr, set: map[string]pbx.Behaviour{}, heard: map[string]bool{}}
+	tr.mu.Lock()
+	tr.rang = far.rang
+	tr.mu.Unlock()
+	return pbxtest.Env{Engine: sw.Engine, Driver: &phones{t: t, sw: sw, store: store, by: registerAll(t, sw, dir), trunk: tr, far: far}}
+}
+
+// defaultFarEnd is what an external number that no rule covers does, as
+// the simulator's far ends do by default: it answers after 3 s.
+var defaultFarEnd = pbx.Behaviour{Action: pbx.ActionAnswer, AnswerDelay: 3 * time.Second}
+
+// farEnds are the external numbers behind the test trunk: each INVITE the
+// switch sends there rings the number of its Request-URI, which then
+// follows its behaviour (SetNumberBehaviour, else the directory's first
+// matching rule, else defaultFarEnd) as the simulator's far ends do. The
+// delays run on the engine's clock, started when the INVITE rings, so
+// the flows move them with the test's clock and never wait for the wall
+// clock; H.Advance first lets every INVITE on its way arrive (Settle).
+//
+//   - answer: 200 after the delay;
+//   - busy: 486 at once (Reason: Q.850 cause 17);
+//   - reject: a refusal after the delay with its cause (21 when none) in
+//     a Reason header, as trunks say it (RFC 3326);
+//   - no-answer: rings until the engine gives up on the ring timeout and
+//     CANCELs (19);
+//   - manual: rings until the flow answers, rejects or hangs up.
+type farEnds struct {
+	dir   *directory.Directory
+	clock pbx.Clock
+	trunk *softphone
+
+	mu    sync.Mutex
+	set   map[string]pbx.Behaviour // SetNumberBehaviour
+	heard map[string]bool          // Call-IDs of the INVITEs that rang
+}
+
+func (f *farEnds) behaviour(number string) pbx.Behaviour {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if b, ok := f.set[number]; ok {
+		return b
+	}
+	for _, r := range f.dir.ExternalRules() {
+		if r.Match(number) {
+			return r.Behaviour
+		}
+	}
+	return defaultFarEnd
+}
+
+// rang: the switch's INVITE rings a number (the trunk's INVITE handler).
+func (f *farEnds) rang(id string, req *sipmsg.Request) {
+	b := f.behaviour(req.Recipient.User)
+	switch b.Action {
+	case pbx.ActionAnswer:
+		f.clock.AfterFunc(b.AnswerDelay, func() { f.trunk.answer(id) })
+	case pbx.ActionBusy:
+		f.trunk.refuseCause(id, pbx.CauseUserBusy)
+	case pbx.ActionReject:
+		cause := b.Cause
+		if cause == 0 {
+			cause = pbx.CauseRejected
+		}
+		f.clock.AfterFunc(b.AnswerDelay, func() { f.trunk.refuseCause(id, cause) })
+	}
+	f.mu.Lock()
+	f.heard[id] = true
+	f.mu.Unlock()
+}
+
+func (f *farEnds) rung(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.heard[id]
+}
+
+// refuseCause is how a far end refuses with a cause: the SIP status of
+// the cause and the cause itself in a Reason header.
+func (p *softphone) refuseCause(id string, cause int32) {
+	code, _ := statusOfCause(cause)
+	p.refuseWith(id, code, fmt.Sprintf("Q.850;cause=%d", cause))
 }
 
 // flowsDemo is deskPhoneDemo with SIP credentials for the browser phone
@@ -95,6 +179,7 @@ type phones struct {
 	store *callstore.Store
 	by    map[string]*softphone
 	trunk *softphone // nil: no trunk
+	far   *farEnds   // nil: the test drives the trunk's calls by hand
 }
 
 // until waits for the engine to apply what a phone did: a liveness
@@ -180,14 +265,59 @@ func (p *phones) Hold(t testing.TB, uid int64, held bool) {
 	until(t, "the hold", func() bool { c, ok := p.store.Get(uid); return ok && c.NRState == want })
 }
 
-func (p *phones) SetNumberBehaviour(t testing.TB, _ string, _ pbx.Behaviour) {
-	t.Fatal("no simulated far ends")
+func (p *phones) SetNumberBehaviour(t testing.TB, number string, b pbx.Behaviour) {
+	t.Helper()
+	if p.far == nil {
+		t.Fatal("no far ends behind the trunk")
+	}
+	p.far.mu.Lock()
+	defer p.far.mu.Unlock()
+	p.far.set[number] = b
+}
+
+// Settle waits until every INVITE the switch sent the trunk for an
+// external number rang there: a far end's delay starts when it rings.
+// Calls from outside (the trunk's own INVITEs) have nothing to wait for.
+func (p *phones) Settle(t testing.TB) {
+	t.Helper()
+	if p.far == nil {
+		return
+	}
+	until(t, "the far ends heard of their calls", func() bool {
+		calls, _ := p.store.List(nil, nil, 0, 0)
+		for _, c := range calls {
+			r, err := p.sw.RemoteOf(c.UID)
+			if err != nil {
+				continue // no external party
+			}
+			d := p.sw.b.leg(remoteKey(r.ID))
+			if d == nil {
+				return false // not signalled yet
+			}
+			d.mu.Lock()
+			id := d.callID
+			d.mu.Unlock()
+			if id == "" {
+				return false
+			}
+			p.trunk.mu.Lock()
+			inbound := p.trunk.clients[id] != nil
+			p.trunk.mu.Unlock()
+			if !inbound && !p.far.rung(id) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Has: calls from outside come through the test trunk; Talk answers the
-// desk phone SIP/202 of flowsDemo; a softphone plays the browser phone.
+// desk phone SIP/202 of flowsDemo; a softphone plays the browser phone;
+// farEnds play the external numbers.
 func (p *phones) Has(c pbxtest.Cap) bool {
 	switch c {
+	case pbxtest.CapNumberRules:
+		return p.far != nil
 	case pbxtest.CapWebRTC:
 		return p.by["SIP/webrtc11"] != nil
 	case pbxtest.CapInbound:

@@ -45,6 +45,9 @@ type softphone struct {
 	probes      chan int // status of each in-dialog OPTIONS answered
 	deaf        bool     // OPTIONS go unanswered (a phone that went away)
 	wg          sync.WaitGroup
+	// rang, when set, hears of every new INVITE once it rings (the test
+	// trunk's far ends, flows_test.go). Under mu.
+	rang func(id string, req *sipmsg.Request)
 }
 
 func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
@@ -201,6 +204,12 @@ func (p *softphone) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if req.From().Address.User == "callcontrold" { // click-to-dial: the user picks up
 		p.answer(id)
 	}
+	p.mu.Lock()
+	rang := p.rang
+	p.mu.Unlock()
+	if rang != nil {
+		rang(id, req)
+	}
 	// sipgo ends the transaction when this handler returns: ring until
 	// the test decides, the switch cancels, or the test ends.
 	select {
@@ -301,6 +310,10 @@ func (p *softphone) answer(id string) {
 	done := make(chan struct{})
 	p.mu.Lock()
 	srv, decide := p.servers[id], p.ringing[id]
+	if decide == nil { // no longer ringing: cancelled, or decided already
+		p.mu.Unlock()
+		return
+	}
 	delete(p.ringing, id)
 	p.answered[id] = done
 	p.mu.Unlock()

@@ -105,13 +105,12 @@ func (p *phones) RemoteAnswer(t testing.TB, uid int64) {
 }
 
 // RemoteReject: the number the trunk rings refuses with the SIP status
-// of the cause.
+// of the cause and the cause itself in a Reason header.
 func (p *phones) RemoteReject(t testing.TB, uid int64, cause int32) {
 	t.Helper()
 	id := p.trunkDialog(t, uid)
 	until(t, "the trunk rings", func() bool { p.trunk.mu.Lock(); defer p.trunk.mu.Unlock(); return p.trunk.ringing[id] != nil })
-	code, _ := statusOfCause(cause)
-	p.trunk.refuse(id, code)
+	p.trunk.refuseCause(id, cause)
 	p.gone(t, uid)
 }
 
@@ -272,9 +271,12 @@ func TestTrunkInbound(t *testing.T) {
 // refuseWith answers a ringing call with a failure status and, when
 // given, a Reason header.
 func (p *softphone) refuseWith(id string, code int, reason string) {
-	srv := p.server(id)
 	p.mu.Lock()
-	decide := p.ringing[id]
+	srv, decide := p.servers[id], p.ringing[id]
+	if decide == nil { // no longer ringing: cancelled, or decided already
+		p.mu.Unlock()
+		return
+	}
 	delete(p.ringing, id)
 	delete(p.servers, id)
 	p.mu.Unlock()
