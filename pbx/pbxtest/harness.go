@@ -5,7 +5,10 @@
 // each step with the store revisions it must commit. A driver's test
 // supplies a [Driver] adapter that performs those actions through its own
 // signalling; the same table then checks that every driver produces the
-// same events for the same flow.
+// same events for the same flow. Every driver plays every flow (none is
+// skipped); where the drivers may differ within the call model, the flow
+// says so and accepts both (ExpectRefusedOut: a busy number refused
+// before or after the caller's leg rang).
 package pbxtest
 
 import (
@@ -18,25 +21,6 @@ import (
 	"callcontrold/callstore"
 	"callcontrold/directory"
 	"callcontrold/pbx"
-)
-
-// Cap is something a flow needs from a driver beyond phones that answer,
-// refuse, hang up and hold.
-type Cap string
-
-// The capabilities flows need.
-const (
-	// CapNumberRules: calls to external numbers reach far ends that follow
-	// the directory's number rules (answer after 3s, +15550110 busy,
-	// +15550120 no answer, +15550130 rejects, +15550140 manual), and
-	// SetNumberBehaviour.
-	CapNumberRules Cap = "number-rules"
-	// CapInbound: calls from external numbers can be placed.
-	CapInbound Cap = "inbound"
-	// CapRemoteAnswer: the API's Talk makes a ringing phone answer.
-	CapRemoteAnswer Cap = "remote-answer"
-	// CapWebRTC: the browser phone SIP/webrtc11 (extension 301) can ring.
-	CapWebRTC Cap = "webrtc"
 )
 
 // Driver performs the phones' and far ends' actions of a flow through a
@@ -53,16 +37,18 @@ type Driver interface {
 	// Hold: the phone of a leg puts its call on hold or takes it back.
 	Hold(t testing.TB, uid int64, held bool)
 	// Inbound places a call from an external number to an extension and
-	// returns the legs it created (CapInbound).
+	// returns the legs it created.
 	Inbound(t testing.TB, from, name, ext string) []*callstore.Call
 	// RemoteAnswer, RemoteReject and RemoteHangup act as the external
-	// party of a leg (CapNumberRules for calls out, CapInbound for calls
-	// in).
+	// party of a leg (a call out to a number, or in from one).
 	RemoteAnswer(t testing.TB, uid int64)
 	RemoteReject(t testing.TB, uid int64, cause int32)
 	RemoteHangup(t testing.TB, uid int64)
-	// SetNumberBehaviour sets an external number's behaviour
-	// (CapNumberRules).
+	// SetNumberBehaviour sets an external number's behaviour. Calls to
+	// external numbers reach far ends that follow it, else the
+	// directory's number rules (answer after 3s, +15550110 busy,
+	// +15550120 no answer, +15550130 rejects, +15550140 manual), else
+	// answer after 3 s, their delays on the engine's clock.
 	SetNumberBehaviour(t testing.TB, number string, b pbx.Behaviour)
 	// Settle returns once every far end the driver signalled has heard
 	// of its call, so that a far end which acts after a delay on the
@@ -70,8 +56,6 @@ type Driver interface {
 	// (H.Advance). A driver whose far ends start at once in Originate
 	// has nothing to wait for.
 	Settle(t testing.TB)
-	// Has reports whether the driver offers a capability.
-	Has(c Cap) bool
 }
 
 // Env is one engine under test: what NewEnv returns for each flow.

@@ -87,5 +87,3 @@ func (p *phones) SetNumberBehaviour(t testing.TB, number string, b pbx.Behaviour
 
 // Settle: the simulated far ends start their timers in Originate.
 func (p *phones) Settle(testing.TB) {}
-
-func (p *phones) Has(pbxtest.Cap) bool { return true }

@@ -57,12 +57,6 @@ func (p *softphone) setAnswersTalk(on bool) {
 	p.answersTalk = on
 }
 
-func (p *softphone) answersTalkEvent() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.answersTalk
-}
-
 // TestRemoteAnswer: Talk on a ringing desk phone that answers the talk
 // event makes it answer (its own 200), with the events of a phone that
 // picked up; a phone without remote answer is NOT_SUPPORTED and keeps

@@ -16,10 +16,12 @@ import (
 )
 
 // TestFlows runs the driver-agnostic flow table against the SIP switch,
-// every phone of the demo directory an in-process sipgo user agent
-// registered on loopback, and calls from outside placed by a test trunk.
-// External numbers are played behind the test trunk by farEnds, which
-// follow the directory's number rules on the test's clock.
+// all of it: every phone of the demo directory is an in-process sipgo
+// user agent registered on loopback (the browser phone SIP/webrtc11 too,
+// flowsDemo; the desk phone SIP/202 answers the API's Talk), calls from
+// outside are placed by a test trunk, and the external numbers behind
+// that trunk are farEnds, which follow the directory's number rules on
+// the test's clock.
 func TestFlows(t *testing.T) { pbxtest.Run(t, newEnv) }
 
 func newEnv(t *testing.T, _ *directory.Directory, store *callstore.Store, clock pbx.Clock) pbxtest.Env {
@@ -309,21 +311,4 @@ func (p *phones) Settle(t testing.TB) {
 		}
 		return true
 	})
-}
-
-// Has: calls from outside come through the test trunk; Talk answers the
-// desk phone SIP/202 of flowsDemo; a softphone plays the browser phone;
-// farEnds play the external numbers.
-func (p *phones) Has(c pbxtest.Cap) bool {
-	switch c {
-	case pbxtest.CapNumberRules:
-		return p.far != nil
-	case pbxtest.CapWebRTC:
-		return p.by["SIP/webrtc11"] != nil
-	case pbxtest.CapInbound:
-		return p.trunk != nil
-	case pbxtest.CapRemoteAnswer:
-		return p.by["SIP/202"].answersTalkEvent()
-	}
-	return false
 }
