@@ -218,8 +218,27 @@ func (e *Endpoint) Close() error {
 	e.mu.Unlock()
 	err := errors.Join(e.udp.Close(), e.tcp.Close())
 	e.serving.Wait()
-	if cerr := e.ua.Close(); cerr != nil {
-		err = errors.Join(err, cerr)
+	// sipgo closes the client sockets it made (requests sent without our
+	// listener as their source) twice when a transaction's end releases
+	// one while the transport layer is clearing its pool: both see it
+	// referenced and close it. The socket is closed either way; only
+	// the second close's complaint is dropped.
+	if cerr := e.ua.Close(); cerr != nil && !onlyClosed(cerr) {
+		err = errors.Join(err, fmt.Errorf("sip user agent close: %w", cerr))
 	}
 	return err
+}
+
+// onlyClosed reports whether err is net.ErrClosed, or errors joined that
+// all are.
+func onlyClosed(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyClosed(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, net.ErrClosed)
 }
