@@ -64,7 +64,7 @@ func div(a, b float64) float64 {
 
 func (r *report) finish() {
 	r.Seconds = time.Since(r.Started).Round(100 * time.Millisecond).Seconds()
-	r.Machine.LoadAfter = benchkit.LoadAvg()
+	r.Machine.Finish()
 	r.Checks = nil
 	add := r.Checks.Add
 	cc, et := r.peer(peerCallcontrold), r.peer(peerEtcd)

@@ -62,6 +62,10 @@ type fanoutResult struct {
 	// ServerGC is the garbage collector's share of ServerWork.
 	ServerGC fanoutGC        `json:"server_gc"`
 	Latency  latency.Summary `json:"commit_to_receive"`
+	// Steal is the machine's CPU time the hypervisor gave other guests
+	// over the same window, in per cent (-1: unknown): on a busy host it
+	// is what the tail follows.
+	Steal float64 `json:"steal_percent"`
 }
 
 // fanoutGC is what the collector did in this process over the measured
@@ -204,7 +208,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if err := writeWindowAllocs(cfg, "start"); err != nil {
 		return nil, err
 	}
-	work0, gc0 := benchkit.ReadWork(), readGC()
+	work0, gc0, cpu0 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
 	start := time.Now()
 	due := start
 	var derr error
@@ -235,7 +239,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if err := ws.caughtUp(int64(n)); err != nil {
 		return nil, err
 	}
-	work1, gc1 := benchkit.ReadWork(), readGC()
+	work1, gc1, cpu1 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
 	if err := writeWindowAllocs(cfg, "end"); err != nil {
 		return nil, err
 	}
@@ -250,6 +254,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		Failures: sum.Failures, FirstError: sum.FirstError,
 		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
 		Latency:       sum.Latency,
+		Steal:         cpu0.StealPercent(cpu1),
 	}
 	res.ServerWork = benchkit.PerEvent(work0, work1, sum.Received)
 	res.ServerGC = gcPerEvent(gc0, gc1, work1.CPU-work0.CPU, sum.Received)

@@ -39,7 +39,7 @@ func newReport(c *config) *report {
 
 func (r *report) finish() {
 	r.Seconds = time.Since(r.Started).Round(100 * time.Millisecond).Seconds()
-	r.Machine.LoadAfter = benchkit.LoadAvg()
+	r.Machine.Finish()
 	r.Checks = nil
 	add := r.Checks.Add
 	if u := r.Unary; u != nil {
@@ -95,8 +95,8 @@ func (r *report) table(w io.Writer) {
 	r.Connect.table(tw)
 	for _, f := range []*fanoutResult{r.Fanout, r.FanoutLarge} {
 		if f != nil {
-			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes; GC %d cycles, %.2f µs per event)\t%.3f / %.3f (max %.3f)\t\n",
-				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.ServerGC.Cycles, f.ServerGC.CPUMicros, f.Latency.P50, f.Latency.P99, f.Latency.Max)
+			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes; GC %d cycles, %.2f µs per event; %s)\t%.3f / %.3f (max %.3f)\t\n",
+				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.ServerGC.Cycles, f.ServerGC.CPUMicros, benchkit.StealText(f.Steal), f.Latency.P50, f.Latency.P99, f.Latency.Max)
 		}
 	}
 	if i := r.Idle; i != nil && len(i.Rounds) > 0 {

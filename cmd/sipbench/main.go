@@ -152,6 +152,10 @@ type runResult struct {
 	Callee       sippStats `json:"callee"`
 	SetupsPerSec float64   `json:"setups_per_sec"`
 	FailedCalls  int       `json:"failed_calls"`
+	// Steal is the machine's CPU time the hypervisor gave other guests
+	// during the run, in per cent (-1: unknown): the ratio of two runs
+	// means little when one of them had much more.
+	Steal float64 `json:"steal_percent"`
 }
 
 func (r *runResult) finish() {
@@ -179,13 +183,17 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 		return nil, err
 	}
 	fmt.Fprintf(progress, "sipbench: direct, SIPp → SIPp, %d calls...\n", c.calls)
+	cpu0 := benchkit.ReadCPUTimes()
 	if rep.Direct, err = runDirect(ctx, c, dir, callsInf); err != nil {
 		return rep, fmt.Errorf("direct: %w", err)
 	}
+	cpu1 := benchkit.ReadCPUTimes()
+	rep.Direct.Steal = cpu0.StealPercent(cpu1)
 	fmt.Fprintf(progress, "sipbench: through the switch, SIPp → callcontrold → SIPp, %d calls...\n", c.calls)
 	if err := runSwitch(ctx, c, dir, callsInf, rep); err != nil {
 		return rep, fmt.Errorf("switch: %w", err)
 	}
+	rep.Switch.Steal = cpu1.StealPercent(benchkit.ReadCPUTimes())
 	rep.LoadAfter = benchkit.LoadAvg()
 	rep.finish()
 	return rep, nil
@@ -350,12 +358,12 @@ func (r *report) write(w io.Writer, file string) error {
 		fmt.Fprintln(w, "SMOKE RUN: a few calls; the figures mean nothing")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "run\tsetups/s\tsuccessful\tfailed (caller+callee)\tcaller time (s)\t")
+	fmt.Fprintln(tw, "run\tsetups/s\tsuccessful\tfailed (caller+callee)\tcaller time (s)\tsteal\t")
 	for _, x := range []struct {
 		name string
 		r    runResult
 	}{{"direct SIPp → SIPp", r.Direct}, {"SIPp → switch → SIPp", r.Switch}} {
-		fmt.Fprintf(tw, "%s\t%.0f\t%d\t%d\t%.3f\t\n", x.name, x.r.SetupsPerSec, x.r.Caller.Successful, x.r.FailedCalls, x.r.Caller.Seconds)
+		fmt.Fprintf(tw, "%s\t%.0f\t%d\t%d\t%.3f\t%s\t\n", x.name, x.r.SetupsPerSec, x.r.Caller.Successful, x.r.FailedCalls, x.r.Caller.Seconds, strings.TrimPrefix(benchkit.StealText(x.r.Steal), "steal "))
 	}
 	_ = tw.Flush()
 	a := r.AnswerEvent
