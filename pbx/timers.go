@@ -43,7 +43,7 @@ func (h timerHeap) Swap(i, j int) {
 	h[i].idx, h[j].idx = i, j
 }
 
-// Push and Pop implement heap.Interface; use after and stop.
+// Push and Pop implement heap.Interface; use start and stop.
 func (h *timerHeap) Push(x any) {
 	et := x.(*engineTimer)
 	et.idx = len(*h)

@@ -166,13 +166,7 @@ func (r *Registrar) Bindings(device string) []Binding {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Binding
-	for _, b := range r.bindings[device] {
-		if b.Expires.After(now) {
-			out = append(out, b)
-		}
-	}
-	return out
+	return r.live(device, now)
 }
 
 // Up reports whether a device has a live binding. The engine asks before
@@ -182,12 +176,7 @@ func (r *Registrar) Up(device string) bool {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, b := range r.bindings[device] {
-		if b.Expires.After(now) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.bindings[device], func(b Binding) bool { return b.liveAt(now) })
 }
 
 // Authenticate checks the digest credentials of a request to the B2BUA
@@ -403,8 +392,11 @@ func (r *Registrar) update(dev *directory.Device, changes []contactChange, meta 
 // live returns a device's unexpired bindings; the caller holds r.mu.
 func (r *Registrar) live(device string, now time.Time) []Binding {
 	l := r.bindings[device]
-	return slices.DeleteFunc(slices.Clone(l), func(b Binding) bool { return !b.Expires.After(now) })
+	return slices.DeleteFunc(slices.Clone(l), func(b Binding) bool { return !b.liveAt(now) })
 }
+
+// liveAt reports whether b has not lapsed at now.
+func (b Binding) liveAt(now time.Time) bool { return b.Expires.After(now) }
 
 // setBindings stores a device's bindings and queues the up or down event
 // when it changed state; why gives the reason a binding was removed (the

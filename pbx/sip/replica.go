@@ -77,7 +77,7 @@ func (r *Registrar) Restore(device string, bindings []Binding) int {
 	old := r.live(device, now)
 	list := slices.Clone(old)
 	for _, b := range bindings {
-		if b.Expires.After(now) && !slices.ContainsFunc(list, func(o Binding) bool { return sameContact(o.Contact, b.Contact) }) {
+		if b.liveAt(now) && !slices.ContainsFunc(list, func(o Binding) bool { return sameContact(o.Contact, b.Contact) }) {
 			list = append(list, b)
 		}
 	}
