@@ -2,7 +2,6 @@ package replica
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -10,10 +9,12 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"callcontrold/internal/freeport"
 )
 
 // natsCluster is a JetStream cluster of embedded NATS servers on
-// loopback, with ephemeral ports, each storing under the test's temp dir.
+// loopback, on free ports (freeport), each storing under the test's temp dir.
 // A node can be killed and restarted on the same ports and storage.
 type natsCluster struct {
 	t       testing.TB
@@ -26,27 +27,30 @@ func startNATSCluster(t testing.TB, n int) *natsCluster {
 	c := &natsCluster{t: t, servers: make([]*natsserver.Server, n), opts: make([]*natsserver.Options, n)}
 	t.Cleanup(c.shutdown)
 	// JetStream in a cluster wants its routes configured from the start,
-	// so the cluster ports are picked first: ephemeral ports held open
-	// until just before their node listens on them, so that nothing else
-	// on the machine takes one meanwhile.
-	cports := make([]int, n)
-	held := make([]net.Listener, n)
-	var routes []*url.URL
-	for i := range cports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// and a killed node comes back on its ports, so every port is picked
+	// first, below the kernel's ephemeral range (freeport): a port there
+	// is not one another process's outgoing connection can take, nor one
+	// a node's own connection to a peer not yet listening can land on
+	// (a TCP self-connect), which an ephemeral port released just before
+	// its node listens can be.
+	ports := func() int {
+		p, err := freeport.Port()
 		if err != nil {
 			t.Fatal(err)
 		}
-		held[i] = l
-		t.Cleanup(func() { _ = l.Close() })
-		cports[i] = l.Addr().(*net.TCPAddr).Port
+		return p
+	}
+	cports := make([]int, n)
+	var routes []*url.URL
+	for i := range cports {
+		cports[i] = ports()
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", cports[i])})
 	}
 	for i := range n {
 		c.opts[i] = &natsserver.Options{
 			ServerName: fmt.Sprintf("nats-%d", i),
 			Host:       "127.0.0.1",
-			Port:       -1,
+			Port:       ports(),
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			NoLog:      true,
@@ -58,10 +62,7 @@ func startNATSCluster(t testing.TB, n int) *natsCluster {
 		}
 	}
 	for i := range n {
-		_ = held[i].Close()
 		c.start(i)
-		// Keep the client port the node got, so a restart comes back on it.
-		c.opts[i].Port = c.servers[i].Addr().(*net.TCPAddr).Port
 	}
 	c.waitMetaLeader()
 	for i := range n {

@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +32,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/freeport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -169,15 +169,17 @@ func grpcurl(t *testing.T, args ...string) result {
 	return runCmd(t, toolCmd(t, ctx, "grpcurl", append([]string{"-plaintext"}, args...)...))
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port that was free a
+// moment ago, drawn by freeport (below the kernel's ephemeral range,
+// where another process's outgoing connection cannot take it before the
+// server binds it).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 // syncBuffer collects a process's output while the test reads it.
