@@ -31,6 +31,7 @@ type fanoutConfig struct {
 	duration   time.Duration
 	warmup     time.Duration // committed and checked, not in the latency figures
 	inProcess  bool          // watchers in this process (the old setup), not in a child process
+	watcherGC  string        // the child's collector: watcherGCHeld or watcherGCOn (fanout_child.go)
 	// profileDir non-empty: the child writes its CPU profile here
 	// (cpu-<name>-watchers.pprof), and this process the allocation
 	// profiles that bound the measured window (writeWindowAllocs).
@@ -60,8 +61,13 @@ type fanoutResult struct {
 	// includes the watchers' side.
 	ServerWork benchkit.WorkPerEvent `json:"server_work_per_event"`
 	// ServerGC is the garbage collector's share of ServerWork.
-	ServerGC fanoutGC        `json:"server_gc"`
-	Latency  latency.Summary `json:"commit_to_receive"`
+	ServerGC fanoutGC `json:"server_gc"`
+	// WatcherGC is the watchers' process's collector setting ("held",
+	// "on"; "in-process": the server's) and WatcherGCCycles the
+	// collections it did in the measured window (see fanout_child.go).
+	WatcherGC       string          `json:"watcher_gc"`
+	WatcherGCCycles uint64          `json:"watcher_gc_cycles"`
+	Latency         latency.Summary `json:"commit_to_receive"`
 	// Steal is the machine's CPU time the hypervisor gave other guests
 	// over the same window, in per cent (-1: unknown): on a busy host it
 	// is what the tail follows.
@@ -152,6 +158,10 @@ type fanSummary struct {
 	FirstError string          `json:"first_error,omitempty"`
 	Samples    uint64          `json:"latency_samples"`
 	Latency    latency.Summary `json:"latency"`
+	// GC and GCCycles: the child's collector setting and its collections
+	// between the driver's start and the watchers' catching up.
+	GC       string `json:"gc"`
+	GCCycles uint64 `json:"gc_cycles"`
 }
 
 // runFanout commits transitions straight to the store of a running server
@@ -247,14 +257,18 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if err != nil {
 		return nil, err
 	}
+	if cfg.inProcess {
+		sum.GC = "in-process"
+	}
 	res := &fanoutResult{
 		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
 		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
 		Expected: sum.Expected, Received: sum.Received, Dropped: sum.Dropped, Unexpected: sum.Unexpected,
 		Failures: sum.Failures, FirstError: sum.FirstError,
 		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
-		Latency:       sum.Latency,
-		Steal:         cpu0.StealPercent(cpu1),
+		WatcherGC:     sum.GC, WatcherGCCycles: sum.GCCycles,
+		Latency: sum.Latency,
+		Steal:   cpu0.StealPercent(cpu1),
 	}
 	res.ServerWork = benchkit.PerEvent(work0, work1, sum.Received)
 	res.ServerGC = gcPerEvent(gc0, gc1, work1.CPU-work0.CPU, sum.Received)
