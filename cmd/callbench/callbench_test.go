@@ -143,9 +143,32 @@ func TestFanoutExpected(t *testing.T) {
 func TestFanoutChildFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _, err := startFanChild(ctx, "127.0.0.1:1", fanoutConfig{filtered: 2, unfiltered: 1, conns: 1})
+	_, _, err := startFanChild(ctx, "127.0.0.1:1", fanoutConfig{filtered: 2, unfiltered: 1, conns: 1, watcherGC: watcherGCHeld, watcherWindow: defaultWatcherWindow})
 	if err == nil || !strings.Contains(err.Error(), "open watch 0") {
 		t.Fatalf("err = %v, want the child's open watch error", err)
+	}
+}
+
+// TestWatcherInstrumentFlags: the fan-out's watcher settings default to a
+// held collector and a 1 MiB window, and what grpc-go or the child would
+// not take is refused at the command line.
+func TestWatcherInstrumentFlags(t *testing.T) {
+	c, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil || c.fanout.watcherGC != watcherGCHeld || c.fanout.watcherWindow != 1<<20 || c.fanoutLarge.watcherWindow != 1<<20 {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	for _, ok := range [][]string{{"--watcher-gc", "on"}, {"--watcher-window", "0"}, {"--watcher-window", "65535"}} {
+		if _, err := parseFlags(ok, &bytes.Buffer{}); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range [][]string{{"--watcher-gc", "off"}, {"--watcher-window", "1024"}, {"--watcher-window", "-1"}, {"--watcher-window", "1000000000"}} {
+		if _, err := parseFlags(bad, &bytes.Buffer{}); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if o := watcherWindowOpts(0); o != nil {
+		t.Errorf("window 0: %d dial options, want none (grpc-go's dynamic window)", len(o))
 	}
 }
 

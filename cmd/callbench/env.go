@@ -141,8 +141,8 @@ func newEnv(dir *directory.Directory, opts envOptions) (*env, error) {
 }
 
 // dial opens a client connection to the env's server; close closes it.
-func (e *env) dial() (*grpc.ClientConn, error) {
-	cc, err := dialAddr(e.addr)
+func (e *env) dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	cc, err := dialAddr(e.addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -150,16 +150,17 @@ func (e *env) dial() (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// dialAddr opens a plaintext client connection to a server on loopback.
-func dialAddr(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialAddr opens a plaintext client connection to a server on loopback,
+// with opts after the credentials.
+func dialAddr(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 }
 
-// dialN opens n client connections to the env's server.
-func (e *env) dialN(n int) ([]*grpc.ClientConn, error) {
+// dialN opens n client connections to the env's server, with opts.
+func (e *env) dialN(n int, opts ...grpc.DialOption) ([]*grpc.ClientConn, error) {
 	conns := make([]*grpc.ClientConn, n)
 	for i := range conns {
-		cc, err := e.dial()
+		cc, err := e.dial(opts...)
 		if err != nil {
 			return nil, err
 		}

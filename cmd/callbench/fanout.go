@@ -32,6 +32,9 @@ type fanoutConfig struct {
 	warmup     time.Duration // committed and checked, not in the latency figures
 	inProcess  bool          // watchers in this process (the old setup), not in a child process
 	watcherGC  string        // the child's collector: watcherGCHeld or watcherGCOn (fanout_child.go)
+	// watcherWindow is the watchers' HTTP/2 flow-control window per
+	// stream, in bytes; 0: grpc-go's dynamic window (watcherWindowOpts).
+	watcherWindow int
 	// profileDir non-empty: the child writes its CPU profile here
 	// (cpu-<name>-watchers.pprof), and this process the allocation
 	// profiles that bound the measured window (writeWindowAllocs).
@@ -62,6 +65,9 @@ type fanoutResult struct {
 	ServerWork benchkit.WorkPerEvent `json:"server_work_per_event"`
 	// ServerGC is the garbage collector's share of ServerWork.
 	ServerGC fanoutGC `json:"server_gc"`
+	// WatcherWindow is the watchers' flow-control window per stream in
+	// bytes, 0 for grpc-go's dynamic window (watcherWindowOpts).
+	WatcherWindow int `json:"watcher_window"`
 	// WatcherGC is the watchers' process's collector setting ("held",
 	// "on"; "in-process": the server's) and WatcherGCCycles the
 	// collections it did in the measured window (see fanout_child.go).
@@ -131,6 +137,36 @@ func fanoutExpected(i, filtered int, base, n int64) []int64 {
 	return want
 }
 
+// The watchers' flow-control window (callbench --watcher-window, the
+// child's -window). grpc-go's client by default sizes its windows from a
+// bandwidth-delay estimate: while data flows it keeps a PING in flight,
+// one per round trip, which on loopback is one every few hundred
+// microseconds, each read and answered by the server, and it sends window
+// updates as it reads. Clients that set a window (grpc-java's and a
+// browser's, by default) send neither. In the 1,000 + 10 fan-out the
+// default client made ≈ 6,000 writes a second against ≈ 400 with a 1 MiB
+// window, and the server spent 6.3–6.7 µs CPU per delivered event against
+// 4.0 (docs/BENCHMARKS.md, "Tenth round: the measuring instrument"). The
+// fan-out's watchers use defaultWatcherWindow, like grpc-java's default;
+// --watcher-window 0 measures grpc-go's default client.
+const (
+	defaultWatcherWindow = 1 << 20
+	// grpc-go ignores a window below 64 KiB - 1 (HTTP/2's initial one);
+	// the top is HTTP/2's bound on a window, less the connection's 16×.
+	minWatcherWindow = 1<<16 - 1
+	maxWatcherWindow = 1 << 26
+)
+
+// watcherWindowOpts are the dial options of a watchers' connection with a
+// flow-control window of window bytes per stream (16 times that for the
+// connection), none for 0.
+func watcherWindowOpts(window int) []grpc.DialOption {
+	if window == 0 {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithInitialWindowSize(int32(window)), grpc.WithInitialConnWindowSize(int32(16 * window))}
+}
+
 // fanWatchers is the watchers' side of the fan-out scenario: in this
 // process (fanClient) or in a child process (fanChild).
 type fanWatchers interface {
@@ -187,7 +223,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if cfg.inProcess {
 		proc = "in-process"
 		var conns []*grpc.ClientConn
-		if conns, err = e.dialN(cfg.conns); err != nil {
+		if conns, err = e.dialN(cfg.conns, watcherWindowOpts(cfg.watcherWindow)...); err != nil {
 			return nil, err
 		}
 		var c *fanClient
@@ -266,7 +302,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		Expected: sum.Expected, Received: sum.Received, Dropped: sum.Dropped, Unexpected: sum.Unexpected,
 		Failures: sum.Failures, FirstError: sum.FirstError,
 		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
-		WatcherGC:     sum.GC, WatcherGCCycles: sum.GCCycles,
+		WatcherWindow: cfg.watcherWindow, WatcherGC: sum.GC, WatcherGCCycles: sum.GCCycles,
 		Latency: sum.Latency,
 		Steal:   cpu0.StealPercent(cpu1),
 	}

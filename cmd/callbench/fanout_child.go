@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"callcontrold/internal/benchkit"
 )
@@ -98,7 +97,7 @@ type fanChild struct{ *benchkit.Child }
 // startFanChild starts the child, which opens the watchers on the server
 // at addr, and returns once they are all started, with their revision.
 func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChild, int64, error) {
-	args := []string{"-addr", addr, "-watchers", strconv.Itoa(cfg.filtered), "-unfiltered", strconv.Itoa(cfg.unfiltered), "-conns", strconv.Itoa(cfg.conns), "-gc", cfg.watcherGC}
+	args := []string{"-addr", addr, "-watchers", strconv.Itoa(cfg.filtered), "-unfiltered", strconv.Itoa(cfg.unfiltered), "-conns", strconv.Itoa(cfg.conns), "-gc", cfg.watcherGC, "-window", strconv.Itoa(cfg.watcherWindow)}
 	if cfg.profileDir != "" {
 		args = append(args, "-cpuprofile", filepath.Join(cfg.profileDir, "cpu-"+cfg.name+"-watchers.pprof"))
 	}
@@ -174,6 +173,7 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 	unfiltered := fs.Int("unfiltered", 0, "unfiltered watchers")
 	nconns := fs.Int("conns", 1, "client connections")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	window := fs.Int("window", 0, "the streams' HTTP/2 flow-control window in bytes (0: grpc-go's dynamic window)")
 	gc := fs.String("gc", watcherGCHeld, "the collector: held (once the watchers are open, only at the memory limit) or on (the runtime's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -183,6 +183,8 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 		return errors.New("usage: -addr HOST:PORT -watchers N -unfiltered N -conns N")
 	case *filtered < 0 || *filtered > fanoutDevices || *unfiltered < 0 || *nconns < 1:
 		return errors.New("bad -watchers, -unfiltered or -conns")
+	case *window != 0 && (*window < minWatcherWindow || *window > maxWatcherWindow):
+		return fmt.Errorf("-window %d: want 0 or %d..%d", *window, minWatcherWindow, maxWatcherWindow)
 	case *gc != watcherGCHeld && *gc != watcherGCOn:
 		return fmt.Errorf("-gc %q: want %s or %s", *gc, watcherGCHeld, watcherGCOn)
 	}
@@ -216,7 +218,7 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 
 	conns := make([]*grpc.ClientConn, *nconns)
 	for i := range conns {
-		if conns[i], err = grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		if conns[i], err = dialAddr(*addr, watcherWindowOpts(*window)...); err != nil {
 			return err
 		}
 		defer conns[i].Close()

@@ -19,7 +19,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
@@ -355,7 +354,7 @@ func idleChild(args []string, stdin io.Reader, stdout io.Writer) error {
 	defer cancel()
 	conns := make([]*grpc.ClientConn, *nconns)
 	for i := range conns {
-		cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := dialAddr(*addr)
 		if err != nil {
 			return err
 		}

@@ -87,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.fanout.rate, "rate", 10000, "fan-out: transitions per second")
 	fs.DurationVar(&fanDur, "fanout-duration", 10*time.Second, "fan-out: measured time (after 2s of warm-up)")
 	fs.BoolVar(&c.fanout.inProcess, "fanout-inprocess", false, "fan-out: run the watchers in this process (as before) instead of a child process")
+	fs.IntVar(&c.fanout.watcherWindow, "watcher-window", defaultWatcherWindow, "fan-out: the watchers' HTTP/2 flow-control window per stream in bytes (16 times that per connection), like grpc-java's default; 0: grpc-go's default dynamic window, which keeps a PING in flight while data flows")
 	fs.StringVar(&c.fanout.watcherGC, "watcher-gc", watcherGCHeld, "fan-out: the watchers' process's garbage collector: held (collects once the watchers are open, then only at a 1 GiB memory limit, so that the instrument's own collections are not measured as the server's latency) or on (the runtime's default)")
 	fs.IntVar(&c.idle.streams, "idle-streams", 10000, "idle: idle filtered WatchCalls streams")
 	fs.StringVar(&idleConns, "idle-conns", "10,1000", "idle: comma-separated connection counts, one round each")
@@ -151,6 +152,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--unary-conns, --unary-rounds, --streams and --idle-streams must be at least 1")
 	case c.fanout.filtered < 0 || c.fanout.filtered > fanoutDevices || c.fanout.unfiltered < 0 || c.fanout.filtered+c.fanout.unfiltered == 0:
 		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
+	case c.fanout.watcherWindow != 0 && (c.fanout.watcherWindow < minWatcherWindow || c.fanout.watcherWindow > maxWatcherWindow):
+		return nil, fmt.Errorf("--watcher-window %d: want 0 (grpc-go's dynamic window) or %d..%d bytes", c.fanout.watcherWindow, minWatcherWindow, maxWatcherWindow)
 	case c.fanout.watcherGC != watcherGCHeld && c.fanout.watcherGC != watcherGCOn:
 		return nil, fmt.Errorf("--watcher-gc %q: want %s or %s", c.fanout.watcherGC, watcherGCHeld, watcherGCOn)
 	case c.fanout.rate <= 0:

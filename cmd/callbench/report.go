@@ -95,8 +95,8 @@ func (r *report) table(w io.Writer) {
 	r.Connect.table(tw)
 	for _, f := range []*fanoutResult{r.Fanout, r.FanoutLarge} {
 		if f != nil {
-			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes; GC %d cycles, %.2f µs per event; watchers' GC %s; %s)\t%.3f / %.3f (max %.3f)\t\n",
-				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.ServerGC.Cycles, f.ServerGC.CPUMicros, f.watcherGCText(), benchkit.StealText(f.Steal), f.Latency.P50, f.Latency.P99, f.Latency.Max)
+			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes; GC %d cycles, %.2f µs per event; watchers' GC %s, window %s; %s)\t%.3f / %.3f (max %.3f)\t\n",
+				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.ServerGC.Cycles, f.ServerGC.CPUMicros, f.watcherGCText(), f.watcherWindowText(), benchkit.StealText(f.Steal), f.Latency.P50, f.Latency.P99, f.Latency.Max)
 		}
 	}
 	if i := r.Idle; i != nil && len(i.Rounds) > 0 {
@@ -122,4 +122,12 @@ func (f *fanoutResult) watcherGCText() string {
 		return "the server's (in-process)"
 	}
 	return fmt.Sprintf("%s, %d cycles", f.WatcherGC, f.WatcherGCCycles)
+}
+
+// watcherWindowText is the watchers' flow-control window for the table.
+func (f *fanoutResult) watcherWindowText() string {
+	if f.WatcherWindow == 0 {
+		return "dynamic (grpc-go's)"
+	}
+	return fmt.Sprintf("%d KiB", f.WatcherWindow>>10)
 }
