@@ -71,9 +71,12 @@ type fanoutResult struct {
 	// WatcherGC is the watchers' process's collector setting ("held",
 	// "on"; "in-process": the server's) and WatcherGCCycles the
 	// collections it did in the measured window (see fanout_child.go).
-	WatcherGC       string          `json:"watcher_gc"`
-	WatcherGCCycles uint64          `json:"watcher_gc_cycles"`
-	Latency         latency.Summary `json:"commit_to_receive"`
+	// WatcherWork is the watchers' process's work per delivered event
+	// (zero in-process: it is in ServerWork).
+	WatcherWork     benchkit.WorkPerEvent `json:"watcher_work_per_event"`
+	WatcherGC       string                `json:"watcher_gc"`
+	WatcherGCCycles uint64                `json:"watcher_gc_cycles"`
+	Latency         latency.Summary       `json:"commit_to_receive"`
 	// Steal is the machine's CPU time the hypervisor gave other guests
 	// over the same window, in per cent (-1: unknown): on a busy host it
 	// is what the tail follows.
@@ -198,6 +201,9 @@ type fanSummary struct {
 	// between the driver's start and the watchers' catching up.
 	GC       string `json:"gc"`
 	GCCycles uint64 `json:"gc_cycles"`
+	// Work is the child's own work over the same window, per delivered
+	// event: what the instrument took from the machine the server shares.
+	Work benchkit.WorkPerEvent `json:"work_per_event"`
 }
 
 // runFanout commits transitions straight to the store of a running server
@@ -302,7 +308,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		Expected: sum.Expected, Received: sum.Received, Dropped: sum.Dropped, Unexpected: sum.Unexpected,
 		Failures: sum.Failures, FirstError: sum.FirstError,
 		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
-		WatcherWindow: cfg.watcherWindow, WatcherGC: sum.GC, WatcherGCCycles: sum.GCCycles,
+		WatcherWindow: cfg.watcherWindow, WatcherGC: sum.GC, WatcherGCCycles: sum.GCCycles, WatcherWork: sum.Work,
 		Latency: sum.Latency,
 		Steal:   cpu0.StealPercent(cpu1),
 	}

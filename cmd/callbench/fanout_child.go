@@ -253,14 +253,14 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 	if err := c.start(base, mark); err != nil {
 		return err
 	}
-	gc0 := readGC()
+	gc0, work0 := readGC(), benchkit.ReadWork()
 	if err := next("stop", &n); err != nil {
 		return err
 	}
 	if err := c.caughtUp(n); err != nil {
 		return err
 	}
-	gcCycles := readGC().cycles - gc0.cycles
+	gcCycles, work1 := readGC().cycles-gc0.cycles, benchkit.ReadWork()
 	if _, err := fmt.Fprintln(stdout, "caught-up"); err != nil {
 		return err
 	}
@@ -272,6 +272,7 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 		return err
 	}
 	sum.GC, sum.GCCycles = *gc, gcCycles
+	sum.Work = benchkit.PerEvent(work0, work1, sum.Received)
 	b, err := json.Marshal(sum)
 	if err != nil {
 		return err

@@ -121,7 +121,7 @@ func (f *fanoutResult) watcherGCText() string {
 	if f.WatcherGC == "in-process" {
 		return "the server's (in-process)"
 	}
-	return fmt.Sprintf("%s, %d cycles", f.WatcherGC, f.WatcherGCCycles)
+	return fmt.Sprintf("%s, %d cycles, their CPU %.2f µs per event", f.WatcherGC, f.WatcherGCCycles, f.WatcherWork.CPUMicros)
 }
 
 // watcherWindowText is the watchers' flow-control window for the table.
