@@ -59,6 +59,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"--calls", "0"}, "--calls"},
 		{[]string{"--devices", "4", "--concurrency", "3"}, "--concurrency"},
 		{[]string{"--devices", "4", "--concurrency", "2"}, ""},
+		{[]string{"--rounds", "0"}, "--rounds"},
+		{[]string{"--calls", "3", "--rounds", "4"}, "--calls"},
 		{[]string{"extra"}, "unexpected"},
 	} {
 		_, err := parseFlags(c.args, io.Discard)
@@ -69,18 +71,49 @@ func TestFlags(t *testing.T) {
 }
 
 func TestReportChecks(t *testing.T) {
-	r := &report{
-		Direct: runResult{SetupsPerSec: 2000},
-		Switch: runResult{SetupsPerSec: 1200, FailedCalls: 1},
-	}
+	// The ratio is the pairs' median: the third pair's direct round,
+	// slowed by the host (ratio 2.333), does not move it.
+	r := &report{Rounds: []roundPair{
+		{Direct: runResult{SetupsPerSec: 2000}, Switch: runResult{SetupsPerSec: 1200}, Ratio: 0.6},
+		{Direct: runResult{SetupsPerSec: 2000}, Switch: runResult{SetupsPerSec: 1000}, Ratio: 0.5},
+		{Direct: runResult{SetupsPerSec: 600}, Switch: runResult{SetupsPerSec: 1400}, Ratio: 2.333},
+		{Direct: runResult{SetupsPerSec: 2000}, Switch: runResult{SetupsPerSec: 1400}, Ratio: 0.7},
+	}}
+	r.Switch.FailedCalls = 1
 	r.AnswerEvent.P99 = 4
 	r.finish()
 	got := map[string]bool{}
 	for _, c := range r.Checks {
 		got[c.Name] = c.Met
 	}
-	if r.Ratio != 0.6 || !got["SIP call setups/s, switch/direct"] || got["SIP failed calls (both runs)"] || !got["SIP 200 OK → WatchCalls event p99 (ms)"] || r.AllMet || !r.broken() {
+	if r.Ratio != 0.65 || !got["SIP call setups/s, switch/direct (median of the pairs)"] || got["SIP failed calls (all rounds)"] || !got["SIP 200 OK → WatchCalls event p99 (ms)"] || r.AllMet || !r.broken() {
 		t.Errorf("ratio %v, checks %v, all met %v, broken %v", r.Ratio, got, r.AllMet, r.broken())
+	}
+}
+
+func TestRoundCalls(t *testing.T) {
+	c := &config{calls: 10, rounds: 4}
+	var got []int
+	sum := 0
+	for i := range c.rounds {
+		got = append(got, c.roundCalls(i))
+		sum += c.roundCalls(i)
+	}
+	if sum != 10 || got[0] != 3 || got[1] != 3 || got[2] != 2 || got[3] != 2 {
+		t.Errorf("calls per round %v, want [3 3 2 2]", got)
+	}
+}
+
+func TestRunResultAdd(t *testing.T) {
+	var total runResult
+	total.add(runResult{Caller: sippStats{Successful: 100, Failed: 1, Seconds: 1}, Callee: sippStats{Failed: 2}, steal: cpuWindow{total: 100, stolen: 10}})
+	total.add(runResult{Caller: sippStats{Successful: 300, Seconds: 1}, steal: cpuWindow{total: 300, stolen: 10}})
+	if total.Caller.Successful != 400 || total.SetupsPerSec != 200 || total.FailedCalls != 3 || total.Steal != 5 {
+		t.Errorf("got %+v, want 400 calls, 200/s, 3 failed, steal 5 %%", total)
+	}
+	total.add(runResult{steal: cpuWindow{unknown: true}})
+	if total.Steal != -1 {
+		t.Errorf("steal with an unknown window: %v, want -1", total.Steal)
 	}
 }
 
@@ -102,8 +135,9 @@ func TestBenchDirectory(t *testing.T) {
 
 // TestSmokeRun runs the benchmark's smoke variant end to end (real SIPp
 // processes, the in-process switch and its gRPC watcher, on loopback):
-// every call of both runs succeeds, every answer has its WatchCalls
-// event, and no leg is left. It checks the harness, not the figures.
+// every call of every round succeeds, every answer has its WatchCalls
+// event, and no leg is left; the two pairs of rounds run in both orders.
+// It checks the harness, not the figures.
 func TestSmokeRun(t *testing.T) {
 	c, err := parseFlags([]string{"--smoke"}, io.Discard)
 	if err != nil {
@@ -122,5 +156,13 @@ func TestSmokeRun(t *testing.T) {
 	}
 	if rep.Direct.SetupsPerSec <= 0 || rep.Switch.SetupsPerSec <= 0 || len(rep.Checks) == 0 {
 		t.Errorf("no rates or checks: %+v", rep)
+	}
+	if len(rep.Rounds) != 2 || rep.Rounds[0].First != "direct" || rep.Rounds[1].First != "switch" {
+		t.Fatalf("rounds %+v, want two pairs, direct first then switch first", rep.Rounds)
+	}
+	for i, p := range rep.Rounds {
+		if p.Direct.Caller.Successful != c.roundCalls(i) || p.Switch.Caller.Successful != c.roundCalls(i) || p.Ratio <= 0 || p.SwitchCPU <= 0 {
+			t.Errorf("pair %d: %+v, want %d calls of each kind, a ratio and the switch's CPU", i+1, p, c.roundCalls(i))
+		}
 	}
 }
