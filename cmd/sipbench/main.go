@@ -352,6 +352,11 @@ func runTimeout(calls int) time.Duration {
 	return 30*time.Second + time.Duration(calls)*20*time.Millisecond
 }
 
+// calleeGrace is how long a callee may take to end after its caller
+// did: its last BYE is answered a moment after the caller's last call
+// ends, unless the machine is very busy.
+const calleeGrace = 5 * time.Second
+
 // runPair runs the callee (already started) and a caller of calls calls
 // to remote, and returns both counts and the steal of the window.
 func runPair(ctx context.Context, c *config, calls int, dir string, caller sippRun, uas *sippProc) (runResult, error) {
@@ -367,6 +372,7 @@ func runPair(ctx context.Context, c *config, calls int, dir string, caller sippR
 		return res, err
 	}
 	res.steal = windowOf(cpu0, benchkit.ReadCPUTimes())
+	uas.finish(calleeGrace)
 	if res.Callee, err = uas.wait(); err != nil {
 		// A callee that timed out waiting usually means calls the caller
 		// saw fail never reached it: say so.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -164,5 +165,28 @@ func TestSmokeRun(t *testing.T) {
 		if p.Direct.Caller.Successful != c.roundCalls(i) || p.Switch.Caller.Successful != c.roundCalls(i) || p.Ratio <= 0 || p.SwitchCPU <= 0 {
 			t.Errorf("pair %d: %+v, want %d calls of each kind, a ratio and the switch's CPU", i+1, p, c.roundCalls(i))
 		}
+	}
+}
+
+// TestCalleeFinish: a SIPp callee whose calls never come (its caller saw
+// them fail) is asked to end once its grace is over, and its counts are
+// read, rather than waiting for its -timeout and failing the round.
+func TestCalleeFinish(t *testing.T) {
+	port := mustPort()
+	uas, err := startSIPp(t.Context(), t.TempDir(), sippRun{name: "idle-callee", scenario: "uas", port: port, calls: 5, timeout: runTimeout(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uas.stop()
+	if err := uas.bound(); err != nil {
+		t.Fatal(err)
+	}
+	uas.finish(100 * time.Millisecond)
+	st, err := uas.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Successful != 0 || st.Failed != 0 {
+		t.Errorf("got %+v, want no call", st)
 	}
 }

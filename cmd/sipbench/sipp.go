@@ -169,6 +169,22 @@ func (p *sippProc) bound() error {
 	return fmt.Errorf("sipp %s did not bind port %d", p.run.name, p.run.port)
 }
 
+// finish waits up to grace for SIPp to end by itself, then asks it to
+// end (endSignal: SIPp places no new call, lets the calls in progress end
+// and exits, writing its final screen), so that wait reads its counts. A
+// callee whose caller saw a call fail before it reached the callee waits
+// for a call that never comes, until its -timeout: its counts are what
+// the round needs, not the timeout's error.
+func (p *sippProc) finish(grace time.Duration) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = p.cmd.Process.Signal(endSignal)
+	}
+}
+
 // stop kills SIPp and waits for it.
 func (p *sippProc) stop() {
 	select {
