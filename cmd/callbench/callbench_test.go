@@ -111,6 +111,22 @@ func TestParseEventFrame(t *testing.T) {
 	}
 }
 
+// TestLastExpected: the last revision a watcher waits for is the last
+// one of its schedule (fanoutExpected), none when it has none.
+func TestLastExpected(t *testing.T) {
+	for _, filtered := range []int{0, 1, 5} {
+		for n := int64(0); n <= 12; n++ {
+			for i := range filtered + 2 {
+				want := fanoutExpected(i, filtered, 100, n)
+				got, ok := lastExpected(i, filtered, 100, n)
+				if ok != (len(want) > 0) || ok && got != want[len(want)-1] {
+					t.Errorf("filtered %d, n %d, watcher %d: %d, %v; want the last of %v", filtered, n, i, got, ok, want)
+				}
+			}
+		}
+	}
+}
+
 // TestFanoutExpected checks the schedule the watchers' side computes
 // against the driver's (revision base+n+1 changes device n%devs).
 func TestFanoutExpected(t *testing.T) {
@@ -143,7 +159,7 @@ func TestFanoutExpected(t *testing.T) {
 func TestFanoutChildFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _, err := startFanChild(ctx, "127.0.0.1:1", fanoutConfig{filtered: 2, unfiltered: 1, conns: 1, watcherGC: watcherGCHeld, watcherWindow: defaultWatcherWindow})
+	_, _, _, err := startFanChild(ctx, "127.0.0.1:1", fanoutConfig{filtered: 2, unfiltered: 1, conns: 1, watcherGC: watcherGCHeld, watcherWindow: defaultWatcherWindow})
 	if err == nil || !strings.Contains(err.Error(), "open watch 0") {
 		t.Fatalf("err = %v, want the child's open watch error", err)
 	}
@@ -192,8 +208,8 @@ func TestReportChecks(t *testing.T) {
 	r := newReport(c)
 	r.Unary = &unaryResult{Ratio: 0.9, Capacity: 0.85}
 	r.Stream = &streamResult{Ratio: 0.4}
-	r.Fanout = &fanoutResult{Latency: latency.Summary{P99: 4.9}}
-	r.FanoutLarge = &fanoutResult{Dropped: 1, Latency: latency.Summary{P99: 4.9}}
+	r.Fanout = &fanoutResult{fanoutKindResult: fanoutKindResult{Latency: latency.Summary{P99: 4.9}}}
+	r.FanoutLarge = &fanoutResult{fanoutKindResult: fanoutKindResult{Dropped: 1, Latency: latency.Summary{P99: 4.9}}}
 	r.Memory = &memoryResult{HeapPerCall: 1025}
 	r.finish()
 	var met []bool
@@ -242,6 +258,14 @@ func TestSmoke(t *testing.T) {
 	}
 	if f := rep.FanoutLarge; f.Filtered != 200 || f.Commits == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.Latency.Max == 0 {
 		t.Errorf("fan-out 10k (smoke: 200 filtered watchers): %+v", f)
+	}
+	// The no-op baseline ran in alternating segments, with the same
+	// watchers and schedule: every watcher got exactly its revisions.
+	for _, f := range []*fanoutResult{rep.Fanout, rep.FanoutLarge} {
+		b := f.Baseline
+		if b == nil || f.Rounds != 2 || b.Commits != f.Commits || b.Expected != f.Expected || b.Received != b.Expected || b.Dropped != 0 || b.Unexpected != 0 || b.Failures != 0 || b.Latency.Max == 0 || b.FrameBytes == 0 {
+			t.Errorf("fan-out baseline: %+v (rounds %d), WatchCalls: commits %d, expected %d", b, f.Rounds, f.Commits, f.Expected)
+		}
 	}
 	if len(rep.Idle.Rounds) != 2 {
 		t.Errorf("idle: %d rounds, want 2 (smoke: 2 and 20 connections)", len(rep.Idle.Rounds))

@@ -35,20 +35,24 @@ type fanoutConfig struct {
 	// watcherWindow is the watchers' HTTP/2 flow-control window per
 	// stream, in bytes; 0: grpc-go's dynamic window (watcherWindowOpts).
 	watcherWindow int
+	// baseline: the no-op fan-out (noopfanout.go) runs too, with its own
+	// watchers (the same filters, connections and process), in segments
+	// that alternate with the WatchCalls fan-out's: rounds segments of
+	// each kind over duration, each kind first in every other round, so
+	// that what the host does to the machine falls on both alike.
+	baseline bool
+	rounds   int
 	// profileDir non-empty: the child writes its CPU profile here
 	// (cpu-<name>-watchers.pprof), and this process the allocation
 	// profiles that bound the measured window (writeWindowAllocs).
 	profileDir string
 }
 
-type fanoutResult struct {
-	Filtered      int     `json:"filtered_watchers"`
-	Unfiltered    int     `json:"unfiltered_watchers"`
-	Conns         int     `json:"connections"`
-	WatcherProc   string  `json:"watcher_process"` // "child" or "in-process"
-	TargetRate    float64 `json:"target_transitions_per_second"`
+// fanoutKindResult is what one kind of fan-out (WatchCalls, or the no-op
+// baseline) measured over its measured segments.
+type fanoutKindResult struct {
 	Rate          float64 `json:"transitions_per_second"`
-	Commits       int64   `json:"commits"`
+	Commits       int64   `json:"commits"` // warm-up included
 	Expected      uint64  `json:"expected_deliveries"`
 	Received      uint64  `json:"received_deliveries"`
 	Dropped       uint64  `json:"dropped"`
@@ -56,31 +60,50 @@ type fanoutResult struct {
 	Failures      int     `json:"watcher_failures"`
 	FirstError    string  `json:"first_error,omitempty"`
 	DeliveriesSec float64 `json:"deliveries_per_second"`
+	// FrameBytes is the average event frame the watchers received.
+	FrameBytes float64 `json:"frame_bytes"`
 	// ServerWork is the work of this process (the server and the driver;
-	// the watchers run in the child) from the driver's start until every
-	// watcher has caught up, per delivered event: CPU time, allocations,
-	// goroutines started. Less sensitive to a busy machine than the
-	// latency: it counts work, not waiting. With --fanout-inprocess it
-	// includes the watchers' side.
+	// the watchers run in the child) from each measured segment's start
+	// until every watcher has caught up, per delivered event: CPU time,
+	// allocations, goroutines started. Less sensitive to a busy machine
+	// than the latency: it counts work, not waiting. With
+	// --fanout-inprocess it includes the watchers' side.
 	ServerWork benchkit.WorkPerEvent `json:"server_work_per_event"`
 	// ServerGC is the garbage collector's share of ServerWork.
-	ServerGC fanoutGC `json:"server_gc"`
+	ServerGC fanoutGC        `json:"server_gc"`
+	Latency  latency.Summary `json:"commit_to_receive"`
+	// Steal is the machine's CPU time the hypervisor gave other guests
+	// over the same segments, in per cent (-1: unknown): on a busy host
+	// it is what the tail follows.
+	Steal float64 `json:"steal_percent"`
+}
+
+type fanoutResult struct {
+	Filtered    int     `json:"filtered_watchers"`
+	Unfiltered  int     `json:"unfiltered_watchers"`
+	Conns       int     `json:"connections"`
+	WatcherProc string  `json:"watcher_process"` // "child" or "in-process"
+	TargetRate  float64 `json:"target_transitions_per_second"`
+	// The WatchCalls fan-out's figures (at the top level of the JSON, as
+	// before the baseline existed).
+	fanoutKindResult
+	// Baseline is the no-op fan-out's, in the segments between (nil with
+	// --fanout-baseline=false); Rounds is the segments of each kind.
+	Baseline *fanoutKindResult `json:"baseline,omitempty"`
+	Rounds   int               `json:"rounds"`
 	// WatcherWindow is the watchers' flow-control window per stream in
 	// bytes, 0 for grpc-go's dynamic window (watcherWindowOpts).
 	WatcherWindow int `json:"watcher_window"`
+	// WatcherWork is the watchers' process's work per delivered event,
+	// both kinds and warm-up included (zero in-process: it is in
+	// ServerWork).
+	WatcherWork benchkit.WorkPerEvent `json:"watcher_work_per_event"`
 	// WatcherGC is the watchers' process's collector setting ("held",
 	// "on"; "in-process": the server's) and WatcherGCCycles the
-	// collections it did in the measured window (see fanout_child.go).
-	// WatcherWork is the watchers' process's work per delivered event
-	// (zero in-process: it is in ServerWork).
-	WatcherWork     benchkit.WorkPerEvent `json:"watcher_work_per_event"`
-	WatcherGC       string                `json:"watcher_gc"`
-	WatcherGCCycles uint64                `json:"watcher_gc_cycles"`
-	Latency         latency.Summary       `json:"commit_to_receive"`
-	// Steal is the machine's CPU time the hypervisor gave other guests
-	// over the same window, in per cent (-1: unknown): on a busy host it
-	// is what the tail follows.
-	Steal float64 `json:"steal_percent"`
+	// collections it did from the driver's start to the end (see
+	// fanout_child.go).
+	WatcherGC       string `json:"watcher_gc"`
+	WatcherGCCycles uint64 `json:"watcher_gc_cycles"`
 }
 
 // fanoutGC is what the collector did in this process over the measured
@@ -171,24 +194,26 @@ func watcherWindowOpts(window int) []grpc.DialOption {
 }
 
 // fanWatchers is the watchers' side of the fan-out scenario: in this
-// process (fanClient) or in a child process (fanChild).
+// process (fanClient) or in a child process (fanChild). It has one set of
+// watchers per kind: WatchCalls' and, with the baseline, the no-op
+// fan-out's.
 type fanWatchers interface {
-	// start says the driver commits from base on, and that latencies count
-	// from revision mark on.
-	start(base, mark int64) error
-	// caughtUp says the driver committed n revisions after base, and
-	// returns once the watchers caught up (or gave up after a while),
-	// their streams still open: what the server does to end them is not
-	// in the measured window.
-	caughtUp(n int64) error
+	// start says that latencies count from revision mark on for the
+	// WatchCalls watchers and from noopMark on for the no-op ones.
+	start(mark, noopMark int64) error
+	// caughtUp says the driver committed n revisions after the WatchCalls
+	// watchers' base and noopN after the no-op ones', and returns once
+	// the watchers caught up (or gave up after a while), their streams
+	// still open: what the server does to end them is not in the
+	// measured window.
+	caughtUp(n, noopN int64) error
 	// finish stops the watchers and checks what they received.
 	finish() (*fanSummary, error)
 	close()
 }
 
-// fanSummary is what the watchers' side reports (a child prints it as one
-// JSON line).
-type fanSummary struct {
+// fanSetSummary is what one set of watchers received.
+type fanSetSummary struct {
 	Expected   uint64          `json:"expected"`
 	Received   uint64          `json:"received"`
 	Dropped    uint64          `json:"dropped"`
@@ -197,13 +222,59 @@ type fanSummary struct {
 	FirstError string          `json:"first_error,omitempty"`
 	Samples    uint64          `json:"latency_samples"`
 	Latency    latency.Summary `json:"latency"`
+	FrameBytes float64         `json:"frame_bytes"` // per event frame, on average
+}
+
+// fanSummary is what the watchers' side reports (a child prints it as one
+// JSON line).
+type fanSummary struct {
+	WatchCalls fanSetSummary  `json:"watchcalls"`
+	Baseline   *fanSetSummary `json:"baseline,omitempty"`
 	// GC and GCCycles: the child's collector setting and its collections
-	// between the driver's start and the watchers' catching up.
+	// between the driver's start and the watchers' last catching up.
 	GC       string `json:"gc"`
 	GCCycles uint64 `json:"gc_cycles"`
 	// Work is the child's own work over the same window, per delivered
 	// event: what the instrument took from the machine the server shares.
 	Work benchkit.WorkPerEvent `json:"work_per_event"`
+}
+
+// fanKind is one kind of fan-out the driver commits to: the server's
+// store, or the no-op hub. The schedule is per kind: its k-th change
+// (from 0, warm-up included) is revision base+k+1 and changes device
+// k%devs (fanoutExpected).
+type fanKind struct {
+	commit func(k int) error // commits change k, stamped with the time
+	n      int               // changes committed
+	// Over the measured segments: their changes, the time spent
+	// committing them, this process's work until the watchers caught up,
+	// its collector's, and the machine's CPU times (for the steal).
+	commits   int
+	elapsed   time.Duration
+	work      benchkit.Work
+	gcCycles  uint64
+	gcCPU     float64
+	cpu, steal uint64
+	cpuBad     bool // /proc/stat unread in a segment: the steal is unknown
+}
+
+// run commits count changes at one per interval. A late start (the
+// sleep overshot, or the process was not running) is made up at once, as
+// a burst: each change is stamped when it is committed.
+func (k *fanKind) run(count int, interval time.Duration) (time.Duration, error) {
+	start := time.Now()
+	due := start
+	for range count {
+		if now := time.Now(); due.After(now) {
+			time.Sleep(due.Sub(now))
+		}
+		due = due.Add(interval)
+		if err := k.commit(k.n); err != nil {
+			return 0, err
+		}
+		k.n++
+	}
+	return time.Since(start), nil
 }
 
 // runFanout commits transitions straight to the store of a running server
@@ -212,7 +283,9 @@ type fanSummary struct {
 // knows each revision before committing it. Just before each commit it
 // writes the wall-clock time (UnixNano, decimal) into the committed
 // Call.Name: the receiver reads it back from the frame and measures
-// receive − commit. The watchers run in a child process (the same binary,
+// receive − commit. With cfg.baseline the no-op fan-out's watchers run
+// beside them and the driver alternates between the two kinds (see
+// fanoutConfig). The watchers run in a child process (the same binary,
 // re-executed: see fanout_child.go) unless cfg.inProcess. Every watcher's
 // received revisions are compared with what was committed for its filter:
 // a missing one is dropped.
@@ -221,9 +294,9 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		return nil, fmt.Errorf("fanout: %d filtered watchers > %d devices", cfg.filtered, fanoutDevices)
 	}
 	var (
-		ws   fanWatchers
-		base int64
-		err  error
+		ws          fanWatchers
+		base, nbase int64
+		err         error
 	)
 	proc := "child"
 	if cfg.inProcess {
@@ -233,10 +306,10 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 			return nil, err
 		}
 		var c *fanClient
-		c, base, err = startFanClient(ctx, conns, cfg.filtered, cfg.unfiltered)
+		c, base, nbase, err = startFanClient(ctx, conns, cfg.filtered, cfg.unfiltered, cfg.baseline)
 		ws = c
 	} else {
-		ws, base, err = startFanChild(ctx, e.addr, cfg)
+		ws, base, nbase, err = startFanChild(ctx, e.addr, cfg)
 	}
 	if err != nil {
 		return nil, err
@@ -245,53 +318,107 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 	if rev := e.store.Revision(); base != rev {
 		return nil, fmt.Errorf("fanout: watchers started at revision %d, the store is at %d", base, rev)
 	}
-
-	total := int(cfg.rate*(cfg.warmup+cfg.duration).Seconds()) + 1
-	warm := int(cfg.rate * cfg.warmup.Seconds())
-	if err := ws.start(base, base+int64(warm)+1); err != nil {
-		return nil, err
+	hub := e.noop.fanoutHub()
+	if rev := hub.revision(); cfg.baseline && nbase != rev {
+		return nil, fmt.Errorf("fanout: no-op watchers started at revision %d, the hub is at %d", nbase, rev)
 	}
 
-	// The driver: device n%devs's leg moves ring → up → hold → up → dead,
-	// then a new leg starts; one leg change per revision.
+	// The drivers: device d's leg moves ring → up → hold → up → dead, then
+	// a new leg starts; one leg change per revision.
 	devs := fanoutDevs(cfg.filtered)
 	legs := make([]benchserver.Leg, devs)
-	interval := time.Duration(float64(time.Second) / cfg.rate)
-	if err := writeWindowAllocs(cfg, "start"); err != nil {
-		return nil, err
-	}
-	work0, gc0, cpu0 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
-	start := time.Now()
-	due := start
-	var derr error
-	n := 0
-	for ; n < total; n++ {
-		if now := time.Now(); due.After(now) {
-			time.Sleep(due.Sub(now))
-		}
-		due = due.Add(interval)
-		d := n % devs
+	real := &fanKind{commit: func(k int) error {
+		d := k % devs
 		ch := legs[d].Next(e.store.NewUID, fanoutDevice(d))
-		rev := base + int64(n) + 1
 		ch.Call.Name = strconv.FormatInt(time.Now().UnixNano(), 10)
 		got, err := e.store.Commit(ch)
 		if err != nil {
-			derr = err
-			break
+			return err
 		}
-		if got != rev {
-			derr = fmt.Errorf("fanout: committed revision %d, expected %d: another writer?", got, rev)
-			break
+		if want := base + int64(k) + 1; got != want {
+			return fmt.Errorf("fanout: committed revision %d, expected %d: another writer?", got, want)
 		}
+		return nil
+	}}
+	kinds := []*fanKind{real}
+	var noop *fanKind
+	if cfg.baseline {
+		noopLegs := make([]benchserver.Leg, devs)
+		var uid int64
+		newUID := func() int64 { uid++; return uid }
+		noop = &fanKind{commit: func(k int) error {
+			d := k % devs
+			ch := noopLegs[d].Next(newUID, fanoutDevice(d))
+			ch.Call.Name = strconv.FormatInt(time.Now().UnixNano(), 10)
+			rev := nbase + int64(k) + 1
+			frame, err := noopEventFrame(rev, ch)
+			if err != nil {
+				return err
+			}
+			return hub.publish(fanoutDevice(d), rev, frame)
+		}}
+		kinds = append(kinds, noop)
 	}
-	elapsed := time.Since(start)
-	if derr != nil {
-		return nil, derr
+	noopN := func() int64 {
+		if noop == nil {
+			return 0
+		}
+		return int64(noop.n)
 	}
-	if err := ws.caughtUp(int64(n)); err != nil {
+
+	rounds := 1
+	if noop != nil {
+		rounds = max(cfg.rounds, 1)
+	}
+	interval := time.Duration(float64(time.Second) / cfg.rate)
+	warm := int(cfg.rate * cfg.warmup.Seconds())
+	perSegment := max(int(cfg.rate*cfg.duration.Seconds())/rounds, 1)
+	if err := ws.start(base+int64(warm)+1, nbase+int64(warm)+1); err != nil {
 		return nil, err
 	}
-	work1, gc1, cpu1 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
+	// segment runs count changes of kind k and waits for the watchers;
+	// measured, it adds the window's work to the kind's.
+	segment := func(k *fanKind, count int, measured bool) error {
+		w0, g0, c0 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
+		d, err := k.run(count, interval)
+		if err != nil {
+			return err
+		}
+		if err := ws.caughtUp(int64(real.n), noopN()); err != nil {
+			return err
+		}
+		if !measured {
+			return nil
+		}
+		w1, g1, c1 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
+		w := w1.Sub(w0)
+		k.commits += count
+		k.elapsed += d
+		k.work = benchkit.Work{CPU: k.work.CPU + w.CPU, Allocs: k.work.Allocs + w.Allocs, AllocBytes: k.work.AllocBytes + w.AllocBytes, Goroutines: k.work.Goroutines + w.Goroutines, Writes: k.work.Writes + w.Writes}
+		k.gcCycles += g1.cycles - g0.cycles
+		k.gcCPU += g1.cpu - g0.cpu
+		k.cpu += c1.Total - c0.Total
+		k.steal += c1.Steal - c0.Steal
+		k.cpuBad = k.cpuBad || !c0.OK || !c1.OK
+		return nil
+	}
+	// The warm-up: each kind's first changes, checked, not measured.
+	for _, k := range kinds {
+		if err := segment(k, warm, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeWindowAllocs(cfg, "start"); err != nil {
+		return nil, err
+	}
+	for r := range rounds {
+		for i := range kinds {
+			k := kinds[(i+r)%len(kinds)] // each kind first in every other round
+			if err := segment(k, perSegment, true); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := writeWindowAllocs(cfg, "end"); err != nil {
 		return nil, err
 	}
@@ -303,21 +430,39 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		sum.GC = "in-process"
 	}
 	res := &fanoutResult{
-		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc,
-		TargetRate: cfg.rate, Rate: float64(n) / elapsed.Seconds(), Commits: int64(n),
-		Expected: sum.Expected, Received: sum.Received, Dropped: sum.Dropped, Unexpected: sum.Unexpected,
-		Failures: sum.Failures, FirstError: sum.FirstError,
-		DeliveriesSec: float64(sum.Received) / elapsed.Seconds(),
-		WatcherWindow: cfg.watcherWindow, WatcherGC: sum.GC, WatcherGCCycles: sum.GCCycles, WatcherWork: sum.Work,
-		Latency: sum.Latency,
-		Steal:   cpu0.StealPercent(cpu1),
+		Filtered: cfg.filtered, Unfiltered: cfg.unfiltered, Conns: cfg.conns, WatcherProc: proc, TargetRate: cfg.rate,
+		fanoutKindResult: real.result(sum.WatchCalls),
+		Rounds:           rounds,
+		WatcherWindow:    cfg.watcherWindow, WatcherGC: sum.GC, WatcherGCCycles: sum.GCCycles, WatcherWork: sum.Work,
 	}
-	res.ServerWork = benchkit.PerEvent(work0, work1, sum.Received)
-	res.ServerGC = gcPerEvent(gc0, gc1, work1.CPU-work0.CPU, sum.Received)
+	if noop != nil && sum.Baseline != nil {
+		b := noop.result(*sum.Baseline)
+		res.Baseline = &b
+	}
 	// A watcher failure is reported, not fatal: a watcher that fell behind
 	// the retained history (OUT_OF_RANGE) is part of what this scenario
 	// measures.
 	return res, nil
+}
+
+// result is the kind's figures, with what its watchers received.
+func (k *fanKind) result(s fanSetSummary) fanoutKindResult {
+	r := fanoutKindResult{
+		Commits: int64(k.n), Expected: s.Expected, Received: s.Received, Dropped: s.Dropped, Unexpected: s.Unexpected,
+		Failures: s.Failures, FirstError: s.FirstError, FrameBytes: s.FrameBytes, Latency: s.Latency, Steal: -1,
+	}
+	if k.elapsed > 0 {
+		r.Rate = float64(k.commits) / k.elapsed.Seconds()
+		r.DeliveriesSec = float64(s.Samples) / k.elapsed.Seconds()
+	}
+	// The measured segments' deliveries are the latency samples: every
+	// event from the mark on carries its commit time.
+	r.ServerWork = benchkit.PerEvent(benchkit.Work{}, k.work, s.Samples)
+	r.ServerGC = gcPerEvent(gcReading{}, gcReading{cycles: k.gcCycles, cpu: k.gcCPU}, k.work.CPU, s.Samples)
+	if !k.cpuBad {
+		r.Steal = benchkit.CPUTimes{OK: true}.StealPercent(benchkit.CPUTimes{Total: k.cpu, Steal: k.steal, OK: true})
+	}
+	return r
 }
 
 // writeWindowAllocs writes this process's allocation profile as
@@ -341,60 +486,84 @@ func writeWindowAllocs(cfg fanoutConfig, at string) error {
 
 // fanWatcher is one watch of the fan-out scenario.
 type fanWatcher struct {
-	s    grpc.ClientStream
-	revs []int64 // received revisions, in order
-	last atomic.Int64
-	err  error
+	s      grpc.ClientStream
+	revs   []int64 // received revisions, in order
+	last   atomic.Int64
+	err    error
+	bytes  int64 // of the event frames received
+	frames int64
+}
+
+// fanSet is one kind's watchers: i < filtered watches fanoutDevice(i),
+// the others everything.
+type fanSet struct {
+	method string // WatchCalls, or the no-op fan-out
+	ws     []*fanWatcher
+	base   int64        // the revision they started at
+	mark   atomic.Int64 // latencies count from this revision on
+	lat    latency.Hist
+	n      int64 // revisions committed after base, as last told
 }
 
 // fanClient runs the fan-out watchers in this process: in the child, or in
 // the benchmark's own process with --fanout-inprocess.
 type fanClient struct {
 	filtered int
-	ws       []*fanWatcher
+	sets     []*fanSet // WatchCalls', then the no-op fan-out's if any
 	cancel   context.CancelFunc
 	wctx     context.Context
 	wg       sync.WaitGroup
-	mark     atomic.Int64 // latencies count from this revision on
-	lat      latency.Hist
-	base     int64
-	want     [][]int64 // each watcher's revisions, once caughtUp is told the commits
+	told     bool // caughtUp was called
 }
 
 // startFanClient opens filtered watchers (watcher i on fanoutDevice(i))
 // and unfiltered ones, as admin with skip_snapshot, round-robin over
-// conns, and returns once each has its started frame, with the revision
-// they started at.
-func startFanClient(ctx context.Context, conns []*grpc.ClientConn, filtered, unfiltered int) (*fanClient, int64, error) {
-	c := &fanClient{filtered: filtered}
-	c.mark.Store(1 << 62)
+// conns, with baseline the same again on the no-op fan-out, and returns
+// once each has its started frame, with the revision each set started at
+// (-1 for the baseline's without one).
+func startFanClient(ctx context.Context, conns []*grpc.ClientConn, filtered, unfiltered int, baseline bool) (c *fanClient, base, noopBase int64, err error) {
+	c = &fanClient{filtered: filtered}
 	c.wctx, c.cancel = context.WithCancel(withToken(ctx, adminToken))
-	base := int64(-1)
-	for i := range filtered + unfiltered {
-		req := &callcontrolv1.WatchCallsRequest{SkipSnapshot: true}
-		if i < filtered {
-			req.Filter = &callcontrolv1.CallFilter{Devices: []string{fanoutDevice(i)}}
-		}
-		s, rev, err := openWatch(c.wctx, conns[i%len(conns)], req)
-		if err == nil && base >= 0 && rev != base {
-			err = fmt.Errorf("started at revision %d, the others at %d", rev, base)
-		}
-		if err != nil {
-			c.close()
-			return nil, 0, fmt.Errorf("open watch %d: %w", i, err)
-		}
-		base = rev
-		w := &fanWatcher{s: s}
-		w.last.Store(rev)
-		c.ws = append(c.ws, w)
+	methods := []string{watchMethod}
+	if baseline {
+		methods = append(methods, noopFanoutMethod)
 	}
-	for _, w := range c.ws {
-		c.wg.Go(func() { c.recv(w) })
+	for _, method := range methods {
+		set := &fanSet{method: method, base: -1}
+		set.mark.Store(1 << 62)
+		for i := range filtered + unfiltered {
+			req := &callcontrolv1.WatchCallsRequest{SkipSnapshot: true}
+			if i < filtered {
+				req.Filter = &callcontrolv1.CallFilter{Devices: []string{fanoutDevice(i)}}
+			}
+			s, rev, err := openWatchAt(c.wctx, conns[i%len(conns)], method, req)
+			if err == nil && set.base >= 0 && rev != set.base {
+				err = fmt.Errorf("started at revision %d, the others at %d", rev, set.base)
+			}
+			if err != nil {
+				c.close()
+				return nil, 0, 0, fmt.Errorf("open watch %d (%s): %w", i, method, err)
+			}
+			set.base = rev
+			w := &fanWatcher{s: s}
+			w.last.Store(rev)
+			set.ws = append(set.ws, w)
+		}
+		c.sets = append(c.sets, set)
 	}
-	return c, base, nil
+	for _, set := range c.sets {
+		for _, w := range set.ws {
+			c.wg.Go(func() { c.recv(set, w) })
+		}
+	}
+	noopBase = -1
+	if baseline {
+		noopBase = c.sets[1].base
+	}
+	return c, c.sets[0].base, noopBase, nil
 }
 
-func (c *fanClient) recv(w *fanWatcher) {
+func (c *fanClient) recv(set *fanSet, w *fanWatcher) {
 	var m rawframe.Msg
 	for {
 		err := w.s.RecvMsg(&m)
@@ -413,66 +582,100 @@ func (c *fanClient) recv(w *fanWatcher) {
 		if kind != frameEvents {
 			continue
 		}
-		if rev >= c.mark.Load() && at > 0 {
-			c.lat.Record(time.Duration(now - at))
+		if rev >= set.mark.Load() && at > 0 {
+			set.lat.Record(time.Duration(now - at))
 		}
+		w.bytes += int64(len(m.B))
+		w.frames++
 		w.revs = append(w.revs, rev)
 		w.last.Store(rev)
 	}
 }
 
-func (c *fanClient) start(base, mark int64) error {
-	c.base = base
-	c.mark.Store(mark)
+func (c *fanClient) start(mark, noopMark int64) error {
+	c.sets[0].mark.Store(mark)
+	if len(c.sets) > 1 {
+		c.sets[1].mark.Store(noopMark)
+	}
 	return nil
 }
 
-func (c *fanClient) caughtUp(n int64) error {
-	want := make([][]int64, len(c.ws))
-	for i := range c.ws {
-		want[i] = fanoutExpected(i, c.filtered, c.base, n)
+// lastExpected returns the last revision watcher i of a set must have
+// when n revisions were committed after base, and false if none.
+func lastExpected(i, filtered int, base, n int64) (int64, bool) {
+	if i >= filtered {
+		return base + n, n > 0
 	}
-	c.want = want
+	step := int64(fanoutDevs(filtered))
+	if int64(i) >= n {
+		return 0, false
+	}
+	return base + int64(i) + (n-1-int64(i))/step*step + 1, true
+}
+
+func (c *fanClient) caughtUp(n, noopN int64) error {
+	c.sets[0].n = n
+	if len(c.sets) > 1 {
+		c.sets[1].n = noopN
+	}
+	c.told = true
 	// Let every watcher catch up (or give up after a while).
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for i, w := range c.ws {
-			if wi := want[i]; len(wi) > 0 && w.last.Load() < wi[len(wi)-1] {
-				done = false
-				break
-			}
-		}
-		if done {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	for time.Now().Before(deadline) && !c.allCaughtUp() {
+		time.Sleep(time.Millisecond)
 	}
 	return nil
+}
+
+func (c *fanClient) allCaughtUp() bool {
+	for _, set := range c.sets {
+		for i, w := range set.ws {
+			if last, ok := lastExpected(i, c.filtered, set.base, set.n); ok && w.last.Load() < last {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *fanClient) finish() (*fanSummary, error) {
-	if c.want == nil {
+	if !c.told {
 		return nil, errors.New("fanout: finish before caughtUp")
 	}
-	want := c.want
 	c.cancel()
 	c.wg.Wait()
-	sum := &fanSummary{Samples: c.lat.Count(), Latency: c.lat.Summary()}
-	for i, w := range c.ws {
+	sum := &fanSummary{WatchCalls: c.sets[0].summary(c.filtered)}
+	if len(c.sets) > 1 {
+		b := c.sets[1].summary(c.filtered)
+		sum.Baseline = &b
+	}
+	return sum, nil
+}
+
+// summary checks what the set's watchers received against the schedule.
+func (set *fanSet) summary(filtered int) fanSetSummary {
+	sum := fanSetSummary{Samples: set.lat.Count(), Latency: set.lat.Summary()}
+	var bytes, frames int64
+	for i, w := range set.ws {
 		if w.err != nil {
 			sum.Failures++
 			if sum.FirstError == "" {
 				sum.FirstError = w.err.Error()
 			}
 		}
-		missing, extra := compareRevs(want[i], w.revs)
-		sum.Expected += uint64(len(want[i]))
+		want := fanoutExpected(i, filtered, set.base, set.n)
+		missing, extra := compareRevs(want, w.revs)
+		sum.Expected += uint64(len(want))
 		sum.Received += uint64(len(w.revs))
 		sum.Dropped += uint64(missing)
 		sum.Unexpected += uint64(extra)
+		bytes += w.bytes
+		frames += w.frames
 	}
-	return sum, nil
+	if frames > 0 {
+		sum.FrameBytes = benchkit.Round3(float64(bytes) / float64(frames))
+	}
+	return sum
 }
 
 func (c *fanClient) close() {

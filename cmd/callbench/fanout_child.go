@@ -30,13 +30,15 @@ import (
 // Protocol (one line each way at a time; the child's stdout carries
 // nothing else, its stderr is passed up in errors):
 //
-//	parent starts:  callbench -addr A -watchers N -unfiltered U -conns C [-cpuprofile F]
-//	child → parent: ready <revision>       every watcher has its started frame, at that revision
-//	parent → child: start <base> <mark>    the driver commits after base; latencies count from mark
-//	parent → child: stop <n>               the driver committed n revisions after base
-//	child → parent: caught-up              the watchers caught up (or gave up after 10 s), streams still open
-//	parent → child: finish                 the parent has read its work figures
-//	child → parent: {fanSummary as JSON}   after closing the streams, then exits 0
+//	parent starts:  callbench -addr A -watchers N -unfiltered U -conns C -gc G -window W [-baseline] [-cpuprofile F]
+//	child → parent: ready <base> <noopBase>  every watcher has its started frame: WatchCalls' at base, the no-op
+//	                                         fan-out's at noopBase (-1 without -baseline)
+//	parent → child: start <mark> <noopMark>  latencies count from these revisions on
+//	parent → child: sync <n> <noopN>         the driver committed n (noopN) revisions after base (noopBase)
+//	child → parent: caught-up                the watchers caught up (or gave up after 10 s), streams still open
+//	                                         (sync and caught-up once per segment of the driver)
+//	parent → child: finish                   the parent has read its work figures
+//	child → parent: {fanSummary as JSON}     after closing the streams, then exits 0
 //
 // The child is the measuring instrument, and its own garbage collector's
 // work was in what it measured: with the server's collector off and the
@@ -46,10 +48,12 @@ import (
 // each one's buffer (below its pooling threshold) and its stream's queue
 // entries: ≈ 350 B per delivery, a collection every ≈ 0.3 s, each
 // delaying the deliveries it overlaps. So by default (-gc held) the child
-// collects once after opening its watchers and then holds its collector
-// until the memory limit watcherMemLimit (a default run allocates ≈ 0.5
-// GB); the collections it did within the measured window are reported
-// (fanSummary.GCCycles, printed as the watchers' GC). -gc on leaves the
+// holds its collector while the driver commits and collects between the
+// driver's segments (each about a second), when every watcher has caught
+// up and nothing is in flight; the memory limit watcherMemLimit is a
+// backstop (a segment allocates ≈ 40 MB). Collections while the driver
+// commits are reported (fanSummary.GCCycles, printed as the watchers'
+// GC). -gc on leaves the
 // runtime's default (GOGC 100), for comparison (callbench --watcher-gc
 // on). The server's collector is the service's setting in both.
 // The child computes each watcher's expected revisions from the shared
@@ -65,14 +69,15 @@ const (
 
 // The watchers' collector settings (callbench --watcher-gc, the child's -gc).
 const (
-	watcherGCHeld = "held" // collect once before the window, then only at watcherMemLimit
+	watcherGCHeld = "held" // collect between the driver's segments, and at watcherMemLimit
 	watcherGCOn   = "on"   // the runtime's default
 )
 
 // watcherMemLimit is the held collector's backstop (debug.SetMemoryLimit):
-// twice what the default 10,000 + 10 run allocates and keeps, so that a
-// default run does not reach it and a longer one collects (and says so)
-// instead of growing without bound.
+// far above what a segment allocates (≈ 40 MB) and the 10,000 + 10 run
+// keeps (≈ 120 MB), so that a default run does not reach it, and a
+// --fanout-rounds 1 run of a long --fanout-duration collects (and says
+// so) instead of growing without bound.
 const watcherMemLimit = 1 << 30
 
 // childMode runs the child's side if this process is a callbench child
@@ -96,33 +101,37 @@ type fanChild struct{ *benchkit.Child }
 
 // startFanChild starts the child, which opens the watchers on the server
 // at addr, and returns once they are all started, with their revision.
-func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (*fanChild, int64, error) {
+func startFanChild(ctx context.Context, addr string, cfg fanoutConfig) (c *fanChild, base, noopBase int64, err error) {
 	args := []string{"-addr", addr, "-watchers", strconv.Itoa(cfg.filtered), "-unfiltered", strconv.Itoa(cfg.unfiltered), "-conns", strconv.Itoa(cfg.conns), "-gc", cfg.watcherGC, "-window", strconv.Itoa(cfg.watcherWindow)}
+	if cfg.baseline {
+		args = append(args, "-baseline")
+	}
 	if cfg.profileDir != "" {
 		args = append(args, "-cpuprofile", filepath.Join(cfg.profileDir, "cpu-"+cfg.name+"-watchers.pprof"))
 	}
 	ch, err := benchkit.StartChild(ctx, "fanout watchers' process", childEnv+"="+childFanout, args, nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	c := &fanChild{ch}
+	c = &fanChild{ch}
 	line, err := c.ReadLine(time.Minute)
 	if err != nil {
 		c.Close()
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	var base int64
-	if _, err := fmt.Sscanf(line, "ready %d", &base); err != nil {
+	if _, err := fmt.Sscanf(line, "ready %d %d", &base, &noopBase); err != nil {
 		c.Close()
-		return nil, 0, c.Err(fmt.Errorf("unexpected line %q", line))
+		return nil, 0, 0, c.Err(fmt.Errorf("unexpected line %q", line))
 	}
-	return c, base, nil
+	return c, base, noopBase, nil
 }
 
-func (c *fanChild) start(base, mark int64) error { return c.Send("start %d %d", base, mark) }
+func (c *fanChild) start(mark, noopMark int64) error {
+	return c.Send("start %d %d", mark, noopMark)
+}
 
-func (c *fanChild) caughtUp(n int64) error {
-	if err := c.Send("stop %d", n); err != nil {
+func (c *fanChild) caughtUp(n, noopN int64) error {
+	if err := c.Send("sync %d %d", n, noopN); err != nil {
 		return err
 	}
 	line, err := c.ReadLine(time.Minute)
@@ -173,6 +182,7 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 	unfiltered := fs.Int("unfiltered", 0, "unfiltered watchers")
 	nconns := fs.Int("conns", 1, "client connections")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	baseline := fs.Bool("baseline", false, "also open the watchers on the no-op fan-out")
 	window := fs.Int("window", 0, "the streams' HTTP/2 flow-control window in bytes (0: grpc-go's dynamic window)")
 	gc := fs.String("gc", watcherGCHeld, "the collector: held (once the watchers are open, only at the memory limit) or on (the runtime's default)")
 	if err := fs.Parse(args); err != nil {
@@ -223,7 +233,7 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 		}
 		defer conns[i].Close()
 	}
-	c, base, err := startFanClient(context.Background(), conns, *filtered, *unfiltered)
+	c, base, noopBase, err := startFanClient(context.Background(), conns, *filtered, *unfiltered, *baseline)
 	if err != nil {
 		return err
 	}
@@ -240,39 +250,58 @@ func fanoutChild(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 		debug.SetGCPercent(-1)
 		debug.SetMemoryLimit(watcherMemLimit)
 	}
-	if _, err := fmt.Fprintf(stdout, "ready %d\n", base); err != nil {
+	if _, err := fmt.Fprintf(stdout, "ready %d %d\n", base, noopBase); err != nil {
 		return err
 	}
-	var pbase, mark, n int64
-	if err := next("start", &pbase, &mark); err != nil {
+	var mark, noopMark int64
+	if err := next("start", &mark, &noopMark); err != nil {
 		return err
 	}
-	if pbase != base {
-		return fmt.Errorf("parent's base revision %d, watchers started at %d", pbase, base)
-	}
-	if err := c.start(base, mark); err != nil {
+	if err := c.start(mark, noopMark); err != nil {
 		return err
 	}
+	// gcCycles counts the collections while the driver commits, not the
+	// ones forced between its segments.
+	var gcCycles uint64
 	gc0, work0 := readGC(), benchkit.ReadWork()
-	if err := next("stop", &n); err != nil {
-		return err
-	}
-	if err := c.caughtUp(n); err != nil {
-		return err
-	}
-	gcCycles, work1 := readGC().cycles-gc0.cycles, benchkit.ReadWork()
-	if _, err := fmt.Fprintln(stdout, "caught-up"); err != nil {
-		return err
-	}
-	if err := next("finish"); err != nil {
-		return err
+	work1 := work0
+	for {
+		line, ok := <-lines
+		if !ok {
+			return errors.New("stdin closed while waiting for sync or finish: the parent is gone")
+		}
+		var n, noopN int64
+		if line == "finish" {
+			break
+		}
+		if _, err := fmt.Sscanf(line, "sync %d %d", &n, &noopN); err != nil {
+			return fmt.Errorf("got %q, want sync <n> <noopN> or finish", line)
+		}
+		if err := c.caughtUp(n, noopN); err != nil {
+			return err
+		}
+		work1 = benchkit.ReadWork()
+		gcCycles += readGC().cycles - gc0.cycles
+		if *gc == watcherGCHeld {
+			// Nothing is in flight until the parent's next segment: a
+			// collection now delays no delivery.
+			runtime.GC()
+		}
+		gc0 = readGC()
+		if _, err := fmt.Fprintln(stdout, "caught-up"); err != nil {
+			return err
+		}
 	}
 	sum, err := c.finish()
 	if err != nil {
 		return err
 	}
+	received := sum.WatchCalls.Received
+	if sum.Baseline != nil {
+		received += sum.Baseline.Received
+	}
 	sum.GC, sum.GCCycles = *gc, gcCycles
-	sum.Work = benchkit.PerEvent(work0, work1, sum.Received)
+	sum.Work = benchkit.PerEvent(work0, work1, received)
 	b, err := json.Marshal(sum)
 	if err != nil {
 		return err

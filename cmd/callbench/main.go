@@ -85,10 +85,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.fanout.unfiltered, "unfiltered", 10, "fan-out: unfiltered watchers")
 	fs.IntVar(&c.fanout.conns, "fanout-conns", 2, "fan-out: client connections the watchers share")
 	fs.Float64Var(&c.fanout.rate, "rate", 10000, "fan-out: transitions per second")
-	fs.DurationVar(&fanDur, "fanout-duration", 10*time.Second, "fan-out: measured time (after 2s of warm-up)")
+	fs.DurationVar(&fanDur, "fanout-duration", 10*time.Second, "fan-out: measured time of each kind, WatchCalls and the no-op baseline (after 2s of warm-up each)")
 	fs.BoolVar(&c.fanout.inProcess, "fanout-inprocess", false, "fan-out: run the watchers in this process (as before) instead of a child process")
+	fs.BoolVar(&c.fanout.baseline, "fanout-baseline", true, "fan-out: also run the no-op fan-out (the same watchers on a no-op service fed the same changes), in segments alternating with the WatchCalls fan-out's")
+	fs.IntVar(&c.fanout.rounds, "fanout-rounds", 10, "fan-out: with the baseline, the measured time is this many segments of each kind, alternating")
 	fs.IntVar(&c.fanout.watcherWindow, "watcher-window", defaultWatcherWindow, "fan-out: the watchers' HTTP/2 flow-control window per stream in bytes (16 times that per connection), like grpc-java's default; 0: grpc-go's default dynamic window, which keeps a PING in flight while data flows")
-	fs.StringVar(&c.fanout.watcherGC, "watcher-gc", watcherGCHeld, "fan-out: the watchers' process's garbage collector: held (collects once the watchers are open, then only at a 1 GiB memory limit, so that the instrument's own collections are not measured as the server's latency) or on (the runtime's default)")
+	fs.StringVar(&c.fanout.watcherGC, "watcher-gc", watcherGCHeld, "fan-out: the watchers' process's garbage collector: held (collects between the driver's segments, when nothing is in flight, and otherwise only at a 1 GiB memory limit, so that the instrument's own collections are not measured as the server's latency) or on (the runtime's default)")
 	fs.IntVar(&c.idle.streams, "idle-streams", 10000, "idle: idle filtered WatchCalls streams")
 	fs.StringVar(&idleConns, "idle-conns", "10,1000", "idle: comma-separated connection counts, one round each")
 	fs.DurationVar(&replDur, "replicas-duration", 8*time.Second, "replicas: measured time of each kind (one process, replicas); the concurrency is --concurrency")
@@ -129,7 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.smoke {
 		c.unary.duration, c.unary.rounds, c.unary.warmup = 200*time.Millisecond, 1, 50*time.Millisecond
 		c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.streams = 200*time.Millisecond, 1, 50*time.Millisecond, min(c.stream.streams, 4)
-		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond
+		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup, c.fanout.rounds = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond, min(c.fanout.rounds, 2)
 		c.fanoutLarge.filtered = min(c.fanoutLarge.filtered, 200)
 		c.memory.calls = min(c.memory.calls, 5000)
 		c.idle.streams, c.idle.conns, c.idle.settle = min(c.idle.streams, 200), []int{2, 20}, 100*time.Millisecond
@@ -152,6 +154,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--unary-conns, --unary-rounds, --streams and --idle-streams must be at least 1")
 	case c.fanout.filtered < 0 || c.fanout.filtered > fanoutDevices || c.fanout.unfiltered < 0 || c.fanout.filtered+c.fanout.unfiltered == 0:
 		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
+	case c.fanout.rounds < 1:
+		return nil, errors.New("--fanout-rounds must be at least 1")
 	case c.fanout.watcherWindow != 0 && (c.fanout.watcherWindow < minWatcherWindow || c.fanout.watcherWindow > maxWatcherWindow):
 		return nil, fmt.Errorf("--watcher-window %d: want 0 (grpc-go's dynamic window) or %d..%d bytes", c.fanout.watcherWindow, minWatcherWindow, maxWatcherWindow)
 	case c.fanout.watcherGC != watcherGCHeld && c.fanout.watcherGC != watcherGCOn:

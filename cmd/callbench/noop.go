@@ -22,13 +22,22 @@ const (
 )
 
 // noopServer is the handler type of the no-op service.
-type noopServer interface{ frames() []any }
+type noopServer interface {
+	frames() []any
+	fanoutHub() *noopHub
+}
 
 // noopImpl holds what the no-op stream sends: WatchCalls frames the
 // stream scenario took from a real watch (setFrames), each encoded once
 // and sent as it is, as the watch fan-out sends its shared frames; until
 // then, noopFrame.
-type noopImpl struct{ sample atomic.Pointer[[]any] }
+// hub is the no-op fan-out's (noopfanout.go).
+type noopImpl struct {
+	sample atomic.Pointer[[]any]
+	hub    noopHub
+}
+
+func (n *noopImpl) fanoutHub() *noopHub { return &n.hub }
 
 func (n *noopImpl) frames() []any {
 	if f := n.sample.Load(); f != nil {
@@ -86,6 +95,12 @@ var noopDesc = grpc.ServiceDesc{
 					return nil // the client left
 				}
 			}
+		},
+	}, {
+		StreamName:    "Fanout",
+		ServerStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			return serveNoopFanout(srv.(noopServer).fanoutHub(), stream)
 		},
 	}},
 }

@@ -95,8 +95,8 @@ func (r *report) table(w io.Writer) {
 	r.Connect.table(tw)
 	for _, f := range []*fanoutResult{r.Fanout, r.FanoutLarge} {
 		if f != nil {
-			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes; GC %d cycles, %.2f µs per event; watchers' GC %s, window %s; %s)\t%.3f / %.3f (max %.3f)\t\n",
-				f.Filtered, f.Unfiltered, f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.ServerGC.Cycles, f.ServerGC.CPUMicros, f.watcherGCText(), f.watcherWindowText(), benchkit.StealText(f.Steal), f.Latency.P50, f.Latency.P99, f.Latency.Max)
+			fmt.Fprintf(tw, "fan-out %d+%d\ttransitions/s\t%s\t%.0f (%d commits, %.0f deliveries/s, %d dropped, server per event: %.2f µs CPU, %.1f allocs, %.2f goroutines, %.2f writes; GC %d cycles, %.2f µs per event; watchers' GC %s, window %s; %s)\t%.3f / %.3f (max %.3f)\t\n",
+				f.Filtered, f.Unfiltered, f.baselineText(), f.Rate, f.Commits, f.DeliveriesSec, f.Dropped, f.ServerWork.CPUMicros, f.ServerWork.Allocs, f.ServerWork.Goroutines, f.ServerWork.Writes, f.ServerGC.Cycles, f.ServerGC.CPUMicros, f.watcherGCText(), f.watcherWindowText(), benchkit.StealText(f.Steal), f.Latency.P50, f.Latency.P99, f.Latency.Max)
 		}
 	}
 	if i := r.Idle; i != nil && len(i.Rounds) > 0 {
@@ -130,4 +130,15 @@ func (f *fanoutResult) watcherWindowText() string {
 		return "dynamic (grpc-go's)"
 	}
 	return fmt.Sprintf("%d KiB", f.WatcherWindow>>10)
+}
+
+// baselineText is the no-op fan-out's figures for the table's baseline
+// column.
+func (f *fanoutResult) baselineText() string {
+	b := f.Baseline
+	if b == nil {
+		return ""
+	}
+	return fmt.Sprintf("no-op fan-out: %d dropped, p50 / p99 %.3f / %.3f ms (max %.3f), server %.2f µs CPU, %.2f writes per event, frames of %.0f B (WatchCalls' %.0f B); %s",
+		b.Dropped, b.Latency.P50, b.Latency.P99, b.Latency.Max, b.ServerWork.CPUMicros, b.ServerWork.Writes, b.FrameBytes, f.FrameBytes, benchkit.StealText(b.Steal))
 }

@@ -199,10 +199,16 @@ const watchMethod = "/" + "callcontrol.v1.CallControlService" + "/WatchCalls"
 // skip_snapshot), receiving frames as bytes (rawframe.Recv), and reads the
 // started frame; it returns the stream and the start revision.
 func openWatch(ctx context.Context, cc *grpc.ClientConn, req *callcontrolv1.WatchCallsRequest) (grpc.ClientStream, int64, error) {
+	return openWatchAt(ctx, cc, watchMethod, req)
+}
+
+// openWatchAt is openWatch on method: WatchCalls, or the no-op fan-out
+// (noopFanoutMethod), which answers the same request with the same frames.
+func openWatchAt(ctx context.Context, cc *grpc.ClientConn, method string, req *callcontrolv1.WatchCallsRequest) (grpc.ClientStream, int64, error) {
 	if !req.GetSkipSnapshot() {
 		return nil, 0, errors.New("openWatch: only without a snapshot")
 	}
-	s, err := rawframe.ServerStream(ctx, cc, watchMethod, req)
+	s, err := rawframe.ServerStream(ctx, cc, method, req)
 	if err != nil {
 		return nil, 0, err
 	}
