@@ -249,11 +249,11 @@ type fanKind struct {
 	// Over the measured segments: their changes, the time spent
 	// committing them, this process's work until the watchers caught up,
 	// its collector's, and the machine's CPU times (for the steal).
-	commits   int
-	elapsed   time.Duration
-	work      benchkit.Work
-	gcCycles  uint64
-	gcCPU     float64
+	commits    int
+	elapsed    time.Duration
+	work       benchkit.Work
+	gcCycles   uint64
+	gcCPU      float64
 	cpu, steal uint64
 	cpuBad     bool // /proc/stat unread in a segment: the steal is unknown
 }
