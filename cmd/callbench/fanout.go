@@ -170,8 +170,8 @@ func fanoutExpected(i, filtered int, base, n int64) []int64 {
 // microseconds, each read and answered by the server, and it sends window
 // updates as it reads. Clients that set a window (grpc-java's and a
 // browser's, by default) send neither. In the 1,000 + 10 fan-out the
-// default client made ≈ 6,000 writes a second against ≈ 400 with a 1 MiB
-// window, and the server spent 6.3–6.7 µs CPU per delivered event against
+// default client made 4,800–6,000 writes a second against ≈ 370 with a
+// 1 MiB window, and the server spent 6.3–6.7 µs CPU per delivered event against
 // 4.0 (docs/BENCHMARKS.md, "Tenth round: the measuring instrument"). The
 // fan-out's watchers use defaultWatcherWindow, like grpc-java's default;
 // --watcher-window 0 measures grpc-go's default client.
@@ -391,10 +391,9 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 			return nil
 		}
 		w1, g1, c1 := benchkit.ReadWork(), readGC(), benchkit.ReadCPUTimes()
-		w := w1.Sub(w0)
 		k.commits += count
 		k.elapsed += d
-		k.work = benchkit.Work{CPU: k.work.CPU + w.CPU, Allocs: k.work.Allocs + w.Allocs, AllocBytes: k.work.AllocBytes + w.AllocBytes, Goroutines: k.work.Goroutines + w.Goroutines, Writes: k.work.Writes + w.Writes}
+		k.work = k.work.Add(w1.Sub(w0))
 		k.gcCycles += g1.cycles - g0.cycles
 		k.gcCPU += g1.cpu - g0.cpu
 		k.cpu += c1.Total - c0.Total
@@ -473,6 +472,8 @@ func (k *fanKind) result(s fanSetSummary) fanoutKindResult {
 // and the driver allocated in the measured window, which the work figures
 // (alloc_bytes per event) count too; allocs-<scenario>.pprof counts from
 // the start of the process (the directory's set-up, the watchers' opening).
+// With the baseline, its segments are in the window too (and its
+// allocations: noopEventFrame's, the hub's).
 // A heap profile holds the allocations up to the last collection, so each
 // is written after one: forced outside the window, counted in neither its
 // work nor its collections.
