@@ -192,6 +192,15 @@ type roundPair struct {
 	// in per cent of one processor: the switch's leftovers (sipgo's
 	// transaction timers, the collector) competing with the two SIPps.
 	DirectIdleCPU float64 `json:"direct_round_process_cpu_percent"`
+	// SwitchGCs are the collections during the switch round, and
+	// StackStart the stack size the runtime gave new goroutines at its
+	// end (/gc/stack/starting-size, set at each collection from the
+	// stacks it scanned): at 2 KiB every goroutine sipgo starts for a
+	// message grows its stack by copying, at 4 KiB few do, and the CPU
+	// per call moves by about 5 % with it (docs/BENCHMARKS.md, "Tenth
+	// round: SIP rounds").
+	SwitchGCs  uint64 `json:"switch_round_gc_cycles"`
+	StackStart uint64 `json:"stack_starting_size_bytes"`
 }
 
 // runResult is one round's caller and callee counts, or a kind's rounds
@@ -329,11 +338,12 @@ func runRounds(ctx context.Context, c *config, i int, dir, callsInf string, sw *
 			}
 			continue
 		}
-		w0 := benchkit.ReadWork()
+		w0, gc0 := benchkit.ReadWork(), readGCs()
 		if p.Switch, err = sw.round(ctx, c, calls, i, dir); err != nil {
 			return p, work, fmt.Errorf("switch: %w", err)
 		}
 		work = benchkit.ReadWork().Sub(w0)
+		p.SwitchGCs, p.StackStart = readGCs()-gc0, benchkit.ReadMetrics("/gc/stack/starting-size:bytes").Uint64(0)
 		if p.Switch.Caller.Successful > 0 {
 			p.SwitchCPU = benchkit.Round3(float64(work.CPU.Nanoseconds()) / 1e3 / float64(p.Switch.Caller.Successful))
 		}
@@ -346,6 +356,8 @@ func runRounds(ctx context.Context, c *config, i int, dir, callsInf string, sw *
 	}
 	return p, work, nil
 }
+
+func readGCs() uint64 { return benchkit.ReadMetrics("/gc/cycles/total:gc-cycles").Uint64(0) }
 
 // runTimeout bounds each SIPp run: generous, as the machine may be busy.
 func runTimeout(calls int) time.Duration {
@@ -577,8 +589,13 @@ func (r *report) write(w io.Writer, file string) error {
 	fmt.Fprintf(w, "200 OK → WatchCalls event (ms), all switch rounds: p50 %.3f, p99 %.3f, max %.3f, mean %.3f (%d answers, %d without event); legs left %d\n",
 		a.P50, a.P99, a.Max, a.Mean, r.Matched, r.Unmatched, r.LegsLeft)
 	sw := r.SwitchWork
-	fmt.Fprintf(w, "this process (switch, server, watcher) per call through the switch: %.1f µs CPU, %.0f allocations, %.0f B allocated, %.1f goroutines created, %.1f write syscalls\n\n",
+	fmt.Fprintf(w, "this process (switch, server, watcher) per call through the switch: %.1f µs CPU, %.0f allocations, %.0f B allocated, %.1f goroutines created, %.1f write syscalls\n",
 		sw.CPUMicros, sw.Allocs, sw.AllocBytes, sw.Goroutines, sw.Writes)
+	var gcs, stacks []string
+	for _, p := range r.Rounds {
+		gcs, stacks = append(gcs, fmt.Sprint(p.SwitchGCs)), append(stacks, fmt.Sprint(p.StackStart))
+	}
+	fmt.Fprintf(w, "runtime, switch rounds: collections %s; new goroutines' stack at each round's end %s B\n\n", strings.Join(gcs, ", "), strings.Join(stacks, ", "))
 	r.Checks.WriteTable(w)
 	return benchkit.WriteJSON(w, r, file)
 }
