@@ -80,6 +80,43 @@ func TestPhoneCalls(t *testing.T) {
 	_ = sw
 }
 
+// TestHangupBeforeAnswerAcked: the engine ends a phone's own call right
+// after it was answered, while the phone has not acknowledged the 200 yet:
+// the BYE follows the ACK (RFC 3261 section 15) and reaches the phone.
+// The rarer order, the hangup's goroutine running before the answer's
+// has sent the 200 (seen once as a race in TestFlows/queue), is not
+// forced here: the BYE's goroutine now waits for the answer's either way.
+func TestHangupBeforeAnswerAcked(t *testing.T) {
+	h, sw, by := phoneCallEnv(t)
+	caller := by["SIP/201"]
+	release := caller.holdAcks()
+	defer release()
+	id, done := caller.call("202")
+	h.Expect("NEW SIP/201 dial/dial caller", "UPDATE SIP/201 ring/ring caller | NEW SIP/202 ring/ringing callee")
+	h.Answer("SIP/202")
+	h.Expect("UPDATE SIP/202 up/up callee | UPDATE SIP/201 up/up caller")
+	if _, err := sw.Engine.Hangup(t.Context(), h.On("SIP/201").UID); err != nil {
+		t.Fatal(err)
+	}
+	h.Expect("UPDATE SIP/201 dead/dead caller cause=16 | UPDATE SIP/202 dead/dead callee cause=16")
+	release()
+	if err := outcome(t, done); err != nil {
+		t.Fatalf("caller's INVITE: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		caller.mu.Lock()
+		_, open := caller.clients[id]
+		caller.mu.Unlock()
+		if !open {
+			break // the BYE arrived
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the caller never got the BYE")
+		}
+	}
+	h.Check()
+}
+
 // TestPhoneCallRefusals: what a calling phone hears when the callee is
 // busy or declines, when the number leads nowhere, and when it does not
 // authenticate; and that no leg is left behind.

@@ -417,6 +417,18 @@ func (b *b2bua) hangupDialog(d *dialog, cause int32) {
 	answered, cancel := d.answered, d.cancel
 	d.mu.Unlock()
 	switch {
+	case answered && d.srv != nil:
+		// A phone's own call: give's goroutine sends its 2xx and closes
+		// final once the phone acknowledged it (or gave up waiting). The
+		// BYE waits for that: RFC 3261 (section 15) sends no BYE before
+		// the ACK, and sipgo's dialog cannot be answered and hung up at
+		// once (its BYE reads the last response sent, which, read before
+		// the 2xx went out, is the 100 Trying: it refused to send the BYE
+		// and the phone kept the call).
+		b.spawn(func() {
+			<-d.final
+			b.bye(d)
+		})
 	case answered:
 		b.spawn(func() { b.bye(d) })
 	case d.srv != nil:
@@ -472,7 +484,7 @@ func (b *b2bua) give(x, y *dialog) {
 	x.mu.Unlock()
 	if first {
 		acked := b.acks.await(x)
-		b.spawn(func() {
+		if !b.spawn(func() {
 			defer x.finish()
 			defer acked()
 			if err := x.srv.RespondSDP(sdp); err != nil {
@@ -480,7 +492,12 @@ func (b *b2bua) give(x, y *dialog) {
 				return
 			}
 			b.startProbe(x)
-		})
+		}) {
+			// The switch is closing: no answer goes out, and a BYE
+			// already waiting for it (hangupDialog) must not wait on.
+			acked()
+			x.finish()
+		}
 		return
 	}
 	b.spawn(func() { b.reinvite(x, sdp) })

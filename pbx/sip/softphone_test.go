@@ -48,6 +48,9 @@ type softphone struct {
 	// rang, when set, hears of every new INVITE once it rings (the test
 	// trunk's far ends, flows_test.go). Under mu.
 	rang func(id string, req *sipmsg.Request)
+	// ackHold, when set, holds the ACK of the answer to each of our calls
+	// until it is closed (holdAcks). Under mu.
+	ackHold chan struct{}
 }
 
 func newSoftphone(t *testing.T, sw netip.AddrPort, user string) *softphone {
@@ -478,6 +481,15 @@ func (p *softphone) callFrom(user, name, number string) (callID string, done <-c
 		}()
 		err := cli.WaitAnswer(ctx, sipgo.AnswerOptions{Username: p.user, Password: "demo-sip-" + p.user})
 		if err == nil {
+			p.mu.Lock()
+			hold := p.ackHold
+			p.mu.Unlock()
+			if hold != nil {
+				select {
+				case <-hold:
+				case <-p.quit:
+				}
+			}
 			err = cli.Ack(ctx)
 		}
 		p.mu.Lock()
@@ -486,6 +498,16 @@ func (p *softphone) callFrom(user, name, number string) (callID string, done <-c
 		out <- err
 	})
 	return id, out
+}
+
+// holdAcks makes the phone hold the ACK of the answer to its calls
+// until release is called.
+func (p *softphone) holdAcks() (release func()) {
+	hold := make(chan struct{})
+	p.mu.Lock()
+	p.ackHold = hold
+	p.mu.Unlock()
+	return sync.OnceFunc(func() { close(hold) })
 }
 
 // abandon cancels a call of ours that has not been answered.
