@@ -103,8 +103,9 @@
 // phone → HungUp, a phone's re-INVITE sendonly/inactive or sendrecv →
 // Held. The engine's decisions map back: Hangup is a final response to
 // a phone's own unanswered INVITE (486, 480, 603, 404 or 487 by cause),
-// CANCEL of an unanswered INVITE of ours, or BYE; Hold and Talk re-INVITE
-// the other party sendonly / sendrecv.
+// CANCEL of an unanswered INVITE of ours, or BYE (to a phone's own call
+// once it acknowledged the 2xx, RFC 3261 section 15); Hold and Talk
+// re-INVITE the other party sendonly / sendrecv.
 //
 // A phone transfers with REFER inside a call (refer.go): Refer-To a
 // number is the API's Xfer of that call, Refer-To with Replaces naming
