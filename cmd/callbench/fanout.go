@@ -249,13 +249,12 @@ type fanKind struct {
 	// Over the measured segments: their changes, the time spent
 	// committing them, this process's work until the watchers caught up,
 	// its collector's, and the machine's CPU times (for the steal).
-	commits    int
-	elapsed    time.Duration
-	work       benchkit.Work
-	gcCycles   uint64
-	gcCPU      float64
-	cpu, steal uint64
-	cpuBad     bool // /proc/stat unread in a segment: the steal is unknown
+	commits  int
+	elapsed  time.Duration
+	work     benchkit.Work
+	gcCycles uint64
+	gcCPU    float64
+	cpu      benchkit.CPUWindow
 }
 
 // run commits count changes at one per interval. A late start (the
@@ -396,9 +395,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 		k.work = k.work.Add(w1.Sub(w0))
 		k.gcCycles += g1.cycles - g0.cycles
 		k.gcCPU += g1.cpu - g0.cpu
-		k.cpu += c1.Total - c0.Total
-		k.steal += c1.Steal - c0.Steal
-		k.cpuBad = k.cpuBad || !c0.OK || !c1.OK
+		k.cpu = k.cpu.Add(c0.Window(c1))
 		return nil
 	}
 	// The warm-up: each kind's first changes, checked, not measured.
@@ -448,7 +445,7 @@ func runFanout(ctx context.Context, e *env, cfg fanoutConfig) (*fanoutResult, er
 func (k *fanKind) result(s fanSetSummary) fanoutKindResult {
 	r := fanoutKindResult{
 		Commits: int64(k.n), Expected: s.Expected, Received: s.Received, Dropped: s.Dropped, Unexpected: s.Unexpected,
-		Failures: s.Failures, FirstError: s.FirstError, FrameBytes: s.FrameBytes, Latency: s.Latency, Steal: -1,
+		Failures: s.Failures, FirstError: s.FirstError, FrameBytes: s.FrameBytes, Latency: s.Latency, Steal: k.cpu.StealPercent(),
 	}
 	if k.elapsed > 0 {
 		r.Rate = float64(k.commits) / k.elapsed.Seconds()
@@ -458,9 +455,7 @@ func (k *fanKind) result(s fanSetSummary) fanoutKindResult {
 	// event from the mark on carries its commit time.
 	r.ServerWork = benchkit.PerEvent(benchkit.Work{}, k.work, s.Samples)
 	r.ServerGC = gcPerEvent(gcReading{}, gcReading{cycles: k.gcCycles, cpu: k.gcCPU}, k.work.CPU, s.Samples)
-	if !k.cpuBad {
-		r.Steal = benchkit.CPUTimes{OK: true}.StealPercent(benchkit.CPUTimes{Total: k.cpu, Steal: k.steal, OK: true})
-	}
+
 	return r
 }
 

@@ -215,7 +215,7 @@ type runResult struct {
 	// the ratio of two rounds means little when one of them had much more.
 	Steal float64 `json:"steal_percent"`
 	// steal is the /proc/stat ticks behind Steal, for the kind's sum.
-	steal cpuWindow
+	steal benchkit.CPUWindow
 }
 
 func (r *runResult) finish() {
@@ -223,7 +223,7 @@ func (r *runResult) finish() {
 		r.SetupsPerSec = float64(r.Caller.Successful) / r.Caller.Seconds
 	}
 	r.FailedCalls = r.Caller.Failed + r.Callee.Failed
-	r.Steal = r.steal.percent()
+	r.Steal = r.steal.StealPercent()
 }
 
 // add sums a round into a kind's totals.
@@ -234,33 +234,8 @@ func (r *runResult) add(o runResult) {
 	r.Callee.Successful += o.Callee.Successful
 	r.Callee.Failed += o.Callee.Failed
 	r.Callee.Seconds += o.Callee.Seconds
-	r.steal = r.steal.add(o.steal)
+	r.steal = r.steal.Add(o.steal)
 	r.finish()
-}
-
-// cpuWindow is the machine's CPU ticks, and the stolen ones, over one or
-// more windows.
-type cpuWindow struct {
-	total, stolen uint64
-	unknown       bool
-}
-
-func windowOf(from, to benchkit.CPUTimes) cpuWindow {
-	if from.StealPercent(to) < 0 {
-		return cpuWindow{unknown: true}
-	}
-	return cpuWindow{total: to.Total - from.Total, stolen: to.Steal - from.Steal}
-}
-
-func (w cpuWindow) add(o cpuWindow) cpuWindow {
-	return cpuWindow{total: w.total + o.total, stolen: w.stolen + o.stolen, unknown: w.unknown || o.unknown}
-}
-
-func (w cpuWindow) percent() float64 {
-	if w.unknown || w.total == 0 {
-		return -1
-	}
-	return benchkit.Round3(100 * float64(w.stolen) / float64(w.total))
 }
 
 // run measures the rounds in turn and fills the report.
@@ -383,7 +358,7 @@ func runPair(ctx context.Context, c *config, calls int, dir string, caller sippR
 	if res.Caller, err = uac.wait(); err != nil {
 		return res, err
 	}
-	res.steal = windowOf(cpu0, benchkit.ReadCPUTimes())
+	res.steal = cpu0.Window(benchkit.ReadCPUTimes())
 	uas.finish(calleeGrace)
 	if res.Callee, err = uas.wait(); err != nil {
 		// A callee that timed out waiting usually means calls the caller

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"callcontrold/internal/benchkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -107,12 +109,12 @@ func TestRoundCalls(t *testing.T) {
 
 func TestRunResultAdd(t *testing.T) {
 	var total runResult
-	total.add(runResult{Caller: sippStats{Successful: 100, Failed: 1, Seconds: 1}, Callee: sippStats{Failed: 2}, steal: cpuWindow{total: 100, stolen: 10}})
-	total.add(runResult{Caller: sippStats{Successful: 300, Seconds: 1}, steal: cpuWindow{total: 300, stolen: 10}})
+	total.add(runResult{Caller: sippStats{Successful: 100, Failed: 1, Seconds: 1}, Callee: sippStats{Failed: 2}, steal: benchkit.CPUWindow{Total: 100, Stolen: 10}})
+	total.add(runResult{Caller: sippStats{Successful: 300, Seconds: 1}, steal: benchkit.CPUWindow{Total: 300, Stolen: 10}})
 	if total.Caller.Successful != 400 || total.SetupsPerSec != 200 || total.FailedCalls != 3 || total.Steal != 5 {
 		t.Errorf("got %+v, want 400 calls, 200/s, 3 failed, steal 5 %%", total)
 	}
-	total.add(runResult{steal: cpuWindow{unknown: true}})
+	total.add(runResult{steal: benchkit.CPUWindow{Unknown: true}})
 	if total.Steal != -1 {
 		t.Errorf("steal with an unknown window: %v, want -1", total.Steal)
 	}

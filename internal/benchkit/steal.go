@@ -61,6 +61,37 @@ func (t CPUTimes) StealPercent(later CPUTimes) float64 {
 	return Round3(100 * float64(later.Steal-t.Steal) / float64(later.Total-t.Total))
 }
 
+// CPUWindow is the machine's CPU ticks and the stolen ones over one
+// window (CPUTimes.Window) or several added together (Add), so that the
+// steal of a kind's rounds or segments, interleaved with another kind's,
+// is taken over all of them.
+type CPUWindow struct {
+	Total, Stolen uint64
+	Unknown       bool // a window's /proc/stat could not be read
+}
+
+// Window is the machine's CPU ticks from t to later.
+func (t CPUTimes) Window(later CPUTimes) CPUWindow {
+	if t.StealPercent(later) < 0 {
+		return CPUWindow{Unknown: true}
+	}
+	return CPUWindow{Total: later.Total - t.Total, Stolen: later.Steal - t.Steal}
+}
+
+// Add returns the two windows together.
+func (w CPUWindow) Add(o CPUWindow) CPUWindow {
+	return CPUWindow{Total: w.Total + o.Total, Stolen: w.Stolen + o.Stolen, Unknown: w.Unknown || o.Unknown}
+}
+
+// StealPercent returns the share of the windows' CPU time that was
+// stolen, in per cent; -1 when it is unknown.
+func (w CPUWindow) StealPercent() float64 {
+	if w.Unknown || w.Total == 0 {
+		return -1
+	}
+	return Round3(100 * float64(w.Stolen) / float64(w.Total))
+}
+
 // StealText formats a StealPercent for a report line: "steal 4.4 %", or
 // "steal ?" when unknown.
 func StealText(pct float64) string {

@@ -29,3 +29,19 @@ func TestStealPercent(t *testing.T) {
 		t.Errorf("StealText: %q, %q", StealText(-1), StealText(4.44))
 	}
 }
+
+// TestCPUWindow: windows add up to the steal of all of them; one unknown
+// window makes the sum unknown.
+func TestCPUWindow(t *testing.T) {
+	a := CPUTimes{Total: 1000, Steal: 10, OK: true}.Window(CPUTimes{Total: 1100, Steal: 20, OK: true})
+	b := CPUTimes{Total: 2000, Steal: 50, OK: true}.Window(CPUTimes{Total: 2300, Steal: 60, OK: true})
+	if got := a.Add(b).StealPercent(); got != 5 {
+		t.Errorf("10 of 100 and 10 of 300 ticks stolen: %v %%, want 5", got)
+	}
+	if got := a.Add(CPUTimes{}.Window(CPUTimes{Total: 10, OK: true})).StealPercent(); got != -1 {
+		t.Errorf("with an unread window: %v, want -1", got)
+	}
+	if got := (CPUWindow{}).StealPercent(); got != -1 {
+		t.Errorf("no window: %v, want -1", got)
+	}
+}
