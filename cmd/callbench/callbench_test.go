@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"callcontrold/internal/latency"
 	"context"
 	"encoding/json"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/latency"
 )
 
 // TestMain runs the fan-out watchers' child mode when the test binary is
@@ -266,6 +266,9 @@ func TestSmoke(t *testing.T) {
 		if b == nil || f.Rounds != 2 || b.Commits != f.Commits || b.Expected != f.Expected || b.Received != b.Expected || b.Dropped != 0 || b.Unexpected != 0 || b.Failures != 0 || b.Latency.Max == 0 || b.FrameBytes == 0 {
 			t.Errorf("fan-out baseline: %+v (rounds %d), WatchCalls: commits %d, expected %d", b, f.Rounds, f.Commits, f.Expected)
 		}
+	}
+	if rep.Idle.PID == 0 || rep.Idle.PID == os.Getpid() {
+		t.Errorf("idle: server in process %d, want a fresh one of its own (this is %d)", rep.Idle.PID, os.Getpid())
 	}
 	if len(rep.Idle.Rounds) != 2 {
 		t.Errorf("idle: %d rounds, want 2 (smoke: 2 and 20 connections)", len(rep.Idle.Rounds))

@@ -90,6 +90,8 @@ func childMode() (code int, ok bool) {
 		return fanoutChildMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr), true
 	case childIdle:
 		return idleChildMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr), true
+	case childIdleScenario:
+		return idleScenarioMain(os.Args[1:], os.Stdout, os.Stderr), true
 	default:
 		fmt.Fprintf(os.Stderr, "callbench: unknown %s=%q\n", childEnv, os.Getenv(childEnv))
 		return 2, true

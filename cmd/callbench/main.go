@@ -15,7 +15,8 @@
 //     and WatchCalls (connect.go);
 //  5. idle: the server's memory per idle filtered WatchCalls stream
 //     (10,000 streams after their snapshot, over 10 and 1,000 connections;
-//     the clients run in a child process, see idle.go);
+//     in a fresh process of its own, with the clients in another, see
+//     idle.go);
 //  6. replicas: control RPCs through two replicas sharing an R3 stream of
 //     an embedded 3-node NATS cluster, watched on the follower, beside
 //     one process (replicas.go);
@@ -58,21 +59,15 @@ type config struct {
 	strict      bool
 }
 
-// allScenarios in run order. Idle runs first: the runtime never frees
-// a goroutine's record (≈ 490 B of heap) and hands an ended goroutine's
-// to the next one started, and other scenarios leave partly used spans
-// resident, so after the fan-outs (20,020 streams each) a new idle
-// stream read as if its goroutine and part of its heap cost nothing:
-// 7.5 KB per stream against 8.7 KB in a fresh process
-// (docs/BENCHMARKS.md, "Tenth round: what an idle stream costs in a
-// fresh process"). Its second round reuses the first's records.
+// allScenarios in run order. (Idle runs in a process of its own: see
+// runIdleFresh.)
 // Memory runs last: its 100k calls leave a
 // heap of ≈ 150 MB for the runtime to scavenge and collect, which slowed
 // the scenarios that followed it (unary ratio 0.81–0.86 and fan-out p99
 // 10–11 ms after it, against 0.87 and 6 ms before it, same binary). Its
 // figure is a heap delta between two collections, so what ran before does
 // not count in it.
-var allScenarios = []string{"idle", "unary", "stream", "connect", "fanout", "fanout10k", "replicas", "memory"}
+var allScenarios = []string{"unary", "stream", "connect", "fanout", "fanout10k", "idle", "replicas", "memory"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
@@ -230,6 +225,11 @@ func run(ctx context.Context, c *config, progress io.Writer) (*report, error) {
 }
 
 func runScenario(ctx context.Context, name string, dir *directory.Directory, c *config, rep *report) error {
+	if name == "idle" && os.Getenv(childEnv) != childIdleScenario {
+		var err error
+		rep.Idle, err = runIdleFresh(ctx, c)
+		return err
+	}
 	opts := envOptions{}
 	if name == "memory" {
 		// 100 legs on each of the 1,000 fan-out devices.
