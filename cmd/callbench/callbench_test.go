@@ -267,8 +267,8 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("fan-out baseline: %+v (rounds %d), WatchCalls: commits %d, expected %d", b, f.Rounds, f.Commits, f.Expected)
 		}
 	}
-	if rep.Idle.PID == 0 || rep.Idle.PID == os.Getpid() {
-		t.Errorf("idle: server in process %d, want a fresh one of its own (this is %d)", rep.Idle.PID, os.Getpid())
+	if p := rep.Idle.PIDs; len(p) != 2 || p[0] == p[1] || slices.Contains(p, os.Getpid()) || slices.Contains(p, 0) {
+		t.Errorf("idle: servers in processes %v, want a fresh one for each round (this is %d)", p, os.Getpid())
 	}
 	if len(rep.Idle.Rounds) != 2 {
 		t.Errorf("idle: %d rounds, want 2 (smoke: 2 and 20 connections)", len(rep.Idle.Rounds))

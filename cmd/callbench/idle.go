@@ -63,18 +63,28 @@ const (
 // its goroutine and part of its heap cost nothing: 7.5 KB per stream
 // over 10 connections against 8.7 KB in a fresh process
 // (docs/BENCHMARKS.md, "Tenth round: what an idle stream costs in a fresh
-// process"). Its second round (--idle-conns) runs after the first in the
-// same process and reuses its goroutines' records.
+// process"). Each round (--idle-conns) runs in a process of its own: a
+// second round in the same process would reuse the first's records.
 const childIdleScenario = "idle-scenario"
 
-// runIdleFresh runs the idle scenario in a fresh process and returns its
-// result.
+// runIdleFresh runs each round of the idle scenario in a fresh process
+// and returns their results.
 func runIdleFresh(ctx context.Context, c *config) (*idleResult, error) {
-	conns := make([]string, len(c.idle.conns))
-	for i, n := range c.idle.conns {
-		conns[i] = strconv.Itoa(n)
+	res := &idleResult{}
+	for _, conns := range c.idle.conns {
+		r, err := runIdleRoundFresh(ctx, c, conns)
+		if err != nil {
+			return nil, err
+		}
+		res.PIDs = append(res.PIDs, r.PIDs...)
+		res.Rounds = append(res.Rounds, r.Rounds...)
 	}
-	args := []string{"--scenarios", "idle", "--idle-streams", strconv.Itoa(c.idle.streams), "--idle-conns", strings.Join(conns, ",")}
+	return res, nil
+}
+
+// runIdleRoundFresh runs one round (conns connections) in a fresh process.
+func runIdleRoundFresh(ctx context.Context, c *config, conns int) (*idleResult, error) {
+	args := []string{"--scenarios", "idle", "--idle-streams", strconv.Itoa(c.idle.streams), "--idle-conns", strconv.Itoa(conns)}
 	if c.profileDir != "" {
 		args = append(args, "--profile", c.profileDir)
 	}
@@ -192,9 +202,9 @@ type idleRound struct {
 }
 
 type idleResult struct {
-	// PID is the process the server ran in: a fresh one of its own
-	// (runIdleFresh), not callbench's.
-	PID    int         `json:"server_pid"`
+	// PIDs are the processes the server ran in, one per round: each a
+	// fresh one of its own (runIdleFresh), not callbench's.
+	PIDs   []int       `json:"server_pids"`
 	Rounds []idleRound `json:"rounds"`
 }
 
@@ -263,7 +273,7 @@ func classesPerStream(before, after map[string]uint64, streams int) map[string]f
 }
 
 func runIdle(ctx context.Context, e *env, cfg idleConfig) (*idleResult, error) {
-	res := &idleResult{PID: os.Getpid()}
+	res := &idleResult{PIDs: []int{os.Getpid()}}
 	for _, conns := range cfg.conns {
 		r, err := idleOnce(ctx, e, cfg, conns)
 		if err != nil {

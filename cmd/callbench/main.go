@@ -69,6 +69,12 @@ type config struct {
 // not count in it.
 var allScenarios = []string{"unary", "stream", "connect", "fanout", "fanout10k", "idle", "replicas", "memory"}
 
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) (set bool) {
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("callbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -137,7 +143,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup, c.fanout.rounds = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond, min(c.fanout.rounds, 2)
 		c.fanoutLarge.filtered = min(c.fanoutLarge.filtered, 200)
 		c.memory.calls = min(c.memory.calls, 5000)
-		c.idle.streams, c.idle.conns, c.idle.settle = min(c.idle.streams, 200), []int{2, 20}, 100*time.Millisecond
+		c.idle.streams, c.idle.settle = min(c.idle.streams, 200), 100*time.Millisecond
+		if !flagSet(fs, "idle-conns") { // the idle rounds' processes are given theirs
+			c.idle.conns = []int{2, 20}
+		}
 		c.replicas.duration, c.replicas.warmup = 300*time.Millisecond, 100*time.Millisecond
 	}
 	c.replicas.concurrency = c.unary.concurrency
