@@ -150,13 +150,9 @@ func (c *fanChild) finish() (*fanSummary, error) {
 	if err := c.Send("finish"); err != nil {
 		return nil, err
 	}
-	line, err := c.ReadLine(time.Minute)
-	if err != nil {
-		return nil, err
-	}
 	var sum fanSummary
-	if err := json.Unmarshal([]byte(line), &sum); err != nil {
-		return nil, c.Err(fmt.Errorf("summary %q: %w", line, err))
+	if err := c.ReadJSON(time.Minute, &sum); err != nil {
+		return nil, err
 	}
 	if err := c.Finish(time.Minute); err != nil {
 		return nil, err

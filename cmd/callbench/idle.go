@@ -96,13 +96,9 @@ func runIdleRoundFresh(ctx context.Context, c *config, conns int) (*idleResult, 
 		return nil, err
 	}
 	defer ch.Close()
-	line, err := ch.ReadLine(10 * time.Minute)
-	if err != nil {
-		return nil, err
-	}
 	var res idleResult
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		return nil, ch.Err(fmt.Errorf("result %q: %w", line, err))
+	if err := ch.ReadJSON(10*time.Minute, &res); err != nil {
+		return nil, err
 	}
 	if err := ch.Finish(time.Minute); err != nil {
 		return nil, err

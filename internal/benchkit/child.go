@@ -3,6 +3,7 @@ package benchkit
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -104,6 +105,19 @@ func (c *Child) ReadLine(timeout time.Duration) (string, error) {
 		return "", c.Err(err)
 	}
 	return strings.TrimSuffix(line, "\n"), nil
+}
+
+// ReadJSON reads the child's next line, as ReadLine, and decodes it as
+// JSON into v: the way the children report their results.
+func (c *Child) ReadJSON(timeout time.Duration, v any) error {
+	line, err := c.ReadLine(timeout)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(line), v); err != nil {
+		return c.Err(fmt.Errorf("result %q: %w", line, err))
+	}
+	return nil
 }
 
 // Finish closes the child's stdin and waits for it to exit, killing it

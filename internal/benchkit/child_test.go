@@ -141,3 +141,22 @@ func TestExitOnFlagError(t *testing.T) {
 		}
 	}
 }
+
+// TestChildReadJSON: a line of JSON decodes into the value; a line that
+// is not JSON is an error that quotes it.
+func TestChildReadJSON(t *testing.T) {
+	c := startTestChild(t)
+	var v struct{ N int }
+	if err := c.Send(`echo {"N": 7}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadJSON(10*time.Second, &v); err != nil || v.N != 7 {
+		t.Fatalf("ReadJSON: %+v, %v; want N 7", v, err)
+	}
+	if err := c.Send("echo not json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadJSON(10*time.Second, &v); err == nil || !strings.Contains(err.Error(), `"not json"`) {
+		t.Fatalf("ReadJSON of a line that is not JSON: %v, want an error quoting it", err)
+	}
+}
