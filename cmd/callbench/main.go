@@ -59,14 +59,13 @@ type config struct {
 	strict      bool
 }
 
-// allScenarios in run order. (Idle runs in a process of its own: see
-// runIdleFresh.)
-// Memory runs last: its 100k calls leave a
-// heap of ≈ 150 MB for the runtime to scavenge and collect, which slowed
-// the scenarios that followed it (unary ratio 0.81–0.86 and fan-out p99
-// 10–11 ms after it, against 0.87 and 6 ms before it, same binary). Its
-// figure is a heap delta between two collections, so what ran before does
-// not count in it.
+// allScenarios in run order (the idle scenario's rounds each in a
+// process of their own: see runIdleFresh). Memory runs last: its 100k
+// calls leave a heap of ≈ 150 MB for the runtime to scavenge and
+// collect, which slowed the scenarios that followed it (unary ratio
+// 0.81–0.86 and fan-out p99 10–11 ms after it, against 0.87 and 6 ms
+// before it, same binary). Its figure is a heap delta between two
+// collections, so what ran before does not count in it.
 var allScenarios = []string{"unary", "stream", "connect", "fanout", "fanout10k", "idle", "replicas", "memory"}
 
 // flagSet reports whether the command line set the flag name.
