@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
+	"callcontrold/internal/benchkit"
 	"callcontrold/internal/latency"
 )
 
@@ -188,6 +189,21 @@ func TestWatcherInstrumentFlags(t *testing.T) {
 	}
 }
 
+// TestStreamRoundsFlag: the streaming scenario alternates its kinds over
+// 6 rounds unless told otherwise, and needs at least one.
+func TestStreamRoundsFlag(t *testing.T) {
+	c, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil || c.stream.rounds != 6 {
+		t.Errorf("defaults: %d rounds, %v; want 6", c.stream.rounds, err)
+	}
+	if c, err := parseFlags([]string{"--stream-rounds", "3"}, &bytes.Buffer{}); err != nil || c.stream.rounds != 3 {
+		t.Errorf("--stream-rounds 3: %v, %v", c, err)
+	}
+	if _, err := parseFlags([]string{"--stream-rounds", "0"}, &bytes.Buffer{}); err == nil {
+		t.Error("--stream-rounds 0: no error")
+	}
+}
+
 func TestIdleConnsFlag(t *testing.T) {
 	c, err := parseFlags([]string{"--idle-conns", "3, 7"}, &bytes.Buffer{})
 	if err != nil || !slices.Equal(c.idle.conns, []int{3, 7}) {
@@ -252,6 +268,22 @@ func TestSmoke(t *testing.T) {
 	}
 	if rep.Stream.Noop.Messages == 0 || rep.Stream.Watch.Messages == 0 || rep.Stream.Events < rep.Stream.Watch.Messages {
 		t.Errorf("streaming: %+v", rep.Stream)
+	}
+	// The rounds alternate which kind goes first, and the target checks
+	// the median of their ratios.
+	if s := rep.Stream; len(s.Rounds) != c.stream.rounds || s.Rounds[0].WatchFirst || !s.Rounds[1].WatchFirst {
+		t.Errorf("streaming rounds: %+v (want %d, the second with WatchCalls first)", s.Rounds, c.stream.rounds)
+	} else {
+		var ratios []float64
+		for _, rd := range s.Rounds {
+			if rd.NoopPerSecond <= 0 || rd.WatchPerSecond <= 0 {
+				t.Errorf("streaming round without messages: %+v", rd)
+			}
+			ratios = append(ratios, rd.Ratio)
+		}
+		if s.Ratio != benchkit.Median(ratios) || s.RatioOfTotals <= 0 {
+			t.Errorf("streaming ratio %v, of totals %v; rounds' %v", s.Ratio, s.RatioOfTotals, ratios)
+		}
 	}
 	if f := rep.Fanout; f.Commits == 0 || f.Expected == 0 || f.Received == 0 || f.Unexpected != 0 || f.Failures != 0 || f.WatcherProc != "child" || f.Latency.Max == 0 {
 		t.Errorf("fan-out: %+v", f)

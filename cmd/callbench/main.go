@@ -88,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.unary.rounds, "unary-rounds", 8, "unary, connect: the kinds alternate this many times within the measured time, so that a neighbour's burst of work falls on both alike")
 	fs.IntVar(&c.stream.streams, "streams", 10, "streaming: concurrent streams of each kind")
 	fs.DurationVar(&streamDur, "stream-duration", 6*time.Second, "streaming: measured time of each kind")
+	fs.IntVar(&c.stream.rounds, "stream-rounds", 6, "streaming, connect's streams: the measured time is this many rounds, each a phase of each kind (the no-op's or WatchCalls' first, in turn); the streaming target checks the median of the rounds' ratios")
 	fs.IntVar(&c.fanout.filtered, "watchers", 1000, "fan-out: device-filtered watchers")
 	fs.IntVar(&c.fanoutLarge.filtered, "watchers-10k", 10000, "fanout10k: device-filtered watchers (the other fan-out flags apply to it too)")
 	fs.IntVar(&c.fanout.unfiltered, "unfiltered", 10, "fan-out: unfiltered watchers")
@@ -125,7 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.scenarios[s] = true
 	}
 	c.unary.duration, c.unary.warmup = unaryDur, time.Second
-	c.stream.conns, c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.window = 2, streamDur, 2, 500*time.Millisecond, 256
+	c.stream.conns, c.stream.duration, c.stream.warmup, c.stream.window = 2, streamDur, 500*time.Millisecond, 256
 	c.fanout.duration, c.fanout.warmup = fanDur, 2*time.Second
 	c.idle.settle = time.Second
 	c.replicas.duration, c.replicas.warmup = replDur, time.Second
@@ -138,7 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.smoke {
 		c.unary.duration, c.unary.rounds, c.unary.warmup = 200*time.Millisecond, 1, 50*time.Millisecond
-		c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.streams = 200*time.Millisecond, 1, 50*time.Millisecond, min(c.stream.streams, 4)
+		c.stream.duration, c.stream.rounds, c.stream.warmup, c.stream.streams = 200*time.Millisecond, 2, 50*time.Millisecond, min(c.stream.streams, 4)
 		c.fanout.filtered, c.fanout.rate, c.fanout.duration, c.fanout.warmup, c.fanout.rounds = min(c.fanout.filtered, 100), min(c.fanout.rate, 2000), 300*time.Millisecond, 100*time.Millisecond, min(c.fanout.rounds, 2)
 		c.fanoutLarge.filtered = min(c.fanoutLarge.filtered, 200)
 		c.memory.calls = min(c.memory.calls, 5000)
@@ -161,8 +162,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	switch {
 	case c.unary.concurrency < 1 || c.unary.concurrency > loadDevices:
 		return nil, fmt.Errorf("--concurrency must be 1..%d", loadDevices)
-	case c.unary.conns < 1 || c.unary.rounds < 1 || c.stream.streams < 1 || c.idle.streams < 1:
-		return nil, errors.New("--unary-conns, --unary-rounds, --streams and --idle-streams must be at least 1")
+	case c.unary.conns < 1 || c.unary.rounds < 1 || c.stream.streams < 1 || c.stream.rounds < 1 || c.idle.streams < 1:
+		return nil, errors.New("--unary-conns, --unary-rounds, --streams, --stream-rounds and --idle-streams must be at least 1")
 	case c.fanout.filtered < 0 || c.fanout.filtered > fanoutDevices || c.fanout.unfiltered < 0 || c.fanout.filtered+c.fanout.unfiltered == 0:
 		return nil, fmt.Errorf("--watchers must be 0..%d and --unfiltered >= 0, not both 0", fanoutDevices)
 	case c.fanout.rounds < 1:

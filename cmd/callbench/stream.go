@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,13 +73,41 @@ type streamResult struct {
 	Commits        int64   `json:"commits"`
 	CommitsPerSec  float64 `json:"commits_per_second"`
 	EventsPerFrame float64 `json:"events_per_frame"`
-	Ratio          float64 `json:"ratio"`
+	// Rounds are the rounds in the order they ran, each a no-op phase and
+	// a WatchCalls phase (the no-op's first in even rounds, WatchCalls'
+	// in odd ones).
+	Rounds []streamRound `json:"rounds"`
+	// Ratio is the median of the rounds' ratios (benchkit.Median), the
+	// figure the target checks; RatioOfTotals the summed rates' ratio.
+	Ratio         float64 `json:"ratio"`
+	RatioOfTotals float64 `json:"ratio_of_totals"`
 	// FrameBytes is the mean size of the frames the no-op stream repeats:
 	// the frames of one traffic cycle, as a watch received them.
 	FrameBytes      float64 `json:"noop_frame_bytes"`
 	TrafficDrivers  int     `json:"traffic_drivers"`
 	TrafficWindow   int64   `json:"traffic_window_revisions"`
 	WatcherFailures int     `json:"watcher_failures"`
+}
+
+// streamRound is one round's two phases: each kind's messages/s, and
+// WatchCalls' over the no-op's.
+type streamRound struct {
+	NoopPerSecond  float64 `json:"noop_messages_per_second"`
+	WatchPerSecond float64 `json:"watch_messages_per_second"`
+	Ratio          float64 `json:"ratio"`
+	WatchFirst     bool    `json:"watch_first,omitempty"`
+}
+
+// roundRatios lists the rounds' ratios in the order they ran.
+func (r *streamResult) roundRatios() string {
+	var b strings.Builder
+	for i, rd := range r.Rounds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%.3f", rd.Ratio)
+	}
+	return b.String()
 }
 
 // runStream compares raw server streaming of a pre-built small message
@@ -103,25 +132,47 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 	}
 	per := cfg.duration / time.Duration(cfg.rounds)
 	for round := range cfg.rounds {
-		n, el, wk, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per, cfg.kindProfile("noop", round))
-		if err != nil {
-			return nil, err
+		rd := streamRound{WatchFirst: round%2 == 1}
+		noop := func() error {
+			n, el, wk, err := noopStreams(ctx, conns, cfg.streams, cfg.warmup, per, cfg.kindProfile("noop", round))
+			if err != nil {
+				return err
+			}
+			res.Noop.Messages += n
+			res.Noop.Seconds += el.Seconds()
+			res.Noop.work = res.Noop.work.Add(wk)
+			rd.NoopPerSecond = float64(n) / el.Seconds()
+			return nil
 		}
-		res.Noop.Messages += n
-		res.Noop.Seconds += el.Seconds()
-		res.Noop.work = res.Noop.work.Add(wk)
-		wcfg := cfg
-		wcfg.watchProfile = cfg.kindProfile("watch", round)
-		w, err := watchPhase(ctx, e, grpcWatchOpener(conns), wcfg, per)
-		if err != nil {
-			return nil, err
+		watch := func() error {
+			wcfg := cfg
+			wcfg.watchProfile = cfg.kindProfile("watch", round)
+			w, err := watchPhase(ctx, e, grpcWatchOpener(conns), wcfg, per)
+			if err != nil {
+				return err
+			}
+			res.Watch.Messages += w.frames
+			res.Watch.Seconds += w.elapsed.Seconds()
+			res.Watch.work = res.Watch.work.Add(w.work)
+			res.Events += w.events
+			res.Commits += w.commits
+			res.WatcherFailures += w.failures
+			rd.WatchPerSecond = float64(w.frames) / w.elapsed.Seconds()
+			return nil
 		}
-		res.Watch.Messages += w.frames
-		res.Watch.Seconds += w.elapsed.Seconds()
-		res.Watch.work = res.Watch.work.Add(w.work)
-		res.Events += w.events
-		res.Commits += w.commits
-		res.WatcherFailures += w.failures
+		phases := []func() error{noop, watch}
+		if rd.WatchFirst {
+			phases = []func() error{watch, noop}
+		}
+		for _, phase := range phases {
+			if err := phase(); err != nil {
+				return nil, err
+			}
+		}
+		if rd.NoopPerSecond > 0 {
+			rd.Ratio = benchkit.Round3(rd.WatchPerSecond / rd.NoopPerSecond)
+		}
+		res.Rounds = append(res.Rounds, rd)
 	}
 	res.Noop.PerSecond = float64(res.Noop.Messages) / res.Noop.Seconds
 	res.Watch.PerSecond = float64(res.Watch.Messages) / res.Watch.Seconds
@@ -131,7 +182,12 @@ func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, er
 	if res.Watch.Messages > 0 {
 		res.EventsPerFrame = float64(res.Events) / float64(res.Watch.Messages)
 	}
-	res.Ratio = res.Watch.PerSecond / res.Noop.PerSecond
+	res.RatioOfTotals = res.Watch.PerSecond / res.Noop.PerSecond
+	ratios := make([]float64, len(res.Rounds))
+	for i, rd := range res.Rounds {
+		ratios[i] = rd.Ratio
+	}
+	res.Ratio = benchkit.Median(ratios)
 	if res.WatcherFailures > 0 {
 		return res, fmt.Errorf("stream: %d watchers failed", res.WatcherFailures)
 	}

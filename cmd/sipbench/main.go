@@ -45,7 +45,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -500,27 +499,12 @@ func mustPort() int {
 	return p
 }
 
-// median is the middle of v (the mean of the middle two for an even
-// count); 0 for none.
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	m := len(s) / 2
-	if len(s)%2 == 1 {
-		return s[m]
-	}
-	return benchkit.Round3((s[m-1] + s[m]) / 2)
-}
-
 func (r *report) finish() {
 	var ratios []float64
 	for _, p := range r.Rounds {
 		ratios = append(ratios, p.Ratio)
 	}
-	r.Ratio = median(ratios)
+	r.Ratio = benchkit.Median(ratios)
 	add := r.Checks.Add
 	add("SIP call setups/s, switch/direct (median of the pairs)", r.Ratio, ">=", 0.5)
 	add("SIP failed calls (all rounds)", float64(r.Direct.FailedCalls+r.Switch.FailedCalls), "<=", 0)

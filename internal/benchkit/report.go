@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -59,6 +60,24 @@ func (cs Checks) WriteTable(w io.Writer) {
 // Round3 rounds a non-negative x to three decimals, as the reports print
 // their figures.
 func Round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+// Median is the middle of v (the mean of the middle two, Round3, for an
+// even count); 0 for none. The benchmarks that alternate two kinds in
+// pairs of rounds check the median of the pairs' ratios: a ratio of the
+// summed rates follows whichever kind's rounds a neighbour slowed most,
+// a pair's two rounds ran within seconds of each other.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return Round3((s[m-1] + s[m]) / 2)
+}
 
 // WriteJSON prints a blank line and the indented JSON of summary to w
 // (after the table the caller printed), and writes the same JSON to file

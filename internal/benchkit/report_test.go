@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,6 +57,21 @@ func TestRound3(t *testing.T) {
 	for _, c := range []struct{ in, want float64 }{{1.23449, 1.234}, {1.2345, 1.235}, {0, 0}, {12000.0004, 12000}} {
 		if got := Round3(c.in); got != c.want {
 			t.Errorf("Round3(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{0.7}, 0.7}, {[]float64{0.9, 0.1, 0.5}, 0.5}, {[]float64{0.8, 0.6, 0.1, 2}, 0.7}, {[]float64{1, 2}, 1.5}} {
+		in := slices.Clone(c.in)
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+		if !slices.Equal(in, c.in) {
+			t.Errorf("Median reordered its argument: %v, was %v", c.in, in)
 		}
 	}
 }
