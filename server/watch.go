@@ -343,7 +343,6 @@ type watchStream struct {
 	w       *callstore.Watcher // the store's watcher, once opened
 	release func()             // gives back the caller's watch limit; nil without a Limiter
 	visible func(*callstore.Call) bool
-	span    trace.Span // the RPC's span: one event per frame of events
 
 	// What delivering events needs, while the watch has some to deliver
 	// (see getBusy); nil while it is quiet.
@@ -464,13 +463,17 @@ func (ws *watchStream) buildFrames() {
 }
 
 // delivered accounts for the frames of the last collect once they are
-// sent, and lets them and their events go.
+// sent, and lets them and their events go. The RPC's span (one event per
+// frame of events) is looked up in the stream's context here rather than
+// kept in the watchStream: 16 bytes less put it in the 128-byte size
+// class, and an idle stream keeps one for as long as it lives.
 func (ws *watchStream) delivered() {
 	clear(ws.frames) // do not pin the frames until the next collect
+	span := trace.SpanFromContext(ws.stream.Context())
 	events := 0
 	for i := range ws.batches {
 		b := &ws.batches[i]
-		addBatchEvent(ws.span, b.Revision, len(b.Events))
+		addBatchEvent(span, b.Revision, len(b.Events))
 		events += len(b.Events)
 		b.Events = nil // let the events go before the next Drain reuses the slice
 	}

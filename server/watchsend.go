@@ -4,8 +4,6 @@ import (
 	"errors"
 	"sync"
 
-	"go.opentelemetry.io/otel/trace"
-
 	"callcontrold/callstore"
 	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
@@ -30,7 +28,6 @@ var errSendAbandoned = errors.New("watch evicted during a send")
 func newWatchStream(s *callService, stream callcontrolv1.CallControlService_WatchCallsServer, visible func(*callstore.Call) bool) *watchStream {
 	ws := &watchStream{
 		s: s, stream: stream, visible: visible,
-		span:   trace.SpanFromContext(stream.Context()),
 		wake:   make(chan struct{}, 1),
 		regIdx: -1,
 	}
