@@ -4,8 +4,9 @@ import (
 	"errors"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	"callcontrold/callstore"
-	callcontrolv1 "callcontrold/gen/callcontrol/v1"
 )
 
 // Evicting a watch whose client stopped reading.
@@ -25,7 +26,7 @@ import (
 // errSendAbandoned: the watch was evicted while a send was under way.
 var errSendAbandoned = errors.New("watch evicted during a send")
 
-func newWatchStream(s *callService, stream callcontrolv1.CallControlService_WatchCallsServer, visible func(*callstore.Call) bool) *watchStream {
+func newWatchStream(s *callService, stream grpc.ServerStream, visible func(*callstore.Call) bool) *watchStream {
 	ws := &watchStream{
 		s: s, stream: stream, visible: visible,
 		wake:   make(chan struct{}, 1),
