@@ -538,7 +538,7 @@ func (st *streamCtl) firstRead(ss grpc.ServerStream, m any) error {
 	default:
 	}
 	st.ss, st.m, st.reading = ss, m, true
-	go st.readFirst()
+	goRun(st)
 	if <-st.wake == wokeAbort {
 		return st.abortError() // the goroutine keeps st until its read returns
 	}
@@ -547,8 +547,8 @@ func (st *streamCtl) firstRead(ss grpc.ServerStream, m any) error {
 	return err
 }
 
-// readFirst is firstRead's goroutine.
-func (st *streamCtl) readFirst() {
+// runJob is firstRead's goroutine (goRun).
+func (st *streamCtl) runJob() {
 	st.readErr = st.ss.RecvMsg(st.m)
 	st.wake <- wokeRead
 }

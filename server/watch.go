@@ -95,7 +95,7 @@ func (s *callService) openAndStart(req *callcontrolv1.WatchCallsRequest, stream 
 func (s *callService) openOnOwnStack(req *callcontrolv1.WatchCallsRequest, stream grpc.ServerStream, pooled bool) opened {
 	j := openJobs.Get().(*openJob)
 	j.s, j.req, j.stream = s, req, stream
-	go j.run()
+	goRun(j)
 	o := <-j.done
 	p := j.panic
 	*j = openJob{done: j.done}
@@ -135,13 +135,13 @@ type openJob struct {
 	s      *callService
 	req    *callcontrolv1.WatchCallsRequest
 	stream grpc.ServerStream
-	done   chan opened // buffered: run never waits on it
+	done   chan opened // buffered: runJob never waits on it
 	panic  any         // set before done receives
 }
 
 var openJobs = sync.Pool{New: func() any { return &openJob{done: make(chan opened, 1)} }}
 
-func (j *openJob) run() {
+func (j *openJob) runJob() {
 	var o opened
 	defer func() {
 		j.panic = recover()

@@ -100,14 +100,15 @@ func (ws *watchStream) sendFrames(msgs []any) error {
 		return errSendAbandoned
 	}
 	sl.ws, sl.msgs = ws, msgs
-	go sl.sendHelper()
+	goRun(sl)
 	return ws.await(sl).err
 }
 
-// sendHelper is sendFrames' goroutine. It takes the send from the slot:
-// a goroutine started with arguments is one more object dropped per send
-// (48 bytes), among the ones an idle stream keeps when it is its first.
-func (sl *sendSlot) sendHelper() {
+// runJob is sendFrames' goroutine (goRun). It takes the send from the
+// slot: a goroutine started with arguments is one more object dropped per
+// send (48 bytes), among the ones an idle stream keeps when it is its
+// first.
+func (sl *sendSlot) runJob() {
 	sl.ch <- sendResult{err: sl.ws.sendAll(sl.msgs)} // buffered (see sendSlot): nobody may be waiting any more
 }
 

@@ -69,7 +69,7 @@ func (ws *watchStream) runSender(w *callstore.Watcher, linger bool, ended error)
 }
 
 // sender is runSender's goroutine. It takes its arguments from the slot
-// (sendHelper says why): a filtered watch of the 10,000-watcher fan-out
+// (sendSlot.runJob says why): a filtered watch of the 10,000-watcher fan-out
 // gets an event a second, and starts a sender for each.
 func (sl *sendSlot) sender() {
 	sl.ch <- sl.ws.sendWhileBusy(sl.w, sl.linger, sl.ended) // buffered (see sendSlot): nobody may be waiting any more
