@@ -143,13 +143,13 @@ func (r decodeRegistrar) GetServiceInfo() map[string]grpc.ServiceInfo { return r
 
 // stream checks the messages a stream receives; streams receive inside
 // the interceptor chain already. The chain's own stream (chainStream)
-// checks them itself: a wrapper would be one more object an idle stream
-// keeps for its life (24 bytes).
+// checks them itself, against its server's failures (streamMethod): a
+// wrapper would be one more object an idle stream keeps for its life (24
+// bytes).
 func (r decodeRegistrar) stream(h grpc.StreamHandler) grpc.StreamHandler {
 	return func(srv any, ss grpc.ServerStream) error {
-		if cs, ok := ss.(*chainStream); ok {
-			cs.failures = r.failures
-			return h(srv, cs)
+		if _, ok := ss.(*chainStream); ok {
+			return h(srv, ss)
 		}
 		return h(srv, decodeStream{ServerStream: ss, failures: r.failures})
 	}

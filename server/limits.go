@@ -484,7 +484,7 @@ func (p *pendingRequests) unary(ctx context.Context, req any, _ *grpc.UnaryServe
 // streaming handler reads its request itself. A stream served through
 // ServeHTTP (it carries a stream abort: package web) is not counted here:
 // that listener counts its requests itself (AwaitRequest).
-func (s *chainStream) startRead(p *pendingRequests, method string) {
+func (s *chainStream) startRead(method string) {
 	ctx := s.ServerStream.Context()
 	st := streamCtlOf(ctx) // a method the tap did not know as streaming
 	if st == nil {
@@ -493,9 +493,9 @@ func (s *chainStream) startRead(p *pendingRequests, method string) {
 		}
 		st = streamCtlPool.Get().(*streamCtl)
 		st.ctx = ctx
-		p.admit(st, method)
+		s.m.pending.admit(st, method)
 	}
-	s.pending, s.st = p, st
+	s.st = st
 }
 
 // readDone takes the stream off the pending list, once, and lets its
@@ -505,7 +505,7 @@ func (s *chainStream) startRead(p *pendingRequests, method string) {
 func (s *chainStream) readDone() {
 	if st := s.st; st != nil {
 		s.st = nil
-		if s.pending.received(st) && st.wake != nil && !st.reading {
+		if s.m.pending.received(st) && st.wake != nil && !st.reading {
 			st.release()
 		}
 	}

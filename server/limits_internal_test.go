@@ -63,7 +63,7 @@ func TestAbortedStreamCtlIsNotReused(t *testing.T) {
 		st := streamCtlPool.Get().(*streamCtl)
 		st.ctx = context.Background()
 		p.admit(st, "/s/watch")
-		return &chainStream{pending: p, st: st}
+		return &chainStream{m: &streamMethod{pending: p}, st: st}
 	}
 	evicted := open()
 	victim := evicted.st
