@@ -29,7 +29,7 @@ type streamConfig struct {
 	streams  int           // concurrent streams of each kind
 	conns    int           // client connections they share
 	duration time.Duration // measured time per kind, split over rounds
-	rounds   int
+	rounds   int           // a phase of each kind per round, the first kind alternating
 	warmup   time.Duration
 	window   int64 // the traffic driver stays at most this many revisions ahead of the slowest watcher
 	// profileDir non-empty: a CPU profile of each kind's measured time in
@@ -116,6 +116,9 @@ func (r *streamResult) roundRatios() string {
 // simulated switch's call flows (dial, answer, hold, retrieve, hang up:
 // one- and two-leg revisions, as --demo-traffic makes) as fast as the
 // watchers keep up. Delivered messages are frames received by the client.
+// The kinds alternate over cfg.rounds rounds, each first in every other
+// one, so that a neighbour's burst falls on both alike; the result's
+// Ratio is the median of the rounds'.
 func runStream(ctx context.Context, e *env, cfg streamConfig) (*streamResult, error) {
 	conns, err := e.dialN(cfg.conns)
 	if err != nil {
